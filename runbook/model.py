@@ -1,0 +1,237 @@
+"""Frozen dataclasses describing a parsed runbook.
+
+Every element keeps its 1-based source line (and column where it helps) so that any
+diagnostic, plan line or transcript event can point back at the Markdown a reviewer read.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Literal
+
+Severity = Literal["error", "warning"]
+
+SHELL_LANGUAGES = frozenset({"sh", "bash", "shell", "zsh"})
+ALERT_KINDS = ("NOTE", "TIP", "IMPORTANT", "WARNING", "CAUTION")
+PROMINENT_ALERTS = frozenset({"IMPORTANT", "WARNING", "CAUTION"})
+
+
+@dataclass(frozen=True, order=True)
+class Diagnostic:
+    """One problem found in a runbook, positioned for ``FILE:LINE:COL`` output."""
+
+    line: int
+    col: int
+    severity: Severity
+    message: str
+
+    def format(self, path: str) -> str:
+        return f"{path}:{self.line}:{self.col}: {self.severity}: {self.message}"
+
+
+@dataclass(frozen=True)
+class Amount:
+    """A count of hosts, absolute (``3``) or relative to the target list (``25%``)."""
+
+    value: int
+    percent: bool = False
+
+    def of(self, total: int) -> int:
+        """The absolute count for ``total`` hosts; a non-zero percentage is at least 1 host."""
+        if not self.percent:
+            return self.value
+        return max(1, total * self.value // 100) if self.value else 0
+
+    def __str__(self) -> str:
+        return f"{self.value}%" if self.percent else str(self.value)
+
+
+@dataclass(frozen=True)
+class Duration:
+    """A time span as written (``5m``) and in seconds."""
+
+    text: str
+    seconds: float
+
+    def __str__(self) -> str:
+        return self.text
+
+
+@dataclass(frozen=True)
+class Variable:
+    """A variable declared under ``variables:`` in the front matter."""
+
+    name: str
+    line: int
+    prompt: str | None = None
+    description: str | None = None
+    default: str | None = None
+    choices: tuple[str, ...] = ()
+    pattern: str | None = None
+    required: bool = False
+    secret: bool = False
+
+
+@dataclass(frozen=True)
+class Host:
+    """One SSH target as written in ``hosts:`` or ``on:``: ``[user@]host[:port]`` or an alias."""
+
+    spec: str
+    hostname: str
+    user: str | None = None
+    port: int | None = None
+
+
+@dataclass(frozen=True)
+class HostGroup:
+    name: str
+    hosts: tuple[Host, ...]
+    line: int
+
+
+@dataclass(frozen=True)
+class SSHDefaults:
+    """Front matter ``ssh:`` defaults; OpenSSH config and agent supply everything else."""
+
+    user: str | None = None
+    port: int | None = None
+    known_hosts: str | None = None
+
+
+@dataclass(frozen=True)
+class Position:
+    line: int
+    col: int
+
+
+@dataclass(frozen=True)
+class BlockOptions:
+    """The option map of one block, merged from ``#|`` lines and the info string."""
+
+    name: str | None = None
+    on: str = "local"
+    serial: tuple[Amount, ...] = ()
+    max_fail: Amount = Amount(0)
+    confirm: str | None = None
+    type_to_confirm: str | None = None
+    timeout: Duration | None = None
+    retries: int = 0
+    retry_delay: Duration = Duration("5s", 5.0)
+    capture: str | None = None
+    continue_on_error: bool = False
+    rollback: bool = False
+    run: bool = True
+    shell: str | None = None
+    cwd: str | None = None
+    manual: bool = False
+    """Runme's ``excludeFromRunAll``: the block runs only when the operator chooses it."""
+    positions: dict[str, Position] = field(default_factory=dict, compare=False, repr=False)
+    """Where each option was written, for diagnostics."""
+
+    def where(self, option: str, default: Position) -> Position:
+        return self.positions.get(option, default)
+
+
+@dataclass(frozen=True)
+class Block:
+    """A fenced code block whose language is a shell: it can run."""
+
+    name: str
+    line: int
+    col: int
+    end_line: int
+    language: str
+    info: str
+    code: str
+    """The script as it will run: the fence body without the leading ``#|`` option lines."""
+    code_line: int
+    """Source line of the first line of ``code``."""
+    options: BlockOptions
+    step: int | None
+    """1-based index of the step it belongs to; ``None`` outside any step (never runs)."""
+
+    @property
+    def runs(self) -> bool:
+        """False for ``run: false`` blocks, which are documentation only."""
+        return self.options.run
+
+    @property
+    def position(self) -> Position:
+        return Position(self.line, self.col)
+
+
+@dataclass(frozen=True)
+class CheckItem:
+    """A task-list item (``- [ ] text``) the operator must tick or skip with a reason."""
+
+    text: str
+    line: int
+    col: int
+    checked_in_source: bool = False
+
+
+@dataclass(frozen=True)
+class Alert:
+    """A GitHub alert (``> [!WARNING]``) shown before the step's blocks run."""
+
+    kind: str
+    text: str
+    line: int
+
+    @property
+    def prominent(self) -> bool:
+        return self.kind in PROMINENT_ALERTS
+
+
+@dataclass(frozen=True)
+class Step:
+    """A ``##`` section: one checkpoint of the procedure."""
+
+    index: int
+    title: str
+    slug: str
+    line: int
+    end_line: int
+    checklist: tuple[CheckItem, ...] = ()
+    alerts: tuple[Alert, ...] = ()
+    blocks: tuple[Block, ...] = ()
+
+    @property
+    def forward_blocks(self) -> tuple[Block, ...]:
+        return tuple(b for b in self.blocks if not b.options.rollback)
+
+    @property
+    def rollback_blocks(self) -> tuple[Block, ...]:
+        return tuple(b for b in self.blocks if b.options.rollback)
+
+
+@dataclass(frozen=True)
+class Runbook:
+    """A whole parsed runbook: front matter plus steps, with the exact source it came from."""
+
+    path: str
+    source: str
+    sha256: str
+    title: str
+    title_line: int
+    description: str | None = None
+    owner: str | None = None
+    variables: tuple[Variable, ...] = ()
+    hosts: tuple[HostGroup, ...] = ()
+    ssh: SSHDefaults = SSHDefaults()
+    shell: str | None = None
+    cwd: str | None = None
+    steps: tuple[Step, ...] = ()
+    loose_blocks: tuple[Block, ...] = ()
+    """Shell blocks outside any ``##`` step: shown, never run."""
+
+    def variable(self, name: str) -> Variable | None:
+        return next((v for v in self.variables if v.name == name), None)
+
+    def group(self, name: str) -> HostGroup | None:
+        return next((g for g in self.hosts if g.name == name), None)
+
+    @property
+    def blocks(self) -> tuple[Block, ...]:
+        """Every block of every step, in document order."""
+        return tuple(b for s in self.steps for b in s.blocks)

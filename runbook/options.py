@@ -1,0 +1,233 @@
+"""Block options from ``#|`` lines and from Runme-style info-string attributes.
+
+Both forms feed one option map; an option given twice (in either form) is an error,
+so what a reviewer reads in one place is never silently overridden by the other.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import Any
+
+from runbook.model import BlockOptions, Diagnostic, Position, Severity
+from runbook.values import (
+    IDENTIFIER,
+    NAME,
+    ValueProblem,
+    did_you_mean,
+    parse_amount,
+    parse_bool,
+    parse_count,
+    parse_duration,
+    parse_serial,
+    parse_text,
+)
+
+
+def _name(value: object) -> str:
+    text = parse_text(value).strip()
+    if not NAME.match(text):
+        raise ValueProblem(f"`{text}` is not a valid name: use letters, digits, `-`, `_` and `.`")
+    return text
+
+
+def _identifier(value: object) -> str:
+    text = parse_text(value).strip()
+    if not IDENTIFIER.match(text):
+        raise ValueProblem(f"`{text}` is not a variable name like FINGERPRINT")
+    return text
+
+
+def _positive_duration(value: object) -> Any:
+    d = parse_duration(value)
+    if d.seconds <= 0:
+        raise ValueProblem("must be longer than 0s")
+    return d
+
+
+# option key -> (BlockOptions field, value parser)
+OPTIONS: dict[str, tuple[str, Callable[[object], Any]]] = {
+    "name": ("name", _name),
+    "on": ("on", lambda v: parse_text(v).strip()),
+    "serial": ("serial", parse_serial),
+    "max-fail": ("max_fail", lambda v: parse_amount(v, allow_zero=True)),
+    "confirm": ("confirm", parse_text),
+    "type-to-confirm": ("type_to_confirm", parse_text),
+    "timeout": ("timeout", _positive_duration),
+    "retries": ("retries", parse_count),
+    "retry-delay": ("retry_delay", parse_duration),
+    "capture": ("capture", _identifier),
+    "continue-on-error": ("continue_on_error", parse_bool),
+    "rollback": ("rollback", parse_bool),
+    "run": ("run", parse_bool),
+    "shell": ("shell", parse_text),
+    "cwd": ("cwd", parse_text),
+}
+# Runme attributes with a meaning here.
+RUNME_MAPPED: dict[str, tuple[str, Callable[[object], Any]]] = {
+    "interpreter": ("shell", parse_text),
+    "excludeFromRunAll": ("manual", parse_bool),
+}
+# Runme attributes without one: accepted with a warning.
+RUNME_IGNORED = frozenset(
+    {
+        "id",
+        "interactive",
+        "background",
+        "promptEnv",
+        "terminalRows",
+        "closeTerminalOnSuccess",
+        "mimeType",
+        "category",
+        "tag",
+        "skipPrompts",
+    }
+)
+
+_OPTION_LINE = re.compile(r"#\|\s?(.*)\Z")
+_KV = re.compile(r"""\s*([A-Za-z_][\w-]*)\s*=\s*("(?:[^"\\]|\\.)*"|'[^']*'|[^\s"']*)""")
+
+
+@dataclass
+class RawOption:
+    key: str
+    value: object
+    pos: Position
+
+
+@dataclass
+class BlockOptionsReader:
+    """Collects raw options for one block, then validates them into :class:`BlockOptions`."""
+
+    raw: list[RawOption] = field(default_factory=list)
+    diagnostics: list[Diagnostic] = field(default_factory=list)
+
+    def report(self, pos: Position, severity: Severity, message: str) -> None:
+        self.diagnostics.append(Diagnostic(pos.line, pos.col, severity, message))
+
+    def read_info(self, rest: str, pos: Position) -> None:
+        """Attributes after the language: ``{"name": "x"}`` or ``{ name=x on=web }``."""
+        text = rest.strip()
+        if not text:
+            return
+        col = pos.col + rest.index(text[0])
+        if not (text.startswith("{") and text.endswith("}")):
+            self.report(
+                Position(pos.line, col),
+                "warning",
+                f"`{text}` after the language is ignored; options go in `#|` lines"
+                " or in `{ key=value }`",
+            )
+            return
+        inner = text[1:-1].strip()
+        if inner.startswith('"'):
+            self._read_json(text, Position(pos.line, col))
+        else:
+            self._read_kv(text[1:-1], Position(pos.line, col + 1))
+
+    def _read_json(self, text: str, pos: Position) -> None:
+        try:
+            data = json.loads(text)
+        except json.JSONDecodeError as e:
+            self.report(
+                Position(pos.line, pos.col + e.pos),
+                "error",
+                f"attributes are not valid JSON: {e.msg}",
+            )
+            return
+        if not isinstance(data, dict):
+            self.report(pos, "error", "attributes must be a JSON object")
+            return
+        for key, value in data.items():
+            offset = max(0, text.find(json.dumps(key)))
+            self.raw.append(RawOption(key, value, Position(pos.line, pos.col + offset)))
+
+    def _read_kv(self, text: str, pos: Position) -> None:
+        at = 0
+        while at < len(text):
+            if not text[at:].strip():
+                break
+            m = _KV.match(text, at)
+            if not m:
+                bad_col = pos.col + at + (len(text[at:]) - len(text[at:].lstrip()))
+                self.report(
+                    Position(pos.line, bad_col),
+                    "error",
+                    f"cannot read attribute `{text[at:].strip()}`: expected key=value pairs",
+                )
+                return
+            value = m.group(2)
+            if value[:1] == '"':
+                value = json.loads(value)
+            elif value[:1] == "'":
+                value = value[1:-1]
+            self.raw.append(RawOption(m.group(1), value, Position(pos.line, pos.col + m.start(1))))
+            at = m.end()
+
+    def read_option_line(self, line: str, pos: Position) -> None:
+        """One ``#| key: value`` line (``line`` already known to start with ``#|``)."""
+        m = _OPTION_LINE.match(line.rstrip())
+        body = m.group(1) if m else ""
+        key, sep, value = body.partition(":")
+        key_col = pos.col + len(line) - len(line.lstrip()) + 2 + (len(body) - len(body.lstrip()))
+        if not sep or not key.strip():
+            self.report(Position(pos.line, pos.col), "error", "expected `#| key: value`")
+            return
+        self.raw.append(
+            RawOption(key.strip(), _unquote(value.strip()), Position(pos.line, key_col))
+        )
+
+    def build(self) -> BlockOptions:
+        values: dict[str, Any] = {}
+        positions: dict[str, Position] = {}
+        given: dict[str, RawOption] = {}
+        for opt in self.raw:
+            if opt.key in RUNME_IGNORED:
+                self.report(
+                    opt.pos, "warning", f"Runme attribute `{opt.key}` is accepted and ignored"
+                )
+                continue
+            spec = OPTIONS.get(opt.key) or RUNME_MAPPED.get(opt.key)
+            if spec is None:
+                hint = did_you_mean(opt.key, [*OPTIONS, *RUNME_MAPPED])
+                self.report(opt.pos, "error", f"unknown option `{opt.key}`{hint}")
+                continue
+            attr, parse = spec
+            if attr in given:
+                first = given[attr]
+                alias = f" as `{first.key}`" if first.key != opt.key else ""
+                self.report(
+                    opt.pos,
+                    "error",
+                    f"option `{opt.key}` is set twice (first{alias} on line {first.pos.line})",
+                )
+                continue
+            given[attr] = opt
+            if opt.value == "" or opt.value is None:
+                self.report(opt.pos, "error", f"option `{opt.key}` needs a value")
+                continue
+            try:
+                values[attr] = parse(opt.value)
+            except ValueProblem as e:
+                self.report(opt.pos, "error", f"bad value for `{opt.key}`: {e}")
+                continue
+            positions[attr] = opt.pos
+        return BlockOptions(**values, positions=positions)
+
+
+def is_option_line(line: str) -> bool:
+    return line.lstrip().startswith("#|")
+
+
+def _unquote(value: str) -> object:
+    if len(value) >= 2 and value[0] == value[-1] == '"':
+        try:
+            return json.loads(value)
+        except json.JSONDecodeError:
+            return value
+    if len(value) >= 2 and value[0] == value[-1] == "'":
+        return value[1:-1].replace("''", "'")
+    return value

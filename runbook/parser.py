@@ -1,0 +1,375 @@
+"""Markdown + front matter + block options -> :class:`Runbook`, with source positions.
+
+markdown-it-py gives the block structure exactly as GitHub renders it (so what a reviewer
+sees is what runs); only block-level parsing is needed, so inline parsing is switched off.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import re
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from markdown_it import MarkdownIt
+from markdown_it.rules_block import StateBlock
+from markdown_it.rules_block import fence as commonmark_fence
+from markdown_it.token import Token
+
+from runbook.frontmatter import FrontMatter, load_front_matter
+from runbook.model import (
+    ALERT_KINDS,
+    SHELL_LANGUAGES,
+    Alert,
+    Block,
+    CheckItem,
+    Diagnostic,
+    Position,
+    Runbook,
+    Severity,
+    Step,
+)
+from runbook.options import OPTIONS, BlockOptionsReader, is_option_line
+
+_TASK = re.compile(r"\[([ xX])\](?:[ \t]+|\Z)")
+_ALERT = re.compile(r"\[!([A-Za-z]+)\][ \t]*(?:\n|\Z)")
+_QUOTE_PREFIX = re.compile(r"^[ \t]*>[ \t]?")
+_INFO = re.compile(r"([^\s{]*)(.*)", re.S)
+_LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
+_MARKUP = re.compile(r"[`*_~]|<[^>]+>")
+_SLUG_DROP = re.compile(r"[^\w\- ]", re.U)
+
+
+@dataclass(frozen=True)
+class ParseResult:
+    """The model (``None`` only when the file cannot be read as text) and every diagnostic."""
+
+    runbook: Runbook | None
+    diagnostics: tuple[Diagnostic, ...]
+
+    @property
+    def ok(self) -> bool:
+        return not any(d.severity == "error" for d in self.diagnostics)
+
+
+def _fence_rule(state: StateBlock, start: int, end: int, silent: bool) -> bool:
+    """CommonMark's fence rule, noting whether a closing fence was found.
+
+    An unclosed fence silently runs to the end of its container; for a runbook that
+    means the rest of the file would be shown as (or run as) one script.
+    """
+    if not commonmark_fence(state, start, end, silent):
+        return False
+    if not silent:
+        token = state.tokens[-1]
+        assert token.map is not None
+        last = token.map[1] - 1
+        token.meta["closed"] = last > start and _closes(state, last, token.markup)
+    return True
+
+
+def _closes(state: StateBlock, line: int, markup: str) -> bool:
+    if state.is_code_block(line):
+        return False
+    pos, end = state.bMarks[line] + state.tShift[line], state.eMarks[line]
+    run = pos
+    while run < end and state.src[run] == markup[0]:
+        run += 1
+    return run - pos >= len(markup) and not state.src[run:end].strip(" \t")
+
+
+def _make_markdown() -> MarkdownIt:
+    md = MarkdownIt("commonmark").enable("table")
+    md.disable(["inline", "text_join"])
+    md.block.ruler.at(
+        "fence", _fence_rule, {"alt": ["paragraph", "reference", "blockquote", "list"]}
+    )
+    return md
+
+
+_MD = _make_markdown()
+
+
+def decode(data: bytes) -> tuple[str | None, Diagnostic | None]:
+    """UTF-8 text without BOM and with LF line ends, or the position of the first bad byte."""
+    if data.startswith(b"\xef\xbb\xbf"):
+        data = data[3:]
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError as e:
+        line = data.count(b"\n", 0, e.start) + 1
+        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
+        message = f"invalid UTF-8: byte 0x{data[e.start]:02x} at byte offset {e.start}"
+        return None, Diagnostic(line, col, "error", message)
+    if "\r" in text:
+        text = text.replace("\r\n", "\n").replace("\r", "\n")
+    return text, None
+
+
+def parse_file(path: str | Path) -> ParseResult:
+    """Read and parse a runbook file (``OSError`` propagates: the caller words it)."""
+    data = Path(path).read_bytes()
+    return parse_bytes(data, str(path))
+
+
+def parse_bytes(data: bytes, path: str = "<string>") -> ParseResult:
+    text, problem = decode(data)
+    if text is None:
+        assert problem is not None
+        return ParseResult(None, (problem,))
+    return _Parser(text, path, hashlib.sha256(data).hexdigest()).parse()
+
+
+def parse_text(text: str, path: str = "<string>") -> ParseResult:
+    return parse_bytes(text.encode("utf-8"), path)
+
+
+def plain_title(markdown: str) -> str:
+    """Heading text without inline markup: ``Roll out `web` **now**`` -> ``Roll out web now``."""
+    text = _LINK.sub(r"\1", markdown)
+    return " ".join(_MARKUP.sub("", text).split())
+
+
+def slugify(title: str) -> str:
+    """GitHub's anchor for a heading."""
+    return _SLUG_DROP.sub("", title.lower()).replace(" ", "-")
+
+
+@dataclass
+class _StepDraft:
+    title: str
+    slug: str
+    line: int
+    end_line: int = 0
+    checklist: list[CheckItem] = field(default_factory=list)
+    alerts: list[Alert] = field(default_factory=list)
+    blocks: list[Block] = field(default_factory=list)
+
+
+class _Parser:
+    def __init__(self, text: str, path: str, sha256: str) -> None:
+        self.text = text
+        self.path = path
+        self.sha256 = sha256
+        self.lines = text.split("\n")
+        self.line_count = len(self.lines) - (self.lines[-1] == "")
+        self.diagnostics: list[Diagnostic] = []
+        self.steps: list[_StepDraft] = []
+        self.current: _StepDraft | None = None
+        self.loose: list[Block] = []
+        self.title: str | None = None
+        self.title_line = 1
+        self.slugs: dict[str, int] = {}
+
+    def report(self, line: int, col: int, severity: Severity, message: str) -> None:
+        self.diagnostics.append(Diagnostic(line, col, severity, message))
+
+    def parse(self) -> ParseResult:
+        fm, body = self._front_matter()
+        self.diagnostics.extend(fm.diagnostics)
+        self._walk(_MD.parse(body))
+        steps = self._finish_steps()
+        title, title_line = fm.title, 1
+        if title is None:
+            title, title_line = self.title or Path(self.path).stem, self.title_line
+        runbook = Runbook(
+            path=self.path,
+            source=self.text,
+            sha256=self.sha256,
+            title=title,
+            title_line=title_line,
+            description=fm.description,
+            owner=fm.owner,
+            variables=tuple(fm.variables),
+            hosts=tuple(fm.hosts),
+            ssh=fm.ssh,
+            shell=fm.shell,
+            cwd=fm.cwd,
+            steps=steps,
+            loose_blocks=tuple(self.loose),
+        )
+        from runbook.lint import lint
+
+        self.diagnostics.extend(lint(runbook))
+        return ParseResult(runbook, tuple(sorted(set(self.diagnostics))))
+
+    def _front_matter(self) -> tuple[FrontMatter, str]:
+        """Split off the leading ``---`` YAML; blank lines keep the body's line numbers."""
+        lines = self.lines
+        if not lines or lines[0].rstrip() != "---":
+            return FrontMatter(), self.text
+        for i in range(1, len(lines)):
+            if lines[i].rstrip() in ("---", "..."):
+                fm = load_front_matter("\n".join(lines[1:i]), first_line=2)
+                return fm, "\n" * (i + 1) + "\n".join(lines[i + 1 :])
+        fm = FrontMatter()
+        fm.report(Position(1, 1), "error", "front matter opened here is never closed with `---`")
+        return fm, self.text
+
+    def _walk(self, tokens: list[Token]) -> None:
+        pending_task = pending_alert = False
+        alert_map: list[int] | None = None
+        for i, tok in enumerate(tokens):
+            kind = tok.type
+            if kind == "inline":
+                if pending_task:
+                    self._task(tok)
+                if pending_alert and alert_map is not None:
+                    self._alert(tok, alert_map)
+                pending_task = pending_alert = False
+                continue
+            if kind == "paragraph_open":
+                continue
+            pending_task = pending_alert = False
+            if kind == "heading_open" and tok.level == 0:
+                self._heading(tok, tokens[i + 1])
+            elif kind == "fence":
+                self._fence(tok)
+            elif kind == "list_item_open":
+                pending_task = True
+            elif kind == "blockquote_open":
+                pending_alert, alert_map = True, tok.map
+
+    def _heading(self, tok: Token, inline: Token) -> None:
+        assert tok.map is not None
+        line = tok.map[0] + 1
+        title = plain_title(inline.content)
+        if tok.tag == "h1":
+            if self.title is None:
+                self.title, self.title_line = title, line
+            elif self.current is not None:
+                self.current.end_line = line - 1
+                self.current = None
+        elif tok.tag == "h2":
+            if self.current is not None:
+                self.current.end_line = line - 1
+            base = slugify(title) or "step"
+            n = self.slugs.get(base, 0)
+            self.slugs[base] = n + 1
+            slug = f"{base}-{n}" if n else base
+            self.current = _StepDraft(
+                title=title or f"Step {len(self.steps) + 1}", slug=slug, line=line
+            )
+            self.steps.append(self.current)
+
+    def _task(self, inline: Token) -> None:
+        m = _TASK.match(inline.content)
+        if not m or inline.map is None:
+            return
+        line = inline.map[0] + 1
+        text = " ".join(inline.content[m.end() :].split())
+        col = self.lines[line - 1].find("[") + 1
+        if self.current is None:
+            self.report(line, col, "warning", "checklist item outside any `##` step is never asked")
+            return
+        self.current.checklist.append(CheckItem(text, line, col, m.group(1) != " "))
+
+    def _alert(self, inline: Token, quote_map: list[int]) -> None:
+        m = _ALERT.match(inline.content)
+        if not m or m.group(1).upper() not in ALERT_KINDS or self.current is None:
+            return
+        start, end = quote_map
+        text = "\n".join(_QUOTE_PREFIX.sub("", ln) for ln in self.lines[start + 1 : end]).strip()
+        self.current.alerts.append(Alert(m.group(1).upper(), text, start + 1))
+
+    def _fence(self, tok: Token) -> None:
+        assert tok.map is not None
+        line = tok.map[0] + 1
+        raw = self.lines[line - 1]
+        col = raw.find(tok.markup) + 1
+        m = _INFO.match(tok.info.strip())
+        assert m is not None
+        language, rest = m.group(1).lower(), m.group(2)
+        if not tok.meta.get("closed"):
+            end = (
+                "the end of the file"
+                if tok.map[1] >= self.line_count
+                else "the end of the enclosing list item or quote"
+            )
+            self.report(
+                line,
+                col,
+                "error",
+                f"code fence opened here is never closed; CommonMark runs it to {end}",
+            )
+        body = tok.content.split("\n")
+        if body and body[-1] == "":
+            body.pop()
+        n_opts = 0
+        while n_opts < len(body) and is_option_line(body[n_opts]):
+            n_opts += 1
+        if language not in SHELL_LANGUAGES:
+            self._inert_options(language, body[:n_opts], line, col)
+            return
+        reader = BlockOptionsReader()
+        info_col = (
+            col + len(tok.markup) + (len(tok.info) - len(tok.info.lstrip())) + len(m.group(1))
+        )
+        reader.read_info(rest, Position(line, info_col))
+        for k in range(n_opts):
+            src_line = line + 1 + k
+            src_col = self.lines[src_line - 1].find("#|") + 1 if src_line <= len(self.lines) else 1
+            reader.read_option_line(body[k].lstrip(), Position(src_line, max(src_col, 1)))
+        for k in range(n_opts, len(body)):
+            if is_option_line(body[k]):
+                src_line = line + 1 + k
+                self.report(
+                    src_line,
+                    self.lines[src_line - 1].find("#|") + 1,
+                    "warning",
+                    "`#|` line after the first command is a shell comment, not an option;"
+                    " options go at the top of the block",
+                )
+        options = reader.build()
+        self.diagnostics.extend(reader.diagnostics)
+        code = "\n".join(body[n_opts:])
+        if body[n_opts:]:
+            code += "\n"
+        step = self.current
+        if step is None:
+            name = options.name or f"line-{line}"
+        else:
+            name = options.name or f"{step.slug}-{len(step.blocks) + 1}"
+        block = Block(
+            name=name,
+            line=line,
+            col=col,
+            end_line=tok.map[1],
+            language=language,
+            info=tok.info,
+            code=code,
+            code_line=line + 1 + n_opts,
+            options=options,
+            step=len(self.steps) if step is not None else None,
+        )
+        (step.blocks if step is not None else self.loose).append(block)
+
+    def _inert_options(self, language: str, option_lines: list[str], line: int, col: int) -> None:
+        """``#|`` options on a block that never runs: the author expected it to run."""
+        keys = [ln.lstrip()[2:].partition(":")[0].strip() for ln in option_lines]
+        if any(k in OPTIONS for k in keys):
+            self.report(
+                line,
+                col,
+                "warning",
+                f"options on a `{language or 'plain'}` block do nothing:"
+                " only sh, bash, shell and zsh blocks run",
+            )
+
+    def _finish_steps(self) -> tuple[Step, ...]:
+        last_line = self.line_count
+        out = []
+        for i, d in enumerate(self.steps, start=1):
+            out.append(
+                Step(
+                    index=i,
+                    title=d.title,
+                    slug=d.slug,
+                    line=d.line,
+                    end_line=d.end_line or last_line,
+                    checklist=tuple(d.checklist),
+                    alerts=tuple(d.alerts),
+                    blocks=tuple(d.blocks),
+                )
+            )
+        return tuple(out)

@@ -1,0 +1,148 @@
+"""Parsing of the small value types that options and front matter share.
+
+Each parser returns the value or raises :class:`ValueProblem` with a message written
+for the runbook author ("expected a duration such as 30s, 5m or 1h").
+"""
+
+from __future__ import annotations
+
+import difflib
+import re
+from collections.abc import Iterable, Iterator
+
+from runbook.model import Amount, Duration
+
+
+class ValueProblem(ValueError):
+    """A value that does not parse; the message is shown to the author as is."""
+
+
+IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
+NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
+_AMOUNT = re.compile(r"(\d+)(%?)\Z")
+_IDENT_PREFIX = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_VAR_REF = re.compile(r"\$(?:\{([^}]*)\}|([A-Za-z_][A-Za-z0-9_]*)|(\$))")
+
+TRUE_WORDS = frozenset({"true", "yes", "on"})
+FALSE_WORDS = frozenset({"false", "no", "off"})
+
+
+def did_you_mean(word: str, known: Iterable[str]) -> str:
+    """`` (did you mean `x`?)`` for the closest known word, or an empty string."""
+    match = difflib.get_close_matches(word, list(known), n=1, cutoff=0.6)
+    return f" (did you mean `{match[0]}`?)" if match else ""
+
+
+def parse_duration(value: object) -> Duration:
+    """``30s``, ``5m``, ``1h30m``, ``500ms``: a unit is required so that ``5`` is never a guess."""
+    text = str(value).strip() if not isinstance(value, bool) else ""
+    pos, total = 0, 0.0
+    while pos < len(text):
+        m = _DURATION_PART.match(text, pos)
+        if not m:
+            break
+        total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+        pos = m.end()
+    if not text or pos != len(text):
+        hint = " (add a unit)" if re.fullmatch(r"\d+(\.\d+)?", text) else ""
+        raise ValueProblem(f"expected a duration such as 30s, 5m or 1h, got {value!r}{hint}")
+    return Duration(text, total)
+
+
+def parse_amount(value: object, *, allow_zero: bool) -> Amount:
+    """``N`` or ``N%`` hosts."""
+    text = (
+        str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
+    )
+    m = _AMOUNT.match(text)
+    if not m:
+        raise ValueProblem(f"expected a number of hosts such as 2 or 25%, got {value!r}")
+    amount = Amount(int(m.group(1)), bool(m.group(2)))
+    if amount.percent and amount.value > 100:
+        raise ValueProblem(f"{amount} is more than 100%")
+    if amount.value == 0 and not allow_zero:
+        raise ValueProblem("a batch of 0 hosts would never finish")
+    return amount
+
+
+def parse_serial(value: object) -> tuple[Amount, ...]:
+    """``1``, ``25%`` or a list ``1, 50%, 100%`` (YAML list or comma-separated text)."""
+    if isinstance(value, list):
+        items = value
+    else:
+        text = str(value).strip()
+        if text.startswith("[") and text.endswith("]"):
+            text = text[1:-1]
+        items = text.split(",")
+    if not items or any(str(i).strip() == "" for i in items):
+        raise ValueProblem(f"expected batch sizes such as 1, 50%, 100%, got {value!r}")
+    return tuple(parse_amount(i, allow_zero=False) for i in items)
+
+
+def parse_bool(value: object) -> bool:
+    if isinstance(value, bool):
+        return value
+    text = str(value).strip().lower()
+    if text in TRUE_WORDS:
+        return True
+    if text in FALSE_WORDS:
+        return False
+    raise ValueProblem(f"expected true or false, got {value!r}")
+
+
+def parse_count(value: object) -> int:
+    if isinstance(value, bool):
+        raise ValueProblem(f"expected a whole number, got {value!r}")
+    text = str(value).strip()
+    if not text.isdigit():
+        raise ValueProblem(f"expected a whole number, got {value!r}")
+    return int(text)
+
+
+def parse_text(value: object) -> str:
+    """Free text: YAML may hand us a number, but a boolean or a structure is a mistake."""
+    if isinstance(value, bool):
+        word = str(value).lower()
+        raise ValueProblem(f"expected text, got the boolean {word}; quote it if you mean the word")
+    if value is None:
+        raise ValueProblem("expected text, got nothing")
+    if isinstance(value, (list, dict)):
+        raise ValueProblem(f"expected text, got a {type(value).__name__}")
+    text = str(value)
+    if not text.strip():
+        raise ValueProblem("must not be empty")
+    return text
+
+
+def variable_refs(text: str) -> Iterator[tuple[str, int]]:
+    """Each ``$NAME`` / ``${NAME}`` in ``text`` with its offset; ``$$`` is a literal dollar."""
+    for m in _VAR_REF.finditer(text):
+        if m.group(3):
+            continue
+        if m.group(1) is not None:
+            ident = _IDENT_PREFIX.match(m.group(1))
+            if ident is None:
+                continue
+            yield ident.group(0), m.start()
+        else:
+            yield m.group(2), m.start()
+
+
+def expand(text: str, values: dict[str, str], unknown: str | None = None) -> str:
+    """Replace ``$NAME`` and ``${NAME}`` by their values; ``$$`` becomes ``$``.
+
+    A name without a value is kept as written, or replaced by ``unknown`` when given.
+    Only for display texts (gates, targets): command text is never rewritten.
+    """
+
+    def sub(m: re.Match[str]) -> str:
+        if m.group(3):
+            return "$"
+        name = m.group(1) if m.group(1) is not None else m.group(2)
+        if name in values:
+            return values[name]
+        return m.group(0) if unknown is None else unknown.format(name=name)
+
+    return _VAR_REF.sub(sub, text)

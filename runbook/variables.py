@@ -1,0 +1,70 @@
+"""Resolving and validating variable values before anything runs."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from runbook.model import Runbook, Variable
+from runbook.values import did_you_mean
+
+MASK = "********"
+
+
+class VariableProblem(ValueError):
+    """A value given for a variable that the runbook does not accept."""
+
+
+def parse_assignment(text: str) -> tuple[str, str]:
+    """``NAME=VALUE`` from ``--var``; the value may contain ``=``."""
+    name, sep, value = text.partition("=")
+    if not sep or not name:
+        raise VariableProblem(f"--var {text!r}: expected NAME=VALUE")
+    return name, value
+
+
+def check_value(var: Variable, value: str) -> None:
+    """Raise :class:`VariableProblem` unless ``value`` satisfies the declaration."""
+    shown = MASK if var.secret else repr(value)
+    if var.required and value == "":
+        raise VariableProblem(f"{var.name} is required and must not be empty")
+    if var.choices and value not in var.choices:
+        raise VariableProblem(f"{var.name}={shown} is not one of: {', '.join(var.choices)}")
+    if var.pattern and not re.fullmatch(var.pattern, value):
+        raise VariableProblem(f"{var.name}={shown} does not match the pattern {var.pattern}")
+
+
+@dataclass(frozen=True)
+class Resolved:
+    """Known values and where each came from (``--var`` or ``default``); the rest is asked."""
+
+    values: Mapping[str, str]
+    sources: Mapping[str, str]
+
+    def display(self, rb: Runbook) -> dict[str, str]:
+        """Values safe to show: secrets masked."""
+        secret = {v.name for v in rb.variables if v.secret}
+        return {k: (MASK if k in secret else v) for k, v in self.values.items()}
+
+
+def resolve(rb: Runbook, given: Mapping[str, str]) -> Resolved:
+    """Values from ``--var`` and defaults, each checked against its declaration."""
+    declared = {v.name: v for v in rb.variables}
+    values: dict[str, str] = {}
+    sources: dict[str, str] = {}
+    for name, value in given.items():
+        var = declared.get(name)
+        if var is None:
+            hint = did_you_mean(name, declared) or (
+                f" (declared: {', '.join(declared)})"
+                if declared
+                else " (the runbook declares none)"
+            )
+            raise VariableProblem(f"--var {name}: the runbook declares no such variable{hint}")
+        check_value(var, value)
+        values[name], sources[name] = value, "--var"
+    for var in rb.variables:
+        if var.name not in values and var.default is not None:
+            values[var.name], sources[var.name] = var.default, "default"
+    return Resolved(values, sources)

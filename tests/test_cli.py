@@ -1,0 +1,153 @@
+"""The command-line contract: exit codes, help, version, input encodings, secrets."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import run_cli
+from runbook import __version__
+from runbook.cli import COMMANDS
+
+CLEAN = """---
+variables:
+  TOKEN:
+    secret: true
+  GROUP:
+    choices: [web, db]
+    default: web
+hosts:
+  web: [web-1, web-2]
+  db: [db-1]
+---
+# Title
+
+## Only step
+
+```sh
+#| on: $GROUP
+#| confirm: Go to $GROUP?
+echo "$TOKEN" | ./use-token
+```
+"""
+
+
+def test_version() -> None:
+    proc = run_cli("--version")
+    assert proc.returncode == 0
+    assert proc.stdout.strip() == f"runbook {__version__}"
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_subcommand_has_help(command: str) -> None:
+    proc = run_cli(command, "--help")
+    assert proc.returncode == 0
+    assert proc.stdout.startswith(f"usage: runbook {command}")
+
+
+def test_no_command_is_a_usage_error() -> None:
+    proc = run_cli()
+    assert proc.returncode == 2
+    assert "usage:" in proc.stderr
+
+
+def test_missing_file_is_a_usage_error_without_traceback() -> None:
+    proc = run_cli("check", "does-not-exist.md")
+    assert proc.returncode == 2
+    assert "does-not-exist.md: cannot read: No such file or directory" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_directory_is_a_usage_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    proc = run_cli("plan", str(tmp_path))
+    assert proc.returncode == 2
+    assert "is a directory" in proc.stderr
+
+
+def test_check_reports_errors_with_exit_one(write) -> None:  # type: ignore[no-untyped-def]
+    path = write("## Step\n\n```sh\n#| timout: 5m\ntrue\n```\n")
+    proc = run_cli("check", str(path))
+    assert proc.returncode == 1
+    assert proc.stdout == f"{path}:4:3: error: unknown option `timout` (did you mean `timeout`?)\n"
+    assert "1 error, 0 warnings in 1 file" in proc.stderr
+
+
+def test_warnings_alone_exit_zero(write) -> None:  # type: ignore[no-untyped-def]
+    path = write("```sh\ntrue\n```\n")
+    proc = run_cli("check", str(path))
+    assert proc.returncode == 0
+    assert "warning: shell block outside any `##` step" in proc.stdout
+    quiet = run_cli("check", "--no-warnings", "-q", str(path))
+    assert quiet.returncode == 0
+    assert quiet.stdout == quiet.stderr == ""
+
+
+def test_invalid_utf8_names_line_and_byte_offset(write) -> None:  # type: ignore[no-untyped-def]
+    path = write(b"# Title\n\n## Step\nsome \xff text\n")
+    proc = run_cli("check", str(path))
+    assert proc.returncode == 1
+    assert proc.stdout == f"{path}:4:6: error: invalid UTF-8: byte 0xff at byte offset 22\n"
+
+
+def test_crlf_and_bom_are_accepted(write) -> None:  # type: ignore[no-untyped-def]
+    text = (
+        "\ufeff---\r\ntitle: T\r\n---\r\n## Step\r\n\r\n```sh\r\n#| timeout: 5m\r\ntrue\r\n```\r\n"
+    )
+    path = write(text.encode("utf-8"))
+    proc = run_cli("plan", str(path), "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    block = plan["steps"][0]["blocks"][0]
+    assert block["line"] == 6
+    assert block["timeout"] == "5m"
+    assert block["command"] == "true\n"
+    assert run_cli("check", str(path)).returncode == 0
+
+
+def test_plan_never_prints_a_secret(write) -> None:  # type: ignore[no-untyped-def]
+    path = write(CLEAN)
+    for fmt in ("text", "json"):
+        proc = run_cli("plan", str(path), "--var", "TOKEN=s3cr3t-value", "--format", fmt)
+        assert proc.returncode == 0, proc.stderr
+        assert "s3cr3t-value" not in proc.stdout + proc.stderr
+    assert "********" in run_cli("plan", str(path), "--var", "TOKEN=s3cr3t-value").stdout
+
+
+def test_plan_resolves_on_from_a_variable(write) -> None:  # type: ignore[no-untyped-def]
+    path = write(CLEAN)
+    proc = run_cli("plan", str(path), "--var", "GROUP=db", "--format", "json")
+    block = json.loads(proc.stdout)["steps"][0]["blocks"][0]
+    assert block["target"]["hosts"] == ["db-1"]
+    assert block["gates"][0]["text"] == "Go to db?"
+
+
+@pytest.mark.parametrize(
+    ("var", "message"),
+    [
+        ("GROUP=cache", "GROUP='cache' is not one of: web, db"),
+        ("GRUOP=web", "--var GRUOP: the runbook declares no such variable (did you mean `GROUP`?)"),
+        ("GROUP", "--var 'GROUP': expected NAME=VALUE"),
+    ],
+)
+def test_plan_rejects_bad_vars(write, var: str, message: str) -> None:  # type: ignore[no-untyped-def]
+    proc = run_cli("plan", str(write(CLEAN)), "--var", var)
+    assert proc.returncode == 2
+    assert message in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_plan_of_an_invalid_runbook_exits_one(write) -> None:  # type: ignore[no-untyped-def]
+    path = write("## Step\n\n```sh\n#| on: nowhere\ntrue\n```\n")
+    proc = run_cli("plan", str(path))
+    assert proc.returncode == 1
+    assert f"{path}:4:3: error: `on:` names `nowhere`" in proc.stderr
+    assert proc.stdout == ""
+
+
+def test_secret_pattern_mismatch_does_not_echo_the_value(write) -> None:  # type: ignore[no-untyped-def]
+    text = CLEAN.replace("secret: true", "secret: true\n    pattern: 'tok_[a-z]+'")
+    proc = run_cli("plan", str(write(text)), "--var", "TOKEN=wrong-secret")
+    assert proc.returncode == 2
+    assert "wrong-secret" not in proc.stderr
+    assert "TOKEN=******** does not match" in proc.stderr

@@ -1,0 +1,77 @@
+"""The example runbooks check clean and plan as documented."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+
+from conftest import RUNBOOKS, run_cli
+from runbook.parser import parse_file
+
+EXAMPLES = sorted(RUNBOOKS.glob("*.md"))
+
+
+def test_the_examples_exist() -> None:
+    names = {p.name for p in EXAMPLES}
+    assert {"hello.md", "deploy-web.md", "db-migration.md", "rotate-tls-cert.md"} <= names
+
+
+@pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
+def test_example_has_no_diagnostics(path) -> None:  # type: ignore[no-untyped-def]
+    result = parse_file(path)
+    assert result.diagnostics == ()
+
+
+def test_check_all_examples_exits_zero() -> None:
+    proc = run_cli("check", *[str(p) for p in EXAMPLES])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert proc.stdout == ""
+    assert "0 errors, 0 warnings in 4 files" in proc.stderr
+
+
+def test_plan_deploy_web_shows_canary_then_batches() -> None:
+    proc = run_cli("plan", "runbooks/deploy-web.md", "--var", "VERSION=v1.2.3")
+    assert proc.returncode == 0, proc.stderr
+    out = proc.stdout
+    assert "batch 1/3: web-1  then confirm the next batch" in out
+    assert "batch 2/3: web-2, web-3  then confirm the next batch" in out
+    assert "batch 3/3: web-4" in out
+    assert "gate: confirm: Switch staging web hosts to v1.2.3?" in out
+    assert "retries 10 every 3s" in out
+    assert "<- rollback roll-out-2" in out
+
+
+def test_plan_json_of_db_migration() -> None:
+    proc = run_cli(
+        "plan",
+        "runbooks/db-migration.md",
+        "--var",
+        "DATABASE=orders",
+        "--var",
+        "MIGRATION=2026_11_20_add_order_index",
+        "--format",
+        "json",
+    )
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    assert plan["format"] == "runbook-plan/1"
+    migrate = next(b for s in plan["steps"] for b in s["blocks"] if b["name"] == "migrate")
+    assert migrate["gates"] == [{"type": "type-to-confirm", "text": "orders"}]
+    assert migrate["target"]["batches"] == [["db-1"]]
+    assert migrate["timeout_seconds"] == 1800
+    undo = next(b for s in plan["steps"] for b in s["rollback"])
+    assert undo["name"] == "migrate-down"
+
+
+def test_plan_rotate_tls_defers_the_captured_value() -> None:
+    proc = run_cli("plan", "runbooks/rotate-tls-cert.md", "--format", "json")
+    assert proc.returncode == 0, proc.stderr
+    plan = json.loads(proc.stdout)
+    blocks = {b["name"]: b for s in plan["steps"] for b in s["blocks"]}
+    assert blocks["fingerprint"]["capture"] == "NEW_FINGERPRINT"
+    assert blocks["install"]["target"]["batches"] == [
+        ["edge-1.example.com"],
+        ["edge-2.example.com", "edge-3.example.com"],
+    ]
+    assert "$NEW_FINGERPRINT" in blocks["install"]["gates"][0]["text"]

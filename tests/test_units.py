@@ -1,0 +1,86 @@
+"""Small value types: durations, host amounts, batches, host specs, variable references."""
+
+from __future__ import annotations
+
+import pytest
+
+from runbook.hosts import batches, parse_host, resolve_targets
+from runbook.model import Amount, Host, HostGroup
+from runbook.values import ValueProblem, expand, parse_duration, parse_serial, variable_refs
+
+
+@pytest.mark.parametrize(
+    ("text", "seconds"),
+    [("30s", 30), ("5m", 300), ("1h", 3600), ("1h30m", 5400), ("500ms", 0.5), ("1.5s", 1.5)],
+)
+def test_durations(text: str, seconds: float) -> None:
+    assert parse_duration(text).seconds == seconds
+
+
+@pytest.mark.parametrize("text", ["5", "", "m", "5 m", "-5s", "5x", "1h-"])
+def test_bad_durations(text: str) -> None:
+    with pytest.raises(ValueProblem):
+        parse_duration(text)
+
+
+HOSTS = tuple(Host(f"h{i}", f"h{i}") for i in range(1, 11))
+
+
+@pytest.mark.parametrize(
+    ("serial", "sizes"),
+    [
+        ("1, 50%, 100%", [1, 5, 4]),
+        ("1", [1] * 10),
+        ("3", [3, 3, 3, 1]),
+        ("25%", [2, 2, 2, 2, 2]),
+        ("1%", [1] * 10),
+        ("100%", [10]),
+        ("[2, 100%]", [2, 8]),
+    ],
+)
+def test_batches(serial: str, sizes: list[int]) -> None:
+    split = batches(HOSTS, parse_serial(serial))
+    assert [len(b) for b in split] == sizes
+    assert [h for b in split for h in b] == list(HOSTS)
+
+
+def test_no_serial_is_one_batch() -> None:
+    assert batches(HOSTS, ()) == [HOSTS]
+    assert batches((), ()) == []
+
+
+def test_amount_of() -> None:
+    assert Amount(10, percent=True).of(5) == 1
+    assert Amount(0, percent=True).of(5) == 0
+    assert Amount(3).of(100) == 3
+
+
+@pytest.mark.parametrize(
+    ("spec", "user", "hostname", "port"),
+    [
+        ("web-1", None, "web-1", None),
+        ("deploy@web-3.example.com:2222", "deploy", "web-3.example.com", 2222),
+        ("root@[::1]:22", "root", "::1", 22),
+        ("127.0.0.2", None, "127.0.0.2", None),
+    ],
+)
+def test_parse_host(spec: str, user: str | None, hostname: str, port: int | None) -> None:
+    host = parse_host(spec)
+    assert (host.user, host.hostname, host.port) == (user, hostname, port)
+
+
+def test_resolve_targets_dedupes_and_keeps_order() -> None:
+    web = HostGroup("web", (parse_host("a"), parse_host("b")), 1)
+    db = HostGroup("db", (parse_host("b"), parse_host("c")), 2)
+    got = resolve_targets("web, db, ops@d.example:2200", [web, db])
+    assert [h.spec for h in got] == ["a", "b", "c", "ops@d.example:2200"]
+    assert resolve_targets("local", [web]) == ()
+    assert [h.spec for h in resolve_targets("c", [web, db])] == ["c"]
+
+
+def test_variable_refs_and_expand() -> None:
+    text = "Deploy $VERSION to ${ENV} for $$5 (${MISSING:-x})"
+    assert [n for n, _ in variable_refs(text)] == ["VERSION", "ENV", "MISSING"]
+    assert (
+        expand(text, {"VERSION": "v1", "ENV": "prod"}) == "Deploy v1 to prod for $5 (${MISSING:-x})"
+    )
