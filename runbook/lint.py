@@ -10,15 +10,14 @@ from __future__ import annotations
 from collections.abc import Callable, Iterator
 
 from runbook.hosts import resolve_targets
-from runbook.model import Block, Diagnostic, Position, Runbook
+from runbook.model import Block, Diagnostic, Position, Runbook, Severity
 from runbook.values import ValueProblem, did_you_mean, variable_refs
 
 Rule = Callable[[Runbook], Iterator[Diagnostic]]
 
 
-def _at(pos: Position, severity: str, message: str) -> Diagnostic:
-    assert severity in ("error", "warning")
-    return Diagnostic(pos.line, pos.col, severity, message)  # type: ignore[arg-type]
+def _at(pos: Position, severity: Severity, message: str) -> Diagnostic:
+    return Diagnostic(pos.line, pos.col, severity, message)
 
 
 def duplicate_names(rb: Runbook) -> Iterator[Diagnostic]:
@@ -49,6 +48,7 @@ def variable_references(rb: Runbook) -> Iterator[Diagnostic]:
     """``$VAR`` in ``confirm``, ``type-to-confirm`` and ``on``: a variable or an earlier capture."""
     declared = {v.name: v for v in rb.variables}
     captured: set[str] = set()
+    captured_later = {b.options.capture for b in rb.blocks if b.options.capture and b.runs}
     for block in rb.blocks:
         for option in ("on", "confirm", "type_to_confirm"):
             text = getattr(block.options, option)
@@ -61,12 +61,11 @@ def variable_references(rb: Runbook) -> Iterator[Diagnostic]:
                 if var is not None and var.secret:
                     yield _at(pos, "error", f"`{label}` shows secret variable `{name}` on screen")
                 elif var is None and name not in captured:
-                    later = (
+                    hint = (
                         " (it is captured only by a later block)"
-                        if _captured_later(rb, block, name)
-                        else ""
+                        if name in captured_later
+                        else did_you_mean(name, [*declared, *captured])
                     )
-                    hint = later or did_you_mean(name, [*declared, *captured])
                     yield _at(
                         pos,
                         "error",
@@ -74,12 +73,6 @@ def variable_references(rb: Runbook) -> Iterator[Diagnostic]:
                     )
         if block.options.capture and block.runs:
             captured.add(block.options.capture)
-
-
-def _captured_later(rb: Runbook, block: Block, name: str) -> bool:
-    blocks = rb.blocks
-    after = blocks[blocks.index(block) :]
-    return any(b.options.capture == name for b in after)
 
 
 def targets(rb: Runbook) -> Iterator[Diagnostic]:
@@ -112,7 +105,11 @@ def targets(rb: Runbook) -> Iterator[Diagnostic]:
 
 def captures(rb: Runbook) -> Iterator[Diagnostic]:
     declared = {v.name for v in rb.variables}
+    last_use: dict[str, int] = {}
     blocks = rb.blocks
+    for i, block in enumerate(blocks):
+        for used in _names_used(block):
+            last_use[used] = i
     for i, block in enumerate(blocks):
         name = block.options.capture
         if not name:
@@ -122,20 +119,14 @@ def captures(rb: Runbook) -> Iterator[Diagnostic]:
             yield _at(
                 pos, "error", f"`capture: {name}` would overwrite the declared variable `{name}`"
             )
-            continue
-        if not any(_uses(later, name) for later in blocks[i + 1 :]):
+        elif last_use.get(name, -1) <= i:
             yield _at(pos, "warning", f"`capture: {name}` is never used by a later block")
 
 
-def _uses(block: Block, name: str) -> bool:
-    texts = [
-        block.code,
-        block.options.on,
-        block.options.confirm,
-        block.options.type_to_confirm,
-        block.options.cwd,
-    ]
-    return any(n == name for t in texts if t for n, _ in variable_refs(t))
+def _names_used(block: Block) -> set[str]:
+    opts = block.options
+    texts = (block.code, opts.on, opts.confirm, opts.type_to_confirm, opts.cwd)
+    return {name for text in texts if text for name, _ in variable_refs(text)}
 
 
 def rollbacks(rb: Runbook) -> Iterator[Diagnostic]:

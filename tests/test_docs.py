@@ -1,0 +1,45 @@
+"""The documentation covers what the code accepts, and CI runs the README's test command."""
+
+from __future__ import annotations
+
+import re
+
+import pytest
+
+from conftest import ROOT, RUNBOOKS
+from runbook.cli import COMMANDS
+from runbook.frontmatter import SSH_KEYS, TOP_LEVEL_KEYS, VARIABLE_KEYS
+from runbook.options import OPTIONS, RUNME_IGNORED, RUNME_MAPPED
+
+FORMAT = (ROOT / "docs" / "format.md").read_text(encoding="utf-8")
+README = (ROOT / "README.md").read_text(encoding="utf-8")
+
+
+@pytest.mark.parametrize("key", sorted(OPTIONS))
+def test_every_block_option_is_documented(key: str) -> None:
+    assert f"| `{key}` |" in FORMAT
+
+
+@pytest.mark.parametrize(
+    "key", sorted({*TOP_LEVEL_KEYS, *SSH_KEYS, *VARIABLE_KEYS, *RUNME_MAPPED, *RUNME_IGNORED})
+)
+def test_every_key_and_attribute_is_documented(key: str) -> None:
+    assert re.search(rf"`{re.escape(key)}`|\b{re.escape(key)}:", FORMAT), key
+
+
+@pytest.mark.parametrize("command", sorted(COMMANDS))
+def test_every_command_is_documented(command: str) -> None:
+    assert f"runbook {command}" in README
+    assert f"## `runbook {command}`" in FORMAT
+
+
+def test_every_example_is_listed_in_the_readme() -> None:
+    for path in RUNBOOKS.glob("*.md"):
+        assert f"`{path.name}`" in README
+
+
+def test_ci_runs_the_readme_test_command() -> None:
+    blocks = re.findall(r"```sh\n(.*?)\n```", README, re.S)
+    test_command = next(b for b in blocks if "pytest" in b)
+    ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
+    assert test_command in ci.splitlines()
