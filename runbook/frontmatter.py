@@ -112,10 +112,17 @@ class FrontMatter:
 def load_front_matter(text: str, first_line: int) -> FrontMatter:
     """Parse the YAML between the ``---`` fences; ``first_line`` is its first line in the file."""
     fm = FrontMatter()
-    loader = _StrictLoader(text)
+    try:
+        loader = _StrictLoader(text)
+    except yaml.reader.ReaderError as e:
+        fm.diagnostics.append(_unreadable(e, text, first_line))
+        return fm
     loader.line_offset = first_line - 1
     try:
         data = loader.get_single_data()
+    except yaml.reader.ReaderError as e:
+        fm.diagnostics.append(_unreadable(e, text, first_line))
+        return fm
     except yaml.MarkedYAMLError as e:
         mark = e.problem_mark or e.context_mark
         line = mark.line + first_line if mark else first_line
@@ -143,6 +150,17 @@ def load_front_matter(text: str, first_line: int) -> FrontMatter:
         return fm
     _read_top(data, fm)
     return fm
+
+
+def _unreadable(e: yaml.reader.ReaderError, text: str, first_line: int) -> Diagnostic:
+    """YAML refuses control characters before parsing; point at the first one."""
+    before = text[: e.position]
+    line = before.count("\n") + first_line
+    col = e.position - (before.rfind("\n") + 1) + 1
+    char = e.character if isinstance(e.character, int) else ord(e.character)
+    return Diagnostic(
+        line, col, "error", f"invalid YAML in front matter: character U+{char:04X} is not allowed"
+    )
 
 
 def _read_top(data: YMap, fm: FrontMatter) -> None:

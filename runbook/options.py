@@ -168,17 +168,16 @@ class BlockOptionsReader:
             at = m.end()
 
     def read_option_line(self, line: str, pos: Position) -> None:
-        """One ``#| key: value`` line (``line`` already known to start with ``#|``)."""
+        """One ``#| key: value`` line; ``line`` starts with ``#|``, which is at ``pos``."""
         m = _OPTION_LINE.match(line.rstrip())
         body = m.group(1) if m else ""
         key, sep, value = body.partition(":")
-        key_col = pos.col + len(line) - len(line.lstrip()) + 2 + (len(body) - len(body.lstrip()))
-        if not sep or not key.strip():
+        key = key.strip()
+        if not sep or not key:
             self.report(Position(pos.line, pos.col), "error", "expected `#| key: value`")
             return
-        self.raw.append(
-            RawOption(key.strip(), _unquote(value.strip()), Position(pos.line, key_col))
-        )
+        key_col = pos.col + line.find(key, 2)
+        self.raw.append(RawOption(key, _unquote(value.strip()), Position(pos.line, key_col)))
 
     def build(self) -> BlockOptions:
         values: dict[str, Any] = {}

@@ -17,6 +17,7 @@ from markdown_it.rules_block import fence as commonmark_fence
 from markdown_it.token import Token
 
 from runbook.frontmatter import FrontMatter, load_front_matter
+from runbook.lint import lint
 from runbook.model import (
     ALERT_KINDS,
     SHELL_LANGUAGES,
@@ -188,8 +189,6 @@ class _Parser:
             steps=steps,
             loose_blocks=tuple(self.loose),
         )
-        from runbook.lint import lint
-
         self.diagnostics.extend(lint(runbook))
         return ParseResult(runbook, tuple(sorted(set(self.diagnostics))))
 

@@ -69,7 +69,7 @@ def test_check_reports_errors_with_exit_one(write) -> None:  # type: ignore[no-u
     path = write("## Step\n\n```sh\n#| timout: 5m\ntrue\n```\n")
     proc = run_cli("check", str(path))
     assert proc.returncode == 1
-    assert proc.stdout == f"{path}:4:3: error: unknown option `timout` (did you mean `timeout`?)\n"
+    assert proc.stdout == f"{path}:4:4: error: unknown option `timout` (did you mean `timeout`?)\n"
     assert "1 error, 0 warnings in 1 file" in proc.stderr
 
 
@@ -141,7 +141,7 @@ def test_plan_of_an_invalid_runbook_exits_one(write) -> None:  # type: ignore[no
     path = write("## Step\n\n```sh\n#| on: nowhere\ntrue\n```\n")
     proc = run_cli("plan", str(path))
     assert proc.returncode == 1
-    assert f"{path}:4:3: error: `on:` names `nowhere`" in proc.stderr
+    assert f"{path}:4:4: error: `on:` names `nowhere`" in proc.stderr
     assert proc.stdout == ""
 
 
@@ -151,3 +151,11 @@ def test_secret_pattern_mismatch_does_not_echo_the_value(write) -> None:  # type
     assert proc.returncode == 2
     assert "wrong-secret" not in proc.stderr
     assert "TOKEN=******** does not match" in proc.stderr
+
+
+def test_control_character_in_front_matter_is_a_diagnostic(write) -> None:  # type: ignore[no-untyped-def]
+    path = write(b"---\ntitle: a\x07b\n---\n## Step\n")
+    proc = run_cli("check", str(path))
+    assert proc.returncode == 1
+    expected = f"{path}:2:9: error: invalid YAML in front matter: character U+0007 is not allowed\n"
+    assert proc.stdout == expected

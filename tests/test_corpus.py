@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import contextlib
 import io
+import json
 import tempfile
 from pathlib import Path
 
@@ -14,6 +15,8 @@ from hypothesis import strategies as st
 from conftest import CORPUS, run_cli
 from runbook.cli import main
 from runbook.parser import parse_bytes
+from runbook.plan import PlanProblem, build_plan
+from runbook.variables import resolve
 
 CORPUS_FILES = sorted(p for p in CORPUS.rglob("*") if p.suffix in (".md", ".mdx"))
 
@@ -117,8 +120,12 @@ def test_random_markdown_never_crashes(text: str) -> None:
         with contextlib.redirect_stdout(io.StringIO()), contextlib.redirect_stderr(io.StringIO()):
             assert main(["check", str(path)]) in (0, 1)
     n_lines = data.count(b"\n") + data.count(b"\r") + 1
-    for d in parse_bytes(data, "random.md").diagnostics:
+    result = parse_bytes(data, "random.md")
+    for d in result.diagnostics:
         assert 1 <= d.line <= n_lines and d.col >= 1
+    if result.ok and result.runbook is not None:
+        with contextlib.suppress(PlanProblem):
+            json.dumps(build_plan(result.runbook, resolve(result.runbook, {})))
 
 
 @settings(max_examples=200, deadline=None)
