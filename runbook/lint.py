@@ -140,7 +140,28 @@ def rollbacks(rb: Runbook) -> Iterator[Diagnostic]:
                 )
 
 
+def console_prompts(rb: Runbook) -> Iterator[Diagnostic]:
+    """A ``$ `` prompt copied from a terminal would run ``$`` as a command."""
+    source_lines: list[str] = []
+    for block in (*rb.blocks, *rb.loose_blocks):
+        for offset, line in enumerate(block.code.split("\n")):
+            text = line.strip()
+            if not text or text.startswith("#"):
+                continue
+            if text.startswith("$ "):
+                source_lines = source_lines or rb.source.split("\n")
+                at = block.code_line + offset
+                yield _at(
+                    Position(at, source_lines[at - 1].find("$ ") + 1),
+                    "warning",
+                    "`$ ` prompt in a shell block: the shell would run `$` as a command;"
+                    " drop the prompt, or use a `console` block to show a session",
+                )
+            break
+
+
 RULES: tuple[Rule, ...] = (
+    console_prompts,
     duplicate_names,
     loose_blocks,
     variable_references,
