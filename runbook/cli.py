@@ -7,6 +7,7 @@ Exit codes: 0 success, 1 the runbook is invalid (or the run failed), 2 usage err
 from __future__ import annotations
 
 import argparse
+import io
 import json
 import sys
 from collections.abc import Sequence
@@ -107,7 +108,12 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"runbook plan: {args.file} has errors; fix them first", file=sys.stderr)
         return EXIT_INVALID
     try:
-        given = dict(parse_assignment(a) for a in args.var)
+        given: dict[str, str] = {}
+        for assignment in args.var:
+            name, value = parse_assignment(assignment)
+            if name in given:
+                raise VariableProblem(f"--var {name} is given twice")
+            given[name] = value
         resolved = resolve(result.runbook, given)
     except VariableProblem as e:
         raise UsageError(str(e)) from None
@@ -117,7 +123,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"runbook plan: {e}", file=sys.stderr)
         return EXIT_INVALID
     if args.format == "json":
-        sys.stdout.write(json.dumps(plan, indent=2, ensure_ascii=False) + "\n")
+        sys.stdout.write(json.dumps(plan, indent=2, ensure_ascii=False, allow_nan=False) + "\n")
     else:
         sys.stdout.write(render_text(plan))
     return EXIT_OK
@@ -127,6 +133,10 @@ COMMANDS = {"check": cmd_check, "plan": cmd_plan}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
+    # Text from a runbook can hold anything; never let printing it raise.
+    for stream in (sys.stdout, sys.stderr):
+        if isinstance(stream, io.TextIOWrapper):
+            stream.reconfigure(errors="backslashreplace")
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

@@ -1,7 +1,7 @@
-"""Strict YAML front matter: duplicate keys, unknown keys and mistyped values are errors.
+"""Front matter schema: what each key may hold, checked strictly with positions.
 
-PyYAML silently keeps the last of two equal keys, so the loader is subclassed to report
-them, and every mapping remembers where its keys and values were written.
+Unknown keys are errors naming the nearest known one; values are type-checked. The YAML
+itself is read by :mod:`runbook.yamlstrict` (duplicate keys, positions, YAML 1.2 scalars).
 """
 
 from __future__ import annotations
@@ -11,84 +11,24 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-import yaml
-
 from runbook.hosts import LOCAL, parse_host
 from runbook.model import Diagnostic, Host, HostGroup, Position, Severity, SSHDefaults, Variable
 from runbook.values import (
     IDENTIFIER,
     NAME,
     ValueProblem,
+    describe,
     did_you_mean,
     parse_bool,
+    parse_port,
     parse_text,
 )
+from runbook.yamlstrict import YList, YMap, load
 
 TOP_LEVEL_KEYS = ("title", "description", "owner", "variables", "hosts", "ssh", "shell", "cwd")
 RUNME_KEYS = ("runme", "skipPrompts", "terminalRows", "category", "tag")
 VARIABLE_KEYS = ("prompt", "description", "default", "choices", "pattern", "required", "secret")
 SSH_KEYS = ("user", "port", "known_hosts")
-
-
-class YMap(dict[Any, Any]):
-    """A YAML mapping that remembers the file position of each key and value."""
-
-    def __init__(self, pos: Position) -> None:
-        super().__init__()
-        self.pos = pos
-        self.key_pos: dict[Any, Position] = {}
-        self.value_pos: dict[Any, Position] = {}
-
-
-class _StrictLoader(yaml.SafeLoader):
-    """SafeLoader that builds :class:`YMap` and records duplicate keys instead of dropping them."""
-
-    line_offset = 0
-
-    def __init__(self, stream: str) -> None:
-        super().__init__(stream)
-        self.problems: list[Diagnostic] = []
-
-    def _pos(self, node: yaml.Node) -> Position:
-        return Position(node.start_mark.line + 1 + self.line_offset, node.start_mark.column + 1)
-
-    def construct_ymap(self, node: yaml.MappingNode) -> Any:
-        data = YMap(self._pos(node))
-        yield data
-        explicit = {id(k) for k, _ in node.value if k.tag != "tag:yaml.org,2002:merge"}
-        seen: set[Any] = set()
-        self.flatten_mapping(node)
-        for key_node, value_node in node.value:
-            key = self.construct_object(key_node, deep=True)
-            try:
-                hash(key)
-            except TypeError:
-                self.problems.append(
-                    Diagnostic(*_tuple(self._pos(key_node)), "error", "a mapping key must be text")
-                )
-                continue
-            if id(key_node) in explicit and key in seen:
-                first = data.key_pos[key]
-                self.problems.append(
-                    Diagnostic(
-                        *_tuple(self._pos(key_node)),
-                        "error",
-                        f"duplicate key `{key}` (first set on line {first.line});"
-                        " YAML would silently keep only this one",
-                    )
-                )
-            if id(key_node) in explicit:
-                seen.add(key)
-            data[key] = self.construct_object(value_node, deep=True)
-            data.key_pos[key] = self._pos(key_node)
-            data.value_pos[key] = self._pos(value_node)
-
-
-_StrictLoader.add_constructor("tag:yaml.org,2002:map", _StrictLoader.construct_ymap)
-
-
-def _tuple(p: Position) -> tuple[int, int]:
-    return p.line, p.col
 
 
 @dataclass
@@ -110,39 +50,10 @@ class FrontMatter:
 
 
 def load_front_matter(text: str, first_line: int) -> FrontMatter:
-    """Parse the YAML between the ``---`` fences; ``first_line`` is its first line in the file."""
+    """Read the YAML between the ``---`` fences; ``first_line`` is its first line in the file."""
     fm = FrontMatter()
-    try:
-        loader = _StrictLoader(text)
-    except yaml.reader.ReaderError as e:
-        fm.diagnostics.append(_unreadable(e, text, first_line))
-        return fm
-    loader.line_offset = first_line - 1
-    try:
-        data = loader.get_single_data()
-    except yaml.reader.ReaderError as e:
-        fm.diagnostics.append(_unreadable(e, text, first_line))
-        return fm
-    except yaml.MarkedYAMLError as e:
-        mark = e.problem_mark or e.context_mark
-        line = mark.line + first_line if mark else first_line
-        col = mark.column + 1 if mark else 1
-        what = e.problem or e.context or "syntax error"
-        if e.context and e.problem and e.context_mark:
-            opened = e.context_mark
-            what += f" {e.context} (at line {opened.line + first_line}:{opened.column + 1})"
-        fm.diagnostics.append(
-            Diagnostic(line, col, "error", f"invalid YAML in front matter: {what}")
-        )
-        return fm
-    except yaml.YAMLError as e:
-        fm.diagnostics.append(
-            Diagnostic(first_line, 1, "error", f"invalid YAML in front matter: {e}")
-        )
-        return fm
-    finally:
-        loader.dispose()
-    fm.diagnostics.extend(loader.problems)
+    data, problems = load(text, first_line)
+    fm.diagnostics.extend(problems)
     if data is None:
         return fm
     if not isinstance(data, YMap):
@@ -150,17 +61,6 @@ def load_front_matter(text: str, first_line: int) -> FrontMatter:
         return fm
     _read_top(data, fm)
     return fm
-
-
-def _unreadable(e: yaml.reader.ReaderError, text: str, first_line: int) -> Diagnostic:
-    """YAML refuses control characters before parsing; point at the first one."""
-    before = text[: e.position]
-    line = before.count("\n") + first_line
-    col = e.position - (before.rfind("\n") + 1) + 1
-    char = e.character if isinstance(e.character, int) else ord(e.character)
-    return Diagnostic(
-        line, col, "error", f"invalid YAML in front matter: character U+{char:04X} is not allowed"
-    )
 
 
 def _read_top(data: YMap, fm: FrontMatter) -> None:
@@ -181,7 +81,7 @@ def _read_top(data: YMap, fm: FrontMatter) -> None:
         elif key in RUNME_KEYS:
             fm.report(kpos, "warning", f"Runme front matter key `{key}` is accepted and ignored")
         else:
-            hint = did_you_mean(str(key), TOP_LEVEL_KEYS)
+            hint = did_you_mean(key, TOP_LEVEL_KEYS)
             fm.report(kpos, "error", f"unknown front matter key `{key}`{hint}")
 
 
@@ -198,18 +98,9 @@ def _text(value: Any, pos: Position, fm: FrontMatter, what: str) -> str | None:
 def _expect_map(value: Any, pos: Position, fm: FrontMatter, what: str) -> YMap | None:
     if isinstance(value, YMap):
         return value
-    if value is None:
-        return None
-    fm.report(pos, "error", f"`{what}` must be a mapping, got {_kind(value)}")
+    if value is not None:
+        fm.report(pos, "error", f"`{what}` must be a mapping, got {describe(value)}")
     return None
-
-
-def _kind(value: Any) -> str:
-    if isinstance(value, list):
-        return "a list"
-    if isinstance(value, dict):
-        return "a mapping"
-    return repr(value)
 
 
 def _read_variables(value: Any, pos: Position, fm: FrontMatter) -> None:
@@ -218,7 +109,7 @@ def _read_variables(value: Any, pos: Position, fm: FrontMatter) -> None:
         return
     for name, spec in data.items():
         kpos = data.key_pos[name]
-        if not isinstance(name, str) or not IDENTIFIER.match(name):
+        if not IDENTIFIER.match(name):
             fm.report(
                 kpos, "error", f"variable name `{name}` must be a shell identifier like DEPLOY_ENV"
             )
@@ -241,25 +132,23 @@ def _read_variable(name: str, kpos: Position, spec: YMap, fm: FrontMatter) -> Va
     fields: dict[str, Any] = {}
     ok = True
 
-    def problem(key: str, message: str) -> None:
+    def problem(key: str, message: str, at: Position | None = None) -> None:
         nonlocal ok
         ok = False
-        fm.report(spec.value_pos.get(key, kpos), "error", f"variable `{name}`: {message}")
+        where = at or spec.value_pos.get(key, kpos)
+        fm.report(where, "error", f"variable `{name}`: {message}")
 
     for key, value in spec.items():
         if key not in VARIABLE_KEYS:
-            hint = did_you_mean(str(key), VARIABLE_KEYS)
-            fm.report(
-                spec.key_pos[key], "error", f"variable `{name}`: unknown setting `{key}`{hint}"
-            )
-            ok = False
+            hint = did_you_mean(key, VARIABLE_KEYS)
+            problem(key, f"unknown setting `{key}`{hint}", spec.key_pos[key])
             continue
         try:
             if key in ("required", "secret"):
                 fields[key] = parse_bool(value)
             elif key == "choices":
-                if not isinstance(value, list) or not value:
-                    raise ValueProblem("`choices` must be a non-empty list")
+                if not isinstance(value, YList) or not value:
+                    raise ValueProblem(f"expected a non-empty list, got {describe(value)}")
                 fields[key] = tuple(parse_text(c) for c in value)
             else:
                 fields[key] = parse_text(value)
@@ -268,7 +157,7 @@ def _read_variable(name: str, kpos: Position, spec: YMap, fm: FrontMatter) -> Va
     if "pattern" in fields:
         try:
             re.compile(fields["pattern"])
-        except re.error as e:
+        except (re.error, OverflowError, RecursionError, ValueError) as e:
             problem("pattern", f"`pattern` is not a valid regular expression: {e}")
             fields.pop("pattern")
     default = fields.get("default")
@@ -292,25 +181,33 @@ def _read_hosts(value: Any, pos: Position, fm: FrontMatter) -> None:
         return
     for name, members in data.items():
         kpos, vpos = data.key_pos[name], data.value_pos[name]
-        if not isinstance(name, str) or not NAME.match(name) or "," in name:
+        if not NAME.match(name):
             fm.report(kpos, "error", f"host group name `{name}` must be a simple name like web")
             continue
         if name == LOCAL:
             fm.report(kpos, "error", "`local` is reserved for the operator's machine")
             continue
-        items = members.split(",") if isinstance(members, str) else members
-        if not isinstance(items, list) or not items:
-            fm.report(vpos, "error", f"host group `{name}` must be a non-empty list of hosts")
+        if isinstance(members, str):
+            items: list[tuple[Any, Position]] = [(m, vpos) for m in members.split(",")]
+        elif isinstance(members, YList):
+            items = list(zip(members, members.item_pos, strict=True))
+        else:
+            items = []
+        if not items:
+            got = describe(members)
+            fm.report(
+                vpos, "error", f"host group `{name}` must be a non-empty list of hosts, got {got}"
+            )
             continue
         hosts: list[Host] = []
-        for item in items:
+        for item, ipos in items:
             try:
                 host = parse_host(parse_text(item))
             except ValueProblem as e:
-                fm.report(vpos, "error", f"host group `{name}`: {e}")
+                fm.report(ipos, "error", f"host group `{name}`: {e}")
                 continue
             if any(h.spec == host.spec for h in hosts):
-                fm.report(vpos, "error", f"host group `{name}` lists `{host.spec}` twice")
+                fm.report(ipos, "error", f"host group `{name}` lists `{host.spec}` twice")
                 continue
             hosts.append(host)
         fm.hosts.append(HostGroup(name=name, hosts=tuple(hosts), line=kpos.line))
@@ -324,13 +221,13 @@ def _read_ssh(value: Any, pos: Position, fm: FrontMatter) -> None:
     for key, v in data.items():
         vpos = data.value_pos[key]
         if key not in SSH_KEYS:
-            hint = did_you_mean(str(key), SSH_KEYS)
+            hint = did_you_mean(key, SSH_KEYS)
             fm.report(data.key_pos[key], "error", f"unknown `ssh` setting `{key}`{hint}")
         elif key == "port":
-            if isinstance(v, int) and not isinstance(v, bool) and 1 <= v <= 65535:
-                fields["port"] = v
-            else:
-                fm.report(vpos, "error", f"`ssh.port` must be a port number 1-65535, got {v!r}")
+            try:
+                fields["port"] = parse_port(v)
+            except ValueProblem as e:
+                fm.report(vpos, "error", f"`ssh.port`: {e}")
         else:
             text = _text(v, vpos, fm, f"ssh.{key}")
             if text is not None:

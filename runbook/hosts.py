@@ -11,7 +11,7 @@ from runbook.values import ValueProblem, did_you_mean
 _HOST = re.compile(
     r"(?:(?P<user>[A-Za-z0-9_][A-Za-z0-9_.-]*)@)?"
     r"(?P<host>\[[0-9A-Fa-f:.%A-Za-z]+\]|[A-Za-z0-9_](?:[A-Za-z0-9_.-]*[A-Za-z0-9_])?)"
-    r"(?::(?P<port>\d+))?\Z"
+    r"(?::(?P<port>[0-9]{1,5}))?\Z"
 )
 
 LOCAL = "local"
@@ -80,7 +80,7 @@ def batches(hosts: Sequence[Host], serial: Sequence[Amount]) -> list[tuple[Host,
     out: list[tuple[Host, ...]] = []
     start, i = 0, 0
     while start < len(hosts):
-        size = max(1, serial[min(i, len(serial) - 1)].of(len(hosts)))
+        size = max(1, serial[min(i, len(serial) - 1)].of(len(hosts), at_least_one=True))
         out.append(tuple(hosts[start : start + size]))
         start += size
         i += 1

@@ -7,11 +7,12 @@ nothing defines, a rollback with nothing to undo).
 
 from __future__ import annotations
 
+import itertools
 from collections.abc import Callable, Iterator
 
 from runbook.hosts import resolve_targets
 from runbook.model import Block, Diagnostic, Position, Runbook, Severity
-from runbook.values import ValueProblem, did_you_mean, variable_refs
+from runbook.values import ValueProblem, did_you_mean, expand, variable_refs
 
 Rule = Callable[[Runbook], Iterator[Diagnostic]]
 
@@ -45,10 +46,14 @@ def loose_blocks(rb: Runbook) -> Iterator[Diagnostic]:
 
 
 def variable_references(rb: Runbook) -> Iterator[Diagnostic]:
-    """``$VAR`` in ``confirm``, ``type-to-confirm`` and ``on``: a variable or an earlier capture."""
+    """``$VAR`` in ``confirm``, ``type-to-confirm`` and ``on``: a variable or an earlier capture.
+
+    Only blocks that run on every forward pass define a capture for the blocks after them.
+    """
     declared = {v.name: v for v in rb.variables}
     captured: set[str] = set()
-    captured_later = {b.options.capture for b in rb.blocks if b.options.capture and b.runs}
+    later = {b.options.capture for b in rb.blocks if b.options.capture and b.runs_forward}
+    optional = {b.options.capture for b in rb.blocks if b.options.capture and b.runs}
     for block in rb.blocks:
         for option in ("on", "confirm", "type_to_confirm"):
             text = getattr(block.options, option)
@@ -61,46 +66,78 @@ def variable_references(rb: Runbook) -> Iterator[Diagnostic]:
                 if var is not None and var.secret:
                     yield _at(pos, "error", f"`{label}` shows secret variable `{name}` on screen")
                 elif var is None and name not in captured:
-                    hint = (
-                        " (it is captured only by a later block)"
-                        if name in captured_later
-                        else did_you_mean(name, [*declared, *captured])
-                    )
+                    if name in later:
+                        hint = " (it is captured only by a later block)"
+                    elif name in optional:
+                        hint = " (only a rollback or optional block captures it)"
+                    else:
+                        hint = did_you_mean(name, [*declared, *captured])
                     yield _at(
                         pos,
                         "error",
                         f"`{label}` uses `${name}`, which no variable or capture defines{hint}",
                     )
-        if block.options.capture and block.runs:
+        if block.options.capture and block.runs_forward:
             captured.add(block.options.capture)
 
 
 def targets(rb: Runbook) -> Iterator[Diagnostic]:
-    """``on:`` names known groups; ``serial``, ``max-fail`` and ``capture`` fit the targets."""
+    """``on:`` names known groups; ``serial``, ``max-fail`` and ``capture`` fit the targets.
+
+    An ``on:`` with variables is checked for every value they can take before the run:
+    each of their ``choices``, else their default.
+    """
     for block in rb.blocks:
         opts = block.options
-        pos = opts.where("on", block.position)
-        if any(True for _ in variable_refs(opts.on)):
-            continue  # resolved at run time
-        try:
-            hosts = resolve_targets(opts.on, rb.hosts)
-        except ValueProblem as e:
-            yield _at(pos, "error", str(e))
-            continue
-        for option in ("serial", "max_fail"):
-            if option in opts.positions and not hosts:
-                label = option.replace("_", "-")
-                yield _at(
-                    opts.positions[option],
-                    "error",
-                    f"`{label}` needs hosts, but this block runs on local (add `on: <group>`)",
-                )
-        if opts.capture and len(hosts) > 1:
-            yield _at(
-                opts.where("capture", block.position),
-                "error",
-                f"`capture` needs a single target, but `on: {opts.on}` is {len(hosts)} hosts",
+        reported: set[str] = set()
+        for values in _possible_values(rb, opts.on):
+            for pos, message in _target_problems(rb, block, values):
+                if message not in reported:
+                    reported.add(message)
+                    yield _at(pos, "error", message)
+
+
+def _possible_values(rb: Runbook, text: str) -> list[dict[str, str]]:
+    names = sorted({name for name, _ in variable_refs(text)})
+    choices: list[tuple[str, ...]] = []
+    for name in names:
+        var = rb.variable(name)
+        if var is None or var.secret:
+            return []  # reported by variable_references
+        values = var.choices or ((var.default,) if var.default is not None else ())
+        if not values:
+            return []  # known only when the run starts
+        choices.append(values)
+    combos = itertools.islice(itertools.product(*choices), MAX_TARGET_COMBINATIONS)
+    return [dict(zip(names, combo, strict=True)) for combo in combos]
+
+
+MAX_TARGET_COMBINATIONS = 64
+
+
+def _target_problems(
+    rb: Runbook, block: Block, values: dict[str, str]
+) -> Iterator[tuple[Position, str]]:
+    opts = block.options
+    pos = opts.where("on", block.position)
+    when = "".join(f"with {k}={v}, " for k, v in values.items())
+    try:
+        hosts = resolve_targets(expand(opts.on, values), rb.hosts)
+    except ValueProblem as e:
+        yield pos, f"{when}{e}"
+        return
+    for option in ("serial", "max_fail"):
+        if option in opts.positions and not hosts:
+            label = option.replace("_", "-")
+            yield (
+                opts.positions[option],
+                f"{when}`{label}` needs hosts, but this block runs on local (add `on: <group>`)",
             )
+    if opts.capture and len(hosts) > 1:
+        yield (
+            opts.where("capture", block.position),
+            f"{when}`capture` needs a single target, but `on: {opts.on}` is {len(hosts)} hosts",
+        )
 
 
 def captures(rb: Runbook) -> Iterator[Diagnostic]:

@@ -36,11 +36,16 @@ class Amount:
     value: int
     percent: bool = False
 
-    def of(self, total: int) -> int:
-        """The absolute count for ``total`` hosts; a non-zero percentage is at least 1 host."""
+    def of(self, total: int, *, at_least_one: bool = False) -> int:
+        """The absolute count for ``total`` hosts; percentages round down.
+
+        ``at_least_one`` is for batch sizes, where a non-zero percentage of a small fleet
+        must still make progress; a failure tolerance must not round up.
+        """
         if not self.percent:
             return self.value
-        return max(1, total * self.value // 100) if self.value else 0
+        count = total * self.value // 100
+        return max(1, count) if at_least_one and self.value else count
 
     def __str__(self) -> str:
         return f"{self.value}%" if self.percent else str(self.value)
@@ -154,6 +159,11 @@ class Block:
     def runs(self) -> bool:
         """False for ``run: false`` blocks, which are documentation only."""
         return self.options.run
+
+    @property
+    def runs_forward(self) -> bool:
+        """Runs on every forward pass: not documentation, not a rollback, not chosen-only."""
+        return self.options.run and not self.options.rollback and not self.options.manual
 
     @property
     def position(self) -> Position:

@@ -88,6 +88,7 @@ RUNME_IGNORED = frozenset(
 )
 
 _OPTION_LINE = re.compile(r"#\|\s?(.*)\Z")
+_JSON_KEY = re.compile(r'"(?:[^"\\]|\\.)*"\s*:')
 _KV = re.compile(r"""\s*([A-Za-z_][\w-]*)\s*=\s*("(?:[^"\\]|\\.)*"|'[^']*'|[^\s"']*)""")
 
 
@@ -130,19 +131,18 @@ class BlockOptionsReader:
 
     def _read_json(self, text: str, pos: Position) -> None:
         try:
-            data = json.loads(text)
-        except json.JSONDecodeError as e:
+            # Pairs, not a dict: a key given twice must be reported, not silently dropped.
+            pairs = json.loads(text, object_pairs_hook=list)
+        except (json.JSONDecodeError, RecursionError) as e:
+            at, msg = (e.pos, e.msg) if isinstance(e, json.JSONDecodeError) else (0, "too deep")
             self.report(
-                Position(pos.line, pos.col + e.pos),
-                "error",
-                f"attributes are not valid JSON: {e.msg}",
+                Position(pos.line, pos.col + at), "error", f"attributes are not valid JSON: {msg}"
             )
             return
-        if not isinstance(data, dict):
-            self.report(pos, "error", "attributes must be a JSON object")
-            return
-        for key, value in data.items():
-            offset = max(0, text.find(json.dumps(key)))
+        keys = [m.start() for m in _JSON_KEY.finditer(text)]
+        if len(keys) != len(pairs):
+            keys = [0] * len(pairs)  # nested objects: point at the `{`
+        for (key, value), offset in zip(pairs, keys, strict=True):
             self.raw.append(RawOption(key, value, Position(pos.line, pos.col + offset)))
 
     def _read_kv(self, text: str, pos: Position) -> None:
@@ -161,7 +161,12 @@ class BlockOptionsReader:
                 return
             value = m.group(2)
             if value[:1] == '"':
-                value = json.loads(value)
+                try:
+                    value = json.loads(value)
+                except json.JSONDecodeError as e:
+                    where = Position(pos.line, pos.col + m.start(2))
+                    self.report(where, "error", f"cannot read the quoted value {value}: {e.msg}")
+                    return
             elif value[:1] == "'":
                 value = value[1:-1]
             self.raw.append(RawOption(m.group(1), value, Position(pos.line, pos.col + m.start(1))))
@@ -201,7 +206,8 @@ class BlockOptionsReader:
                 self.report(
                     opt.pos,
                     "error",
-                    f"option `{opt.key}` is set twice (first{alias} on line {first.pos.line})",
+                    f"option `{opt.key}` is set twice"
+                    f" (first{alias} at {first.pos.line}:{first.pos.col})",
                 )
                 continue
             given[attr] = opt

@@ -37,7 +37,8 @@ _ALERT = re.compile(r"\[!([A-Za-z]+)\][ \t]*(?:\n|\Z)")
 _QUOTE_PREFIX = re.compile(r"^[ \t]*>[ \t]?")
 _INFO = re.compile(r"([^\s{]*)(.*)", re.S)
 _LINK = re.compile(r"!?\[([^\]]*)\]\([^)]*\)")
-_MARKUP = re.compile(r"[`*_~]|<[^>]+>")
+# Emphasis underscores sit at a word's edge; `my_service` keeps its underscore.
+_MARKUP = re.compile(r"[`*~]|<[^>]+>|(?<![^\W_])_+|_+(?![^\W_])")
 _SLUG_DROP = re.compile(r"[^\w\- ]", re.U)
 
 
@@ -93,14 +94,15 @@ _MD = _make_markdown()
 
 def decode(data: bytes) -> tuple[str | None, Diagnostic | None]:
     """UTF-8 text without BOM and with LF line ends, or the position of the first bad byte."""
-    if data.startswith(b"\xef\xbb\xbf"):
-        data = data[3:]
+    bom = 3 if data.startswith(b"\xef\xbb\xbf") else 0
     try:
-        text = data.decode("utf-8")
+        text = data[bom:].decode("utf-8")
     except UnicodeDecodeError as e:
-        line = data.count(b"\n", 0, e.start) + 1
-        col = e.start - (data.rfind(b"\n", 0, e.start) + 1) + 1
-        message = f"invalid UTF-8: byte 0x{data[e.start]:02x} at byte offset {e.start}"
+        before = data[bom : bom + e.start]
+        line = before.count(b"\n") + before.count(b"\r") - before.count(b"\r\n") + 1
+        col = len(before) - max(before.rfind(b"\n"), before.rfind(b"\r"))
+        bad, offset = data[bom + e.start], bom + e.start
+        message = f"invalid UTF-8: byte 0x{bad:02x} at byte offset {offset}"
         return None, Diagnostic(line, col, "error", message)
     if "\r" in text:
         text = text.replace("\r\n", "\n").replace("\r", "\n")
@@ -131,9 +133,19 @@ def plain_title(markdown: str) -> str:
     return " ".join(_MARKUP.sub("", text).split())
 
 
-def slugify(title: str) -> str:
-    """GitHub's anchor for a heading."""
-    return _SLUG_DROP.sub("", title.lower()).replace(" ", "-")
+class Slugger:
+    """GitHub's heading anchors (github-slugger): repeated titles get ``-1``, ``-2``..."""
+
+    def __init__(self) -> None:
+        self.seen: dict[str, int] = {}
+
+    def slug(self, title: str) -> str:
+        base = slug = _SLUG_DROP.sub("", title.lower()).replace(" ", "-")
+        while slug in self.seen:
+            self.seen[base] += 1
+            slug = f"{base}-{self.seen[base]}"
+        self.seen[slug] = 0
+        return slug
 
 
 @dataclass
@@ -160,7 +172,7 @@ class _Parser:
         self.loose: list[Block] = []
         self.title: str | None = None
         self.title_line = 1
-        self.slugs: dict[str, int] = {}
+        self.slugger = Slugger()
 
     def report(self, line: int, col: int, severity: Severity, message: str) -> None:
         self.diagnostics.append(Diagnostic(line, col, severity, message))
@@ -220,7 +232,7 @@ class _Parser:
             if kind == "paragraph_open":
                 continue
             pending_task = pending_alert = False
-            if kind == "heading_open" and tok.level == 0:
+            if kind == "heading_open":
                 self._heading(tok, tokens[i + 1])
             elif kind == "fence":
                 self._fence(tok)
@@ -233,22 +245,20 @@ class _Parser:
         assert tok.map is not None
         line = tok.map[0] + 1
         title = plain_title(inline.content)
+        slug = self.slugger.slug(title)
+        if tok.level != 0:
+            return
         if tok.tag == "h1":
             if self.title is None:
                 self.title, self.title_line = title, line
-            elif self.current is not None:
+            if self.current is not None:
                 self.current.end_line = line - 1
                 self.current = None
         elif tok.tag == "h2":
             if self.current is not None:
                 self.current.end_line = line - 1
-            base = slugify(title) or "step"
-            n = self.slugs.get(base, 0)
-            self.slugs[base] = n + 1
-            slug = f"{base}-{n}" if n else base
-            self.current = _StepDraft(
-                title=title or f"Step {len(self.steps) + 1}", slug=slug, line=line
-            )
+            name = title or f"Step {len(self.steps) + 1}"
+            self.current = _StepDraft(title=name, slug=slug or "step", line=line)
             self.steps.append(self.current)
 
     def _task(self, inline: Token) -> None:
@@ -280,7 +290,7 @@ class _Parser:
         assert m is not None
         language, rest = m.group(1).lower(), m.group(2)
         if not tok.meta.get("closed"):
-            end = (
+            reach = (
                 "the end of the file"
                 if tok.map[1] >= self.line_count
                 else "the end of the enclosing list item or quote"
@@ -289,40 +299,52 @@ class _Parser:
                 line,
                 col,
                 "error",
-                f"code fence opened here is never closed; CommonMark runs it to {end}",
+                f"code fence opened here is never closed; CommonMark runs it to {reach}",
             )
         body = tok.content.split("\n")
         if body and body[-1] == "":
             body.pop()
-        n_opts = 0
-        while n_opts < len(body) and is_option_line(body[n_opts]):
-            n_opts += 1
-        if language not in SHELL_LANGUAGES:
-            self._inert_options(language, body[:n_opts], line, col)
-            return
+        # Options open the block; blank lines before them are not a command.
+        first = 0
+        while first < len(body) and not body[first].strip():
+            first += 1
+        end = first
+        while end < len(body) and is_option_line(body[end]):
+            end += 1
+        if end == first:
+            first = end = 0
         reader = BlockOptionsReader()
         info_col = (
             col + len(tok.markup) + (len(tok.info) - len(tok.info.lstrip())) + len(m.group(1))
         )
         reader.read_info(rest, Position(line, info_col))
-        for k in range(n_opts):
-            src_line = line + 1 + k
-            src_col = self.lines[src_line - 1].find("#|") + 1 if src_line <= len(self.lines) else 1
-            reader.read_option_line(body[k].lstrip(), Position(src_line, max(src_col, 1)))
-        for k in range(n_opts, len(body)):
-            if is_option_line(body[k]):
-                src_line = line + 1 + k
+        for k in range(first, end):
+            at = line + 1 + k
+            reader.read_option_line(body[k].lstrip(), Position(at, self._col(at, "#|")))
+        if language not in SHELL_LANGUAGES:
+            if any(opt.key in OPTIONS for opt in reader.raw):
                 self.report(
-                    src_line,
-                    self.lines[src_line - 1].find("#|") + 1,
+                    line,
+                    col,
                     "warning",
-                    "`#|` line after the first command is a shell comment, not an option;"
-                    " options go at the top of the block",
+                    f"options on a `{language or 'plain'}` block do nothing:"
+                    " only sh, bash, shell and zsh blocks run",
+                )
+            return
+        for k in range(end, len(body)):
+            if is_option_line(body[k]):
+                at = line + 1 + k
+                self.report(
+                    at,
+                    self._col(at, "#|"),
+                    "error",
+                    "`#|` option after the first command would only be a shell comment;"
+                    " move it to the top of the block",
                 )
         options = reader.build()
         self.diagnostics.extend(reader.diagnostics)
-        code = "\n".join(body[n_opts:])
-        if body[n_opts:]:
+        code = "\n".join(body[end:])
+        if body[end:]:
             code += "\n"
         step = self.current
         if step is None:
@@ -337,23 +359,15 @@ class _Parser:
             language=language,
             info=tok.info,
             code=code,
-            code_line=line + 1 + n_opts,
+            code_line=line + 1 + end,
             options=options,
             step=len(self.steps) if step is not None else None,
         )
         (step.blocks if step is not None else self.loose).append(block)
 
-    def _inert_options(self, language: str, option_lines: list[str], line: int, col: int) -> None:
-        """``#|`` options on a block that never runs: the author expected it to run."""
-        keys = [ln.lstrip()[2:].partition(":")[0].strip() for ln in option_lines]
-        if any(k in OPTIONS for k in keys):
-            self.report(
-                line,
-                col,
-                "warning",
-                f"options on a `{language or 'plain'}` block do nothing:"
-                " only sh, bash, shell and zsh blocks run",
-            )
+    def _col(self, line: int, needle: str) -> int:
+        """1-based column of ``needle`` on a source line (1 if it is not there)."""
+        return self.lines[line - 1].find(needle) + 1 or 1
 
     def _finish_steps(self) -> tuple[Step, ...]:
         last_line = self.line_count

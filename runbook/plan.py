@@ -102,16 +102,25 @@ def _block(rb: Runbook, block: Block, shown: dict[str, str]) -> dict[str, Any]:
 
 def _target(rb: Runbook, block: Block, shown: dict[str, str]) -> dict[str, Any]:
     opts = block.options
+    missing = [n for n, _ in variable_refs(opts.on) if n not in shown]
+    if missing:
+        reason = f"`on: {opts.on}` needs ${missing[0]}, known only at run time"
+        return {"kind": "deferred", "on": opts.on, "reason": reason}
     on = expand(opts.on, shown)
-    missing = [n for n, _ in variable_refs(on)]
-    if MASK in on or missing:
-        why = f"`on: {opts.on}` needs ${missing[0]}" if missing else "`on:` uses a secret"
-        return {"kind": "deferred", "on": opts.on, "reason": f"{why}, known only at run time"}
     try:
         hosts = resolve_targets(on, rb.hosts)
     except ValueError as e:
         raise PlanProblem(f"{rb.path}:{block.line}: {e}") from e
+    if opts.capture and len(hosts) > 1:
+        raise PlanProblem(
+            f"{rb.path}:{block.line}: `capture` needs a single target, but `on: {on}` is"
+            f" {len(hosts)} hosts"
+        )
     if not hosts:
+        if opts.serial or "max_fail" in opts.positions:
+            raise PlanProblem(
+                f"{rb.path}:{block.line}: `serial`/`max-fail` need hosts, `on: {on}` is local"
+            )
         return {"kind": "local", "on": "local"}
     split = batches(hosts, opts.serial)
     return {

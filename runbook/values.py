@@ -19,9 +19,12 @@ class ValueProblem(ValueError):
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
-_DURATION_PART = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d)")
+_DURATION_PART = re.compile(r"([0-9]{1,9}(?:\.[0-9]{1,9})?)(ms|s|m|h|d)")
+MAX_DURATION = 30 * 86400.0
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
-_AMOUNT = re.compile(r"(\d+)(%?)\Z")
+_AMOUNT = re.compile(r"([0-9]{1,6})(%?)\Z")
+_COUNT = re.compile(r"[0-9]{1,6}\Z")
+_SURROGATE = re.compile("[\ud800-\udfff]")
 _IDENT_PREFIX = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _VAR_REF = re.compile(r"\$(?:\{([^}]*)\}|([A-Za-z_][A-Za-z0-9_]*)|(\$))")
 
@@ -46,8 +49,10 @@ def parse_duration(value: object) -> Duration:
         total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
         pos = m.end()
     if not text or pos != len(text):
-        hint = " (add a unit)" if re.fullmatch(r"\d+(\.\d+)?", text) else ""
+        hint = " (add a unit)" if re.fullmatch(r"[0-9]+(\.[0-9]+)?", text) else ""
         raise ValueProblem(f"expected a duration such as 30s, 5m or 1h, got {value!r}{hint}")
+    if total > MAX_DURATION:
+        raise ValueProblem(f"{text} is longer than 30 days")
     return Duration(text, total)
 
 
@@ -93,26 +98,52 @@ def parse_bool(value: object) -> bool:
 
 
 def parse_count(value: object) -> int:
-    if isinstance(value, bool):
-        raise ValueProblem(f"expected a whole number, got {value!r}")
-    text = str(value).strip()
-    if not text.isdigit():
-        raise ValueProblem(f"expected a whole number, got {value!r}")
+    text = (
+        str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
+    )
+    if not _COUNT.match(text):
+        raise ValueProblem(f"expected a whole number below 1000000, got {value!r}")
     return int(text)
 
 
-def parse_text(value: object) -> str:
-    """Free text: YAML may hand us a number, but a boolean or a structure is a mistake."""
-    if isinstance(value, bool):
-        word = str(value).lower()
-        raise ValueProblem(f"expected text, got the boolean {word}; quote it if you mean the word")
+def parse_port(value: object) -> int:
+    text = (
+        str(value).strip() if isinstance(value, (str, int)) and not isinstance(value, bool) else ""
+    )
+    if not re.fullmatch(r"[0-9]{1,5}", text) or not 1 <= int(text) <= 65535:
+        raise ValueProblem(f"expected a port number 1-65535, got {value!r}")
+    return int(text)
+
+
+def describe(value: object) -> str:
+    """How a YAML or JSON value reads to an author: ``a list``, ``the boolean true``."""
     if value is None:
-        raise ValueProblem("expected text, got nothing")
-    if isinstance(value, (list, dict)):
-        raise ValueProblem(f"expected text, got a {type(value).__name__}")
+        return "nothing"
+    if isinstance(value, bool):
+        return f"the boolean {str(value).lower()}"
+    if isinstance(value, dict):
+        return "a mapping"
+    if isinstance(value, (list, tuple)):
+        return "a list"
+    if isinstance(value, (set, frozenset)):
+        return "a set"
+    if isinstance(value, bytes):
+        return "binary data"
+    if isinstance(value, (str, int, float)):
+        return repr(value)
+    return f"a {type(value).__name__} value"
+
+
+def parse_text(value: object) -> str:
+    """Free text: a string (a number from JSON is fine); anything else is a mistake."""
+    if isinstance(value, bool) or not isinstance(value, (str, int, float)):
+        hint = "; quote it if you mean the word" if isinstance(value, bool) else ""
+        raise ValueProblem(f"expected text, got {describe(value)}{hint}")
     text = str(value)
     if not text.strip():
         raise ValueProblem("must not be empty")
+    if _SURROGATE.search(text):
+        raise ValueProblem("contains a lone UTF-16 surrogate, which is not a character")
     return text
 
 

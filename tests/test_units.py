@@ -50,8 +50,10 @@ def test_no_serial_is_one_batch() -> None:
 
 
 def test_amount_of() -> None:
-    assert Amount(10, percent=True).of(5) == 1
-    assert Amount(0, percent=True).of(5) == 0
+    assert Amount(10, percent=True).of(5, at_least_one=True) == 1
+    assert Amount(10, percent=True).of(5) == 0  # a failure tolerance never rounds up
+    assert Amount(50, percent=True).of(5) == 2
+    assert Amount(0, percent=True).of(5, at_least_one=True) == 0
     assert Amount(3).of(100) == 3
 
 
