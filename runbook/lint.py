@@ -31,7 +31,8 @@ def duplicate_names(rb: Runbook) -> Iterator[Diagnostic]:
             yield _at(
                 pos,
                 "error",
-                f"duplicate block name `{block.name}`, first used on line {first.line}{how}",
+                f"duplicate block name `{block.name}`,"
+                f" already used by the block on line {first.line}{how}",
             )
 
 

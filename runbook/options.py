@@ -97,6 +97,12 @@ class RawOption:
     key: str
     value: object
     pos: Position
+    value_pos: Position | None = None
+    """Where the value starts, when known: value diagnostics point there."""
+
+    @property
+    def at_value(self) -> Position:
+        return self.value_pos or self.pos
 
 
 @dataclass
@@ -115,10 +121,17 @@ class BlockOptionsReader:
         if not text:
             return
         col = pos.col + rest.index(text[0])
-        if not (text.startswith("{") and text.endswith("}")):
+        if text.startswith("{") != text.endswith("}"):
+            # Half an attribute block would silently drop a target or a gate.
+            self.report(
+                Position(pos.line, col), "error", f"attributes `{text}` need both `{{` and `}}`"
+            )
+            return
+        if not text.startswith("{"):
+            looks_like_options = "=" in text or ":" in text
             self.report(
                 Position(pos.line, col),
-                "warning",
+                "error" if looks_like_options else "warning",
                 f"`{text}` after the language is ignored; options go in `#|` lines"
                 " or in `{ key=value }`",
             )
@@ -169,7 +182,14 @@ class BlockOptionsReader:
                     return
             elif value[:1] == "'":
                 value = value[1:-1]
-            self.raw.append(RawOption(m.group(1), value, Position(pos.line, pos.col + m.start(1))))
+            self.raw.append(
+                RawOption(
+                    m.group(1),
+                    value,
+                    Position(pos.line, pos.col + m.start(1)),
+                    Position(pos.line, pos.col + m.start(2)),
+                )
+            )
             at = m.end()
 
     def read_option_line(self, line: str, pos: Position) -> None:
@@ -182,7 +202,16 @@ class BlockOptionsReader:
             self.report(Position(pos.line, pos.col), "error", "expected `#| key: value`")
             return
         key_col = pos.col + line.find(key, 2)
-        self.raw.append(RawOption(key, _unquote(value.strip()), Position(pos.line, key_col)))
+        value_start = line.find(":", 2) + 1 + len(value) - len(value.lstrip())
+        value_col = pos.col + value_start if value.strip() else key_col
+        self.raw.append(
+            RawOption(
+                key,
+                _unquote(value.strip()),
+                Position(pos.line, key_col),
+                Position(pos.line, value_col),
+            )
+        )
 
     def build(self) -> BlockOptions:
         values: dict[str, Any] = {}
@@ -217,9 +246,9 @@ class BlockOptionsReader:
             try:
                 values[attr] = parse(opt.value)
             except ValueProblem as e:
-                self.report(opt.pos, "error", f"bad value for `{opt.key}`: {e}")
+                self.report(opt.at_value, "error", f"bad value for `{opt.key}`: {e}")
                 continue
-            positions[attr] = opt.pos
+            positions[attr] = opt.at_value
         return BlockOptions(**values, positions=positions)
 
 

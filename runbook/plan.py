@@ -52,7 +52,9 @@ def build_plan(rb: Runbook, resolved: Resolved) -> dict[str, Any]:
             for v in rb.variables
         ],
         "hosts": {g.name: [h.spec for h in g.hosts] for g in rb.hosts},
+        "ssh": {"user": rb.ssh.user, "port": rb.ssh.port, "known_hosts": rb.ssh.known_hosts},
         "steps": [_step(rb, s, shown) for s in rb.steps],
+        "rollback_order": [b.name for s in reversed(rb.steps) for b in s.rollback_blocks],
     }
 
 
@@ -75,7 +77,9 @@ def _text(text: str | None, shown: dict[str, str]) -> str | None:
 
 def _block(rb: Runbook, block: Block, shown: dict[str, str]) -> dict[str, Any]:
     opts = block.options
-    gates = []
+    gates: list[dict[str, str | None]] = []
+    if opts.rollback:  # every rollback block asks first, whatever its own options say
+        gates.append({"type": "confirm", "text": f"Run rollback block {block.name}?"})
     if opts.confirm is not None:
         gates.append({"type": "confirm", "text": _text(opts.confirm, shown)})
     if opts.type_to_confirm is not None:
@@ -137,9 +141,9 @@ def _target(rb: Runbook, block: Block, shown: dict[str, str]) -> dict[str, Any]:
 def render_text(plan: dict[str, Any]) -> str:
     """The plan for a terminal or a pull-request comment: plain text, stable order."""
     rb = plan["runbook"]
-    out = [rb["title"], f"  {rb['path']}  sha256 {rb['sha256'][:16]}"]
+    out = [rb["title"], f"  {rb['path']}", f"  sha256 {rb['sha256']}"]
     if rb["owner"]:
-        out[-1] += f"  owner {rb['owner']}"
+        out.append(f"  owner {rb['owner']}")
     if rb["description"]:
         out.append(f"  {rb['description']}")
     if plan["variables"]:
@@ -152,13 +156,23 @@ def render_text(plan: dict[str, Any]) -> str:
         width = max(len(g) for g in plan["hosts"])
         for group, hosts in plan["hosts"].items():
             out.append(f"  {group:<{width}}  {', '.join(hosts)}")
+    ssh = {k: v for k, v in plan["ssh"].items() if v is not None}
+    if ssh:
+        out += ["", "SSH defaults (OpenSSH config and agent supply the rest)"]
+        out += [f"  {k}: {v}" for k, v in ssh.items()]
     for step in plan["steps"]:
         out += ["", f"{step['index']}. {step['title']}  (line {step['line']})"]
         out += _step_lines(step)
+    if plan["rollback_order"]:
+        step_of = {b["name"]: s for s in plan["steps"] for b in s["rollback"]}
+        out += ["", "On rollback, the rollback blocks of completed steps run in this order:"]
+        for name in plan["rollback_order"]:
+            step = step_of[name]
+            out.append(f"  {name}  (step {step['index']}. {step['title']})")
     steps = plan["steps"]
     n_blocks = sum(len(s["blocks"]) for s in steps)
     n_rollback = sum(len(s["rollback"]) for s in steps)
-    n_gates = sum(len(b["gates"]) for s in steps for b in s["blocks"])
+    n_gates = sum(len(b["gates"]) for s in steps for b in s["blocks"] + s["rollback"])
     n_checks = sum(len(s["checklist"]) for s in steps)
     out += [
         "",
@@ -233,8 +247,6 @@ def _block_lines(block: dict[str, Any], kind: str) -> list[str]:
     for gate in block["gates"]:
         verb = "confirm" if gate["type"] == "confirm" else "type to confirm"
         out.append(f"      gate: {verb}: {gate['text']}")
-    if kind == "rollback":
-        out.append("      gate: confirm before rolling back")
     if target["kind"] == "hosts":
         n = len(target["batches"])
         for i, batch in enumerate(target["batches"], start=1):

@@ -92,7 +92,12 @@ class _Loader(Reader, Scanner, Parser, Composer, SafeConstructor, _Resolver):
         try:
             return True, self.construct_object(node, deep=True)
         except _BUILD_ERRORS as e:
-            problem = getattr(e, "problem", None) or str(e) or type(e).__name__
+            if isinstance(e, yaml.YAMLError) or not isinstance(node, yaml.ScalarNode):
+                problem = getattr(e, "problem", None) or str(e) or type(e).__name__
+            else:
+                tag = node.tag.rsplit(":", 1)[-1]
+                detail = f" ({e})" if isinstance(e, ValueError) and str(e) else ""
+                problem = f"`{node.value[:40]}` is not a valid !!{tag}{detail}"
             self.report(node, f"invalid YAML value: {problem}")
             return False, None
 
@@ -176,7 +181,7 @@ def _syntax(e: yaml.MarkedYAMLError, first_line: int) -> Diagnostic:
     what = e.problem or e.context or "syntax error"
     if e.context and e.problem and e.context_mark:
         opened = e.context_mark
-        what += f" {e.context} (at line {opened.line + first_line}:{opened.column + 1})"
+        what += f" {e.context} that starts at {opened.line + first_line}:{opened.column + 1}"
     return Diagnostic(line, col, "error", f"invalid YAML in front matter: {what}")
 
 

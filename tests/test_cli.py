@@ -141,7 +141,7 @@ def test_plan_of_an_invalid_runbook_exits_one(write) -> None:  # type: ignore[no
     path = write("## Step\n\n```sh\n#| on: nowhere\ntrue\n```\n")
     proc = run_cli("plan", str(path))
     assert proc.returncode == 1
-    assert f"{path}:4:4: error: `on:` names `nowhere`" in proc.stderr
+    assert f"{path}:4:8: error: `on:` names `nowhere`" in proc.stderr
     assert proc.stdout == ""
 
 

@@ -27,7 +27,8 @@ def test_corpus_is_present() -> None:
 
 
 @pytest.mark.parametrize("path", CORPUS_FILES, ids=[p.name for p in CORPUS_FILES])
-def test_corpus_file_checks_cleanly(path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+def test_corpus_file_never_crashes(path: Path) -> None:
+    # Exit 1 is fine: these are other tools' files (unknown front matter keys and so on).
     assert main(["check", "-q", str(path)]) in (0, 1)
 
 

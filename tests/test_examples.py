@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 
 import pytest
@@ -75,3 +76,25 @@ def test_plan_rotate_tls_defers_the_captured_value() -> None:
         ["edge-2.example.com", "edge-3.example.com"],
     ]
     assert "$NEW_FINGERPRINT" in blocks["install"]["gates"][0]["text"]
+
+
+def test_plan_json_shows_rollback_gates_order_and_ssh_defaults() -> None:
+    proc = run_cli("plan", "runbooks/rotate-tls-cert.md", "--format", "json")
+    plan = json.loads(proc.stdout)
+    assert plan["ssh"] == {"user": "deploy", "port": None, "known_hosts": None}
+    undo = plan["steps"][1]["rollback"][0]
+    assert undo["gates"] == [{"type": "confirm", "text": f"Run rollback block {undo['name']}?"}]
+    proc = run_cli("plan", "runbooks/deploy-web.md", "--var", "VERSION=v1.2.3", "--format", "json")
+    assert json.loads(proc.stdout)["rollback_order"] == ["roll-out-2", "stage-the-release-2"]
+
+
+def test_plan_text_shows_the_full_hash_and_rollback_order() -> None:
+    proc = run_cli("plan", "runbooks/deploy-web.md", "--var", "VERSION=v1.2.3")
+    digest = hashlib.sha256((RUNBOOKS / "deploy-web.md").read_bytes()).hexdigest()
+    assert f"  sha256 {digest}\n" in proc.stdout
+    assert (
+        "On rollback, the rollback blocks of completed steps run in this order:\n"
+        "  roll-out-2  (step 3. Roll out)\n"
+        "  stage-the-release-2  (step 2. Stage the release)\n"
+    ) in proc.stdout
+    assert "gate: confirm: Run rollback block roll-out-2?" in proc.stdout
