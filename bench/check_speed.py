@@ -7,6 +7,10 @@ alerts and prose), then times, in this one process and interleaved round by roun
 - runbook check: the whole `runbook check FILE` command (read, decode, front matter,
   Markdown, options, lint, output), called in-process through ``runbook.cli.main``.
 
+Two more rows show where the time goes: markdown-it-py with only the block rules (all
+runbook needs), and the same with the garbage collector paused, as runbook's parser does;
+the gap between that row and runbook check is runbook's own work.
+
 Prints the best time of each and their ratio; the goal is runbook check <= 2x the reference.
 Usage: python bench/check_speed.py [--steps 5000] [--rounds 7]
 """
@@ -27,6 +31,7 @@ from markdown_it import MarkdownIt
 
 import runbook
 from runbook.cli import main
+from runbook.parser import _gc_paused
 
 
 def generate(steps: int) -> str:
@@ -93,11 +98,16 @@ def run(steps: int, rounds: int) -> None:
             with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
                 assert main(["check", str(path)]) == 0, sink.getvalue()
 
-        rows: dict[str, list[float]] = {"full": [], "block": [], "check": []}
+        def block_gc_paused() -> None:
+            with _gc_paused():
+                md_block.parse(text)
+
+        rows: dict[str, list[float]] = {"full": [], "block": [], "block-nogc": [], "check": []}
         check()  # warm up, and prove the generated runbook is valid
         for _ in range(rounds):  # interleaved, so machine drift hits every row alike
             rows["full"].append(timed(lambda: md_full.parse(text)))
             rows["block"].append(timed(lambda: md_block.parse(text)))
+            rows["block-nogc"].append(timed(block_gc_paused))
             rows["check"].append(timed(check))
     ref = min(rows["full"])
     n_blocks = text.count("\n```bash\n") + text.count("\n```sh\n")
@@ -110,6 +120,7 @@ def run(steps: int, rounds: int) -> None:
     for label, key in [
         ("markdown-it-py MarkdownIt().parse (reference)", "full"),
         ("markdown-it-py, block rules only", "block"),
+        ("  the same, GC paused as runbook does", "block-nogc"),
         ("runbook check FILE", "check"),
     ]:
         best = min(rows[key])

@@ -6,8 +6,11 @@ sees is what runs); only block-level parsing is needed, so inline parsing is swi
 
 from __future__ import annotations
 
+import contextlib
+import gc
 import hashlib
 import re
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -120,7 +123,24 @@ def parse_bytes(data: bytes, path: str = "<string>") -> ParseResult:
     if text is None:
         assert problem is not None
         return ParseResult(None, (problem,))
-    return _Parser(text, path, hashlib.sha256(data).hexdigest()).parse()
+    with _gc_paused():
+        return _Parser(text, path, hashlib.sha256(data).hexdigest()).parse()
+
+
+@contextlib.contextmanager
+def _gc_paused() -> Iterator[None]:
+    """Pause the cyclic garbage collector while parsing.
+
+    A large runbook makes hundreds of thousands of short-lived, acyclic tokens; the
+    collector's passes over them cost about a quarter of the parse and free nothing.
+    """
+    was_enabled = gc.isenabled()
+    gc.disable()
+    try:
+        yield
+    finally:
+        if was_enabled:
+            gc.enable()
 
 
 def parse_text(text: str, path: str = "<string>") -> ParseResult:
