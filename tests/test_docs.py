@@ -10,6 +10,7 @@ from conftest import ROOT, RUNBOOKS
 from runbook.cli import COMMANDS
 from runbook.frontmatter import SSH_KEYS, TOP_LEVEL_KEYS, VARIABLE_KEYS
 from runbook.options import OPTIONS, RUNME_IGNORED, RUNME_MAPPED
+from runbook.parser import Slugger, plain_title
 
 FORMAT = (ROOT / "docs" / "format.md").read_text(encoding="utf-8")
 README = (ROOT / "README.md").read_text(encoding="utf-8")
@@ -43,3 +44,14 @@ def test_ci_runs_the_readme_test_command() -> None:
     test_command = next(b for b in blocks if "pytest" in b)
     ci = (ROOT / ".ci" / "run").read_text(encoding="utf-8")
     assert test_command in ci.splitlines()
+
+
+@pytest.mark.parametrize("doc", ["README.md", "docs/format.md", "docs/performance.md"])
+def test_in_page_links_point_at_headings(doc: str) -> None:
+    text = (ROOT / doc).read_text(encoding="utf-8")
+    slugger = Slugger()
+    anchors = {
+        slugger.slug(plain_title(m.group(1))) for m in re.finditer(r"^#{1,6} (.+)$", text, re.M)
+    }
+    for link in re.findall(r"\]\(#([^)]+)\)", text):
+        assert link in anchors, f"{doc}: #{link} matches no heading"
