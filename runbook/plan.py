@@ -246,7 +246,9 @@ def _block_lines(block: dict[str, Any], kind: str) -> list[str]:
         out.append(f"      {', '.join(details)}")
     for gate in block["gates"]:
         verb = "confirm" if gate["type"] == "confirm" else "type to confirm"
-        out.append(f"      gate: {verb}: {gate['text']}")
+        later = sorted({f"${name}" for name, _ in variable_refs(gate["text"])})
+        known = f"  ({', '.join(later)} known only at run time)" if later else ""
+        out.append(f"      gate: {verb}: {gate['text']}{known}")
     if target["kind"] == "hosts":
         n = len(target["batches"])
         for i, batch in enumerate(target["batches"], start=1):

@@ -98,3 +98,10 @@ def test_plan_text_shows_the_full_hash_and_rollback_order() -> None:
         "  stage-the-release-2  (step 2. Stage the release)\n"
     ) in proc.stdout
     assert "gate: confirm: Run rollback block roll-out-2?" in proc.stdout
+
+
+def test_plan_text_says_which_gate_values_come_later() -> None:
+    proc = run_cli("plan", "runbooks/db-migration.md")
+    assert "gate: type to confirm: $DATABASE  ($DATABASE known only at run time)" in proc.stdout
+    proc = run_cli("plan", "runbooks/db-migration.md", "--var", "DATABASE=billing")
+    assert "gate: type to confirm: billing\n" in proc.stdout
