@@ -1,0 +1,310 @@
+"""The audit transcript: append-only, hash-chained JSON Lines, one run per directory.
+
+Every line is one event with ``seq`` (contiguous from 1), UTC and monotonic time, the run
+id, its ``type`` and ``prev``: the SHA-256 of the previous line's bytes (its newline
+included; 64 zeros for the first line of a new run, the last valid hash of the previous
+file for a resumed one). Changing, removing, reordering or inserting any line breaks the
+chain at that line, which :func:`verify` reports.
+
+Lines reach the file with one ``write`` each, so a crash of the runner loses nothing that
+was emitted; ``durable`` events (decisions, block starts, ends) are also fsynced before the
+caller goes on, output is fsynced in groups. Any write or fsync error raises
+:class:`TranscriptError`, and the session stops before running anything else.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import secrets
+import stat
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+GENESIS = "0" * 64
+TRANSCRIPT = "transcript.jsonl"
+SNAPSHOT = "runbook.md"
+FSYNC_BYTES = 256 * 1024
+FSYNC_SECONDS = 1.0
+
+
+class TranscriptError(Exception):
+    """The transcript cannot be written: the run must stop before the next command."""
+
+
+def new_run_id() -> str:
+    """Sortable and unique: UTC time plus randomness (``20261126T204900Z-3f9a1c``)."""
+    return datetime.now(UTC).strftime("%Y%m%dT%H%M%SZ") + "-" + secrets.token_hex(3)
+
+
+def utc_now() -> str:
+    return datetime.now(UTC).isoformat(timespec="microseconds").replace("+00:00", "Z")
+
+
+def make_run_dir(runs_dir: Path, run_id: str) -> Path:
+    """``runs_dir/run_id``, created 0700; refuses a symlinked or pre-existing directory."""
+    try:
+        runs_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path = runs_dir / run_id
+        os.mkdir(path, 0o700)
+        os.chmod(path, 0o700)  # mkdir's mode is filtered by the umask
+    except OSError as e:
+        raise TranscriptError(f"cannot create the run directory under {runs_dir}: {e}") from e
+    return path
+
+
+def write_private(path: Path, data: bytes) -> None:
+    """Create ``path`` 0600 with O_EXCL (never follows or overwrites anything) and write it."""
+    fd = _open_exclusive(path)
+    try:
+        _write_all(fd, data)
+        os.fsync(fd)
+    except OSError as e:
+        raise TranscriptError(f"cannot write {path}: {e}") from e
+    finally:
+        os.close(fd)
+
+
+def _open_exclusive(path: Path) -> int:
+    flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_APPEND | os.O_CLOEXEC
+    try:
+        fd = os.open(path, flags, 0o600)
+        os.fchmod(fd, 0o600)
+    except OSError as e:
+        raise TranscriptError(f"cannot create {path}: {e}") from e
+    return fd
+
+
+def _write_all(fd: int, data: bytes) -> None:
+    view = memoryview(data)
+    while view:
+        written = os.write(fd, view)
+        view = view[written:]
+
+
+class TranscriptWriter:
+    """Appends events to a new transcript file; the single place lines are made."""
+
+    def __init__(self, path: Path, run_id: str, *, prev: str = GENESIS, first_seq: int = 1) -> None:
+        self.path = path
+        self.run_id = run_id
+        self.prev = prev
+        self.seq = first_seq - 1
+        self._fd: int | None = _open_exclusive(path)
+        self._unsynced = 0
+        self._last_sync = time.monotonic()
+        self.failed: TranscriptError | None = None
+
+    def append(self, type_: str, durable: bool = False, **fields: Any) -> dict[str, Any]:
+        """Write one event; ``durable`` ones are on disk (fsynced) when this returns."""
+        if self.failed is not None:
+            raise self.failed
+        self.seq += 1
+        event: dict[str, Any] = {
+            "seq": self.seq,
+            "time": utc_now(),
+            "mono": round(time.monotonic(), 6),
+            "run": self.run_id,
+            "type": type_,
+            **fields,
+            "prev": self.prev,
+        }
+        line = (json.dumps(event, separators=(",", ":")) + "\n").encode("ascii")
+        self._write(line, durable)
+        self.prev = hashlib.sha256(line).hexdigest()
+        return event
+
+    def sync(self) -> None:
+        """fsync what was written so far (step ends, run end)."""
+        if self._fd is None or self._unsynced == 0:
+            return
+        try:
+            os.fsync(self._fd)
+        except OSError as e:
+            self._fail(e)
+        self._unsynced = 0
+        self._last_sync = time.monotonic()
+
+    def close(self) -> None:
+        if self._fd is None:
+            return
+        try:
+            if self.failed is None:
+                self.sync()
+        finally:
+            os.close(self._fd)
+            self._fd = None
+
+    def _write(self, line: bytes, durable: bool) -> None:
+        assert self._fd is not None, "transcript is closed"
+        try:
+            _write_all(self._fd, line)
+        except OSError as e:
+            self._fail(e)
+        self._unsynced += len(line)
+        if (
+            durable
+            or self._unsynced >= FSYNC_BYTES
+            or time.monotonic() - self._last_sync >= FSYNC_SECONDS
+        ):
+            self.sync()
+
+    def _fail(self, e: OSError) -> None:
+        self.failed = TranscriptError(
+            f"cannot write the transcript {self.path}: {e.strerror or e}."
+            " The run is stopped: nothing more runs without a record."
+        )
+        raise self.failed
+
+
+# ---------------------------------------------------------------- reading and verifying
+
+
+@dataclass(frozen=True)
+class Line:
+    number: int
+    raw: bytes
+    event: dict[str, Any]
+
+
+@dataclass(frozen=True)
+class Verdict:
+    """Result of :func:`verify`: ``ok``, how many lines are intact, and the first problem."""
+
+    ok: bool
+    lines: int
+    complete: bool
+    problem: str | None = None
+    bad_line: int | None = None
+    last_hash: str = GENESIS
+
+    def describe(self, path: str) -> str:
+        if self.ok:
+            state = (
+                "complete"
+                if self.complete
+                else "INCOMPLETE (no run end: the run stopped or is running)"
+            )
+            return f"{path}: intact, {self.lines} events, {state}"
+        return f"{path}:{self.bad_line}: broken: {self.problem}"
+
+
+def read_lines(path: Path) -> Iterator[Line]:
+    """Each line of a transcript, parsed; a line that is not a JSON object yields ``{}``."""
+    with open(path, "rb") as f:
+        for number, raw in enumerate(f, start=1):
+            try:
+                event = json.loads(raw)
+            except (ValueError, RecursionError):
+                event = {}
+            yield Line(number, raw, event if isinstance(event, dict) else {})
+
+
+def verify(path: Path) -> Verdict:
+    """Check JSON, ``seq``, the hash chain, one run id, nothing after run end, output offsets.
+
+    A changed line breaks the chain at the line after it; one line of lookahead tells
+    whether the line before was changed or this line's own ``prev``, so the verdict names
+    the line that was actually touched.
+    """
+    chain = _Chain()
+    lines = read_lines(path)
+    cur = next(lines, None)
+    if cur is None:
+        return Verdict(False, 0, False, "the transcript is empty", 1)
+    while cur is not None:
+        nxt = next(lines, None)
+        problem = chain.add(cur, nxt)
+        if problem is not None:
+            why, number = problem
+            return Verdict(False, chain.count, chain.ended, why, number, chain.last_hash)
+        cur = nxt
+    return Verdict(True, chain.count, chain.ended, last_hash=chain.last_hash)
+
+
+class _Chain:
+    """The state of :func:`verify` between lines."""
+
+    def __init__(self) -> None:
+        self.expected_prev: str | None = None
+        self.run_id: str | None = None
+        self.seq: int | None = None
+        self.ended = False
+        self.offsets: dict[tuple[str, int, str], int] = {}
+        self.count = 0
+        self.last_hash = GENESIS
+
+    def add(self, cur: Line, nxt: Line | None) -> tuple[str, int] | None:
+        """Check one line; the problem and the line to blame, or ``None``."""
+        ev, here = cur.event, cur.number
+        if not cur.raw.endswith(b"\n"):
+            return "the last line is cut short (the writer died in the middle of it)", here
+        if not ev:
+            return "not a JSON object", here
+        for key in ("seq", "time", "mono", "run", "type", "prev"):
+            if key not in ev:
+                return f"no `{key}` field", here
+        if self.ended:
+            return "an event after the run's end", here
+        if self.seq is not None and ev["seq"] != self.seq + 1:
+            how = "repeated" if ev["seq"] == self.seq else "out of order, or a line was removed"
+            return f"`seq` is {ev['seq']}, expected {self.seq + 1} ({how})", here
+        if self.run_id is not None and ev["run"] != self.run_id:
+            return f"run id {ev['run']!r} differs from {self.run_id!r}", here
+        if self.expected_prev is None:
+            self.expected_prev = _chain_start(ev)
+        own_hash = hashlib.sha256(cur.raw).hexdigest()
+        if ev["prev"] != self.expected_prev:
+            if self.count == 0 or (nxt is not None and nxt.event.get("prev") != own_hash):
+                return "this line was changed: its `prev` is not the hash of the line before", here
+            return f"this line was changed: its hash is not the `prev` of line {here}", here - 1
+        problem = _check_event(ev, self.offsets)
+        if problem:
+            return problem, here
+        self.seq, self.run_id = ev["seq"], ev["run"]
+        self.expected_prev = self.last_hash = own_hash
+        self.ended = ev["type"] == "run.end"
+        self.count += 1
+        return None
+
+
+def _chain_start(first: dict[str, Any]) -> str:
+    """The ``prev`` a file's first line must carry: zeros, or the hash it resumes from."""
+    resumed = first.get("resumed_from")
+    if isinstance(resumed, dict) and isinstance(resumed.get("last_hash"), str):
+        return str(resumed["last_hash"])
+    return GENESIS
+
+
+def _check_event(ev: dict[str, Any], offsets: dict[tuple[str, int, str], int]) -> str | None:
+    if not isinstance(ev["seq"], int) or not isinstance(ev["time"], str):
+        return "`seq` must be a number and `time` text"
+    try:
+        datetime.fromisoformat(ev["time"].replace("Z", "+00:00"))
+    except ValueError:
+        return f"`time` {ev['time']!r} is not a timestamp"
+    if ev["type"] == "output":
+        key = (str(ev.get("block")), int(ev.get("attempt", 1)), str(ev.get("stream")))
+        expected = offsets.get(key, 0)
+        if ev.get("offset") != expected:
+            got = ev.get("offset")
+            return f"output offset {got} where {expected} was expected (output missing or repeated)"
+        size = ev.get("size")
+        if not isinstance(size, int):
+            return "output without a `size`"
+        offsets[key] = expected + size
+    elif ev["type"] == "block.start":
+        for stream in ("stdout", "stderr"):
+            offsets[(str(ev.get("block")), int(ev.get("attempt", 1)), stream)] = 0
+    return None
+
+
+def is_private_file(path: Path) -> bool:
+    """0600 or stricter, a regular file, not a symlink."""
+    st = os.lstat(path)
+    return stat.S_ISREG(st.st_mode) and (st.st_mode & 0o077) == 0

@@ -1,0 +1,1 @@
+"""Where blocks run: the operator's machine (local) and, later, SSH hosts."""
