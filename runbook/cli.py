@@ -11,10 +11,14 @@ import io
 import json
 import sys
 from collections.abc import Sequence
+from pathlib import Path
 
-from runbook import __version__
+from runbook import __version__, launch
 from runbook.parser import ParseResult, parse_file
 from runbook.plan import PlanProblem, build_plan, render_text
+from runbook.report import render_run
+from runbook.runs import runs_dir
+from runbook.transcript import verify
 from runbook.variables import VariableProblem, parse_assignment, resolve
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
@@ -57,7 +61,73 @@ def _parser() -> argparse.ArgumentParser:
         help="set a declared variable (repeatable)",
     )
     plan.add_argument("--format", choices=("text", "json"), default="text", help="output format")
+
+    run = sub.add_parser(
+        "run",
+        help="run a runbook headless or with plain terminal prompts, recording a transcript",
+        description="Run FILE step by step. On a terminal every gate, checklist item and "
+        "failure is asked; --yes approves every gate (recorded as automatic). Without a "
+        "terminal and without --yes, a runbook with gates is refused before anything runs. "
+        "Exit 0 when every step is done, 1 when a step failed or the run was aborted or "
+        "rolled back, 2 usage errors.",
+    )
+    run.add_argument("file", metavar="FILE", help="a Markdown runbook")
+    _run_options(run)
+
+    resume = sub.add_parser(
+        "resume",
+        help="continue an interrupted run where it stopped",
+        description="Replay TRANSCRIPT (verifying it), then continue the run in a new "
+        "transcript file chained to the last one. A block that was running when the run died "
+        "is unknown: the operator decides whether to re-run it, mark it done or skip it.",
+    )
+    resume.add_argument("transcript", metavar="TRANSCRIPT", help="the run's transcript.jsonl")
+    resume.add_argument(
+        "--allow-changed",
+        action="store_true",
+        help="resume even though the runbook changed since the run started (recorded)",
+    )
+    _run_options(resume, runs_dir=False)
+
+    transcript = sub.add_parser("transcript", help="verify or render a run's transcript")
+    tsub = transcript.add_subparsers(dest="action", metavar="ACTION", required=True)
+    verify = tsub.add_parser(
+        "verify",
+        help="check the transcript's hash chain",
+        description="Check JSON, seq, the hash chain, the run id, nothing after the run's end "
+        "and output offsets. Exit 0 intact (says whether the run completed), 1 broken "
+        "(names the first bad line and why).",
+    )
+    verify.add_argument("file", metavar="FILE", help="a transcript.jsonl")
+    render = tsub.add_parser(
+        "render",
+        help="a Markdown report of the run, for the post-mortem",
+        description="Render the run the transcript belongs to as Markdown (all its transcript "
+        "files, resumed parts included).",
+    )
+    render.add_argument("file", metavar="FILE", help="a transcript.jsonl")
+    render.add_argument("-o", "--output", metavar="OUT.md", help="write here instead of stdout")
     return top
+
+
+def _run_options(parser: argparse.ArgumentParser, runs_dir: bool = True) -> None:
+    parser.add_argument("--yes", action="store_true", help="approve every gate (recorded)")
+    parser.add_argument(
+        "--var",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="set a declared variable (repeatable)",
+    )
+    if runs_dir:
+        parser.add_argument(
+            "--runs-dir",
+            metavar="DIR",
+            help="where run directories go (default: $RUNBOOK_RUNS_DIR, else ./runbook-runs)",
+        )
+    parser.add_argument(
+        "--ssh-config", metavar="FILE", help="OpenSSH config to use instead of ~/.ssh/config"
+    )
 
 
 def _read(path: str) -> ParseResult:
@@ -129,7 +199,68 @@ def cmd_plan(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-COMMANDS = {"check": cmd_check, "plan": cmd_plan}
+def cmd_run(args: argparse.Namespace) -> int:
+    return _finished(
+        launch.run(
+            args.file,
+            assignments=args.var,
+            yes=args.yes,
+            runs=runs_dir(args.runs_dir),
+            argv=sys.argv,
+            announce=_say,
+        )
+    )
+
+
+def cmd_resume(args: argparse.Namespace) -> int:
+    return _finished(
+        launch.resume(
+            args.transcript,
+            yes=args.yes,
+            allow_changed=args.allow_changed,
+            assignments=args.var,
+            argv=sys.argv,
+            announce=_say,
+        )
+    )
+
+
+def _finished(done: launch.Finished) -> int:
+    _say(f"runbook: {done.outcome.result}: {done.outcome.message}")
+    _say(f"runbook: transcript {done.transcript} (last line sha256 {done.last_hash})")
+    return done.outcome.exit_code
+
+
+def _say(text: str) -> None:
+    print(text, file=sys.stderr, flush=True)
+
+
+def cmd_transcript(args: argparse.Namespace) -> int:
+    path = Path(args.file)
+    if not path.is_file():
+        raise UsageError(f"{path}: no such transcript file")
+    if args.action == "verify":
+        verdict = verify(path)
+        print(verdict.describe(str(path)))
+        if verdict.ok:
+            print(f"last line sha256 {verdict.last_hash}")
+        return EXIT_OK if verdict.ok else EXIT_INVALID
+    text = render_run(path)
+    if args.output:
+        Path(args.output).write_text(text, encoding="utf-8")
+        _say(f"runbook: report written to {args.output}")
+    else:
+        sys.stdout.write(text)
+    return EXIT_OK
+
+
+COMMANDS = {
+    "check": cmd_check,
+    "plan": cmd_plan,
+    "run": cmd_run,
+    "resume": cmd_resume,
+    "transcript": cmd_transcript,
+}
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -140,9 +271,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except UsageError as e:
+    except (UsageError, launch.BadUsage) as e:
         print(f"runbook {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
+    except launch.Refused as e:
+        print(f"runbook {args.command}: {e}", file=sys.stderr)
+        return EXIT_INVALID
     except BrokenPipeError:
         # `runbook plan x.md | head`: the reader left; not an error of ours.
         sys.stderr.close()

@@ -84,15 +84,25 @@ class LocalTransport:
         exited = _exit_of(proc)
         stopper = asyncio.create_task((interrupt or asyncio.Event()).wait())
         timed_out = interrupted = False
+        deadline = None if timeout is None else started + timeout
         try:
-            watched: set[asyncio.Future[Any]] = {exited, stopper}
-            done, _ = await asyncio.wait(
-                watched, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
-            )
-            if exited not in done:
+            # A pump fails when its output cannot be recorded: the block must stop then.
+            watched: set[asyncio.Future[Any]] = {exited, stopper, *pumps}
+            while not exited.done():
+                left = None if deadline is None else max(0.0, deadline - time.monotonic())
+                done, watched = await asyncio.wait(
+                    watched, timeout=left, return_when=asyncio.FIRST_COMPLETED
+                )
+                for pump in pumps:
+                    if pump in done and pump.exception() is not None:
+                        raise pump.exception()  # type: ignore[misc]
+                if exited in done:
+                    break
                 interrupted = stopper in done
-                timed_out = not interrupted
-                await self._stop_group(proc.pid, exited)
+                timed_out = not done
+                if interrupted or timed_out:
+                    await self._stop_group(proc.pid, exited)
+                    break
             # Whatever the shell left running in its group must not outlive the block.
             await self._stop_group(proc.pid, None)
             await asyncio.gather(*pumps)

@@ -1,0 +1,102 @@
+"""The event vocabulary and the run's state as a fold over its events.
+
+Every fact of a run is an event, written to the transcript before anything reacts to it;
+``RunState.apply`` is the only place that turns events into state, so a live run, a
+resumed run (replaying its transcript) and a report all see the same thing.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from typing import Any
+
+# Event types. Fields of each are documented in docs/transcript.md.
+RUN_START = "run.start"
+VAR_SET = "var.set"
+STEP_ENTER = "step.enter"
+CHECK_TICK = "check.tick"
+GATE_ASK = "gate.ask"
+GATE_ANSWER = "gate.answer"
+BLOCK_START = "block.start"
+OUTPUT = "output"
+BLOCK_END = "block.end"
+CAPTURE = "capture"
+BLOCK_SKIP = "block.skip"
+BLOCK_MARK = "block.mark"
+DECISION = "decision"
+NOTE = "note"
+STEP_DONE = "step.done"
+ROLLBACK_START = "rollback.start"
+ROLLBACK_END = "rollback.end"
+RUN_END = "run.end"
+
+
+@dataclass
+class RunState:
+    """What has happened so far in a run, rebuilt from its events alone."""
+
+    run_id: str | None = None
+    runbook_path: str | None = None
+    runbook_sha256: str | None = None
+    values: dict[str, str] = field(default_factory=dict)
+    """Known non-secret values (``--var``, defaults, answers, captures)."""
+    secrets: set[str] = field(default_factory=set)
+    steps_entered: list[int] = field(default_factory=list)
+    steps_done: set[int] = field(default_factory=set)
+    blocks_settled: set[str] = field(default_factory=set)
+    """Blocks that need no more running: succeeded, continued on error, skipped or marked."""
+    blocks_started: set[str] = field(default_factory=set)
+    running: dict[str, int] = field(default_factory=dict)
+    """Blocks started and not ended (name -> attempt): *unknown* after a crash."""
+    ticks: dict[tuple[int, int], str] = field(default_factory=dict)
+    rollback_started: bool = False
+    result: str | None = None
+    events: int = 0
+    last_seq: int = 0
+
+    def apply(self, ev: dict[str, Any]) -> None:
+        self.events += 1
+        self.last_seq = int(ev.get("seq", self.last_seq))
+        kind = ev.get("type")
+        if kind == RUN_START:
+            self.run_id = ev.get("run")
+            book = ev.get("runbook") or {}
+            self.runbook_path = book.get("abspath") or book.get("path")
+            self.runbook_sha256 = book.get("sha256")
+            self.secrets.update(ev.get("secrets") or [])
+            for name, value in (ev.get("variables") or {}).items():
+                if value is not None:
+                    self.values[name] = value
+        elif kind in (VAR_SET, CAPTURE):
+            if ev.get("value") is not None and not ev.get("secret"):
+                self.values[ev["name"]] = ev["value"]
+            if ev.get("secret"):
+                self.secrets.add(ev["name"])
+        elif kind == STEP_ENTER:
+            self.steps_entered.append(ev["step"])
+        elif kind == CHECK_TICK:
+            self.ticks[(ev["step"], ev["item"])] = ev["result"]
+        elif kind == BLOCK_START:
+            self.running[ev["block"]] = ev.get("attempt", 1)
+            self.blocks_started.add(ev["block"])
+        elif kind == BLOCK_END:
+            self.running.pop(ev["block"], None)
+            if ev.get("exit") == 0 or ev.get("continued"):
+                self.blocks_settled.add(ev["block"])
+        elif kind in (BLOCK_SKIP, BLOCK_MARK):
+            self.running.pop(ev["block"], None)
+            self.blocks_settled.add(ev["block"])
+        elif kind == STEP_DONE:
+            self.steps_done.add(ev["step"])
+        elif kind == ROLLBACK_START:
+            self.rollback_started = True
+        elif kind == RUN_END:
+            self.result = ev.get("result")
+
+
+def fold(events: Iterable[dict[str, Any]]) -> RunState:
+    state = RunState()
+    for ev in events:
+        state.apply(ev)
+    return state

@@ -1,0 +1,220 @@
+"""Between the command line and a Session: starting a run, resuming one.
+
+Everything that can refuse a run refuses it here, before a run directory exists or any
+command runs: an invalid runbook, bad values, gates with nobody to answer them, a
+changed runbook on resume.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import hashlib
+import os
+import socket
+import sys
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+from runbook.masking import Masker
+from runbook.model import Runbook
+from runbook.operator import HeadlessOperator, Operator, TerminalOperator
+from runbook.parser import parse_bytes
+from runbook.runs import Replay, replay, start_run
+from runbook.session import Outcome, Session, preflight
+from runbook.transcript import TranscriptError, TranscriptWriter
+from runbook.transports.local import LocalTransport
+from runbook.variables import VariableProblem, parse_assignment, resolve
+
+
+class Refused(Exception):
+    """The run does not start; the message says why (exit 1)."""
+
+
+class BadUsage(Exception):
+    """Bad command-line input (exit 2)."""
+
+
+@dataclass(frozen=True)
+class Finished:
+    outcome: Outcome
+    transcript: Path
+    last_hash: str
+
+
+def load_runbook(path: str) -> tuple[Runbook, bytes]:
+    try:
+        data = Path(path).read_bytes()
+    except IsADirectoryError:
+        raise BadUsage(f"{path}: is a directory, not a runbook") from None
+    except OSError as e:
+        raise BadUsage(f"{path}: cannot read: {e.strerror or e}") from None
+    result = parse_bytes(data, path)
+    errors = [d.format(path) for d in result.diagnostics if d.severity == "error"]
+    if errors or result.runbook is None:
+        raise Refused("\n".join([*errors, f"{path} has errors; `runbook check {path}` lists them"]))
+    return result.runbook, data
+
+
+def parse_vars(assignments: Sequence[str]) -> dict[str, str]:
+    given: dict[str, str] = {}
+    try:
+        for assignment in assignments:
+            name, value = parse_assignment(assignment)
+            if name in given:
+                raise VariableProblem(f"--var {name} is given twice")
+            given[name] = value
+    except VariableProblem as e:
+        raise BadUsage(str(e)) from None
+    return given
+
+
+def choose_operator(yes: bool) -> tuple[Operator, bool]:
+    """The operator for this run, and whether it can ask a person anything."""
+    if yes:
+        return HeadlessOperator(yes=True), False
+    if sys.stdin.isatty() and sys.stdout.isatty():
+        return TerminalOperator(), True
+    return HeadlessOperator(yes=False), False
+
+
+def masked_argv(argv: Sequence[str], masker: Masker) -> list[str]:
+    return [masker.text(a) for a in argv]
+
+
+def run(
+    path: str,
+    *,
+    assignments: Sequence[str],
+    yes: bool,
+    runs: Path,
+    argv: Sequence[str],
+    announce: Callable[[str], None] = print,
+    operator: Operator | None = None,
+    transport: LocalTransport | None = None,
+) -> Finished:
+    """Start a new run of the runbook at ``path`` (``operator`` and ``transport`` for tests)."""
+    rb, data = load_runbook(path)
+    given = parse_vars(assignments)
+    try:
+        resolved = resolve(rb, given)
+    except VariableProblem as e:
+        raise BadUsage(str(e)) from None
+    if operator is None:
+        operator, can_ask = choose_operator(yes)
+    else:
+        can_ask = not operator.auto
+    values = dict(resolved.values)
+    sources = dict(resolved.sources)
+    if not can_ask:
+        for var in rb.variables:
+            if var.name not in values and not var.required:
+                values[var.name], sources[var.name] = "", "empty"
+    problems = preflight(rb, values, answers_gates=yes or can_ask, asks_values=can_ask)
+    if problems:
+        raise Refused("\n".join([*problems, "nothing was run"]))
+    _, writer = start_run(runs, data)
+    session = Session(
+        rb,
+        operator,
+        writer,
+        values=values,
+        sources=sources,
+        transport=transport,
+        start_fields=_context(rb, argv, values),
+    )
+    announce(f"runbook: recording to {writer.path}")
+    return _finish(session, writer)
+
+
+def resume(
+    transcript: str,
+    *,
+    yes: bool,
+    allow_changed: bool,
+    assignments: Sequence[str],
+    argv: Sequence[str],
+    announce: Callable[[str], None] = print,
+    operator: Operator | None = None,
+    transport: LocalTransport | None = None,
+) -> Finished:
+    """Continue the run ``transcript`` belongs to, in a new transcript file chained to it."""
+    try:
+        previous = replay(Path(transcript))
+    except (TranscriptError, OSError) as e:
+        raise Refused(f"cannot resume: {e}") from None
+    if previous.warning:
+        announce(f"runbook: {previous.warning}")
+    state = previous.state
+    if state.result is not None:
+        raise Refused(f"cannot resume: the run already ended ({state.result})")
+    if state.runbook_path is None or state.runbook_sha256 is None:
+        raise Refused("cannot resume: the transcript has no run.start")
+    rb, data = load_runbook(state.runbook_path)
+    changed = hashlib.sha256(data).hexdigest() != state.runbook_sha256
+    if changed and not allow_changed:
+        raise Refused(
+            f"cannot resume: {state.runbook_path} changed since the run started"
+            f" (was sha256 {state.runbook_sha256}, now {rb.sha256});"
+            " compare it with the snapshot in the run directory, or pass --allow-changed"
+        )
+    given = parse_vars(assignments)
+    if operator is None:
+        operator, can_ask = choose_operator(yes)
+    else:
+        can_ask = not operator.auto
+    values = {**state.values, **given}
+    secrets = [v for v in rb.variables if v.secret and v.name not in values]
+    if secrets and not can_ask:
+        names = ", ".join(v.name for v in secrets)
+        raise Refused(f"cannot resume: secrets are never recorded; give {names} again with --var")
+    sources = {name: "transcript" for name in state.values} | {n: "--var" for n in given}
+    writer = previous.next_writer()
+    fields = _context(rb, argv, values) | {
+        "resumed_from": {
+            "transcript": previous.files[-1].name,
+            "last_seq": state.last_seq,
+            "last_hash": previous.last_hash,
+        },
+    }
+    if changed:
+        fields["allow_changed"] = {"recorded_sha256": state.runbook_sha256, "now_sha256": rb.sha256}
+    session = Session(
+        rb,
+        operator,
+        writer,
+        values=values,
+        sources=sources,
+        state=state,
+        transport=transport,
+        start_fields=fields,
+    )
+    announce(f"runbook: resuming run {state.run_id}, recording to {writer.path}")
+    return _finish(session, writer)
+
+
+def _finish(session: Session, writer: TranscriptWriter) -> Finished:
+    outcome = asyncio.run(session.run())
+    return Finished(outcome, writer.path, writer.prev)
+
+
+def _context(rb: Runbook, argv: Sequence[str], values: dict[str, str]) -> dict[str, object]:
+    secrets = Masker(values[v.name] for v in rb.variables if v.secret and v.name in values)
+    return {
+        "user": _user(),
+        "host": socket.gethostname(),
+        "pid": os.getpid(),
+        "cwd": os.getcwd(),
+        "argv": masked_argv(argv, secrets),
+    }
+
+
+def _user() -> str:
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return str(os.getuid())
+
+
+__all__ = ["BadUsage", "Finished", "Refused", "Replay", "resume", "run"]

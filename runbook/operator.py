@@ -1,0 +1,242 @@
+"""The Operator: whoever answers the session's questions.
+
+The engine asks for every decision through this protocol and never knows who answers:
+a person at a plain terminal, a headless ``--yes`` run (answers recorded as automatic),
+a test script, and later the TUI.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import getpass
+import sys
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
+from typing import Any, Protocol
+
+from runbook.model import Block, CheckItem, Step, Variable
+from runbook.variables import VariableProblem, check_value
+
+
+class NeedsOperator(Exception):
+    """A question came up that nobody can answer (headless run without --yes)."""
+
+
+@dataclass(frozen=True)
+class Decision:
+    """What to do about a block: ``retry``, ``skip``, ``rollback``, ``abort`` (after a
+    failure), or ``rerun``, ``mark-done``, ``skip`` (for a block a crash left unknown)."""
+
+    choice: str
+    reason: str = ""
+
+
+class Operator(Protocol):
+    name: str
+    """Recorded in the transcript: who answered."""
+    auto: bool
+    """True when answers are automatic (``--yes``): recorded as ``by: auto``."""
+
+    def show(self, event: dict[str, Any]) -> None:
+        """Every recorded event, as it is recorded (already masked)."""
+
+    async def confirm(self, prompt: str) -> bool: ...
+
+    async def type_to_confirm(self, prompt: str, expected: str) -> str | None:
+        """The text typed; ``None`` when the operator declines."""
+
+    async def tick(self, step: Step, item: CheckItem) -> Decision:
+        """``Decision("ticked")`` or ``Decision("skipped", reason)``."""
+
+    async def ask_value(self, variable: Variable) -> str: ...
+
+    async def choose(self, block: Block, problem: str, choices: Sequence[str]) -> Decision:
+        """After a failure, a declined gate, or for a block a crash left unknown."""
+
+
+class HeadlessOperator:
+    """No person: ``--yes`` approves every gate (recorded as automatic); failures abort."""
+
+    def __init__(self, yes: bool, out: Callable[[str], None] | None = None) -> None:
+        self.auto = yes
+        self.name = "headless --yes" if yes else "headless"
+        self._out = out or _print
+
+    def show(self, event: dict[str, Any]) -> None:
+        _show(event, self._out)
+
+    async def confirm(self, prompt: str) -> bool:
+        self._need(prompt)
+        return True
+
+    async def type_to_confirm(self, prompt: str, expected: str) -> str | None:
+        self._need(prompt)
+        return expected
+
+    async def tick(self, step: Step, item: CheckItem) -> Decision:
+        self._need(item.text)
+        return Decision("ticked")
+
+    async def ask_value(self, variable: Variable) -> str:
+        raise NeedsOperator(
+            f"variable {variable.name} has no value: give it with --var {variable.name}=..."
+        )
+
+    async def choose(self, block: Block, problem: str, choices: Sequence[str]) -> Decision:
+        return Decision("abort", "no operator to decide (headless run)")
+
+    def _need(self, what: str) -> None:
+        if not self.auto:
+            raise NeedsOperator(f"{what!r} needs an operator: run in a terminal, or pass --yes")
+
+
+class TerminalOperator:
+    """Plain prompts on a terminal: a confirm defaults to No, secrets are read without echo."""
+
+    name = "terminal"
+    auto = False
+
+    def __init__(
+        self, read: Callable[[str], str] = input, read_secret: Callable[[str], str] | None = None
+    ) -> None:
+        self._read = read
+        self._read_secret = read_secret or getpass.getpass
+
+    def show(self, event: dict[str, Any]) -> None:
+        _show(event, _print)
+
+    async def _ask(self, prompt: str, secret: bool = False) -> str:
+        reader = self._read_secret if secret else self._read
+        return (await asyncio.to_thread(reader, prompt)).strip()
+
+    async def confirm(self, prompt: str) -> bool:
+        answer = await self._ask(f"{prompt} [y/N] ")
+        return answer.lower() in ("y", "yes")
+
+    async def type_to_confirm(self, prompt: str, expected: str) -> str | None:
+        while True:
+            typed = await self._ask(f"{prompt}\nType {expected!r} to go on (empty to decline): ")
+            if typed == "" or typed == expected:
+                return typed or None
+            print(f"That is not {expected!r}.")
+
+    async def tick(self, step: Step, item: CheckItem) -> Decision:
+        while True:
+            answer = await self._ask(f"[ ] {item.text}\n    done? [y = ticked, s = skip] ")
+            if answer.lower() in ("y", "yes"):
+                return Decision("ticked")
+            if answer.lower() in ("s", "skip"):
+                return Decision("skipped", await self._reason())
+
+    async def ask_value(self, variable: Variable) -> str:
+        prompt = variable.prompt or variable.name
+        hints = []
+        if variable.choices:
+            hints.append("/".join(variable.choices))
+        if variable.default is not None:
+            hints.append(f"default {variable.default}")
+        suffix = f" ({', '.join(hints)})" if hints else ""
+        while True:
+            value = await self._ask(f"{prompt}{suffix}: ", secret=variable.secret)
+            if value == "" and variable.default is not None:
+                value = variable.default
+            try:
+                check_value(variable, value)
+            except VariableProblem as e:
+                print(e)
+                continue
+            return value
+
+    async def choose(self, block: Block, problem: str, choices: Sequence[str]) -> Decision:
+        keys = {c[0]: c for c in choices}
+        menu = ", ".join(f"[{c[0]}]{c[1:]}" for c in choices)
+        while True:
+            answer = (await self._ask(f"{problem}\n{menu}? ")).lower()
+            choice = keys.get(answer[:1]) if answer else None
+            if choice is None:
+                continue
+            reason = await self._reason() if choice in ("skip", "mark-done") else ""
+            return Decision(choice, reason)
+
+    async def _reason(self) -> str:
+        while True:
+            reason = await self._ask("    reason (recorded): ")
+            if reason:
+                return reason
+
+
+class ScriptedOperator:
+    """Answers from a script, in order; any unexpected question fails loudly (for tests)."""
+
+    name = "script"
+    auto = False
+
+    def __init__(self, answers: Iterable[tuple[str, Any]]) -> None:
+        self.answers: deque[tuple[str, Any]] = deque(answers)
+        self.asked: list[tuple[str, str]] = []
+        self.shown: list[dict[str, Any]] = []
+
+    def show(self, event: dict[str, Any]) -> None:
+        self.shown.append(event)
+
+    def _next(self, kind: str, about: str) -> Any:
+        self.asked.append((kind, about))
+        if not self.answers:
+            raise AssertionError(f"unscripted question: {kind} {about!r}")
+        expected, answer = self.answers.popleft()
+        if expected != kind:
+            raise AssertionError(f"script expected {expected!r} but was asked {kind} {about!r}")
+        return answer
+
+    async def confirm(self, prompt: str) -> bool:
+        return bool(self._next("confirm", prompt))
+
+    async def type_to_confirm(self, prompt: str, expected: str) -> str | None:
+        answer = self._next("type", prompt)
+        return None if answer is None else str(answer)
+
+    async def tick(self, step: Step, item: CheckItem) -> Decision:
+        answer = self._next("tick", item.text)
+        return answer if isinstance(answer, Decision) else Decision("ticked")
+
+    async def ask_value(self, variable: Variable) -> str:
+        return str(self._next("value", variable.name))
+
+    async def choose(self, block: Block, problem: str, choices: Sequence[str]) -> Decision:
+        answer = self._next("choose", problem)
+        assert isinstance(answer, Decision) and answer.choice in choices, (answer, choices)
+        return answer
+
+
+def _print(text: str) -> None:
+    print(text, flush=True)
+
+
+def _show(event: dict[str, Any], out: Callable[[str], None]) -> None:
+    """What a plain terminal shows of an event: headings, commands, output, results."""
+    kind = event["type"]
+    if kind == "step.enter":
+        out(f"\n== {event['step']}. {event['title']}")
+    elif kind == "block.start":
+        attempt = f" (attempt {event['attempt']})" if event.get("attempt", 1) > 1 else ""
+        out(f"--> {event['block']} on {event['target']}{attempt}")
+    elif kind == "output":
+        data = event.get("text")
+        if data is None:
+            import base64
+
+            raw = base64.b64decode(event["b64"])
+        else:
+            raw = data.encode()
+        stream = sys.stdout.buffer if event["stream"] == "stdout" else sys.stderr.buffer
+        stream.write(raw)
+        stream.flush()
+    elif kind == "block.end":
+        out(f"<-- {event['block']}: {event['status']} in {event['duration']:.1f}s")
+    elif kind == "block.skip":
+        out(f"--- {event['block']} skipped: {event['reason']}")
+    elif kind == "note":
+        out(f"note: {event['text']}")
+    elif kind == "run.end":
+        out(f"\n== run {event['result']}: {event.get('message', '')}".rstrip(": "))

@@ -1,0 +1,345 @@
+"""Transcript -> a Markdown report for the post-mortem, written to render well on GitHub.
+
+The report is built only from the transcript (all files of the run, in order): what the
+operator saw, decided and ran, with output made safe to paste (ANSI stripped, control
+bytes made visible, fenced so nothing inside can break out, long output folded and capped).
+"""
+
+from __future__ import annotations
+
+import base64
+import re
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from runbook.runs import transcript_files
+from runbook.transcript import Verdict, read_lines, verify
+
+FOLD_LINES = 30
+CAP_BYTES = 64 * 1024
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
+_BACKTICKS = re.compile(r"`+")
+
+
+@dataclass
+class _Attempt:
+    block: str
+    attempt: int
+    start: dict[str, Any]
+    end: dict[str, Any] | None = None
+    output: bytearray = field(default_factory=bytearray)
+    binary: bool = False
+    decisions: list[str] = field(default_factory=list)
+
+
+@dataclass
+class _Step:
+    index: int
+    title: str
+    items: list[tuple[str, Any]] = field(default_factory=list)
+
+
+def render_run(path: Path) -> str:
+    """The report of the run ``path`` belongs to (every transcript file of its directory)."""
+    files = transcript_files(path.resolve().parent) or [path]
+    verdicts = [(f, verify(f)) for f in files]
+    events: list[dict[str, Any]] = []
+    for f, verdict in verdicts:
+        events += [line.event for line in read_lines(f) if line.number <= verdict.lines]
+    return _Report(events, verdicts).render()
+
+
+class _Report:
+    def __init__(self, events: list[dict[str, Any]], verdicts: list[tuple[Path, Verdict]]):
+        self.events = events
+        self.verdicts = verdicts
+        self.start = next((e for e in events if e["type"] == "run.start"), {})
+        self.end = next((e for e in events if e["type"] == "run.end"), None)
+        self.steps: dict[int, _Step] = {}
+        self.attempts: list[_Attempt] = []
+        self.notes: list[dict[str, Any]] = []
+        self._fold()
+
+    def _fold(self) -> None:
+        current: dict[tuple[str, int], _Attempt] = {}
+        pending: dict[str, list[str]] = {}
+        step: _Step | None = None
+        for e in self.events:
+            kind = e["type"]
+            if kind == "step.enter":
+                step = self.steps.setdefault(e["step"], _Step(e["step"], e["title"]))
+            elif kind == "rollback.start":
+                step = self.steps.setdefault(0, _Step(0, "Rollback"))
+                step.items.append(("text", f"Rollback started: {e.get('reason', '')}"))
+            elif kind == "check.tick" and step is not None:
+                step.items.append(("tick", e))
+            elif kind == "gate.answer":
+                pending.setdefault(e["block"], []).append(_gate_text(e))
+            elif kind == "decision":
+                text = f"{e['kind']}: {e['choice']}" + (
+                    f" ({e['reason']})" if e.get("reason") else ""
+                )
+                text += f" by {e.get('by', '?')}"
+                last = next((a for a in reversed(self.attempts) if a.block == e["block"]), None)
+                if last is not None and e["kind"] == "failure":
+                    last.decisions.append(text)
+                else:
+                    pending.setdefault(e["block"], []).append(text)
+            elif kind == "block.start":
+                attempt = _Attempt(e["block"], e.get("attempt", 1), e)
+                attempt.decisions = pending.pop(e["block"], [])
+                current[(e["block"], attempt.attempt)] = attempt
+                self.attempts.append(attempt)
+                if step is not None:
+                    step.items.append(("attempt", attempt))
+            elif kind == "output":
+                found = current.get((e["block"], e.get("attempt", 1)))
+                if found is not None:
+                    if "b64" in e:
+                        found.output += base64.b64decode(e["b64"])
+                        found.binary = True
+                    else:
+                        found.output += e["text"].encode()
+            elif kind == "block.end":
+                found = current.get((e["block"], e.get("attempt", 1)))
+                if found is not None:
+                    found.end = e
+            elif kind in ("block.skip", "block.mark") and step is not None:
+                decided = pending.pop(e["block"], [])
+                step.items.append(("skip", (e, decided)))
+            elif kind == "capture" and step is not None:
+                step.items.append(("text", f"`${e['name']}` captured from `{e['block']}`."))
+            elif kind == "note":
+                self.notes.append(e)
+                if step is not None:
+                    step.items.append(("text", f"Note: {e['text']}"))
+
+    # ------------------------------------------------------------------ rendering
+
+    def render(self) -> str:
+        out = [
+            f"# Run report: {_inline(self.start.get('runbook', {}).get('title', 'runbook'))}",
+            "",
+        ]
+        if self.end is None:
+            out += [
+                "> [!CAUTION]",
+                "> **INCOMPLETE**: the transcript ends without the run's end. The run stopped",
+                "> (crash, kill, lost machine) or is still going; this is what was recorded.",
+                "",
+            ]
+        broken = [(f, v) for f, v in self.verdicts if not v.ok]
+        if broken:
+            out += ["> [!WARNING]"]
+            out += [f"> **Transcript not intact**: {v.describe(f.name)}" for f, v in broken]
+            out += ["> Only the lines before the break are reported.", ""]
+        out += [*self._header(), "", *self._timeline(), ""]
+        for index in sorted(self.steps):
+            out += self._step(self.steps[index])
+        return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).rstrip("\n") + "\n"
+
+    def _header(self) -> list[str]:
+        s, book = self.start, self.start.get("runbook", {})
+        first = self.events[0] if self.events else {}
+        last = self.events[-1] if self.events else {}
+        duration = (last.get("mono", 0) - first.get("mono", 0)) if len(self.events) > 1 else 0
+        result = (
+            "INCOMPLETE"
+            if self.end is None
+            else f"**{self.end['result']}**: {self.end.get('message', '')}"
+        )
+        integrity = "; ".join(
+            f"`{f.name}` {'intact' if v.ok else 'BROKEN'} ({v.lines} events)"
+            for f, v in self.verdicts
+        )
+        rows = [
+            ("Runbook", f"`{book.get('path', '?')}`"),
+            ("Runbook SHA-256", f"`{book.get('sha256', '?')}`"),
+            ("Run", f"`{s.get('run', '?')}`"),
+            (
+                "Operator",
+                f"{s.get('user', '?')} on {s.get('host', '?')} ({s.get('operator', '?')})",
+            ),
+            ("Started (UTC)", _when(first.get("time"))),
+            ("Ended (UTC)", _when(self.end["time"]) if self.end else "not recorded"),
+            ("Duration", _seconds(duration)),
+            ("Result", result),
+            ("Transcript", integrity),
+            ("Last line SHA-256", f"`{self.verdicts[-1][1].last_hash}`" if self.verdicts else "?"),
+        ]
+        resumed = [e for e in self.events if e["type"] == "run.start" and e.get("resumed_from")]
+        for e in resumed:
+            rows.append(("Resumed", f"{_when(e['time'])} by {e.get('user', '?')}"))
+            if e.get("allow_changed"):
+                changed = e["allow_changed"]
+                rows.append(
+                    (
+                        "Runbook changed",
+                        f"resumed with --allow-changed: `{changed['recorded_sha256'][:12]}…`"
+                        f" -> `{changed['now_sha256'][:12]}…`",
+                    )
+                )
+        out = ["| | |", "|---|---|"]
+        out += [f"| {k} | {_cell(v)} |" for k, v in rows]
+        return out
+
+    def _timeline(self) -> list[str]:
+        out = [
+            "## Timeline",
+            "",
+            "| Step | Block | Target | Start (UTC) | Duration | Exit | Decisions |",
+            "|---|---|---|---|---|---|---|",
+        ]
+        step_of = {
+            a.block: idx
+            for idx, s in self.steps.items()
+            for kind, a in s.items
+            if kind == "attempt"
+        }
+        for a in self.attempts:
+            end = a.end
+            exit_ = "running / unknown" if end is None else str(end.get("status", end.get("exit")))
+            name = a.block + (f" (attempt {a.attempt})" if a.attempt > 1 else "")
+            out.append(
+                "| "
+                + " | ".join(
+                    _cell(x)
+                    for x in (
+                        str(step_of.get(a.block, "")),
+                        f"`{name}`",
+                        a.start.get("target", "local"),
+                        _clock(a.start.get("time")),
+                        _seconds(end["duration"]) if end else "-",
+                        exit_,
+                        "; ".join(a.decisions),
+                    )
+                )
+                + " |"
+            )
+        if not self.attempts:
+            out.append("| | | | | | nothing ran | |")
+        return out
+
+    def _step(self, step: _Step) -> list[str]:
+        heading = "Rollback" if step.index == 0 else f"{step.index}. {step.title}"
+        out = [f"## {_inline(heading)}", ""]
+        for kind, item in step.items:
+            if kind == "tick":
+                mark = "x" if item["result"] == "ticked" else " "
+                why = f" (skipped: {item['reason']})" if item.get("reason") else ""
+                out.append(
+                    f"- [{mark}] {_inline(item['text'])}{_inline(why)} ({item.get('by', '?')})"
+                )
+            elif kind == "text":
+                out += ["", _inline(item), ""]
+            elif kind == "skip":
+                e, decided = item
+                verb = "marked done" if e["type"] == "block.mark" else "skipped"
+                extra = f" [{'; '.join(decided)}]" if decided else ""
+                reason = _inline(f"{e.get('reason') or ''}{extra}")
+                out += ["", f"`{e['block']}` {verb} by {e.get('by', '?')}: {reason}", ""]
+            else:
+                out += self._attempt(item)
+        return [*out, ""]
+
+    def _attempt(self, a: _Attempt) -> list[str]:
+        end = a.end
+        status = (
+            "still running when the record ends: outcome unknown"
+            if end is None
+            else end.get("status", "")
+        )
+        title = f"### `{a.block}`" + (f" attempt {a.attempt}" if a.attempt > 1 else "")
+        out = [
+            "",
+            title,
+            "",
+            f"On {a.start.get('target', 'local')} with `{a.start.get('shell', 'sh')}`, {status}.",
+        ]
+        if a.decisions:
+            out += ["", "Decisions: " + _inline("; ".join(a.decisions))]
+        out += ["", *_fence(a.start.get("command", ""), "sh")]
+        if a.output:
+            out += ["", *_output(bytes(a.output), a.binary)]
+        elif end is not None:
+            out += ["", "No output."]
+        return out
+
+
+def _output(data: bytes, binary: bool) -> list[str]:
+    note = (
+        " Not valid UTF-8: shown with replacement characters; the transcript has the exact bytes."
+        if binary
+        else ""
+    )
+    shown = data
+    cut = ""
+    if len(data) > CAP_BYTES:
+        half = CAP_BYTES // 2
+        shown = data[:half] + b"\n" + data[-half:]
+        cut = (
+            f" Showing the first and last {half // 1024} KiB;"
+            f" the {len(data) - 2 * half:,} bytes between are in the transcript."
+        )
+    text = _visible(shown.decode("utf-8", "replace"))
+    lines = len(text.splitlines())
+    summary = f"Output: {len(data):,} bytes, {lines:,} lines.{cut}{note}"
+    fenced = _fence(text, "text")
+    if lines <= FOLD_LINES and not cut:
+        return [summary, "", *fenced]
+    return ["<details>", f"<summary>{_html(summary)}</summary>", "", *fenced, "", "</details>"]
+
+
+def _visible(text: str) -> str:
+    """ANSI sequences removed; other control bytes shown as Unicode control pictures."""
+    text = _ANSI.sub("", text).replace("\r\n", "\n")
+    return _CONTROL.sub(
+        lambda m: chr(0x2400 + ord(m.group())) if m.group() != "\x7f" else "\u2421", text
+    )
+
+
+def _fence(text: str, language: str) -> list[str]:
+    """A fence longer than any backtick run inside, so the content cannot close it."""
+    longest = max((len(m.group()) for m in _BACKTICKS.finditer(text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return [f"{fence}{language}", text.rstrip("\n"), fence]
+
+
+def _gate_text(e: dict[str, Any]) -> str:
+    by = e.get("by", "?")
+    if e["gate"] == "type-to-confirm":
+        typed = e.get("answer")
+        return f"typed {typed!r} ({'accepted' if e.get('accepted') else 'refused'}) by {by}"
+    return f"{e['gate']}: {e.get('answer')} by {by}"
+
+
+def _inline(text: str) -> str:
+    return " ".join(_visible(str(text)).split())
+
+
+def _cell(text: str) -> str:
+    return _inline(text).replace("|", "\\|")
+
+
+def _html(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _when(stamp: str | None) -> str:
+    if not stamp:
+        return "?"
+    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M:%S")
+
+
+def _clock(stamp: str | None) -> str:
+    return _when(stamp)[11:] if stamp else "?"
+
+
+def _seconds(value: float) -> str:
+    if value < 60:
+        return f"{value:.1f} s"
+    minutes, seconds = divmod(int(value), 60)
+    return f"{minutes} min {seconds} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"

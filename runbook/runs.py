@@ -1,0 +1,111 @@
+"""Run directories: create one for a new run, and replay one to resume it.
+
+One run = one directory (0700) under the runs directory, holding the runbook as it was
+run (``runbook.md``) and its transcript files: ``transcript.jsonl``, then one more per
+resume (``transcript-2.jsonl``, ...), each chained to the last valid hash of the one before.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runbook.events import RunState
+from runbook.transcript import (
+    SNAPSHOT,
+    TRANSCRIPT,
+    TranscriptError,
+    TranscriptWriter,
+    make_run_dir,
+    new_run_id,
+    read_lines,
+    verify,
+    write_private,
+)
+
+ENV_RUNS_DIR = "RUNBOOK_RUNS_DIR"
+DEFAULT_RUNS_DIR = "runbook-runs"
+_RESUMED = re.compile(r"transcript-(\d+)\.jsonl\Z")
+
+
+def runs_dir(option: str | None) -> Path:
+    """``--runs-dir``, else ``$RUNBOOK_RUNS_DIR``, else ``./runbook-runs``."""
+    return Path(option or os.environ.get(ENV_RUNS_DIR) or DEFAULT_RUNS_DIR)
+
+
+def start_run(runs: Path, source: bytes) -> tuple[Path, TranscriptWriter]:
+    """A fresh run directory with the runbook's snapshot and an empty transcript."""
+    run_id = new_run_id()
+    directory = make_run_dir(runs, run_id)
+    write_private(directory / SNAPSHOT, source)
+    return directory, TranscriptWriter(directory / TRANSCRIPT, run_id)
+
+
+def transcript_files(directory: Path) -> list[Path]:
+    """The run's transcript files, in the order they were written."""
+    files = [directory / TRANSCRIPT] if (directory / TRANSCRIPT).exists() else []
+    resumed = [(int(m.group(1)), p) for p in directory.iterdir() if (m := _RESUMED.match(p.name))]
+    return files + [p for _, p in sorted(resumed)]
+
+
+@dataclass
+class Replay:
+    """A run rebuilt from its transcripts: the state, and where a new file must chain on."""
+
+    directory: Path
+    files: list[Path]
+    state: RunState
+    last_hash: str
+    warning: str | None = None
+
+    def next_writer(self) -> TranscriptWriter:
+        name = f"transcript-{len(self.files) + 1}.jsonl"
+        assert self.state.run_id is not None
+        return TranscriptWriter(
+            self.directory / name,
+            self.state.run_id,
+            prev=self.last_hash,
+            first_seq=self.state.last_seq + 1,
+        )
+
+
+def replay(transcript: Path) -> Replay:
+    """Verify and fold every transcript file of the run that ``transcript`` belongs to.
+
+    A last line cut short (the writer died in the middle of a write) is left out; any
+    other break means the record cannot be trusted, and resuming is refused.
+    """
+    directory = transcript.resolve().parent
+    files = transcript_files(directory)
+    if not files:
+        raise TranscriptError(f"{directory}: no transcript.jsonl here")
+    state = RunState()
+    last_hash = ""
+    warning = None
+    for i, path in enumerate(files):
+        verdict = verify(path)
+        cut_short = (
+            not verdict.ok and verdict.problem is not None and "cut short" in verdict.problem
+        )
+        if not verdict.ok and not (cut_short and i == len(files) - 1):
+            raise TranscriptError(verdict.describe(str(path)))
+        if cut_short:
+            warning = f"{path}: the last line was cut short when the run died; it is left out"
+        for line in read_lines(path):
+            if line.number > verdict.lines:
+                break
+            _check_link(path, line.event, last_hash, i)
+            state.apply(line.event)
+        last_hash = verdict.last_hash
+    return Replay(directory, files, state, last_hash, warning)
+
+
+def _check_link(path: Path, event: dict[str, Any], last_hash: str, index: int) -> None:
+    if index == 0 or event.get("type") != "run.start":
+        return
+    resumed = event.get("resumed_from") or {}
+    if resumed.get("last_hash") != last_hash:
+        raise TranscriptError(f"{path}: does not continue the transcript before it (hash mismatch)")

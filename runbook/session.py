@@ -1,0 +1,539 @@
+"""The engine: runs a runbook's steps and blocks, asking an Operator for every decision.
+
+UI-free and async. Every fact goes through :meth:`Session.emit`: it is masked, written to
+the transcript (fsynced when it is a decision or a block start), folded into the state,
+and only then shown. If the transcript cannot be written the run stops before anything
+else runs (fail closed).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import contextlib
+import os
+import signal
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from runbook import __version__
+from runbook import events as ev
+from runbook.events import RunState
+from runbook.hosts import resolve_targets
+from runbook.masking import Masker
+from runbook.model import Block, CheckItem, Runbook, Step
+from runbook.operator import Decision, NeedsOperator, Operator
+from runbook.plan import shell_for
+from runbook.transcript import TranscriptError, TranscriptWriter
+from runbook.transports.local import ExitStatus, LocalTransport
+from runbook.values import expand, variable_refs
+
+FAILURE_CHOICES = ("retry", "skip", "rollback", "abort")
+ROLLBACK_FAILURE_CHOICES = ("retry", "skip", "abort")
+UNKNOWN_CHOICES = ("rerun", "mark-done", "skip", "abort")
+DECLINED_CHOICES = ("skip", "abort")
+CAPTURE_LIMIT = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """How a run ended: ``ok``, ``failed``, ``aborted``, ``rolled-back`` or ``error``."""
+
+    result: str
+    exit_code: int
+    message: str
+
+
+class _Abort(Exception):
+    pass
+
+
+class _Rollback(Exception):
+    pass
+
+
+def preflight(
+    rb: Runbook, values: Mapping[str, str], *, answers_gates: bool, asks_values: bool
+) -> list[str]:
+    """Reasons the run must not start at all; checked before anything runs or is recorded."""
+    problems = []
+    for block in rb.blocks:
+        if not block.runs or any(n not in values for n, _ in variable_refs(block.options.on)):
+            continue
+        if resolve_targets(expand(block.options.on, dict(values)), rb.hosts):
+            problems.append(
+                f"{rb.path}:{block.line}: block {block.name} runs on `{block.options.on}` over SSH,"
+                " which this version of runbook cannot do yet"
+            )
+    if not asks_values:
+        problems += [
+            f"{rb.path}:{v.line}: variable {v.name} has no value: give it with --var {v.name}=..."
+            for v in rb.variables
+            if v.name not in values
+        ]
+    if not answers_gates:
+        gates = [
+            f"{rb.path}:{b.line}: block {b.name} has a gate"
+            for b in rb.blocks
+            if b.runs_forward and (b.options.confirm or b.options.type_to_confirm)
+        ]
+        checks = [
+            f"{rb.path}:{c.line}: checklist item {c.text!r}" for s in rb.steps for c in s.checklist
+        ]
+        problems += [
+            f"{item}, and there is no terminal to ask (pass --yes to approve every gate)"
+            for item in (*gates, *checks)
+        ]
+    return problems
+
+
+class Session:
+    def __init__(
+        self,
+        rb: Runbook,
+        operator: Operator,
+        writer: TranscriptWriter,
+        *,
+        values: Mapping[str, str],
+        sources: Mapping[str, str],
+        transport: LocalTransport | None = None,
+        state: RunState | None = None,
+        start_fields: Mapping[str, Any] | None = None,
+    ) -> None:
+        self.rb = rb
+        self.operator = operator
+        self.writer = writer
+        self.values = dict(values)
+        self.sources = dict(sources)
+        self.transport = transport or LocalTransport()
+        self.state = state or RunState()
+        self.secret_names = {v.name for v in rb.variables if v.secret}
+        self.masker = Masker(self.values[n] for n in self.secret_names if n in self.values)
+        self.start_fields = dict(start_fields or {})
+        self.interrupt = asyncio.Event()
+        self.display_lost = False
+        self.by = "auto" if operator.auto else "operator"
+
+    # ------------------------------------------------------------------ recording
+
+    def emit(self, type_: str, durable: bool = False, **fields: Any) -> dict[str, Any]:
+        event = self.writer.append(type_, durable=durable, **self.masker.deep(fields))
+        self.state.apply(event)
+        self.show(event)
+        return event
+
+    def show(self, event: dict[str, Any]) -> None:
+        """Display an event; a display that went away (``| head``) must not stop the run."""
+        if self.display_lost:
+            return
+        try:
+            self.operator.show(event)
+        except OSError as e:
+            self.display_lost = True
+            text = f"the display failed ({e.strerror or e}); the run goes on, recorded here"
+            self.state.apply(self.writer.append(ev.NOTE, text=text, by="runbook"))
+
+    # ------------------------------------------------------------------ the run
+
+    async def run(self) -> Outcome:
+        try:
+            self._start()
+            await self._ask_values()
+            await self._forward()
+            return self._end("ok", 0, "every step is done")
+        except _Rollback as e:
+            try:
+                await self._rollback(str(e))
+            except _Abort as abort:
+                return self._end("aborted", 1, f"rollback stopped: {abort}")
+            return self._end("rolled-back", 1, f"rolled back after: {e}")
+        except _Abort as e:
+            return self._end("aborted", 1, str(e))
+        except NeedsOperator as e:
+            return self._end("aborted", 1, str(e))
+        except TranscriptError as e:
+            return Outcome("error", 1, str(e))
+        except (KeyboardInterrupt, asyncio.CancelledError):
+            with contextlib.suppress(TranscriptError):
+                self._end("aborted", 130, "interrupted by the operator")
+            raise
+        finally:
+            self.writer.close()
+
+    def _start(self) -> None:
+        known = {v.name: (None if v.secret else self.values.get(v.name)) for v in self.rb.variables}
+        self.emit(
+            ev.RUN_START,
+            durable=True,
+            version=__version__,
+            runbook={
+                "path": self.rb.path,
+                "abspath": str(Path(self.rb.path).resolve()),
+                "sha256": self.rb.sha256,
+                "title": self.rb.title,
+            },
+            variables=known,
+            sources={k: v for k, v in self.sources.items() if k in known},
+            secrets=sorted(self.secret_names),
+            operator=self.operator.name,
+            **self.start_fields,
+        )
+
+    def _end(self, result: str, code: int, message: str) -> Outcome:
+        self.emit(ev.RUN_END, durable=True, result=result, exit_code=code, message=message)
+        return Outcome(result, code, message)
+
+    async def _ask_values(self) -> None:
+        for var in self.rb.variables:
+            if var.name in self.values:
+                continue
+            value = await self.operator.ask_value(var)
+            self.values[var.name] = value
+            if var.secret:
+                self.masker.add(value)
+            self.emit(
+                ev.VAR_SET,
+                durable=True,
+                name=var.name,
+                source="prompt",
+                secret=var.secret,
+                value=None if var.secret else value,
+                by=self.by,
+            )
+
+    async def _forward(self) -> None:
+        for step in self.rb.steps:
+            if step.index in self.state.steps_done:
+                continue
+            if step.index not in self.state.steps_entered:
+                self.emit(
+                    ev.STEP_ENTER, durable=True, step=step.index, title=step.title, line=step.line
+                )
+            for item in _in_written_order(step):
+                if isinstance(item, CheckItem):
+                    await self._tick(step, item)
+                else:
+                    await self._forward_block(step, item)
+            self.emit(ev.STEP_DONE, durable=True, step=step.index)
+
+    async def _tick(self, step: Step, item: CheckItem) -> None:
+        index = step.checklist.index(item)
+        if (step.index, index) in self.state.ticks:
+            return
+        decision = await self.operator.tick(step, item)
+        self.emit(
+            ev.CHECK_TICK,
+            durable=True,
+            step=step.index,
+            item=index,
+            text=item.text,
+            result=decision.choice,
+            reason=decision.reason or None,
+            by=self.by,
+        )
+
+    async def _forward_block(self, step: Step, block: Block) -> None:
+        if block.name in self.state.blocks_settled:
+            return
+        if block.name in self.state.running:
+            decision = await self._choose(
+                block,
+                "unknown",
+                f"Block {block.name} was running when the run stopped: its outcome is unknown.",
+                UNKNOWN_CHOICES,
+            )
+            if decision.choice == "abort":
+                raise _Abort(f"{block.name}: outcome unknown, and nobody decided what to do")
+            if decision.choice != "rerun":
+                kind = ev.BLOCK_MARK if decision.choice == "mark-done" else ev.BLOCK_SKIP
+                self.emit(kind, durable=True, block=block.name, reason=decision.reason, by=self.by)
+                return
+        if block.options.manual and not await self._gate(
+            block, "optional", f"Run the optional block {block.name}?"
+        ):
+            self.emit(
+                ev.BLOCK_SKIP, durable=True, block=block.name, reason="not chosen", by=self.by
+            )
+            return
+        if not await self._gates(block):
+            decision = await self._choose(
+                block, "declined", f"The gate of {block.name} was declined.", DECLINED_CHOICES
+            )
+            if decision.choice == "abort":
+                raise _Abort(f"gate of {block.name} declined")
+            self.emit(
+                ev.BLOCK_SKIP, durable=True, block=block.name, reason=decision.reason, by=self.by
+            )
+            return
+        await self._run_block(block, FAILURE_CHOICES)
+
+    async def _gates(self, block: Block) -> bool:
+        opts = block.options
+        if opts.confirm is not None and not await self._gate(
+            block, "confirm", expand(opts.confirm, self.values)
+        ):
+            return False
+        if opts.type_to_confirm is not None:
+            expected = expand(opts.type_to_confirm, self.values)
+            prompt = f"{block.name} needs typed confirmation."
+            self.emit(
+                ev.GATE_ASK,
+                durable=True,
+                block=block.name,
+                gate="type-to-confirm",
+                prompt=prompt,
+                expected=expected,
+                command=block.code,
+            )
+            typed = await self.operator.type_to_confirm(prompt, expected)
+            self.emit(
+                ev.GATE_ANSWER,
+                durable=True,
+                block=block.name,
+                gate="type-to-confirm",
+                answer=typed,
+                accepted=typed == expected,
+                by=self.by,
+            )
+            if typed != expected:
+                return False
+        return True
+
+    async def _gate(self, block: Block, gate: str, prompt: str) -> bool:
+        self.emit(
+            ev.GATE_ASK,
+            durable=True,
+            block=block.name,
+            gate=gate,
+            prompt=prompt,
+            command=block.code,
+        )
+        yes = await self.operator.confirm(prompt)
+        self.emit(
+            ev.GATE_ANSWER,
+            durable=True,
+            block=block.name,
+            gate=gate,
+            answer="yes" if yes else "no",
+            accepted=yes,
+            by=self.by,
+        )
+        return yes
+
+    async def _choose(
+        self, block: Block, kind: str, problem: str, choices: Sequence[str]
+    ) -> Decision:
+        decision = await self.operator.choose(block, problem, choices)
+        if decision.choice not in choices:  # an operator must not invent a way out
+            decision = Decision("abort", f"unexpected answer {decision.choice!r}")
+        self.emit(
+            ev.DECISION,
+            durable=True,
+            block=block.name,
+            kind=kind,
+            problem=problem,
+            choice=decision.choice,
+            reason=decision.reason or None,
+            by=self.by,
+        )
+        return decision
+
+    async def _run_block(self, block: Block, choices: Sequence[str]) -> None:
+        attempt = self.state.running.get(block.name, 0)
+        failures_in_a_row = 0
+        while True:
+            attempt += 1
+            status, recorder = await self._execute(block, attempt)
+            if status.ok:
+                if block.options.capture:
+                    self._capture(block, recorder)
+                return
+            if block.options.continue_on_error and not block.options.rollback:
+                return
+            failures_in_a_row += 1
+            if failures_in_a_row <= block.options.retries and not status.interrupted:
+                await asyncio.sleep(block.options.retry_delay.seconds)
+                continue
+            decision = await self._choose(
+                block, "failure", f"Block {block.name} failed: {status.describe()}.", choices
+            )
+            if decision.choice == "retry":
+                failures_in_a_row = 0
+                continue
+            if decision.choice == "skip":
+                self.emit(
+                    ev.BLOCK_SKIP,
+                    durable=True,
+                    block=block.name,
+                    reason=decision.reason,
+                    by=self.by,
+                )
+                return
+            if decision.choice == "rollback":
+                raise _Rollback(f"{block.name} failed ({status.describe()})")
+            raise _Abort(f"{block.name} failed ({status.describe()})")
+
+    async def _execute(self, block: Block, attempt: int) -> tuple[ExitStatus, _Recorder]:
+        opts = block.options
+        shell = shell_for(self.rb, block)
+        cwd = _resolve_cwd(self.rb, opts.cwd or self.rb.cwd)
+        self.emit(
+            ev.BLOCK_START,
+            durable=True,
+            block=block.name,
+            step=block.step,
+            attempt=attempt,
+            target="local",
+            command=block.code,
+            shell=shell,
+            cwd=cwd,
+            timeout=opts.timeout.seconds if opts.timeout else None,
+        )
+        recorder = _Recorder(self, block.name, attempt, capture=bool(opts.capture))
+        loop = asyncio.get_running_loop()
+        self.interrupt.clear()
+        loop.add_signal_handler(signal.SIGINT, self.interrupt.set)
+        try:
+            status = await self.transport.run(
+                block.code,
+                shell=shell,
+                env={**os.environ, **self.values},
+                cwd=cwd,
+                timeout=opts.timeout.seconds if opts.timeout else None,
+                on_output=recorder,
+                interrupt=self.interrupt,
+            )
+        except OSError as e:  # the shell or the directory does not exist
+            recorder.error(f"cannot start {shell}: {e.strerror or e}\n")
+            status = ExitStatus(code=127, signal=None, duration=0.0)
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+        recorder.finish()
+        continued = not status.ok and opts.continue_on_error
+        self.emit(
+            ev.BLOCK_END,
+            durable=True,
+            block=block.name,
+            attempt=attempt,
+            exit=status.code,
+            signal=signal.Signals(status.signal).name if status.signal else None,
+            status=status.describe(),
+            timed_out=status.timed_out,
+            interrupted=status.interrupted,
+            continued=continued,
+            duration=round(status.duration, 6),
+            bytes=recorder.raw_bytes,
+            recorded=recorder.offsets,
+        )
+        return status, recorder
+
+    def _capture(self, block: Block, recorder: _Recorder) -> None:
+        name = block.options.capture
+        assert name is not None
+        value = bytes(recorder.captured or b"").decode("utf-8", "replace").strip()
+        self.values[name] = value
+        self.emit(ev.CAPTURE, durable=True, block=block.name, name=name, value=value)
+
+    async def _rollback(self, reason: str) -> None:
+        self.emit(ev.ROLLBACK_START, durable=True, reason=reason)
+        started = self.state.blocks_started
+        steps = [
+            s
+            for s in self.rb.steps
+            if s.index in self.state.steps_done or any(b.name in started for b in s.forward_blocks)
+        ]
+        for step in reversed(steps):
+            for block in step.rollback_blocks:
+                if not block.runs or block.name in self.state.blocks_settled:
+                    continue
+                if not await self._gate(block, "rollback", f"Run rollback block {block.name}?"):
+                    self.emit(
+                        ev.BLOCK_SKIP, durable=True, block=block.name, reason="declined", by=self.by
+                    )
+                    continue
+                if not await self._gates(block):
+                    self.emit(
+                        ev.BLOCK_SKIP, durable=True, block=block.name, reason="declined", by=self.by
+                    )
+                    continue
+                await self._run_block(block, ROLLBACK_FAILURE_CHOICES)
+        self.emit(ev.ROLLBACK_END, durable=True)
+
+
+def _in_written_order(step: Step) -> list[CheckItem | Block]:
+    """A step's checklist items and forward blocks, in the order the author wrote them."""
+    items: list[CheckItem | Block] = [*step.checklist]
+    items += [b for b in step.forward_blocks if b.runs]
+    return sorted(items, key=lambda i: i.line)
+
+
+def _resolve_cwd(rb: Runbook, cwd: str | None) -> str | None:
+    """A relative ``cwd`` is relative to the runbook's own directory."""
+    if cwd is None:
+        return None
+    path = Path(os.path.expanduser(cwd))
+    return str(path if path.is_absolute() else Path(rb.path).resolve().parent / path)
+
+
+class _Recorder:
+    """Turns one block attempt's output into masked, offset-numbered ``output`` events."""
+
+    def __init__(self, session: Session, block: str, attempt: int, *, capture: bool) -> None:
+        self.session = session
+        self.block = block
+        self.attempt = attempt
+        self.masks = {s: session.masker.stream() for s in ("stdout", "stderr")}
+        self.pending = {"stdout": b"", "stderr": b""}
+        self.offsets = {"stdout": 0, "stderr": 0}
+        self.raw_bytes = {"stdout": 0, "stderr": 0}
+        self.captured: bytearray | None = bytearray() if capture else None
+
+    def __call__(self, stream: str, chunk: bytes) -> None:
+        self.raw_bytes[stream] += len(chunk)
+        if self.captured is not None and stream == "stdout":
+            self.captured += chunk[: max(0, CAPTURE_LIMIT - len(self.captured))]
+        self._record(stream, self.masks[stream].feed(chunk), final=False)
+
+    def error(self, message: str) -> None:
+        self._record("stderr", message.encode(), final=True)
+
+    def finish(self) -> None:
+        for stream, mask in self.masks.items():
+            self._record(stream, mask.flush(), final=True)
+
+    def _record(self, stream: str, data: bytes, *, final: bool) -> None:
+        data = self.pending[stream] + data
+        cut = len(data) if final else _utf8_boundary(data)
+        data, self.pending[stream] = data[:cut], data[cut:]
+        if not data:
+            return
+        payload: dict[str, Any]
+        try:
+            payload = {"text": data.decode("utf-8")}
+        except UnicodeDecodeError:
+            payload = {"b64": base64.b64encode(data).decode("ascii")}
+        event = self.session.writer.append(
+            ev.OUTPUT,
+            block=self.block,
+            attempt=self.attempt,
+            stream=stream,
+            offset=self.offsets[stream],
+            size=len(data),
+            **payload,
+        )
+        self.offsets[stream] += len(data)
+        self.session.show(event)
+
+
+def _utf8_boundary(data: bytes) -> int:
+    """Where to cut so a UTF-8 character split across reads is not split across events."""
+    for back in range(1, min(4, len(data)) + 1):
+        byte = data[-back]
+        if byte & 0xC0 != 0x80:  # a lead byte (or ASCII)
+            need = 2 if byte >= 0xC0 else 1
+            need = 3 if byte >= 0xE0 else need
+            need = 4 if byte >= 0xF0 else need
+            return len(data) - back if need > back else len(data)
+    return len(data)

@@ -1,0 +1,151 @@
+"""Tampering is caught at the line that was touched; a full disk stops the run."""
+
+from __future__ import annotations
+
+import errno
+import os
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import RUNBOOKS, run_cli
+from runbook import launch, transcript
+from runbook.operator import HeadlessOperator
+from runbook.transcript import verify
+
+
+@pytest.fixture(scope="module")
+def pristine(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    runs = tmp_path_factory.mktemp("runs")
+    proc = run_cli("run", str(RUNBOOKS / "hello.md"), "--yes", "--runs-dir", str(runs))
+    assert proc.returncode == 0, proc.stderr
+    return next(runs.glob("*/transcript.jsonl")).read_bytes()
+
+
+def tampered(tmp_path: Path, data: bytes, change) -> Path:  # type: ignore[no-untyped-def]
+    lines = data.splitlines(keepends=True)
+    change(lines)
+    path = tmp_path / "t.jsonl"
+    path.write_bytes(b"".join(lines))
+    return path
+
+
+def flip_byte(lines: list[bytes]) -> None:
+    line = bytearray(lines[4])
+    at = line.index(b'"type"') + 9
+    line[at] ^= 0x01
+    lines[4] = bytes(line)
+
+
+def edit_time(lines: list[bytes]) -> None:
+    line = lines[4]
+    start = line.index(b'"time":"') + 8
+    lines[4] = line[:start] + b"2020-01-01T00:00:00.000000Z" + line[start + 27 :]
+
+
+def edit_prev(lines: list[bytes]) -> None:
+    lines[4] = lines[4].replace(b'"prev":"', b'"prev":"0', 1)[:-66] + lines[4][-65:]
+
+
+CASES = {
+    "flipped byte": (flip_byte, 5),
+    "edited timestamp": (edit_time, 5),
+    "deleted line": (lambda lines: lines.pop(4), 5),
+    "duplicated line": (lambda lines: lines.insert(5, lines[4]), 6),
+    "reordered lines": (lambda lines: lines.__setitem__(slice(4, 6), [lines[5], lines[4]]), 5),
+    "edited prev": (edit_prev, 5),
+}
+
+
+@pytest.mark.parametrize("name", list(CASES))
+def test_tampering_names_the_touched_line(tmp_path: Path, pristine: bytes, name: str) -> None:
+    change, line = CASES[name]
+    path = tampered(tmp_path, pristine, change)
+    verdict = verify(path)
+    assert not verdict.ok
+    assert verdict.bad_line == line, verdict.describe("t")
+    proc = run_cli("transcript", "verify", str(path))
+    assert proc.returncode == 1
+    assert f"{path}:{line}: broken:" in proc.stdout
+
+
+def test_an_event_after_the_end_is_caught(tmp_path: Path, pristine: bytes) -> None:
+    n = len(pristine.splitlines())
+    path = tampered(tmp_path, pristine, lambda lines: lines.append(lines[-1]))
+    verdict = verify(path)
+    assert (verdict.ok, verdict.bad_line) == (False, n + 1)
+    assert verdict.problem is not None and "after the run's end" in verdict.problem
+
+
+def test_the_untouched_transcript_verifies(tmp_path: Path, pristine: bytes) -> None:
+    path = tampered(tmp_path, pristine, lambda lines: None)
+    assert verify(path).ok and verify(path).complete
+
+
+DISK_FILLER = """## Fill
+
+```sh
+head -c 3000000 /dev/zero | tr '\\0' 'x'
+```
+
+## Next
+
+```sh
+touch {marker}
+```
+"""
+
+
+def test_injected_enospc_stops_the_run_before_the_next_command(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    marker = tmp_path / "next-ran"
+    book = tmp_path / "b.md"
+    book.write_text(DISK_FILLER.format(marker=marker))
+    real = transcript._write_all
+    written = [0]
+
+    def filling_write(fd: int, data: bytes) -> None:
+        written[0] += len(data)
+        if written[0] > 1_000_000:
+            raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+        real(fd, data)
+
+    monkeypatch.setattr(transcript, "_write_all", filling_write)
+    done = launch.run(
+        str(book),
+        assignments=(),
+        yes=True,
+        runs=tmp_path / "runs",
+        argv=[],
+        announce=lambda _: None,
+        operator=HeadlessOperator(yes=True),
+    )
+    assert done.outcome.result == "error" and done.outcome.exit_code == 1
+    assert "No space left on device" in done.outcome.message
+    assert not marker.exists()
+    monkeypatch.undo()
+    verdict = verify(done.transcript)
+    assert verdict.ok and not verdict.complete  # what was written is intact
+
+
+def test_a_full_tmpfs_stops_the_run_before_the_next_command(tmp_path: Path) -> None:
+    if os.geteuid() != 0:
+        if os.environ.get("CI"):
+            pytest.fail("CI runs as root: the tmpfs disk-full test must run there")
+        pytest.skip("mounting a tmpfs needs root (the injected ENOSPC test covers the logic)")
+    mount = tmp_path / "small"
+    mount.mkdir()
+    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)], check=True)
+    try:
+        marker = tmp_path / "next-ran"
+        book = tmp_path / "b.md"
+        book.write_text(DISK_FILLER.format(marker=marker))
+        proc = run_cli("run", str(book), "--yes", "--runs-dir", str(mount))
+        assert proc.returncode == 1
+        assert "No space left on device" in proc.stderr
+        assert "Traceback" not in proc.stderr
+        assert not marker.exists()
+    finally:
+        subprocess.run(["umount", str(mount)], check=True)

@@ -1,0 +1,160 @@
+"""A run killed mid-block verifies up to its last event and resumes at the right block."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, live_processes, run_cli, wait_for
+from runbook import launch
+from runbook.operator import Decision, HeadlessOperator, ScriptedOperator
+from runbook.transcript import read_lines, verify
+from runbook.transports.local import LocalTransport
+
+BOOK = """## One
+
+```sh
+echo one >> {log}
+```
+
+## Two
+
+```sh
+echo two >> {log}
+if [ ! -e {mark}.again ]; then touch {mark} {mark}.again; sleep 61.75; fi
+echo two-done >> {log}
+```
+
+## Three
+
+```sh
+echo three >> {log}
+```
+"""
+
+
+def kill_mid_block(tmp_path: Path) -> tuple[Path, Path, Path]:
+    log, mark = tmp_path / "log", tmp_path / "mark"
+    book = tmp_path / "book.md"
+    book.write_text(BOOK.format(log=log, mark=mark))
+    runs = tmp_path / "runs"
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "runbook", "run", str(book), "--yes", "--runs-dir", str(runs)],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(mark.exists, what="block two to start")
+    finally:
+        runner.send_signal(signal.SIGKILL)
+        runner.wait()
+    for pid in live_processes("sleep 61.75"):  # the runner died; its block is an orphan
+        os.kill(pid, signal.SIGKILL)
+    return book, log, next(runs.glob("*/transcript.jsonl"))
+
+
+def test_sigkill_mid_block_then_resume(tmp_path: Path) -> None:
+    _, log, transcript = kill_mid_block(tmp_path)
+    verdict = verify(transcript)
+    assert verdict.ok and not verdict.complete
+    types = [line.event["type"] for line in read_lines(transcript)]
+    assert types[-1] == "block.start"
+    assert run_cli("transcript", "verify", str(transcript)).returncode == 0
+    report = run_cli("transcript", "render", str(transcript)).stdout
+    assert "**INCOMPLETE**" in report
+
+    operator = ScriptedOperator([("choose", Decision("rerun"))])
+    done = launch.resume(
+        str(transcript),
+        yes=False,
+        allow_changed=False,
+        assignments=(),
+        argv=["runbook", "resume", str(transcript)],
+        announce=lambda _: None,
+        operator=operator,
+        transport=LocalTransport(grace=0.3),
+    )
+    assert done.outcome.result == "ok"
+    assert operator.asked == [
+        ("choose", "Block two-1 was running when the run stopped: its outcome is unknown.")
+    ]
+    assert log.read_text() == "one\ntwo\ntwo\ntwo-done\nthree\n"
+    second = transcript.parent / "transcript-2.jsonl"
+    assert done.transcript == second
+    first_event = next(read_lines(second)).event
+    assert first_event["resumed_from"]["last_hash"] == verdict.last_hash
+    assert first_event["prev"] == verdict.last_hash
+    assert first_event["seq"] == verdict.lines + 1
+    assert verify(second).ok and verify(second).complete
+    blocks = [line.event for line in read_lines(second) if line.event["type"] == "block.start"]
+    assert [(b["block"], b["attempt"]) for b in blocks] == [("two-1", 2), ("three-1", 1)]
+    report = run_cli("transcript", "render", str(second)).stdout
+    assert "**INCOMPLETE**" not in report
+    assert "| Resumed |" in report
+
+
+def test_unknown_block_can_be_marked_done(tmp_path: Path) -> None:
+    _, log, transcript = kill_mid_block(tmp_path)
+    operator = ScriptedOperator([("choose", Decision("mark-done", "checked by hand: it finished"))])
+    done = launch.resume(
+        str(transcript),
+        yes=False,
+        allow_changed=False,
+        assignments=(),
+        argv=[],
+        announce=lambda _: None,
+        operator=operator,
+    )
+    assert done.outcome.result == "ok"
+    assert log.read_text() == "one\ntwo\nthree\n"
+
+
+def test_headless_resume_does_not_guess_about_an_unknown_block(tmp_path: Path) -> None:
+    _, log, transcript = kill_mid_block(tmp_path)
+    proc = run_cli("resume", str(transcript), "--yes")
+    assert proc.returncode == 1
+    assert "aborted" in proc.stderr
+    assert log.read_text() == "one\ntwo\n"
+
+
+def test_resume_refuses_a_changed_runbook_unless_allowed(tmp_path: Path) -> None:
+    book, _, transcript = kill_mid_block(tmp_path)
+    book.write_text(book.read_text() + "\nA new line.\n")
+    proc = run_cli("resume", str(transcript), "--yes")
+    assert proc.returncode == 1
+    assert "changed since the run started" in proc.stderr
+    assert not (transcript.parent / "transcript-2.jsonl").exists()
+    done = launch.resume(
+        str(transcript),
+        yes=True,
+        allow_changed=True,
+        assignments=(),
+        argv=[],
+        announce=lambda _: None,
+        operator=ScriptedOperator([("choose", Decision("skip", "redo by hand"))]),
+    )
+    start = next(read_lines(done.transcript)).event
+    assert start["allow_changed"]["recorded_sha256"] != start["allow_changed"]["now_sha256"]
+    assert start["allow_changed"]["now_sha256"] == start["runbook"]["sha256"]
+
+
+def test_a_finished_run_cannot_be_resumed(tmp_path: Path) -> None:
+    book = tmp_path / "b.md"
+    book.write_text("## S\n\n```sh\ntrue\n```\n")
+    done = launch.run(
+        str(book),
+        assignments=(),
+        yes=True,
+        runs=tmp_path,
+        argv=[],
+        announce=lambda _: None,
+        operator=HeadlessOperator(yes=True),
+    )
+    with pytest.raises(launch.Refused, match="already ended"):
+        launch.resume(str(done.transcript), yes=True, allow_changed=False, assignments=(), argv=[])
