@@ -9,7 +9,6 @@ else runs (fail closed).
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import os
 import signal
@@ -509,19 +508,13 @@ class _Recorder:
         data, self.pending[stream] = data[:cut], data[cut:]
         if not data:
             return
-        payload: dict[str, Any]
-        try:
-            payload = {"text": data.decode("utf-8")}
-        except UnicodeDecodeError:
-            payload = {"b64": base64.b64encode(data).decode("ascii")}
-        event = self.session.writer.append(
-            ev.OUTPUT,
+        event = self.session.writer.append_output(
+            data,
             block=self.block,
             attempt=self.attempt,
             stream=stream,
             offset=self.offsets[stream],
             size=len(data),
-            **payload,
         )
         self.offsets[stream] += len(data)
         self.session.show(event)

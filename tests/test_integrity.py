@@ -149,3 +149,20 @@ def test_a_full_tmpfs_stops_the_run_before_the_next_command(tmp_path: Path) -> N
         assert not marker.exists()
     finally:
         subprocess.run(["umount", str(mount)], check=True)
+
+
+@pytest.mark.parametrize(
+    "data",
+    [b"plain\n", b'quotes " and \\ backslash\ttab\r\n', b"\x7f del and / slash", b"x" * 70000],
+)
+def test_fast_output_lines_are_what_json_would_write(tmp_path: Path, data: bytes) -> None:
+    import json
+
+    from runbook.transcript import TranscriptWriter
+
+    fast = TranscriptWriter(tmp_path / "fast.jsonl", "r")
+    event = fast.append_output(data, block="b", stream="stdout")
+    fast.close()
+    line = (tmp_path / "fast.jsonl").read_bytes()
+    assert json.loads(line) == event
+    assert line == (json.dumps(event, separators=(",", ":")) + "\n").encode()

@@ -1,0 +1,88 @@
+"""What does recording cost? `runbook run --yes` on a command printing 200 MB, against the
+same command piped to a file, timed in this one process, interleaved round by round.
+
+For each workload:
+- reference: ``sh -c 'COMMAND > FILE'``;
+- runbook:   ``runbook run BOOK --yes --runs-dir DIR`` (the operator's display to /dev/null),
+  where BOOK's only block is COMMAND: the run's whole wall time, Python start included,
+  with every byte masked-checked, escaped, hash-chained, written and fsynced.
+
+Prints the best and median wall time of each and the ratio of the medians; goal <= 1.5x.
+Usage: python bench/transcript_cost.py [--rounds 5] [--mb 200]
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+WORKLOADS = {
+    "yes | head (cheapest possible producer)": (
+        "yes 'the quick brown fox jumps over the lazy dog 0123456789' | head -c {size}"
+    ),
+    "seq (numbers, like a log)": "seq 1 100000000 | head -c {size}",
+}
+
+
+def timed(argv: list[str], **kwargs: object) -> float:
+    t0 = time.perf_counter()
+    subprocess.run(argv, check=True, **kwargs)  # type: ignore[call-overload]
+    return time.perf_counter() - t0
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--mb", type=int, default=200)
+    args = ap.parse_args()
+    size = args.mb * 1_000_000
+    runbook = [sys.executable, "-m", "runbook"]
+    print(f"{args.mb} MB of output, {args.rounds} interleaved rounds after a warm-up")
+    with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp:
+        for label, template in WORKLOADS.items():
+            command = template.format(size=size)
+            book = Path(tmp, "book.md")
+            book.write_text(f"## Print\n\n```sh\n{command}\n```\n")
+            out = Path(tmp, "out")
+            runs = Path(tmp, "runs")
+            rows: dict[str, list[float]] = {"reference": [], "runbook": []}
+            for round_ in range(args.rounds + 1):
+                reference = timed(["sh", "-c", f"{command} > {out}"])
+                shutil.rmtree(runs, ignore_errors=True)
+                ours = timed(
+                    [*runbook, "run", str(book), "--yes", "--runs-dir", str(runs)],
+                    stdout=subprocess.DEVNULL,
+                    stderr=subprocess.DEVNULL,
+                )
+                if round_:  # the first round warms caches
+                    rows["reference"].append(reference)
+                    rows["runbook"].append(ours)
+            transcript = next(runs.glob("*/transcript.jsonl"))
+            check = subprocess.run(
+                [*runbook, "transcript", "verify", str(transcript)], capture_output=True
+            )
+            assert check.returncode == 0, check.stdout
+            ref, run = statistics.median(rows["reference"]), statistics.median(rows["runbook"])
+            print(f"\n{label}: {command}")
+            print(
+                f"  piped to a file         best {min(rows['reference']):6.3f} s  median {ref:6.3f} s"
+            )
+            print(
+                f"  runbook run --yes       best {min(rows['runbook']):6.3f} s  median {run:6.3f} s"
+            )
+            print(
+                f"  ratio of medians        {run / ref:.2f}x   (transcript {transcript.stat().st_size / 1e6:.0f} MB, verified)"
+            )
+
+
+if __name__ == "__main__":
+    main()
