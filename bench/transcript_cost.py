@@ -72,15 +72,13 @@ def main() -> None:
             )
             assert check.returncode == 0, check.stdout
             ref, run = statistics.median(rows["reference"]), statistics.median(rows["runbook"])
+            size_mb = transcript.stat().st_size / 1e6
+            best_ref, best_run = min(rows["reference"]), min(rows["runbook"])
             print(f"\n{label}: {command}")
+            print(f"  piped to a file         best {best_ref:6.3f} s  median {ref:6.3f} s")
+            print(f"  runbook run --yes       best {best_run:6.3f} s  median {run:6.3f} s")
             print(
-                f"  piped to a file         best {min(rows['reference']):6.3f} s  median {ref:6.3f} s"
-            )
-            print(
-                f"  runbook run --yes       best {min(rows['runbook']):6.3f} s  median {run:6.3f} s"
-            )
-            print(
-                f"  ratio of medians        {run / ref:.2f}x   (transcript {transcript.stat().st_size / 1e6:.0f} MB, verified)"
+                f"  ratio of medians        {run / ref:.2f}x   (transcript {size_mb:.0f} MB, verified)"
             )
 
 
