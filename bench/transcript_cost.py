@@ -77,8 +77,9 @@ def main() -> None:
             print(f"\n{label}: {command}")
             print(f"  piped to a file         best {best_ref:6.3f} s  median {ref:6.3f} s")
             print(f"  runbook run --yes       best {best_run:6.3f} s  median {run:6.3f} s")
+            ratio = run / ref
             print(
-                f"  ratio of medians        {run / ref:.2f}x   (transcript {size_mb:.0f} MB, verified)"
+                f"  ratio of medians        {ratio:.2f}x   (transcript {size_mb:.0f} MB, verified)"
             )
 
 
