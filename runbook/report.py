@@ -285,10 +285,10 @@ def _output(data: bytes, binary: bool) -> list[str]:
             f" the {len(data) - 2 * half:,} bytes between are in the transcript."
         )
     text = _visible(shown.decode("utf-8", "replace"))
-    lines = len(text.splitlines())
-    summary = f"Output: {len(data):,} bytes, {lines:,} lines.{cut}{note}"
+    lines = data.count(b"\n") + (not data.endswith(b"\n"))
+    summary = f"Output: {len(data):,} bytes, {lines:,} line{'' if lines == 1 else 's'}.{cut}{note}"
     fenced = _fence(text, "text")
-    if lines <= FOLD_LINES and not cut:
+    if text.count("\n") < FOLD_LINES and not cut:
         return [summary, "", *fenced]
     return ["<details>", f"<summary>{_html(summary)}</summary>", "", *fenced, "", "</details>"]
 

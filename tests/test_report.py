@@ -1,0 +1,78 @@
+"""The post-mortem report: safe to paste, folded, capped, honest about gaps."""
+
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+from runbook import launch
+from runbook.operator import HeadlessOperator
+from runbook.report import render_run
+
+NOISY = r"""## Noisy
+
+```sh
+printf '\033[1;31mred\033[0m and a bell\a and ``` and ````` fences\n'
+printf 'tab\there\r\n'
+i=0; while [ $i -lt 100 ]; do echo "line $i"; i=$((i+1)); done
+```
+
+## Huge
+
+```sh
+head -c 200000 /dev/zero | tr '\0' 'y'
+printf '\nthe end\n'
+```
+
+## Broken
+
+```sh
+printf 'bad \377 byte\n'
+exit 2
+```
+"""
+
+
+def run(tmp_path: Path, text: str) -> launch.Finished:
+    book = tmp_path / "book.md"
+    book.write_text(text)
+    return launch.run(
+        str(book),
+        assignments=(),
+        yes=True,
+        runs=tmp_path / "runs",
+        argv=[],
+        announce=lambda _: None,
+        operator=HeadlessOperator(yes=True),
+    )
+
+
+def test_report_of_noisy_output(tmp_path: Path) -> None:
+    done = run(tmp_path, NOISY)
+    assert done.outcome.result == "aborted"
+    report = render_run(done.transcript)
+    assert "\x1b" not in report and "\a" not in report
+    assert "red and a bell\u2407 and ``` and ````` fences" in report
+    fences = re.findall(r"^(`{3,})text$", report, re.M)
+    assert "``````" in fences, "a fence longer than the five backticks inside"
+    assert "<summary>Output: 852 bytes, 102 lines.</summary>" in report
+    assert (
+        "<summary>Output: 200,009 bytes, 2 lines. Showing the first and last 32 KiB;"
+        " the 134,473 bytes between are in the transcript.</summary>"
+    ) in report
+    assert "the end" in report
+    assert "bad \ufffd byte" in report
+    assert "Output: 11 bytes, 1 line. Not valid UTF-8" in report
+    assert "| 3 | `broken-1` | local |" in report
+    assert "failure: abort (no operator to decide (headless run)) by auto" in report
+    assert "| Result | **aborted**: broken-1 failed (exit 2) |" in report
+    assert "**INCOMPLETE**" not in report
+
+
+def test_report_header_and_checklist(tmp_path: Path) -> None:
+    done = run(tmp_path, "## Check\n\n- [ ] Ticket | approved\n\n```sh\necho ok\n```\n")
+    report = render_run(done.transcript)
+    assert "- [x] Ticket | approved (auto)" in report
+    assert f"| Run | `{done.transcript.parent.name}` |" in report
+    assert "| Transcript | `transcript.jsonl` intact (" in report
+    assert f"| Last line SHA-256 | `{done.last_hash}` |" in report
