@@ -195,7 +195,23 @@ def resume(
 
 
 def _finish(session: Session, writer: TranscriptWriter) -> Finished:
-    outcome = asyncio.run(session.run())
+    """Run the session; Ctrl-C anywhere ends it with a recorded abort, never a traceback.
+
+    Not ``asyncio.run``: its SIGINT handler only cancels the task, which cannot stop a
+    prompt that is waiting for the operator's answer.
+    """
+    loop = asyncio.new_event_loop()
+    task = loop.create_task(session.run())
+    try:
+        while True:
+            try:
+                outcome = loop.run_until_complete(task)
+                break
+            except KeyboardInterrupt:
+                task.cancel()  # the session records the abort and returns
+    finally:
+        loop.run_until_complete(loop.shutdown_asyncgens())
+        loop.close()
     return Finished(outcome, writer.path, writer.prev)
 
 

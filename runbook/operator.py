@@ -7,7 +7,7 @@ a test script, and later the TUI.
 
 from __future__ import annotations
 
-import asyncio
+import base64
 import getpass
 import sys
 from collections import deque
@@ -91,6 +91,17 @@ class HeadlessOperator:
             raise NeedsOperator(f"{what!r} needs an operator: run in a terminal, or pass --yes")
 
 
+# choice -> (key, how the menu shows it)
+MENU = {
+    "retry": ("r", "[r]etry"),
+    "skip": ("s", "[s]kip"),
+    "rollback": ("b", "roll [b]ack"),
+    "abort": ("a", "[a]bort"),
+    "rerun": ("r", "[r]e-run"),
+    "mark-done": ("m", "[m]ark done"),
+}
+
+
 class TerminalOperator:
     """Plain prompts on a terminal: a confirm defaults to No, secrets are read without echo."""
 
@@ -107,8 +118,10 @@ class TerminalOperator:
         _show(event, _print)
 
     async def _ask(self, prompt: str, secret: bool = False) -> str:
+        # In the main thread on purpose: Ctrl-C must interrupt the prompt itself, and no
+        # block runs while the operator is being asked.
         reader = self._read_secret if secret else self._read
-        return (await asyncio.to_thread(reader, prompt)).strip()
+        return reader(prompt).strip()
 
     async def confirm(self, prompt: str) -> bool:
         answer = await self._ask(f"{prompt} [y/N] ")
@@ -149,11 +162,10 @@ class TerminalOperator:
             return value
 
     async def choose(self, block: Block, problem: str, choices: Sequence[str]) -> Decision:
-        keys = {c[0]: c for c in choices}
-        menu = ", ".join(f"[{c[0]}]{c[1:]}" for c in choices)
+        menu = ", ".join(MENU[c][1] for c in choices)
+        by_key = {MENU[c][0]: c for c in choices} | {c: c for c in choices}
         while True:
-            answer = (await self._ask(f"{problem}\n{menu}? ")).lower()
-            choice = keys.get(answer[:1]) if answer else None
+            choice = by_key.get((await self._ask(f"{problem}\n{menu}? ")).lower())
             if choice is None:
                 continue
             reason = await self._reason() if choice in ("skip", "mark-done") else ""
@@ -218,17 +230,21 @@ def _show(event: dict[str, Any], out: Callable[[str], None]) -> None:
     kind = event["type"]
     if kind == "step.enter":
         out(f"\n== {event['step']}. {event['title']}")
+        for alert in event.get("alerts") or []:
+            lines = alert["text"].splitlines() or [""]
+            out(f"!! {alert['kind']}: {lines[0]}")
+            for line in lines[1:]:
+                out(f"!! {line}")
+    elif kind == "gate.ask":
+        out(f"--- {event['block']} will run:")
+        for line in event.get("command", "").rstrip("\n").splitlines():
+            out(f"    {line}")
     elif kind == "block.start":
         attempt = f" (attempt {event['attempt']})" if event.get("attempt", 1) > 1 else ""
         out(f"--> {event['block']} on {event['target']}{attempt}")
     elif kind == "output":
         data = event.get("text")
-        if data is None:
-            import base64
-
-            raw = base64.b64decode(event["b64"])
-        else:
-            raw = data.encode()
+        raw = base64.b64decode(event["b64"]) if data is None else data.encode()
         stream = sys.stdout.buffer if event["stream"] == "stdout" else sys.stderr.buffer
         stream.write(raw)
         stream.flush()

@@ -155,9 +155,10 @@ class Session:
         except TranscriptError as e:
             return Outcome("error", 1, str(e))
         except (KeyboardInterrupt, asyncio.CancelledError):
+            message = "interrupted by the operator"
             with contextlib.suppress(TranscriptError):
-                self._end("aborted", 130, "interrupted by the operator")
-            raise
+                return self._end("aborted", 130, message)
+            return Outcome("aborted", 130, message)
         finally:
             self.writer.close()
 
@@ -208,7 +209,12 @@ class Session:
                 continue
             if step.index not in self.state.steps_entered:
                 self.emit(
-                    ev.STEP_ENTER, durable=True, step=step.index, title=step.title, line=step.line
+                    ev.STEP_ENTER,
+                    durable=True,
+                    step=step.index,
+                    title=step.title,
+                    line=step.line,
+                    alerts=[{"kind": a.kind, "text": a.text} for a in step.alerts],
                 )
             for item in _in_written_order(step):
                 if isinstance(item, CheckItem):
