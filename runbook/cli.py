@@ -126,7 +126,10 @@ def _run_options(parser: argparse.ArgumentParser, runs_dir: bool = True) -> None
             help="where run directories go (default: $RUNBOOK_RUNS_DIR, else ./runbook-runs)",
         )
     parser.add_argument(
-        "--ssh-config", metavar="FILE", help="OpenSSH config to use instead of ~/.ssh/config"
+        "--ssh-config",
+        metavar="FILE",
+        help="OpenSSH config to use instead of ~/.ssh/config (for SSH hosts, which this"
+        " version does not run on yet)",
     )
 
 
