@@ -70,8 +70,10 @@ def parse_vars(assignments: Sequence[str]) -> dict[str, str]:
     return given
 
 
-def choose_operator(yes: bool) -> tuple[Operator, bool]:
-    """The operator for this run, and whether it can ask a person anything."""
+def choose_operator(yes: bool, given: Operator | None = None) -> tuple[Operator, bool]:
+    """The operator for this run, and whether a person is there to be asked."""
+    if given is not None:
+        return given, not given.auto
     if yes:
         return HeadlessOperator(yes=True), False
     if sys.stdin.isatty() and sys.stdout.isatty():
@@ -101,10 +103,7 @@ def run(
         resolved = resolve(rb, given)
     except VariableProblem as e:
         raise BadUsage(str(e)) from None
-    if operator is None:
-        operator, can_ask = choose_operator(yes)
-    else:
-        can_ask = not operator.auto
+    operator, can_ask = choose_operator(yes, operator)
     values = dict(resolved.values)
     sources = dict(resolved.sources)
     if not can_ask:
@@ -160,10 +159,7 @@ def resume(
             " compare it with the snapshot in the run directory, or pass --allow-changed"
         )
     given = parse_vars(assignments)
-    if operator is None:
-        operator, can_ask = choose_operator(yes)
-    else:
-        can_ask = not operator.auto
+    operator, can_ask = choose_operator(yes, operator)
     values = {**state.values, **given}
     secrets = [v for v in rb.variables if v.secret and v.name not in values]
     if secrets and not can_ask:

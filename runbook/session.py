@@ -258,9 +258,7 @@ class Session:
         if block.options.manual and not await self._gate(
             block, "optional", f"Run the optional block {block.name}?"
         ):
-            self.emit(
-                ev.BLOCK_SKIP, durable=True, block=block.name, reason="not chosen", by=self.by
-            )
+            self._skip(block, "not chosen")
             return
         if not await self._gates(block):
             decision = await self._choose(
@@ -268,9 +266,7 @@ class Session:
             )
             if decision.choice == "abort":
                 raise _Abort(f"gate of {block.name} declined")
-            self.emit(
-                ev.BLOCK_SKIP, durable=True, block=block.name, reason=decision.reason, by=self.by
-            )
+            self._skip(block, decision.reason)
             return
         await self._run_block(block, FAILURE_CHOICES)
 
@@ -305,6 +301,9 @@ class Session:
             if typed != expected:
                 return False
         return True
+
+    def _skip(self, block: Block, reason: str) -> None:
+        self.emit(ev.BLOCK_SKIP, durable=True, block=block.name, reason=reason, by=self.by)
 
     async def _gate(self, block: Block, gate: str, prompt: str) -> bool:
         self.emit(
@@ -368,13 +367,7 @@ class Session:
                 failures_in_a_row = 0
                 continue
             if decision.choice == "skip":
-                self.emit(
-                    ev.BLOCK_SKIP,
-                    durable=True,
-                    block=block.name,
-                    reason=decision.reason,
-                    by=self.by,
-                )
+                self._skip(block, decision.reason)
                 return
             if decision.choice == "rollback":
                 raise _Rollback(f"{block.name} failed ({status.describe()})")
@@ -454,14 +447,10 @@ class Session:
                 if not block.runs or block.name in self.state.blocks_settled:
                     continue
                 if not await self._gate(block, "rollback", f"Run rollback block {block.name}?"):
-                    self.emit(
-                        ev.BLOCK_SKIP, durable=True, block=block.name, reason="declined", by=self.by
-                    )
+                    self._skip(block, "declined")
                     continue
                 if not await self._gates(block):
-                    self.emit(
-                        ev.BLOCK_SKIP, durable=True, block=block.name, reason="declined", by=self.by
-                    )
+                    self._skip(block, "declined")
                     continue
                 await self._run_block(block, ROLLBACK_FAILURE_CHOICES)
         self.emit(ev.ROLLBACK_END, durable=True)
