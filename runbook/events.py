@@ -50,7 +50,11 @@ class RunState:
     running: dict[str, int] = field(default_factory=dict)
     """Blocks started and not ended (name -> attempt): *unknown* after a crash."""
     ticks: dict[tuple[int, int], str] = field(default_factory=dict)
+    attempts: dict[str, int] = field(default_factory=dict)
+    """The last attempt number of every block that started."""
     rollback_started: bool = False
+    rollback_reason: str | None = None
+    """Set once a rollback was decided: a resumed run continues the rollback, not the steps."""
     result: str | None = None
     events: int = 0
     last_seq: int = 0
@@ -79,6 +83,7 @@ class RunState:
             self.ticks[(ev["step"], ev["item"])] = ev["result"]
         elif kind == BLOCK_START:
             self.running[ev["block"]] = ev.get("attempt", 1)
+            self.attempts[ev["block"]] = ev.get("attempt", 1)
             self.blocks_started.add(ev["block"])
         elif kind == BLOCK_END:
             self.running.pop(ev["block"], None)
@@ -89,8 +94,11 @@ class RunState:
             self.blocks_settled.add(ev["block"])
         elif kind == STEP_DONE:
             self.steps_done.add(ev["step"])
+        elif kind == DECISION and ev.get("choice") == "rollback":
+            self.rollback_reason = self.rollback_reason or f"{ev.get('block')}: {ev.get('problem')}"
         elif kind == ROLLBACK_START:
             self.rollback_started = True
+            self.rollback_reason = ev.get("reason") or self.rollback_reason or "rollback"
         elif kind == RUN_END:
             self.result = ev.get("result")
 

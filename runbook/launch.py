@@ -16,6 +16,7 @@ import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 from runbook.masking import Masker
 from runbook.model import Runbook
@@ -26,6 +27,8 @@ from runbook.session import Outcome, Session, preflight
 from runbook.transcript import TranscriptError, TranscriptWriter
 from runbook.transports.local import LocalTransport
 from runbook.variables import VariableProblem, parse_assignment, resolve
+
+T = TypeVar("T")
 
 
 class Refused(Exception):
@@ -113,7 +116,7 @@ def run(
     problems = preflight(rb, values, answers_gates=yes or can_ask, asks_values=can_ask)
     if problems:
         raise Refused("\n".join([*problems, "nothing was run"]))
-    _, writer = start_run(runs, data)
+    _, writer = _guard(lambda: start_run(runs, data))
     session = Session(
         rb,
         operator,
@@ -159,14 +162,23 @@ def resume(
             " compare it with the snapshot in the run directory, or pass --allow-changed"
         )
     given = parse_vars(assignments)
+    try:
+        checked = resolve(rb, given)  # declared, and matching pattern and choices
+    except VariableProblem as e:
+        raise BadUsage(str(e)) from None
     operator, can_ask = choose_operator(yes, operator)
-    values = {**state.values, **given}
-    secrets = [v for v in rb.variables if v.secret and v.name not in values]
-    if secrets and not can_ask:
-        names = ", ".join(v.name for v in secrets)
-        raise Refused(f"cannot resume: secrets are never recorded; give {names} again with --var")
+    values = {**state.values, **{k: checked.values[k] for k in given}}
+    problems = preflight(rb, values, answers_gates=yes or can_ask, asks_values=can_ask)
+    if state.running and not can_ask:
+        problems += [
+            f"block {name} was running when the run stopped; what to do about it is the"
+            " operator's decision: resume on a terminal"
+            for name in state.running
+        ]
+    if problems:
+        raise Refused("\n".join(["cannot resume:", *problems, "nothing was run"]))
     sources = {name: "transcript" for name in state.values} | {n: "--var" for n in given}
-    writer = previous.next_writer()
+    writer = _guard(previous.next_writer)
     fields = _context(rb, argv, values) | {
         "resumed_from": {
             "transcript": previous.files[-1].name,
@@ -188,6 +200,14 @@ def resume(
     )
     announce(f"runbook: resuming run {state.run_id}, recording to {writer.path}")
     return _finish(session, writer)
+
+
+def _guard(make: Callable[[], T]) -> T:
+    """A run directory or transcript that cannot be created refuses the run."""
+    try:
+        return make()
+    except (TranscriptError, OSError) as e:
+        raise Refused(f"cannot record the run, so it does not start: {e}") from None
 
 
 def _finish(session: Session, writer: TranscriptWriter) -> Finished:

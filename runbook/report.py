@@ -44,7 +44,9 @@ class _Step:
 
 def render_run(path: Path) -> str:
     """The report of the run ``path`` belongs to (every transcript file of its directory)."""
-    files = transcript_files(path.resolve().parent) or [path]
+    files = transcript_files(path.resolve().parent)
+    if path.resolve() not in [f.resolve() for f in files]:
+        files = [path]  # a file outside the run's own sequence is reported on its own
     verdicts = [(f, verify(f)) for f in files]
     events: list[dict[str, Any]] = []
     for f, verdict in verdicts:

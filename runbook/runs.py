@@ -90,10 +90,10 @@ def replay(transcript: Path) -> Replay:
         cut_short = (
             not verdict.ok and verdict.problem is not None and "cut short" in verdict.problem
         )
-        if not verdict.ok and not (cut_short and i == len(files) - 1):
+        if not verdict.ok and not cut_short:
             raise TranscriptError(verdict.describe(str(path)))
-        if cut_short:
-            warning = f"{path}: the last line was cut short when the run died; it is left out"
+        if cut_short and i == len(files) - 1:
+            warning = f"{path}: its last line was cut short when the run stopped; it is left out"
         for line in read_lines(path):
             if line.number > verdict.lines:
                 break

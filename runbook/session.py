@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 import os
 import signal
 from collections.abc import Mapping, Sequence
@@ -33,7 +34,24 @@ FAILURE_CHOICES = ("retry", "skip", "rollback", "abort")
 ROLLBACK_FAILURE_CHOICES = ("retry", "skip", "abort")
 UNKNOWN_CHOICES = ("rerun", "mark-done", "skip", "abort")
 DECLINED_CHOICES = ("skip", "abort")
-CAPTURE_LIMIT = 1024 * 1024
+# A captured value travels in the environment, where one string may not exceed 128 KiB.
+CAPTURE_LIMIT = 64 * 1024
+# Fields that carry what commands printed or people typed: masked for secrets. Names, paths,
+# hashes and commands are the runbook's own text and stay exact (resume matches on them).
+MASKED_FIELDS = frozenset(
+    {
+        "value",
+        "variables",
+        "argv",
+        "prompt",
+        "expected",
+        "answer",
+        "text",
+        "reason",
+        "problem",
+        "message",
+    }
+)
 
 
 @dataclass(frozen=True)
@@ -118,7 +136,8 @@ class Session:
     # ------------------------------------------------------------------ recording
 
     def emit(self, type_: str, durable: bool = False, **fields: Any) -> dict[str, Any]:
-        event = self.writer.append(type_, durable=durable, **self.masker.deep(fields))
+        masked = {k: self.masker.deep(v) if k in MASKED_FIELDS else v for k, v in fields.items()}
+        event = self.writer.append(type_, durable=durable, **masked)
         self.state.apply(event)
         self.show(event)
         return event
@@ -140,8 +159,10 @@ class Session:
         try:
             self._start()
             await self._ask_values()
-            await self._forward()
-            return self._end("ok", 0, "every step is done")
+            if self.state.rollback_reason is None:  # a resumed rollback goes on rolling back
+                await self._forward()
+                return self._end("ok", 0, "every step is done")
+            raise _Rollback(self.state.rollback_reason)
         except _Rollback as e:
             try:
                 await self._rollback(str(e))
@@ -239,22 +260,30 @@ class Session:
             by=self.by,
         )
 
-    async def _forward_block(self, step: Step, block: Block) -> None:
+    async def _settled(self, block: Block) -> bool:
+        """Whether the block needs no running: done before, or, if a crash left it
+        unknown, marked done or skipped by the operator now."""
         if block.name in self.state.blocks_settled:
+            return True
+        if block.name not in self.state.running:
+            return False
+        decision = await self._choose(
+            block,
+            "unknown",
+            f"Block {block.name} was running when the run stopped: its outcome is unknown.",
+            UNKNOWN_CHOICES,
+        )
+        if decision.choice == "abort":
+            raise _Abort(f"{block.name}: outcome unknown, and nobody decided what to do")
+        if decision.choice == "rerun":
+            return False
+        kind = ev.BLOCK_MARK if decision.choice == "mark-done" else ev.BLOCK_SKIP
+        self.emit(kind, durable=True, block=block.name, reason=decision.reason, by=self.by)
+        return True
+
+    async def _forward_block(self, step: Step, block: Block) -> None:
+        if await self._settled(block):
             return
-        if block.name in self.state.running:
-            decision = await self._choose(
-                block,
-                "unknown",
-                f"Block {block.name} was running when the run stopped: its outcome is unknown.",
-                UNKNOWN_CHOICES,
-            )
-            if decision.choice == "abort":
-                raise _Abort(f"{block.name}: outcome unknown, and nobody decided what to do")
-            if decision.choice != "rerun":
-                kind = ev.BLOCK_MARK if decision.choice == "mark-done" else ev.BLOCK_SKIP
-                self.emit(kind, durable=True, block=block.name, reason=decision.reason, by=self.by)
-                return
         if block.options.manual and not await self._gate(
             block, "optional", f"Run the optional block {block.name}?"
         ):
@@ -277,7 +306,8 @@ class Session:
         ):
             return False
         if opts.type_to_confirm is not None:
-            expected = expand(opts.type_to_confirm, self.values)
+            # A value captured from output may hold a secret: mask what the operator sees.
+            expected = self.masker.text(expand(opts.type_to_confirm, self.values))
             prompt = f"{block.name} needs typed confirmation."
             self.emit(
                 ev.GATE_ASK,
@@ -314,7 +344,7 @@ class Session:
             prompt=prompt,
             command=block.code,
         )
-        yes = await self.operator.confirm(prompt)
+        yes = await self.operator.confirm(self.masker.text(prompt))
         self.emit(
             ev.GATE_ANSWER,
             durable=True,
@@ -345,14 +375,17 @@ class Session:
         return decision
 
     async def _run_block(self, block: Block, choices: Sequence[str]) -> None:
-        attempt = self.state.running.get(block.name, 0)
+        attempt = self.state.attempts.get(block.name, 0)
         failures_in_a_row = 0
         while True:
             attempt += 1
             status, recorder = await self._execute(block, attempt)
+            if status.ok and block.options.capture:
+                problem = self._capture(block, recorder)
+                if problem is not None:
+                    status = dataclasses.replace(status, code=None, problem=problem)
+                    self.emit(ev.NOTE, text=problem, by="runbook")
             if status.ok:
-                if block.options.capture:
-                    self._capture(block, recorder)
                 return
             if block.options.continue_on_error and not block.options.rollback:
                 return
@@ -404,11 +437,19 @@ class Session:
                 interrupt=self.interrupt,
             )
         except OSError as e:  # the shell or the directory does not exist
-            recorder.error(f"cannot start {shell}: {e.strerror or e}\n")
+            where = f"cwd {cwd} is not a directory" if cwd and not os.path.isdir(cwd) else ""
+            recorder.error(f"cannot start {shell}: {where or e.strerror or e}\n")
             status = ExitStatus(code=127, signal=None, duration=0.0)
         finally:
             loop.remove_signal_handler(signal.SIGINT)
         recorder.finish()
+        if status.detached:
+            self.emit(
+                ev.NOTE,
+                text=f"{block.name}: a process outside the block's process group (setsid?) still"
+                " holds its output open; it was not stopped and its later output is not recorded",
+                by="runbook",
+            )
         continued = not status.ok and opts.continue_on_error
         self.emit(
             ev.BLOCK_END,
@@ -420,6 +461,7 @@ class Session:
             status=status.describe(),
             timed_out=status.timed_out,
             interrupted=status.interrupted,
+            detached=status.detached,
             continued=continued,
             duration=round(status.duration, 6),
             bytes=recorder.raw_bytes,
@@ -427,15 +469,23 @@ class Session:
         )
         return status, recorder
 
-    def _capture(self, block: Block, recorder: _Recorder) -> None:
+    def _capture(self, block: Block, recorder: _Recorder) -> str | None:
+        """Set the captured variable; the problem when the output cannot be one."""
         name = block.options.capture
         assert name is not None
         value = bytes(recorder.captured or b"").decode("utf-8", "replace").strip()
+        if recorder.raw_bytes["stdout"] > CAPTURE_LIMIT:
+            return (
+                f"capture {name}: {block.name} printed {recorder.raw_bytes['stdout']:,} bytes;"
+                f" a captured value must be under {CAPTURE_LIMIT // 1024} KiB"
+            )
         self.values[name] = value
         self.emit(ev.CAPTURE, durable=True, block=block.name, name=name, value=value)
+        return None
 
     async def _rollback(self, reason: str) -> None:
-        self.emit(ev.ROLLBACK_START, durable=True, reason=reason)
+        if not self.state.rollback_started:
+            self.emit(ev.ROLLBACK_START, durable=True, reason=reason)
         started = self.state.blocks_started
         steps = [
             s
@@ -444,7 +494,7 @@ class Session:
         ]
         for step in reversed(steps):
             for block in step.rollback_blocks:
-                if not block.runs or block.name in self.state.blocks_settled:
+                if not block.runs or await self._settled(block):
                     continue
                 if not await self._gate(block, "rollback", f"Run rollback block {block.name}?"):
                     self._skip(block, "declined")
@@ -487,7 +537,7 @@ class _Recorder:
     def __call__(self, stream: str, chunk: bytes) -> None:
         self.raw_bytes[stream] += len(chunk)
         if self.captured is not None and stream == "stdout":
-            self.captured += chunk[: max(0, CAPTURE_LIMIT - len(self.captured))]
+            self.captured += chunk[: max(0, CAPTURE_LIMIT + 1 - len(self.captured))]
         self._record(stream, self.masks[stream].feed(chunk), final=False)
 
     def error(self, message: str) -> None:

@@ -323,8 +323,11 @@ def _check_event(ev: dict[str, Any], offsets: dict[tuple[str, int, str], int]) -
         datetime.fromisoformat(ev["time"].replace("Z", "+00:00"))
     except ValueError:
         return f"`time` {ev['time']!r} is not a timestamp"
+    attempt = ev.get("attempt", 1)
+    if ev["type"] in ("output", "block.start") and not isinstance(attempt, int):
+        return "`attempt` must be a number"
     if ev["type"] == "output":
-        key = (str(ev.get("block")), int(ev.get("attempt", 1)), str(ev.get("stream")))
+        key = (str(ev.get("block")), attempt, str(ev.get("stream")))
         expected = offsets.get(key, 0)
         if ev.get("offset") != expected:
             got = ev.get("offset")
@@ -335,7 +338,7 @@ def _check_event(ev: dict[str, Any], offsets: dict[tuple[str, int, str], int]) -
         offsets[key] = expected + size
     elif ev["type"] == "block.start":
         for stream in ("stdout", "stderr"):
-            offsets[(str(ev.get("block")), int(ev.get("attempt", 1)), stream)] = 0
+            offsets[(str(ev.get("block")), attempt, stream)] = 0
     return None
 
 

@@ -119,8 +119,10 @@ def test_headless_resume_does_not_guess_about_an_unknown_block(tmp_path: Path) -
     _, log, transcript = kill_mid_block(tmp_path)
     proc = run_cli("resume", str(transcript), "--yes")
     assert proc.returncode == 1
-    assert "aborted" in proc.stderr
+    assert "block two-1 was running when the run stopped" in proc.stderr
+    assert "nothing was run" in proc.stderr
     assert log.read_text() == "one\ntwo\n"
+    assert not (transcript.parent / "transcript-2.jsonl").exists()  # still resumable
 
 
 def test_resume_refuses_a_changed_runbook_unless_allowed(tmp_path: Path) -> None:

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import fcntl
 import os
 import signal
 import time
@@ -32,12 +33,18 @@ class ExitStatus:
     duration: float
     timed_out: bool = False
     interrupted: bool = False
+    problem: str | None = None
+    """Why a block that exited 0 still failed (its capture could not be taken, say)."""
+    detached: bool = False
+    """The shell exited but something outside its group kept its output open (setsid)."""
 
     @property
     def ok(self) -> bool:
-        return self.code == 0
+        return self.code == 0 and self.problem is None
 
     def describe(self) -> str:
+        if self.problem:
+            return self.problem
         why = " (timed out)" if self.timed_out else " (interrupted)" if self.interrupted else ""
         if self.signal is not None:
             return f"killed by {signal.Signals(self.signal).name}{why}"
@@ -62,26 +69,34 @@ class LocalTransport:
         interrupt: asyncio.Event | None = None,
     ) -> ExitStatus:
         started = time.monotonic()
-        proc = await asyncio.create_subprocess_exec(
-            shell,
-            "-c",
-            script,
-            stdin=asyncio.subprocess.DEVNULL,
-            stdout=asyncio.subprocess.PIPE,
-            stderr=asyncio.subprocess.PIPE,
-            cwd=cwd,
-            env=dict(env),
-            start_new_session=True,
-            limit=READ_SIZE,
-        )
-        assert proc.stdout is not None and proc.stderr is not None
+        # Our own pipes, not asyncio's: the block ends when its shell exits, even if a
+        # process that escaped its group still holds the write ends, and we can close ours.
+        out_r, out_w = _pipe()
+        err_r, err_w = _pipe()
+        try:
+            proc = await asyncio.create_subprocess_exec(
+                shell,
+                "-c",
+                script,
+                stdin=asyncio.subprocess.DEVNULL,
+                stdout=out_w,
+                stderr=err_w,
+                cwd=cwd,
+                env=dict(env),
+                start_new_session=True,
+            )
+        except BaseException:
+            for fd in (out_r, err_r):
+                os.close(fd)
+            raise
+        finally:
+            os.close(out_w)
+            os.close(err_w)
         pumps = [
-            asyncio.create_task(_pump(proc.stdout, "stdout", on_output)),
-            asyncio.create_task(_pump(proc.stderr, "stderr", on_output)),
+            asyncio.create_task(_pump(out_r, "stdout", on_output)),
+            asyncio.create_task(_pump(err_r, "stderr", on_output)),
         ]
-        # proc.wait() also waits for the pipes to close, which a background job can hold
-        # open forever; the shell's own exit is what ends the block.
-        exited = _exit_of(proc)
+        exited = asyncio.create_task(proc.wait())
         stopper = asyncio.create_task((interrupt or asyncio.Event()).wait())
         timed_out = interrupted = False
         deadline = None if timeout is None else started + timeout
@@ -93,9 +108,7 @@ class LocalTransport:
                 done, watched = await asyncio.wait(
                     watched, timeout=left, return_when=asyncio.FIRST_COMPLETED
                 )
-                for pump in pumps:
-                    if pump in done and pump.exception() is not None:
-                        raise pump.exception()  # type: ignore[misc]
+                _raise_failed(pumps)
                 if exited in done:
                     break
                 interrupted = stopper in done
@@ -105,8 +118,13 @@ class LocalTransport:
                     break
             # Whatever the shell left running in its group must not outlive the block.
             await self._stop_group(proc.pid, None)
-            await asyncio.gather(*pumps)
-            code = await proc.wait()
+            # Only a process that left the group (setsid) can still hold the pipes open:
+            # stop reading after the grace period rather than wait for it forever.
+            _, held_open = await asyncio.wait(pumps, timeout=self.grace)
+            _raise_failed(pumps)
+            for pump in held_open:
+                pump.cancel()
+            code = await exited
         except BaseException:
             await self._stop_group(proc.pid, exited)
             for task in pumps:
@@ -114,16 +132,16 @@ class LocalTransport:
             raise
         finally:
             stopper.cancel()
-            exited.cancel()
         return ExitStatus(
             code=code if code >= 0 else None,
             signal=-code if code < 0 else None,
             duration=time.monotonic() - started,
             timed_out=timed_out,
             interrupted=interrupted,
+            detached=bool(held_open),
         )
 
-    async def _stop_group(self, pgid: int, waiter: asyncio.Future[None] | None) -> None:
+    async def _stop_group(self, pgid: int, waiter: asyncio.Future[int] | None) -> None:
         """SIGINT, then SIGTERM, then SIGKILL, until the shell and its whole group are gone."""
         for sig in (signal.SIGINT, signal.SIGTERM, signal.SIGKILL):
             if not _group_alive(pgid) and (waiter is None or waiter.done()):
@@ -138,39 +156,6 @@ class LocalTransport:
                     await asyncio.sleep(0.05)  # nothing to wait on for processes we did not start
                 else:
                     return
-
-
-def _exit_of(proc: asyncio.subprocess.Process) -> asyncio.Future[None]:
-    """A future done when the process exits, without reaping it (asyncio does that)."""
-    loop = asyncio.get_running_loop()
-    done: asyncio.Future[None] = loop.create_future()
-    try:
-        fd = os.pidfd_open(proc.pid)
-    except ProcessLookupError:
-        done.set_result(None)
-        return done
-    except (AttributeError, OSError):  # no pidfd (old kernel, not Linux): poll instead
-        return asyncio.ensure_future(_poll_exit(proc))
-    open_fd: list[int] = [fd]
-
-    def release(_: object = None) -> None:
-        if open_fd:
-            loop.remove_reader(open_fd[0])
-            os.close(open_fd.pop())
-
-    def on_exit() -> None:
-        release()
-        if not done.done():
-            done.set_result(None)
-
-    loop.add_reader(fd, on_exit)
-    done.add_done_callback(release)
-    return done
-
-
-async def _poll_exit(proc: asyncio.subprocess.Process) -> None:
-    while proc.returncode is None:
-        await asyncio.sleep(0.05)
 
 
 def _group_alive(pgid: int) -> bool:
@@ -196,6 +181,48 @@ def _group_alive(pgid: int) -> bool:
     return False
 
 
-async def _pump(stream: asyncio.StreamReader, name: str, sink: OutputSink) -> None:
-    while chunk := await stream.read(READ_SIZE):
-        sink(name, chunk)
+def _pipe() -> tuple[int, int]:
+    """A pipe with room for 1 MiB where Linux allows it: fewer, larger reads."""
+    read_end, write_end = os.pipe()
+    with contextlib.suppress(OSError, AttributeError):
+        fcntl.fcntl(read_end, fcntl.F_SETPIPE_SZ, READ_SIZE)
+    return read_end, write_end
+
+
+def _raise_failed(pumps: list[asyncio.Task[None]]) -> None:
+    for pump in pumps:
+        if pump.done() and not pump.cancelled() and pump.exception() is not None:
+            raise pump.exception()  # type: ignore[misc]
+
+
+async def _readable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
+    ready: asyncio.Future[None] = loop.create_future()
+
+    def wake() -> None:
+        if not ready.done():
+            ready.set_result(None)
+
+    loop.add_reader(fd, wake)
+    try:
+        await ready
+    finally:
+        loop.remove_reader(fd)
+
+
+async def _pump(fd: int, name: str, sink: OutputSink) -> None:
+    """Read a pipe until EOF; closing our end when done (or cancelled) is what lets a
+    writer that outlived its block see EPIPE instead of filling a pipe nobody reads."""
+    loop = asyncio.get_running_loop()
+    os.set_blocking(fd, False)
+    try:
+        while True:
+            try:
+                chunk = os.read(fd, READ_SIZE)
+            except BlockingIOError:
+                await _readable(loop, fd)
+                continue
+            if not chunk:
+                return
+            sink(name, chunk)
+    finally:
+        os.close(fd)

@@ -1,0 +1,215 @@
+"""Edge cases of running and resuming, each once a real bug."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+import signal
+import subprocess
+import sys
+import textwrap
+from pathlib import Path
+
+from conftest import ROOT, live_processes, run_cli
+from runbook import launch
+from runbook.operator import Decision, HeadlessOperator, ScriptedOperator
+from runbook.report import render_run
+from runbook.transcript import read_lines, verify
+from runbook.transports.local import LocalTransport
+
+
+def events(path: Path) -> list[dict]:  # type: ignore[type-arg]
+    return [line.event for line in read_lines(path)]
+
+
+def run(tmp_path: Path, text: str, operator=None, vars=()):  # type: ignore[no-untyped-def]
+    book = tmp_path / "book.md"
+    book.write_text(text)
+    return launch.run(
+        str(book),
+        assignments=vars,
+        yes=operator is None,
+        runs=tmp_path / "runs",
+        argv=["runbook", "run", str(book), *(f"--var={v}" for v in vars)],
+        announce=lambda _: None,
+        operator=operator or HeadlessOperator(yes=True),
+        transport=LocalTransport(grace=0.3),
+    )
+
+
+ROLLBACK_DIES = """## Prepare
+
+```sh
+echo prepare
+```
+
+```sh
+#| rollback: true
+if [ ! -e {mark} ]; then touch {mark}; kill -9 $PPID; sleep 5; fi
+echo undo-prepare
+```
+
+## Deploy
+
+```sh
+exit 3
+```
+
+```sh
+#| rollback: true
+echo undo-deploy
+```
+"""
+
+
+def test_a_run_that_died_during_rollback_resumes_the_rollback(tmp_path: Path) -> None:
+    book = tmp_path / "book.md"
+    book.write_text(ROLLBACK_DIES.format(mark=tmp_path / "mark"))
+    driver = textwrap.dedent(
+        f"""
+        from pathlib import Path
+        from runbook import launch
+        from runbook.operator import Decision, ScriptedOperator
+        launch.run({str(book)!r}, assignments=(), yes=False, runs=Path({str(tmp_path / "runs")!r}),
+                   argv=[], announce=lambda _: None,
+                   operator=ScriptedOperator([("choose", Decision("rollback")),
+                                              ("confirm", True), ("confirm", True)]))
+        """
+    )
+    died = subprocess.run([sys.executable, "-c", driver], cwd=ROOT, capture_output=True)
+    assert died.returncode == -signal.SIGKILL
+    transcript = next((tmp_path / "runs").glob("*/transcript.jsonl"))
+    operator = ScriptedOperator([("choose", Decision("rerun")), ("confirm", True)])
+    done = launch.resume(
+        str(transcript),
+        yes=False,
+        allow_changed=False,
+        assignments=(),
+        argv=[],
+        announce=lambda _: None,
+        operator=operator,
+    )
+    assert done.outcome.result == "rolled-back"
+    assert operator.asked[0] == (
+        "choose",
+        "Block prepare-2 was running when the run stopped: its outcome is unknown.",
+    )
+    ran = [
+        (e["block"], e["attempt"]) for e in events(done.transcript) if e["type"] == "block.start"
+    ]
+    assert ran == [("prepare-2", 2)], "deploy-1 must not run again"
+
+
+def test_masking_never_touches_names_or_paths(tmp_path: Path) -> None:
+    text = "## Step two\n\n```sh\necho two\n```\n"
+    done = run(tmp_path, "---\nvariables:\n  T:\n    secret: true\n---\n" + text, vars=("T=two",))
+    evs = events(done.transcript)
+    assert [e["block"] for e in evs if e["type"] == "block.start"] == ["step-two-1"]
+    assert evs[0]["runbook"]["abspath"] == str((tmp_path / "book.md").resolve())
+    assert evs[0]["argv"][-1] == "--var=T=********"
+    output = "".join(e.get("text", "") for e in evs if e["type"] == "output")
+    assert output == "********\n"
+
+
+def test_a_process_that_escapes_with_setsid_does_not_hold_the_block(tmp_path: Path) -> None:
+    text = "## Hang\n\n```bash\n#| timeout: 1s\nsetsid sleep 63.5 &\nsleep 64.5\n```\n"
+    try:
+        done = run(tmp_path, text, ScriptedOperator([("choose", Decision("abort"))]))
+        end = next(e for e in events(done.transcript) if e["type"] == "block.end")
+        assert end["timed_out"] and end["detached"] and end["duration"] < 10
+        notes = [e["text"] for e in events(done.transcript) if e["type"] == "note"]
+        assert any("setsid" in n for n in notes)
+        assert live_processes("sleep 64.5") == []
+    finally:
+        for pid in live_processes("sleep 63.5"):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_prompts_mask_secrets_that_arrive_through_a_capture(tmp_path: Path) -> None:
+    text = """---
+variables:
+  TOKEN:
+    secret: true
+---
+## Read
+
+```sh
+#| capture: LINE
+echo "auth with $TOKEN"
+```
+
+## Use
+
+```sh
+#| confirm: Proceed with $LINE?
+echo ok
+```
+"""
+    operator = ScriptedOperator([("confirm", True)])
+    run(tmp_path, text, operator, vars=("TOKEN=hunter2-secret",))
+    assert operator.asked == [("confirm", "Proceed with auth with ********?")]
+
+
+def test_a_capture_too_large_for_the_environment_fails_its_block(tmp_path: Path) -> None:
+    text = (
+        "## Read\n\n```sh\n#| capture: BIG\nhead -c 200000 /dev/zero | tr '\\0' x\n```\n\n"
+        '## Use\n\n```sh\necho "$BIG" | wc -c\n```\n'
+    )
+    done = run(tmp_path, text)
+    assert done.outcome.result == "aborted"
+    assert "a captured value must be under 64 KiB" in done.outcome.message
+
+
+def test_a_missing_cwd_is_named(tmp_path: Path) -> None:
+    done = run(tmp_path, "## S\n\n```sh\n#| cwd: /nonexistent/dir\ntrue\n```\n")
+    stderr = "".join(e.get("text", "") for e in events(done.transcript) if e["type"] == "output")
+    assert stderr == "cannot start sh: cwd /nonexistent/dir is not a directory\n"
+
+
+def test_resume_validates_vars_and_refuses_gates_without_a_terminal(tmp_path: Path) -> None:
+    book = tmp_path / "book.md"
+    book.write_text(
+        "---\nvariables:\n  V:\n    pattern: 'v[0-9]+'\n    default: v1\n---\n"
+        "## One\n\n```sh\nkill -9 $PPID; sleep 5\n```\n\n"
+        "## Two\n\n```sh\n#| confirm: Go?\ntrue\n```\n"
+    )
+    runner = run_cli("run", str(book), "--yes", "--runs-dir", str(tmp_path / "runs"))
+    assert runner.returncode == -signal.SIGKILL
+    transcript = next((tmp_path / "runs").glob("*/transcript.jsonl"))
+    bad = run_cli("resume", str(transcript), "--var", "V=not-a-version")
+    assert bad.returncode == 2 and "does not match the pattern" in bad.stderr
+    unknown = run_cli("resume", str(transcript), "--var", "BOGUS=1")
+    assert unknown.returncode == 2 and "declares no such variable" in unknown.stderr
+    no_tty = run_cli("resume", str(transcript))
+    assert no_tty.returncode == 1 and "has a gate, and there is no terminal" in no_tty.stderr
+    assert len(list(transcript.parent.glob("transcript*.jsonl"))) == 1
+
+
+def test_unrecordable_runs_and_odd_transcripts_give_messages_not_tracebacks(tmp_path: Path) -> None:
+    not_a_dir = tmp_path / "file"
+    not_a_dir.write_text("x")
+    proc = run_cli("run", "runbooks/hello.md", "--yes", "--runs-dir", str(not_a_dir))
+    assert proc.returncode == 1
+    assert "cannot record the run, so it does not start" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    line = {"seq": 1, "time": "2026-01-01T00:00:00Z", "mono": 1, "run": "r", "type": "output"}
+    line |= {"block": "b", "attempt": None, "stream": "stdout", "offset": 0, "size": 1}
+    line |= {"text": "x", "prev": "0" * 64}
+    odd = tmp_path / "odd.jsonl"
+    odd.write_text(json.dumps(line) + "\n")
+    check = run_cli("transcript", "verify", str(odd))
+    assert check.returncode == 1 and "`attempt` must be a number" in check.stdout
+
+
+def test_render_reports_the_file_it_was_given(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    (tmp_path / "b").mkdir()
+    first = run(tmp_path / "a", "## A\n\n```sh\necho from-a\n```\n")
+    second = run(tmp_path / "b", "## B\n\n```sh\necho from-b\n```\n")
+    copy = second.transcript.parent / "evidence-copy.jsonl"
+    copy.write_bytes(first.transcript.read_bytes())
+    report = render_run(copy)
+    assert "from-a" in report and "from-b" not in report
+    assert hashlib.sha256(copy.read_bytes()).hexdigest()  # untouched
+    assert verify(copy).ok
