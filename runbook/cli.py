@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from runbook import __version__, launch
+from runbook.operator import Operator
 from runbook.parser import ParseResult, parse_file
 from runbook.plan import PlanProblem, build_plan, render_text
 from runbook.report import render_run
@@ -207,7 +208,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         launch.run(
             args.file,
             assignments=args.var,
-            yes=args.yes,
+            operator=_operator(args.yes),
             runs=runs_dir(args.runs_dir),
             argv=sys.argv,
             announce=_say,
@@ -219,13 +220,17 @@ def cmd_resume(args: argparse.Namespace) -> int:
     return _finished(
         launch.resume(
             args.transcript,
-            yes=args.yes,
+            operator=_operator(args.yes),
             allow_changed=args.allow_changed,
             assignments=args.var,
             argv=sys.argv,
             announce=_say,
         )
     )
+
+
+def _operator(yes: bool) -> Operator:
+    return launch.default_operator(yes, terminal=sys.stdin.isatty() and sys.stdout.isatty())
 
 
 def _finished(done: launch.Finished) -> int:

@@ -9,22 +9,19 @@ from __future__ import annotations
 
 import asyncio
 import getpass
-import hashlib
 import os
 import socket
-import sys
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from runbook.masking import Masker
 from runbook.model import Runbook
 from runbook.operator import HeadlessOperator, Operator, TerminalOperator
 from runbook.parser import parse_bytes
 from runbook.runs import Replay, replay, start_run
 from runbook.session import Outcome, Session, preflight
-from runbook.transcript import TranscriptError, TranscriptWriter
+from runbook.transcript import TranscriptError
 from runbook.transports.local import LocalTransport
 from runbook.variables import VariableProblem, parse_assignment, resolve
 
@@ -73,30 +70,21 @@ def parse_vars(assignments: Sequence[str]) -> dict[str, str]:
     return given
 
 
-def choose_operator(yes: bool, given: Operator | None = None) -> tuple[Operator, bool]:
-    """The operator for this run, and whether a person is there to be asked."""
-    if given is not None:
-        return given, not given.auto
+def default_operator(yes: bool, terminal: bool) -> Operator:
+    """``--yes``: automatic answers; a terminal: plain prompts; else nobody to ask."""
     if yes:
-        return HeadlessOperator(yes=True), False
-    if sys.stdin.isatty() and sys.stdout.isatty():
-        return TerminalOperator(), True
-    return HeadlessOperator(yes=False), False
-
-
-def masked_argv(argv: Sequence[str], masker: Masker) -> list[str]:
-    return [masker.text(a) for a in argv]
+        return HeadlessOperator(yes=True)
+    return TerminalOperator() if terminal else HeadlessOperator(yes=False)
 
 
 def run(
     path: str,
     *,
     assignments: Sequence[str],
-    yes: bool,
     runs: Path,
     argv: Sequence[str],
-    announce: Callable[[str], None] = print,
-    operator: Operator | None = None,
+    announce: Callable[[str], None],
+    operator: Operator,
     transport: LocalTransport | None = None,
 ) -> Finished:
     """Start a new run of the runbook at ``path`` (``operator`` and ``transport`` for tests)."""
@@ -106,14 +94,14 @@ def run(
         resolved = resolve(rb, given)
     except VariableProblem as e:
         raise BadUsage(str(e)) from None
-    operator, can_ask = choose_operator(yes, operator)
+    can_ask = operator.interactive
     values = dict(resolved.values)
     sources = dict(resolved.sources)
     if not can_ask:
         for var in rb.variables:
             if var.name not in values and not var.required:
                 values[var.name], sources[var.name] = "", "empty"
-    problems = preflight(rb, values, answers_gates=yes or can_ask, asks_values=can_ask)
+    problems = preflight(rb, values, answers_gates=operator.auto or can_ask, asks_values=can_ask)
     if problems:
         raise Refused("\n".join([*problems, "nothing was run"]))
     _, writer = _guard(lambda: start_run(runs, data))
@@ -124,21 +112,20 @@ def run(
         values=values,
         sources=sources,
         transport=transport,
-        start_fields=_context(rb, argv, values),
+        start_fields=_context(argv),
     )
     announce(f"runbook: recording to {writer.path}")
-    return _finish(session, writer)
+    return _finish(session)
 
 
 def resume(
     transcript: str,
     *,
-    yes: bool,
     allow_changed: bool,
     assignments: Sequence[str],
     argv: Sequence[str],
-    announce: Callable[[str], None] = print,
-    operator: Operator | None = None,
+    announce: Callable[[str], None],
+    operator: Operator,
     transport: LocalTransport | None = None,
 ) -> Finished:
     """Continue the run ``transcript`` belongs to, in a new transcript file chained to it."""
@@ -153,8 +140,8 @@ def resume(
         raise Refused(f"cannot resume: the run already ended ({state.result})")
     if state.runbook_path is None or state.runbook_sha256 is None:
         raise Refused("cannot resume: the transcript has no run.start")
-    rb, data = load_runbook(state.runbook_path)
-    changed = hashlib.sha256(data).hexdigest() != state.runbook_sha256
+    rb, _ = load_runbook(state.runbook_path)
+    changed = rb.sha256 != state.runbook_sha256
     if changed and not allow_changed:
         raise Refused(
             f"cannot resume: {state.runbook_path} changed since the run started"
@@ -166,9 +153,9 @@ def resume(
         checked = resolve(rb, given)  # declared, and matching pattern and choices
     except VariableProblem as e:
         raise BadUsage(str(e)) from None
-    operator, can_ask = choose_operator(yes, operator)
+    can_ask = operator.interactive
     values = {**state.values, **{k: checked.values[k] for k in given}}
-    problems = preflight(rb, values, answers_gates=yes or can_ask, asks_values=can_ask)
+    problems = preflight(rb, values, answers_gates=operator.auto or can_ask, asks_values=can_ask)
     if state.running and not can_ask:
         problems += [
             f"block {name} was running when the run stopped; what to do about it is the"
@@ -179,7 +166,7 @@ def resume(
         raise Refused("\n".join(["cannot resume:", *problems, "nothing was run"]))
     sources = {name: "transcript" for name in state.values} | {n: "--var" for n in given}
     writer = _guard(previous.next_writer)
-    fields = _context(rb, argv, values) | {
+    fields = _context(argv) | {
         "resumed_from": {
             "transcript": previous.files[-1].name,
             "last_seq": state.last_seq,
@@ -199,7 +186,7 @@ def resume(
         start_fields=fields,
     )
     announce(f"runbook: resuming run {state.run_id}, recording to {writer.path}")
-    return _finish(session, writer)
+    return _finish(session)
 
 
 def _guard(make: Callable[[], T]) -> T:
@@ -210,7 +197,7 @@ def _guard(make: Callable[[], T]) -> T:
         raise Refused(f"cannot record the run, so it does not start: {e}") from None
 
 
-def _finish(session: Session, writer: TranscriptWriter) -> Finished:
+def _finish(session: Session) -> Finished:
     """Run the session; Ctrl-C anywhere ends it with a recorded abort, never a traceback.
 
     Not ``asyncio.run``: its SIGINT handler only cancels the task, which cannot stop a
@@ -228,17 +215,17 @@ def _finish(session: Session, writer: TranscriptWriter) -> Finished:
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
-    return Finished(outcome, writer.path, writer.prev)
+    return Finished(outcome, session.writer.path, session.writer.prev)
 
 
-def _context(rb: Runbook, argv: Sequence[str], values: dict[str, str]) -> dict[str, object]:
-    secrets = Masker(values[v.name] for v in rb.variables if v.secret and v.name in values)
+def _context(argv: Sequence[str]) -> dict[str, object]:
+    """Who runs it where; ``argv`` is masked by the session like every typed value."""
     return {
         "user": _user(),
         "host": socket.gethostname(),
         "pid": os.getpid(),
         "cwd": os.getcwd(),
-        "argv": masked_argv(argv, secrets),
+        "argv": list(argv),
     }
 
 

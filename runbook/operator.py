@@ -37,6 +37,8 @@ class Operator(Protocol):
     """Recorded in the transcript: who answered."""
     auto: bool
     """True when answers are automatic (``--yes``): recorded as ``by: auto``."""
+    interactive: bool
+    """True when a person answers, so values, ticks and decisions can be asked."""
 
     def show(self, event: dict[str, Any]) -> None:
         """Every recorded event, as it is recorded (already masked)."""
@@ -58,13 +60,14 @@ class Operator(Protocol):
 class HeadlessOperator:
     """No person: ``--yes`` approves every gate (recorded as automatic); failures abort."""
 
-    def __init__(self, yes: bool, out: Callable[[str], None] | None = None) -> None:
+    interactive = False
+
+    def __init__(self, yes: bool) -> None:
         self.auto = yes
         self.name = "headless --yes" if yes else "headless"
-        self._out = out or _print
 
     def show(self, event: dict[str, Any]) -> None:
-        _show(event, self._out)
+        _show(event, _print)
 
     async def confirm(self, prompt: str) -> bool:
         self._need(prompt)
@@ -107,6 +110,7 @@ class TerminalOperator:
 
     name = "terminal"
     auto = False
+    interactive = True
 
     def __init__(
         self, read: Callable[[str], str] = input, read_secret: Callable[[str], str] | None = None
@@ -183,6 +187,7 @@ class ScriptedOperator:
 
     name = "script"
     auto = False
+    interactive = True
 
     def __init__(self, answers: Iterable[tuple[str, Any]]) -> None:
         self.answers: deque[tuple[str, Any]] = deque(answers)

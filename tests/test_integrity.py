@@ -116,7 +116,6 @@ def test_injected_enospc_stops_the_run_before_the_next_command(
     done = launch.run(
         str(book),
         assignments=(),
-        yes=True,
         runs=tmp_path / "runs",
         argv=[],
         announce=lambda _: None,

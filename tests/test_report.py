@@ -39,7 +39,6 @@ def run(tmp_path: Path, text: str) -> launch.Finished:
     return launch.run(
         str(book),
         assignments=(),
-        yes=True,
         runs=tmp_path / "runs",
         argv=[],
         announce=lambda _: None,

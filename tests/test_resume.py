@@ -72,7 +72,6 @@ def test_sigkill_mid_block_then_resume(tmp_path: Path) -> None:
     operator = ScriptedOperator([("choose", Decision("rerun"))])
     done = launch.resume(
         str(transcript),
-        yes=False,
         allow_changed=False,
         assignments=(),
         argv=["runbook", "resume", str(transcript)],
@@ -104,7 +103,6 @@ def test_unknown_block_can_be_marked_done(tmp_path: Path) -> None:
     operator = ScriptedOperator([("choose", Decision("mark-done", "checked by hand: it finished"))])
     done = launch.resume(
         str(transcript),
-        yes=False,
         allow_changed=False,
         assignments=(),
         argv=[],
@@ -134,7 +132,6 @@ def test_resume_refuses_a_changed_runbook_unless_allowed(tmp_path: Path) -> None
     assert not (transcript.parent / "transcript-2.jsonl").exists()
     done = launch.resume(
         str(transcript),
-        yes=True,
         allow_changed=True,
         assignments=(),
         argv=[],
@@ -152,11 +149,17 @@ def test_a_finished_run_cannot_be_resumed(tmp_path: Path) -> None:
     done = launch.run(
         str(book),
         assignments=(),
-        yes=True,
         runs=tmp_path,
         argv=[],
         announce=lambda _: None,
         operator=HeadlessOperator(yes=True),
     )
     with pytest.raises(launch.Refused, match="already ended"):
-        launch.resume(str(done.transcript), yes=True, allow_changed=False, assignments=(), argv=[])
+        launch.resume(
+            str(done.transcript),
+            allow_changed=False,
+            assignments=(),
+            argv=[],
+            announce=lambda _: None,
+            operator=HeadlessOperator(yes=True),
+        )

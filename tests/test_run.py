@@ -47,7 +47,6 @@ def run_inline(
     return launch.run(
         str(path),
         assignments=vars,
-        yes=operator is None,
         runs=tmp_path / "runs",
         argv=["runbook", "run", str(path)],
         announce=lambda _: None,

@@ -29,7 +29,6 @@ def run(tmp_path: Path, text: str, operator=None, vars=()):  # type: ignore[no-u
     return launch.run(
         str(book),
         assignments=vars,
-        yes=operator is None,
         runs=tmp_path / "runs",
         argv=["runbook", "run", str(book), *(f"--var={v}" for v in vars)],
         announce=lambda _: None,
@@ -71,7 +70,7 @@ def test_a_run_that_died_during_rollback_resumes_the_rollback(tmp_path: Path) ->
         from pathlib import Path
         from runbook import launch
         from runbook.operator import Decision, ScriptedOperator
-        launch.run({str(book)!r}, assignments=(), yes=False, runs=Path({str(tmp_path / "runs")!r}),
+        launch.run({str(book)!r}, assignments=(), runs=Path({str(tmp_path / "runs")!r}),
                    argv=[], announce=lambda _: None,
                    operator=ScriptedOperator([("choose", Decision("rollback")),
                                               ("confirm", True), ("confirm", True)]))
@@ -83,7 +82,6 @@ def test_a_run_that_died_during_rollback_resumes_the_rollback(tmp_path: Path) ->
     operator = ScriptedOperator([("choose", Decision("rerun")), ("confirm", True)])
     done = launch.resume(
         str(transcript),
-        yes=False,
         allow_changed=False,
         assignments=(),
         argv=[],

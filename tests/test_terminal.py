@@ -54,7 +54,6 @@ def test_terminal_prompts(tmp_path: Path, capsys) -> None:  # type: ignore[no-un
     done = launch.run(
         str(book),
         assignments=(),
-        yes=False,
         runs=tmp_path / "runs",
         argv=[],
         announce=lambda _: None,
