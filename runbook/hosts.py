@@ -6,7 +6,7 @@ import re
 from collections.abc import Sequence
 
 from runbook.model import Amount, Host, HostGroup
-from runbook.values import ValueProblem, did_you_mean
+from runbook.values import ValueProblem, did_you_mean, parse_port
 
 _HOST = re.compile(
     r"(?:(?P<user>[A-Za-z0-9_][A-Za-z0-9_.-]*)@)?"
@@ -24,9 +24,12 @@ def parse_host(spec: str) -> Host:
         raise ValueProblem(f"`{spec}` is not a host: expected [user@]host[:port]")
     port = None
     if m.group("port") is not None:
-        port = int(m.group("port"))
-        if not 1 <= port <= 65535:
-            raise ValueProblem(f"`{spec}`: port {port} is out of range 1-65535")
+        try:
+            port = parse_port(m.group("port"))
+        except ValueProblem:
+            raise ValueProblem(
+                f"`{spec}`: port {m.group('port')} is out of range 1-65535"
+            ) from None
     return Host(
         spec=spec.strip(), hostname=m.group("host").strip("[]"), user=m.group("user"), port=port
     )

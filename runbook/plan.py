@@ -9,9 +9,10 @@ from __future__ import annotations
 from typing import Any
 
 from runbook.hosts import batches, resolve_targets
+from runbook.masking import MASK
 from runbook.model import Block, Runbook, Step
 from runbook.values import expand, variable_refs
-from runbook.variables import MASK, Resolved
+from runbook.variables import Resolved
 
 PLAN_FORMAT = "runbook-plan/1"
 DEFAULT_SHELLS = {"sh": "sh", "shell": "sh", "bash": "bash", "zsh": "zsh"}

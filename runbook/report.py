@@ -147,7 +147,8 @@ class _Report:
         s, book = self.start, self.start.get("runbook", {})
         first = self.events[0] if self.events else {}
         last = self.events[-1] if self.events else {}
-        duration = (last.get("mono", 0) - first.get("mono", 0)) if len(self.events) > 1 else 0
+        # Wall time, not `mono`: a resumed run's files come from different boots.
+        duration = _elapsed(first.get("time"), last.get("time"))
         result = (
             "INCOMPLETE"
             if self.end is None
@@ -338,6 +339,13 @@ def _when(stamp: str | None) -> str:
 
 def _clock(stamp: str | None) -> str:
     return _when(stamp)[11:] if stamp else "?"
+
+
+def _elapsed(start: str | None, end: str | None) -> float:
+    if not start or not end:
+        return 0.0
+    parse = datetime.fromisoformat
+    return (parse(end.replace("Z", "+00:00")) - parse(start.replace("Z", "+00:00"))).total_seconds()
 
 
 def _seconds(value: float) -> str:

@@ -1,9 +1,10 @@
 """The engine: runs a runbook's steps and blocks, asking an Operator for every decision.
 
-UI-free and async. Every fact goes through :meth:`Session.emit`: it is masked, written to
-the transcript (fsynced when it is a decision or a block start), folded into the state,
-and only then shown. If the transcript cannot be written the run stops before anything
-else runs (fail closed).
+UI-free and async. Every fact is written to the transcript (fsynced when it is a decision
+or a block start) before it is shown: :meth:`Session.emit` masks, writes, folds into the
+state and shows; output takes a faster path that is masked at the byte level and does not
+change the state. If the transcript cannot be written the run stops before anything else
+runs (fail closed).
 """
 
 from __future__ import annotations
@@ -56,7 +57,7 @@ MASKED_FIELDS = frozenset(
 
 @dataclass(frozen=True)
 class Outcome:
-    """How a run ended: ``ok``, ``failed``, ``aborted``, ``rolled-back`` or ``error``."""
+    """How a run ended: ``ok``, ``aborted``, ``rolled-back``, or ``error`` (not recordable)."""
 
     result: str
     exit_code: int
@@ -410,6 +411,7 @@ class Session:
         opts = block.options
         shell = shell_for(self.rb, block)
         cwd = _resolve_cwd(self.rb, opts.cwd or self.rb.cwd)
+        timeout = opts.timeout.seconds if opts.timeout else None
         self.emit(
             ev.BLOCK_START,
             durable=True,
@@ -420,7 +422,7 @@ class Session:
             command=block.code,
             shell=shell,
             cwd=cwd,
-            timeout=opts.timeout.seconds if opts.timeout else None,
+            timeout=timeout,
         )
         recorder = _Recorder(self, block.name, attempt, capture=bool(opts.capture))
         loop = asyncio.get_running_loop()
@@ -432,7 +434,7 @@ class Session:
                 shell=shell,
                 env={**os.environ, **self.values},
                 cwd=cwd,
-                timeout=opts.timeout.seconds if opts.timeout else None,
+                timeout=timeout,
                 on_output=recorder,
                 interrupt=self.interrupt,
             )

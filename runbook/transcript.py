@@ -155,7 +155,7 @@ class TranscriptWriter:
         self.prev = hashlib.sha256(line).hexdigest()
 
     def sync(self) -> None:
-        """fsync what was written so far (step ends, run end)."""
+        """fsync what was written so far (durable events, full groups, closing)."""
         if self._fd is None or self._unsynced == 0:
             return
         try:

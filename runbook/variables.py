@@ -6,10 +6,9 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
+from runbook.masking import MASK
 from runbook.model import Runbook, Variable
 from runbook.values import did_you_mean
-
-MASK = "********"
 
 
 class VariableProblem(ValueError):

@@ -86,3 +86,16 @@ def test_variable_refs_and_expand() -> None:
     assert (
         expand(text, {"VERSION": "v1", "ENV": "prod"}) == "Deploy v1 to prod for $5 (${MISSING:-x})"
     )
+
+
+def test_stream_masker_sees_a_secret_split_anywhere() -> None:
+    from runbook.masking import Masker
+
+    secret = "s3cr3t-value"
+    data = f"before {secret} middle {secret}{secret} after {secret[:5]}".encode()
+    masker = Masker([secret, "other"])
+    for size in (1, 2, 3, 5, 7, 11, 64):
+        stream = masker.stream()
+        out = b"".join(stream.feed(data[i : i + size]) for i in range(0, len(data), size))
+        out += stream.flush()
+        assert out == b"before ******** middle **************** after s3cr3", size
