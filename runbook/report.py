@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from runbook.runs import transcript_files
-from runbook.transcript import Verdict, read_lines, verify
+from runbook.transcript import Verdict, verify
 
 FOLD_LINES = 30
 CAP_BYTES = 64 * 1024
@@ -47,10 +47,8 @@ def render_run(path: Path) -> str:
     files = transcript_files(path.resolve().parent)
     if path.resolve() not in [f.resolve() for f in files]:
         files = [path]  # a file outside the run's own sequence is reported on its own
-    verdicts = [(f, verify(f)) for f in files]
     events: list[dict[str, Any]] = []
-    for f, verdict in verdicts:
-        events += [line.event for line in read_lines(f) if line.number <= verdict.lines]
+    verdicts = [(f, verify(f, on_event=events.append)) for f in files]
     return _Report(events, verdicts).render()
 
 

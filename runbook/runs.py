@@ -21,7 +21,6 @@ from runbook.transcript import (
     TranscriptWriter,
     make_run_dir,
     new_run_id,
-    read_lines,
     verify,
     write_private,
 )
@@ -86,26 +85,20 @@ def replay(transcript: Path) -> Replay:
     last_hash = ""
     warning = None
     for i, path in enumerate(files):
-        verdict = verify(path)
-        cut_short = (
-            not verdict.ok and verdict.problem is not None and "cut short" in verdict.problem
-        )
-        if not verdict.ok and not cut_short:
+
+        def apply(
+            event: dict[str, Any], path: Path = path, first: bool = i > 0, chain: str = last_hash
+        ) -> None:
+            if first and event.get("type") == "run.start":
+                resumed = event.get("resumed_from") or {}
+                if resumed.get("last_hash") != chain:
+                    raise TranscriptError(f"{path}: does not continue the transcript before it")
+            state.apply(event)
+
+        verdict = verify(path, on_event=apply)
+        if not verdict.ok and not verdict.truncated:
             raise TranscriptError(verdict.describe(str(path)))
-        if cut_short and i == len(files) - 1:
+        if verdict.truncated and i == len(files) - 1:
             warning = f"{path}: its last line was cut short when the run stopped; it is left out"
-        for line in read_lines(path):
-            if line.number > verdict.lines:
-                break
-            _check_link(path, line.event, last_hash, i)
-            state.apply(line.event)
         last_hash = verdict.last_hash
     return Replay(directory, files, state, last_hash, warning)
-
-
-def _check_link(path: Path, event: dict[str, Any], last_hash: str, index: int) -> None:
-    if index == 0 or event.get("type") != "run.start":
-        return
-    resumed = event.get("resumed_from") or {}
-    if resumed.get("last_hash") != last_hash:
-        raise TranscriptError(f"{path}: does not continue the transcript before it (hash mismatch)")

@@ -21,7 +21,7 @@ import os
 import secrets
 import stat
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -217,6 +217,8 @@ class Verdict:
     problem: str | None = None
     bad_line: int | None = None
     last_hash: str = GENESIS
+    truncated: bool = False
+    """Broken only by a last line cut short (the writer stopped mid-write, a full disk)."""
 
     def describe(self, path: str) -> str:
         if self.ok:
@@ -240,25 +242,37 @@ def read_lines(path: Path) -> Iterator[Line]:
             yield Line(number, raw, event if isinstance(event, dict) else {})
 
 
-def verify(path: Path) -> Verdict:
+def verify(path: Path, on_event: Callable[[dict[str, Any]], None] | None = None) -> Verdict:
     """Check JSON, ``seq``, the hash chain, one run id, nothing after run end, output offsets.
 
     A changed line breaks the chain at the line after it; one line of lookahead tells
     whether the line before was changed or this line's own ``prev``, so the verdict names
-    the line that was actually touched.
+    the line that was actually touched. ``on_event`` receives each event that verified, in
+    order (one line behind, so a line found changed later is never passed on): callers that
+    replay or report a transcript read it only once.
     """
     chain = _Chain()
     lines = read_lines(path)
     cur = next(lines, None)
     if cur is None:
         return Verdict(False, 0, False, "the transcript is empty", 1)
+    held: dict[str, Any] | None = None
     while cur is not None:
         nxt = next(lines, None)
         problem = chain.add(cur, nxt)
         if problem is not None:
             why, number = problem
-            return Verdict(False, chain.count, chain.ended, why, number, chain.last_hash)
+            if held is not None and on_event is not None and number == cur.number:
+                on_event(held)
+            truncated = nxt is None and not cur.raw.endswith(b"\n")
+            intact = number - 1
+            return Verdict(False, intact, chain.ended, why, number, chain.last_hash, truncated)
+        if held is not None and on_event is not None:
+            on_event(held)
+        held = cur.event
         cur = nxt
+    if held is not None and on_event is not None:
+        on_event(held)
     return Verdict(True, chain.count, chain.ended, last_hash=chain.last_hash)
 
 
