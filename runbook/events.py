@@ -7,7 +7,6 @@ resumed run (replaying its transcript) and a report all see the same thing.
 
 from __future__ import annotations
 
-from collections.abc import Iterable
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -41,26 +40,23 @@ class RunState:
     runbook_sha256: str | None = None
     values: dict[str, str] = field(default_factory=dict)
     """Known non-secret values (``--var``, defaults, answers, captures)."""
-    secrets: set[str] = field(default_factory=set)
-    steps_entered: list[int] = field(default_factory=list)
+    steps_entered: set[int] = field(default_factory=set)
     steps_done: set[int] = field(default_factory=set)
     blocks_settled: set[str] = field(default_factory=set)
     """Blocks that need no more running: succeeded, continued on error, skipped or marked."""
-    blocks_started: set[str] = field(default_factory=set)
     running: dict[str, int] = field(default_factory=dict)
     """Blocks started and not ended (name -> attempt): *unknown* after a crash."""
-    ticks: dict[tuple[int, int], str] = field(default_factory=dict)
     attempts: dict[str, int] = field(default_factory=dict)
     """The last attempt number of every block that started."""
+    ticked: set[tuple[int, int]] = field(default_factory=set)
+    """Checklist items (step, item) answered, ticked or skipped."""
     rollback_started: bool = False
     rollback_reason: str | None = None
     """Set once a rollback was decided: a resumed run continues the rollback, not the steps."""
     result: str | None = None
-    events: int = 0
     last_seq: int = 0
 
     def apply(self, ev: dict[str, Any]) -> None:
-        self.events += 1
         self.last_seq = int(ev.get("seq", self.last_seq))
         kind = ev.get("type")
         if kind == RUN_START:
@@ -68,23 +64,19 @@ class RunState:
             book = ev.get("runbook") or {}
             self.runbook_path = book.get("abspath") or book.get("path")
             self.runbook_sha256 = book.get("sha256")
-            self.secrets.update(ev.get("secrets") or [])
             for name, value in (ev.get("variables") or {}).items():
                 if value is not None:
                     self.values[name] = value
         elif kind in (VAR_SET, CAPTURE):
             if ev.get("value") is not None and not ev.get("secret"):
                 self.values[ev["name"]] = ev["value"]
-            if ev.get("secret"):
-                self.secrets.add(ev["name"])
         elif kind == STEP_ENTER:
-            self.steps_entered.append(ev["step"])
+            self.steps_entered.add(ev["step"])
         elif kind == CHECK_TICK:
-            self.ticks[(ev["step"], ev["item"])] = ev["result"]
+            self.ticked.add((ev["step"], ev["item"]))
         elif kind == BLOCK_START:
             self.running[ev["block"]] = ev.get("attempt", 1)
             self.attempts[ev["block"]] = ev.get("attempt", 1)
-            self.blocks_started.add(ev["block"])
         elif kind == BLOCK_END:
             self.running.pop(ev["block"], None)
             if ev.get("exit") == 0 or ev.get("continued"):
@@ -101,10 +93,3 @@ class RunState:
             self.rollback_reason = ev.get("reason") or self.rollback_reason or "rollback"
         elif kind == RUN_END:
             self.result = ev.get("result")
-
-
-def fold(events: Iterable[dict[str, Any]]) -> RunState:
-    state = RunState()
-    for ev in events:
-        state.apply(ev)
-    return state

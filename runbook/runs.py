@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from runbook.events import RunState
+from runbook.events import RUN_START, RunState
 from runbook.transcript import (
     SNAPSHOT,
     TRANSCRIPT,
@@ -89,7 +89,7 @@ def replay(transcript: Path) -> Replay:
         def apply(
             event: dict[str, Any], path: Path = path, first: bool = i > 0, chain: str = last_hash
         ) -> None:
-            if first and event.get("type") == "run.start":
+            if first and event.get("type") == RUN_START:
                 resumed = event.get("resumed_from") or {}
                 if resumed.get("last_hash") != chain:
                     raise TranscriptError(f"{path}: does not continue the transcript before it")

@@ -247,7 +247,7 @@ class Session:
 
     async def _tick(self, step: Step, item: CheckItem) -> None:
         index = step.checklist.index(item)
-        if (step.index, index) in self.state.ticks:
+        if (step.index, index) in self.state.ticked:
             return
         decision = await self.operator.tick(step, item)
         self.emit(
@@ -488,7 +488,7 @@ class Session:
     async def _rollback(self, reason: str) -> None:
         if not self.state.rollback_started:
             self.emit(ev.ROLLBACK_START, durable=True, reason=reason)
-        started = self.state.blocks_started
+        started = self.state.attempts
         steps = [
             s
             for s in self.rb.steps

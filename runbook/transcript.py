@@ -27,6 +27,8 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+from runbook.events import BLOCK_START, OUTPUT, RUN_END
+
 GENESIS = "0" * 64
 TRANSCRIPT = "transcript.jsonl"
 SNAPSHOT = "runbook.md"
@@ -118,10 +120,10 @@ class TranscriptWriter:
         """
         if not (data.isascii() and len(data.translate(None, _UNSAFE)) == len(data)):
             try:
-                return self.append("output", **fields, text=data.decode("utf-8"))
+                return self.append(OUTPUT, **fields, text=data.decode("utf-8"))
             except UnicodeDecodeError:
-                return self.append("output", **fields, b64=base64.b64encode(data).decode())
-        event = self._head("output", fields)
+                return self.append(OUTPUT, **fields, b64=base64.b64encode(data).decode())
+        event = self._head(OUTPUT, fields)
         escaped = (
             data.replace(b"\\", b"\\\\")
             .replace(b'"', b'\\"')
@@ -317,7 +319,7 @@ class _Chain:
             return problem, here
         self.seq, self.run_id = ev["seq"], ev["run"]
         self.expected_prev = self.last_hash = own_hash
-        self.ended = ev["type"] == "run.end"
+        self.ended = ev["type"] == RUN_END
         self.count += 1
         return None
 
@@ -338,9 +340,9 @@ def _check_event(ev: dict[str, Any], offsets: dict[tuple[str, int, str], int]) -
     except ValueError:
         return f"`time` {ev['time']!r} is not a timestamp"
     attempt = ev.get("attempt", 1)
-    if ev["type"] in ("output", "block.start") and not isinstance(attempt, int):
+    if ev["type"] in (OUTPUT, BLOCK_START) and not isinstance(attempt, int):
         return "`attempt` must be a number"
-    if ev["type"] == "output":
+    if ev["type"] == OUTPUT:
         key = (str(ev.get("block")), attempt, str(ev.get("stream")))
         expected = offsets.get(key, 0)
         if ev.get("offset") != expected:
@@ -350,7 +352,7 @@ def _check_event(ev: dict[str, Any], offsets: dict[tuple[str, int, str], int]) -
         if not isinstance(size, int):
             return "output without a `size`"
         offsets[key] = expected + size
-    elif ev["type"] == "block.start":
+    elif ev["type"] == BLOCK_START:
         for stream in ("stdout", "stderr"):
             offsets[(str(ev.get("block")), attempt, stream)] = 0
     return None
