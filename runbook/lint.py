@@ -11,7 +11,7 @@ import itertools
 from collections.abc import Callable, Iterator
 
 from runbook.hosts import resolve_targets
-from runbook.model import Block, Diagnostic, Position, Runbook, Severity
+from runbook.model import Block, Diagnostic, Host, Position, Runbook, Severity
 from runbook.values import ValueProblem, did_you_mean, expand, variable_refs
 
 Rule = Callable[[Runbook], Iterator[Diagnostic]]
@@ -92,7 +92,7 @@ def targets(rb: Runbook) -> Iterator[Diagnostic]:
         opts = block.options
         reported: set[str] = set()
         for values in _possible_values(rb, opts.on):
-            for pos, message in _target_problems(rb, block, values):
+            for pos, message in resolve_block_targets(rb, block, values)[1]:
                 if message not in reported:
                     reported.add(message)
                     yield _at(pos, "error", message)
@@ -116,29 +116,36 @@ def _possible_values(rb: Runbook, text: str) -> list[dict[str, str]]:
 MAX_TARGET_COMBINATIONS = 64
 
 
-def _target_problems(
+def resolve_block_targets(
     rb: Runbook, block: Block, values: dict[str, str]
-) -> Iterator[tuple[Position, str]]:
+) -> tuple[tuple[Host, ...], list[tuple[Position, str]]]:
+    """A block's hosts for these values, and what is wrong with them (``check`` and ``plan``)."""
     opts = block.options
-    pos = opts.where("on", block.position)
-    when = "".join(f"with {k}={v}, " for k, v in values.items())
+    refs = {name for name, _ in variable_refs(opts.on)}
+    when = "".join(f"with {k}={v}, " for k, v in values.items() if k in refs)
     try:
         hosts = resolve_targets(expand(opts.on, values), rb.hosts)
     except ValueProblem as e:
-        yield pos, f"{when}{e}"
-        return
+        return (), [(opts.where("on", block.position), f"{when}{e}")]
+    problems = []
     for option in ("serial", "max_fail"):
         if option in opts.positions and not hosts:
             label = option.replace("_", "-")
-            yield (
-                opts.positions[option],
-                f"{when}`{label}` needs hosts, but this block runs on local (add `on: <group>`)",
+            problems.append(
+                (
+                    opts.positions[option],
+                    f"{when}`{label}` needs hosts, but this block runs on local"
+                    " (add `on: <group>`)",
+                )
             )
     if opts.capture and len(hosts) > 1:
-        yield (
-            opts.where("capture", block.position),
-            f"{when}`capture` needs a single target, but `on: {opts.on}` is {len(hosts)} hosts",
+        problems.append(
+            (
+                opts.where("capture", block.position),
+                f"{when}`capture` needs a single target, but `on: {opts.on}` is {len(hosts)} hosts",
+            )
         )
+    return hosts, problems
 
 
 def captures(rb: Runbook) -> Iterator[Diagnostic]:

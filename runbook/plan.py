@@ -8,7 +8,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from runbook.hosts import batches, resolve_targets
+from runbook.hosts import batches
+from runbook.lint import resolve_block_targets
 from runbook.masking import MASK
 from runbook.model import Block, Runbook, Step
 from runbook.values import expand, variable_refs
@@ -112,20 +113,11 @@ def _target(rb: Runbook, block: Block, shown: dict[str, str]) -> dict[str, Any]:
         reason = f"`on: {opts.on}` needs ${missing[0]}, known only at run time"
         return {"kind": "deferred", "on": opts.on, "reason": reason}
     on = expand(opts.on, shown)
-    try:
-        hosts = resolve_targets(on, rb.hosts)
-    except ValueError as e:
-        raise PlanProblem(f"{rb.path}:{block.line}: {e}") from e
-    if opts.capture and len(hosts) > 1:
-        raise PlanProblem(
-            f"{rb.path}:{block.line}: `capture` needs a single target, but `on: {on}` is"
-            f" {len(hosts)} hosts"
-        )
+    hosts, problems = resolve_block_targets(rb, block, shown)
+    if problems:
+        pos, message = problems[0]
+        raise PlanProblem(f"{rb.path}:{pos.line}: {message}")
     if not hosts:
-        if opts.serial or "max_fail" in opts.positions:
-            raise PlanProblem(
-                f"{rb.path}:{block.line}: `serial`/`max-fail` need hosts, `on: {on}` is local"
-            )
         return {"kind": "local", "on": "local"}
     split = batches(hosts, opts.serial)
     return {

@@ -159,3 +159,15 @@ def test_control_character_in_front_matter_is_a_diagnostic(write) -> None:  # ty
     assert proc.returncode == 1
     expected = f"{path}:2:9: error: invalid YAML in front matter: character U+0007 is not allowed\n"
     assert proc.stdout == expected
+
+
+def test_plan_names_a_target_that_a_given_value_breaks(write) -> None:  # type: ignore[no-untyped-def]
+    text = (
+        "---\nvariables:\n  G:\n    default: web\nhosts:\n  web: [w1]\n---\n"
+        "## S\n\n```sh\n#| on: $G\ntrue\n```\n"
+    )
+    path = write(text)
+    assert run_cli("plan", str(path)).returncode == 0
+    proc = run_cli("plan", str(path), "--var", "G=wbe")
+    assert proc.returncode == 1
+    assert f"{path}:11: with G=wbe, `on:` names `wbe`, which is no host group" in proc.stderr
