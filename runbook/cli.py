@@ -15,18 +15,17 @@ from pathlib import Path
 
 from runbook import __version__, launch
 from runbook.operator import Operator
-from runbook.parser import ParseResult, parse_file
+from runbook.parser import ParseResult
 from runbook.plan import PlanProblem, build_plan, render_text
 from runbook.report import render_run
 from runbook.runs import runs_dir
 from runbook.transcript import verify
-from runbook.variables import VariableProblem, parse_assignment, resolve
+from runbook.variables import VariableProblem, resolve
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
 
-class UsageError(Exception):
-    """Bad command-line input: reported on stderr with exit code 2."""
+UsageError = launch.BadUsage  # bad command-line input: exit 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -135,12 +134,7 @@ def _run_options(parser: argparse.ArgumentParser, runs_dir: bool = True) -> None
 
 
 def _read(path: str) -> ParseResult:
-    try:
-        return parse_file(path)
-    except IsADirectoryError:
-        raise UsageError(f"{path}: is a directory, not a runbook") from None
-    except OSError as e:
-        raise UsageError(f"{path}: cannot read: {e.strerror or e}") from None
+    return launch.read_runbook(path)[0]
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -182,12 +176,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"runbook plan: {args.file} has errors; fix them first", file=sys.stderr)
         return EXIT_INVALID
     try:
-        given: dict[str, str] = {}
-        for assignment in args.var:
-            name, value = parse_assignment(assignment)
-            if name in given:
-                raise VariableProblem(f"--var {name} is given twice")
-            given[name] = value
+        given = launch.parse_vars(args.var)
         resolved = resolve(result.runbook, given)
     except VariableProblem as e:
         raise UsageError(str(e)) from None
@@ -279,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)
-    except (UsageError, launch.BadUsage) as e:
+    except UsageError as e:
         print(f"runbook {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
     except launch.Refused as e:

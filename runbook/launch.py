@@ -18,7 +18,7 @@ from typing import TypeVar
 
 from runbook.model import Runbook
 from runbook.operator import HeadlessOperator, Operator, TerminalOperator
-from runbook.parser import parse_bytes
+from runbook.parser import ParseResult, parse_bytes
 from runbook.runs import Replay, replay, start_run
 from runbook.session import Outcome, Session, preflight
 from runbook.transcript import TranscriptError
@@ -43,14 +43,20 @@ class Finished:
     last_hash: str
 
 
-def load_runbook(path: str) -> tuple[Runbook, bytes]:
+def read_runbook(path: str) -> tuple[ParseResult, bytes]:
+    """Parse the file at ``path``; an unreadable file is a usage error."""
     try:
         data = Path(path).read_bytes()
     except IsADirectoryError:
         raise BadUsage(f"{path}: is a directory, not a runbook") from None
     except OSError as e:
         raise BadUsage(f"{path}: cannot read: {e.strerror or e}") from None
-    result = parse_bytes(data, path)
+    return parse_bytes(data, path), data
+
+
+def load_runbook(path: str) -> tuple[Runbook, bytes]:
+    """A runbook to run: any error in it refuses the run."""
+    result, data = read_runbook(path)
     errors = [d.format(path) for d in result.diagnostics if d.severity == "error"]
     if errors or result.runbook is None:
         raise Refused("\n".join([*errors, f"{path} has errors; `runbook check {path}` lists them"]))
