@@ -19,7 +19,6 @@ import hashlib
 import json
 import os
 import secrets
-import stat
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -356,9 +355,3 @@ def _check_event(ev: dict[str, Any], offsets: dict[tuple[str, int, str], int]) -
         for stream in ("stdout", "stderr"):
             offsets[(str(ev.get("block")), attempt, stream)] = 0
     return None
-
-
-def is_private_file(path: Path) -> bool:
-    """0600 or stricter, a regular file, not a symlink."""
-    st = os.lstat(path)
-    return stat.S_ISREG(st.st_mode) and (st.st_mode & 0o077) == 0
