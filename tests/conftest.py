@@ -68,3 +68,20 @@ def live_processes(needle: str) -> list[int]:
         if needle in cmdline and state not in ("Z", "X"):
             pids.append(int(entry.name))
     return pids
+
+
+@pytest.fixture(scope="session")
+def fleet(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """Three real sshd hosts on loopback (``host1`` .. ``host3`` in ``fleet.ssh_config``)."""
+    import os
+
+    import sshd_fleet
+
+    why = sshd_fleet.available()
+    if why is not None:
+        if os.environ.get("CI"):
+            pytest.fail(f"CI must run the SSH tests: {why}")
+        pytest.skip(why)
+    started = sshd_fleet.start(tmp_path_factory.mktemp("fleet"), 3)
+    yield started
+    started.stop()

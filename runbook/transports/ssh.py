@@ -1,0 +1,251 @@
+"""Run a block on an SSH host with asyncssh, the way `ssh` would for the operator.
+
+OpenSSH config (``~/.ssh/config``, or ``--ssh-config FILE``) and the agent are used as
+``ssh`` uses them: aliases, ``User``, ``Port``, ``IdentityFile``, ``ProxyJump``,
+``UserKnownHostsFile``. Host keys are always checked against known_hosts; nothing here
+can turn checking off (an OpenSSH config that says ``UserKnownHostsFile none`` gets the
+default file instead). A refused key says whether it is unknown, changed or revoked,
+with the fingerprints, because asyncssh reports all three as "not trusted".
+
+Output is read as bytes. Variables travel as quoted ``export`` assignments ahead of the
+command (sshd's AcceptEnv would filter ``env=``). The command runs as the leader of its
+own session under ``setsid -w``, its process id in a file, so that a timeout or an
+interrupt can stop its whole process group over a second channel: signal requests are
+refused for root sessions by OpenSSH 9.x, and closing the channel leaves a
+``sleep 600`` running.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import secrets
+import shlex
+import signal
+import time
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Any
+
+import asyncssh
+
+from runbook.model import Host, SSHDefaults
+from runbook.transports.local import DEFAULT_GRACE, ExitStatus, OutputSink
+
+READ_SIZE = 256 * 1024
+DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+
+
+class SSHProblem(Exception):
+    """A host could not be reached, trusted or logged into; the message says which and why."""
+
+    def __init__(self, host: str, kind: str, message: str) -> None:
+        super().__init__(f"{host}: {message}")
+        self.host = host
+        self.kind = kind
+
+
+class HostKeyRefused(SSHProblem):
+    """The host's key is not in known_hosts (``unknown``), differs (``changed``) or is revoked."""
+
+    def __init__(self, host: str, kind: str, seen: str, expected: list[str]) -> None:
+        if kind == "unknown":
+            message = f"host key {seen} is not in known_hosts (unknown host)"
+        elif kind == "revoked":
+            message = f"host key {seen} is revoked in known_hosts: refused"
+        else:
+            message = (
+                f"HOST KEY CHANGED: the host presents {seen}, known_hosts expects"
+                f" {', '.join(expected)}. Refused: this may be an attack or a rebuilt host"
+            )
+        super().__init__(host, f"host-key-{kind}", message)
+        self.seen = seen
+        self.expected = expected
+
+
+class SSHTransport:
+    """One connection per host, reused by every block of the run."""
+
+    def __init__(
+        self,
+        config: Path | None = None,
+        defaults: SSHDefaults | None = None,
+        *,
+        connect_timeout: float = 10.0,
+        keepalive: float = 5.0,
+        grace: float = DEFAULT_GRACE,
+    ) -> None:
+        self.config = config
+        self.defaults = defaults or SSHDefaults()
+        self.connect_timeout = connect_timeout
+        self.keepalive = keepalive
+        self.grace = grace
+        self._connections: dict[str, asyncssh.SSHClientConnection] = {}
+        self._locks: dict[str, asyncio.Lock] = {}
+
+    def options(self, host: Host) -> asyncssh.SSHClientConnectionOptions:
+        """What asyncssh will use for ``host``: its config, then ours, then the spec's."""
+        kwargs: dict[str, Any] = {
+            "host": host.hostname,
+            "connect_timeout": self.connect_timeout,
+            "keepalive_interval": self.keepalive,
+            "keepalive_count_max": 3,
+        }
+        if self.config is not None:
+            kwargs["config"] = [str(self.config)]
+        user = host.user or self.defaults.user
+        port = host.port or self.defaults.port
+        if user:
+            kwargs["username"] = user
+        if port:
+            kwargs["port"] = port
+        if self.defaults.known_hosts:
+            kwargs["known_hosts"] = os.path.expanduser(self.defaults.known_hosts)
+        options = asyncssh.SSHClientConnectionOptions(**kwargs)
+        if options.known_hosts is None:  # "UserKnownHostsFile none" must not disable checks
+            options = asyncssh.SSHClientConnectionOptions(
+                options=options, known_hosts=os.path.expanduser(DEFAULT_KNOWN_HOSTS)
+            )
+        return options
+
+    async def connection(self, host: Host) -> asyncssh.SSHClientConnection:
+        lock = self._locks.setdefault(host.spec, asyncio.Lock())
+        async with lock:
+            conn = self._connections.get(host.spec)
+            if conn is not None and not conn.is_closed():
+                return conn
+            options = self.options(host)
+            try:
+                conn = await asyncssh.connect(host.hostname, options=options)
+            except asyncssh.HostKeyNotVerifiable:
+                raise await self._classify(host, options) from None
+            except asyncssh.PermissionDenied as e:
+                raise SSHProblem(host.spec, "auth", f"authentication failed: {e.reason}") from None
+            except (TimeoutError, OSError, asyncssh.Error) as e:
+                why = getattr(e, "reason", None) or str(e) or type(e).__name__
+                raise SSHProblem(host.spec, "unreachable", f"cannot connect: {why}") from None
+            self._connections[host.spec] = conn
+            return conn
+
+    async def _classify(
+        self, host: Host, options: asyncssh.SSHClientConnectionOptions
+    ) -> HostKeyRefused:
+        address, port = options.host, options.port
+        try:
+            tunnel: Any = options.tunnel  # ProxyJump: read the key through the same hop
+            key = await asyncssh.get_server_host_key(address, port, tunnel=tunnel)
+        except (OSError, asyncssh.Error) as e:
+            raise SSHProblem(host.spec, "unreachable", f"cannot read its host key: {e}") from None
+        seen = key.get_fingerprint("sha256") if key is not None else "(none)"
+        trusted: list[Any] = []
+        revoked: list[Any] = []
+        known: Any = options.known_hosts  # as configured: a path, or a list of paths
+        files = [known] if isinstance(known, (str, Path)) else list(known or ())
+        for path in files:
+            path = os.path.expanduser(str(path))
+            if not os.path.exists(path):
+                continue
+            matched = asyncssh.read_known_hosts(path).match(address, "", port)
+            trusted += matched[0]
+            revoked += matched[2]
+        if key is not None and any(k == key for k in revoked):
+            return HostKeyRefused(host.spec, "revoked", seen, [])
+        if trusted:
+            return HostKeyRefused(
+                host.spec, "changed", seen, [k.get_fingerprint("sha256") for k in trusted]
+            )
+        return HostKeyRefused(host.spec, "unknown", seen, [])
+
+    async def run(
+        self,
+        host: Host,
+        script: str,
+        *,
+        shell: str,
+        variables: Mapping[str, str],
+        on_output: OutputSink,
+        cwd: str | None = None,
+        timeout: float | None = None,
+        interrupt: asyncio.Event | None = None,
+    ) -> ExitStatus:
+        conn = await self.connection(host)
+        started = time.monotonic()
+        pidfile = f"/tmp/.runbook-{secrets.token_hex(8)}.pid"
+        command = remote_command(script, shell=shell, variables=variables, cwd=cwd, pidfile=pidfile)
+        proc = await conn.create_process(command, encoding=None, stdin=asyncssh.DEVNULL)
+        pumps = [
+            asyncio.create_task(_pump(proc.stdout, "stdout", on_output)),
+            asyncio.create_task(_pump(proc.stderr, "stderr", on_output)),
+        ]
+        done_task = asyncio.create_task(proc.wait_closed())
+        stopper = asyncio.create_task((interrupt or asyncio.Event()).wait())
+        timed_out = interrupted = False
+        try:
+            finished, _ = await asyncio.wait(
+                {done_task, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
+            )
+            if done_task not in finished:
+                interrupted = stopper in finished
+                timed_out = not interrupted
+                await self._stop(conn, pidfile, done_task)
+            await asyncio.gather(*pumps)
+        finally:
+            stopper.cancel()
+            with contextlib.suppress(asyncssh.Error, OSError):
+                await conn.run(f"rm -f {shlex.quote(pidfile)}", check=False)
+        code, signal_name = proc.exit_status, proc.exit_signal
+        signal_number = None
+        if signal_name is not None:
+            signal_number = int(getattr(signal, f"SIG{signal_name[0]}", signal.SIGTERM))
+        elif code is not None and code > 128 and (timed_out or interrupted):
+            signal_number, code = code - 128, None
+        return ExitStatus(
+            code=code if signal_number is None else None,
+            signal=signal_number,
+            duration=time.monotonic() - started,
+            timed_out=timed_out,
+            interrupted=interrupted,
+        )
+
+    async def _stop(
+        self, conn: asyncssh.SSHClientConnection, pidfile: str, done: asyncio.Task[None]
+    ) -> None:
+        """SIGINT, SIGTERM, SIGKILL to the command's process group, over a second channel."""
+        for sig in ("INT", "TERM", "KILL"):
+            kill = (
+                f'pid=$(cat {shlex.quote(pidfile)} 2>/dev/null) && kill -{sig} -- "-$pid"'
+                " 2>/dev/null"
+            )
+            with contextlib.suppress(asyncssh.Error, OSError):
+                await conn.run(kill, check=False)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(asyncio.shield(done), self.grace)
+                return
+
+    async def close(self) -> None:
+        for conn in self._connections.values():
+            conn.close()
+        for conn in self._connections.values():
+            with contextlib.suppress(asyncssh.Error, OSError):
+                await conn.wait_closed()
+        self._connections.clear()
+
+
+def remote_command(
+    script: str, *, shell: str, variables: Mapping[str, str], cwd: str | None, pidfile: str
+) -> str:
+    """The command line sent to sshd: quoted exports, then the script, verbatim, in its own
+    session (``setsid -w`` waits and passes its exit status on), its pid in ``pidfile``."""
+    exports = "".join(f"export {name}={shlex.quote(value)}; " for name, value in variables.items())
+    chdir = f"cd {shlex.quote(cwd)} && " if cwd else ""
+    inner = 'echo $$ > "$0" && exec "$@"'
+    return (
+        f"{exports}{chdir}exec setsid -w sh -c {shlex.quote(inner)} {shlex.quote(pidfile)}"
+        f" {shlex.quote(shell)} -c {shlex.quote(script)}"
+    )
+
+
+async def _pump(stream: asyncssh.SSHReader[bytes], name: str, sink: OutputSink) -> None:
+    while chunk := await stream.read(READ_SIZE):
+        sink(name, chunk)

@@ -1,0 +1,118 @@
+"""The SSH transport against real OpenSSH sshd processes on loopback."""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import subprocess
+from pathlib import Path
+
+import pytest
+
+from conftest import live_processes
+from runbook.hosts import parse_host
+from runbook.model import SSHDefaults
+from runbook.transports.ssh import HostKeyRefused, SSHProblem, SSHTransport
+
+
+def collect() -> tuple[dict[str, bytearray], object]:
+    out = {"stdout": bytearray(), "stderr": bytearray()}
+
+    def sink(stream: str, chunk: bytes) -> None:
+        out[stream] += chunk
+
+    return out, sink
+
+
+def run_on(transport: SSHTransport, alias: str, script: str, **kwargs):  # type: ignore[no-untyped-def]
+    out, sink = collect()
+
+    async def go():  # type: ignore[no-untyped-def]
+        try:
+            return await transport.run(
+                parse_host(alias), script, shell="sh", on_output=sink, **kwargs
+            )
+        finally:
+            await transport.close()
+
+    status = asyncio.run(go())
+    return status, out
+
+
+def test_exit_status_and_streams(fleet) -> None:  # type: ignore[no-untyped-def]
+    transport = SSHTransport(config=fleet.ssh_config)
+    status, out = run_on(transport, "host1", "echo out; echo err >&2; exit 7", variables={})
+    assert (status.code, status.signal) == (7, None)
+    assert out["stdout"] == b"out\n" and out["stderr"] == b"err\n"
+
+
+def test_ten_megabytes_of_random_bytes_arrive_exactly(fleet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    data = tmp_path / "random.bin"
+    data.write_bytes(__import__("os").urandom(10_000_000))
+    transport = SSHTransport(config=fleet.ssh_config)
+    status, out = run_on(transport, "host2", f"cat {data}", variables={})
+    assert status.code == 0
+    assert hashlib.sha256(out["stdout"]).digest() == hashlib.sha256(data.read_bytes()).digest()
+
+
+def test_variables_arrive_unchanged_and_uninterpreted(fleet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    pwned = tmp_path / "pwned"
+    value = f'it\'s "quoted" $(touch {pwned}) `touch {pwned}` ; touch {pwned}\nsecond line'
+    transport = SSHTransport(config=fleet.ssh_config)
+    status, out = run_on(transport, "host3", 'printf "%s" "$V"', variables={"V": value})
+    assert status.code == 0
+    assert out["stdout"].decode() == value
+    assert not pwned.exists()
+
+
+def test_timeout_stops_the_remote_process_group(fleet) -> None:  # type: ignore[no-untyped-def]
+    transport = SSHTransport(config=fleet.ssh_config, grace=1.0)
+    status, _ = run_on(
+        transport, "host1", "trap '' INT; sleep 600.25 & sleep 600.25", variables={}, timeout=1.0
+    )
+    assert status.timed_out
+    assert live_processes("sleep 600.25") == []
+
+
+def test_an_unknown_host_key_is_refused_with_its_fingerprint(fleet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    transport = SSHTransport(config=fleet.ssh_config, defaults=SSHDefaults(known_hosts=str(empty)))
+    with pytest.raises(HostKeyRefused) as refused:
+        run_on(transport, "host1", "true", variables={})
+    expected = subprocess.run(
+        ["ssh-keygen", "-lf", str(fleet.hosts[0].host_key.with_suffix(".pub"))],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout.split()[1]
+    assert refused.value.kind == "host-key-unknown"
+    assert refused.value.seen == expected
+    assert "not in known_hosts" in str(refused.value)
+
+
+def test_a_changed_host_key_is_refused_naming_both_fingerprints(fleet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    other = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    host = fleet.hosts[1]
+    wrong = tmp_path / "known_hosts"
+    public = other.with_suffix(".pub").read_text().split()
+    wrong.write_text(f"[{host.address}]:{host.port} {public[0]} {public[1]}\n")
+    transport = SSHTransport(config=fleet.ssh_config, defaults=SSHDefaults(known_hosts=str(wrong)))
+    with pytest.raises(HostKeyRefused) as refused:
+        run_on(transport, "host2", "true", variables={})
+    assert refused.value.kind == "host-key-changed"
+    assert "HOST KEY CHANGED" in str(refused.value)
+    assert len(refused.value.expected) == 1 and refused.value.expected[0] != refused.value.seen
+
+
+def test_an_unreachable_host(fleet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        fleet.ssh_config.read_text() + "Host nowhere\n  HostName 127.0.0.250\n  Port 9\n"
+    )
+    transport = SSHTransport(config=config, connect_timeout=3)
+    with pytest.raises(SSHProblem) as problem:
+        run_on(transport, "nowhere", "true", variables={})
+    assert problem.value.kind == "unreachable"
+    assert "cannot connect" in str(problem.value)
