@@ -18,6 +18,7 @@ from runbook.operator import Operator
 from runbook.parser import ParseResult
 from runbook.plan import PlanProblem, build_plan, render_text
 from runbook.report import render_run
+from runbook.rollout import DEFAULT_FORKS
 from runbook.runs import runs_dir
 from runbook.transcript import verify
 from runbook.variables import VariableProblem, resolve
@@ -126,10 +127,14 @@ def _run_options(parser: argparse.ArgumentParser, runs_dir: bool = True) -> None
             help="where run directories go (default: $RUNBOOK_RUNS_DIR, else ./runbook-runs)",
         )
     parser.add_argument(
-        "--ssh-config",
-        metavar="FILE",
-        help="OpenSSH config to use instead of ~/.ssh/config (for SSH hosts, which this"
-        " version does not run on yet)",
+        "--ssh-config", metavar="FILE", help="OpenSSH config to use instead of ~/.ssh/config"
+    )
+    parser.add_argument(
+        "--forks",
+        type=int,
+        default=DEFAULT_FORKS,
+        metavar="N",
+        help=f"hosts a batch runs on at once (default {DEFAULT_FORKS})",
     )
 
 
@@ -198,6 +203,8 @@ def cmd_run(args: argparse.Namespace) -> int:
             args.file,
             assignments=args.var,
             operator=_operator(args.yes),
+            ssh_config=Path(args.ssh_config) if args.ssh_config else None,
+            forks=args.forks,
             runs=runs_dir(args.runs_dir),
             argv=sys.argv,
             announce=_say,
@@ -210,6 +217,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
         launch.resume(
             args.transcript,
             operator=_operator(args.yes),
+            ssh_config=Path(args.ssh_config) if args.ssh_config else None,
+            forks=args.forks,
             allow_changed=args.allow_changed,
             assignments=args.var,
             argv=sys.argv,

@@ -20,6 +20,7 @@ GATE_ANSWER = "gate.answer"
 BLOCK_START = "block.start"
 OUTPUT = "output"
 BLOCK_END = "block.end"
+BLOCK_DONE = "block.done"  # a block on hosts: the whole rollout is over
 CAPTURE = "capture"
 BLOCK_SKIP = "block.skip"
 BLOCK_MARK = "block.mark"
@@ -77,11 +78,12 @@ class RunState:
         elif kind == BLOCK_START:
             self.running[ev["block"]] = ev.get("attempt", 1)
             self.attempts[ev["block"]] = ev.get("attempt", 1)
-        elif kind == BLOCK_END:
+        elif kind == BLOCK_END and ev.get("host") is None:
             self.running.pop(ev["block"], None)
             if ev.get("exit") == 0 or ev.get("continued"):
                 self.blocks_settled.add(ev["block"])
-        elif kind in (BLOCK_SKIP, BLOCK_MARK):
+        elif kind in (BLOCK_DONE, BLOCK_SKIP, BLOCK_MARK):
+            # A block on hosts stays unknown after a crash until its whole rollout is done.
             self.running.pop(ev["block"], None)
             self.blocks_settled.add(ev["block"])
         elif kind == STEP_DONE:

@@ -19,10 +19,12 @@ from typing import TypeVar
 from runbook.model import Runbook
 from runbook.operator import HeadlessOperator, Operator, TerminalOperator
 from runbook.parser import ParseResult, parse_bytes
+from runbook.rollout import DEFAULT_FORKS
 from runbook.runs import Replay, replay, start_run
 from runbook.session import Outcome, Session, preflight
 from runbook.transcript import TranscriptError
 from runbook.transports.local import LocalTransport
+from runbook.transports.ssh import SSHTransport
 from runbook.variables import VariableProblem, parse_assignment, resolve
 
 T = TypeVar("T")
@@ -92,6 +94,8 @@ def run(
     announce: Callable[[str], None],
     operator: Operator,
     transport: LocalTransport | None = None,
+    ssh_config: Path | None = None,
+    forks: int = DEFAULT_FORKS,
 ) -> Finished:
     """Start a new run of the runbook at ``path`` (``operator`` and ``transport`` for tests)."""
     rb, data = load_runbook(path)
@@ -118,6 +122,8 @@ def run(
         values=values,
         sources=sources,
         transport=transport,
+        ssh=SSHTransport(config=ssh_config, defaults=rb.ssh),
+        forks=forks,
         start_fields=_context(argv),
     )
     announce(f"runbook: recording to {writer.path}")
@@ -133,6 +139,8 @@ def resume(
     announce: Callable[[str], None],
     operator: Operator,
     transport: LocalTransport | None = None,
+    ssh_config: Path | None = None,
+    forks: int = DEFAULT_FORKS,
 ) -> Finished:
     """Continue the run ``transcript`` belongs to, in a new transcript file chained to it."""
     try:
@@ -189,6 +197,8 @@ def resume(
         sources=sources,
         state=state,
         transport=transport,
+        ssh=SSHTransport(config=ssh_config, defaults=rb.ssh),
+        forks=forks,
         start_fields=fields,
     )
     announce(f"runbook: resuming run {state.run_id}, recording to {writer.path}")

@@ -63,11 +63,12 @@ class HeadlessOperator:
     interactive = False
 
     def __init__(self, yes: bool) -> None:
+        self._line_start: dict[tuple[str, str], bool] = {}
         self.auto = yes
         self.name = "headless --yes" if yes else "headless"
 
     def show(self, event: dict[str, Any]) -> None:
-        _show(event, _print)
+        _show(event, _print, self._line_start)
 
     async def confirm(self, prompt: str) -> bool:
         self._need(prompt)
@@ -116,10 +117,11 @@ class TerminalOperator:
         self, read: Callable[[str], str] = input, read_secret: Callable[[str], str] | None = None
     ) -> None:
         self._read = read
+        self._line_start: dict[tuple[str, str], bool] = {}
         self._read_secret = read_secret or getpass.getpass
 
     def show(self, event: dict[str, Any]) -> None:
-        _show(event, _print)
+        _show(event, _print, self._line_start)
 
     async def _ask(self, prompt: str, secret: bool = False) -> str:
         # In the main thread on purpose: Ctrl-C must interrupt the prompt itself, and no
@@ -230,7 +232,9 @@ def _print(text: str) -> None:
     print(text, flush=True)
 
 
-def _show(event: dict[str, Any], out: Callable[[str], None]) -> None:
+def _show(
+    event: dict[str, Any], out: Callable[[str], None], line_start: dict[tuple[str, str], bool]
+) -> None:
     """What a plain terminal shows of an event: headings, commands, output, results."""
     kind = event["type"]
     if kind == "step.enter":
@@ -250,11 +254,22 @@ def _show(event: dict[str, Any], out: Callable[[str], None]) -> None:
     elif kind == "output":
         data = event.get("text")
         raw = base64.b64decode(event["b64"]) if data is None else data.encode()
+        host = event.get("host")
+        if host is not None:  # `host | line`, so interleaved hosts stay readable
+            key = (host, event["stream"])
+            prefix = f"{host} | ".encode()
+            lines = raw.split(b"\n")
+            head = prefix if line_start.get(key, True) else b""
+            raw = head + (b"\n" + prefix).join(lines[:-1]) + (b"\n" if len(lines) > 1 else b"")
+            if lines[-1]:
+                raw += (prefix if len(lines) > 1 else b"") + lines[-1]
+            line_start[key] = lines[-1] == b""
         stream = sys.stdout.buffer if event["stream"] == "stdout" else sys.stderr.buffer
         stream.write(raw)
         stream.flush()
     elif kind == "block.end":
-        out(f"<-- {event['block']}: {event['status']} in {event['duration']:.1f}s")
+        on = f" on {event['host']}" if event.get("host") else ""
+        out(f"<-- {event['block']}{on}: {event['status']} in {event['duration']:.1f}s")
     elif kind == "block.skip":
         out(f"--- {event['block']} skipped: {event['reason']}")
     elif kind == "note":

@@ -14,6 +14,7 @@ import contextlib
 import dataclasses
 import os
 import signal
+import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,12 +25,14 @@ from runbook import events as ev
 from runbook.events import RunState
 from runbook.hosts import resolve_targets
 from runbook.masking import Masker
-from runbook.model import Block, CheckItem, Runbook, Step
+from runbook.model import Block, CheckItem, Host, Runbook, Step
 from runbook.operator import Decision, NeedsOperator, Operator
 from runbook.plan import shell_for
+from runbook.rollout import DEFAULT_FORKS, RolloutStopped, rollout
 from runbook.transcript import TranscriptError, TranscriptWriter
 from runbook.transports.local import ExitStatus, LocalTransport
-from runbook.values import expand, variable_refs
+from runbook.transports.ssh import SSHProblem, SSHTransport
+from runbook.values import ValueProblem, expand
 
 FAILURE_CHOICES = ("retry", "skip", "rollback", "abort")
 ROLLBACK_FAILURE_CHOICES = ("retry", "skip", "abort")
@@ -76,15 +79,7 @@ def preflight(
     rb: Runbook, values: Mapping[str, str], *, answers_gates: bool, asks_values: bool
 ) -> list[str]:
     """Reasons the run must not start at all; checked before anything runs or is recorded."""
-    problems = []
-    for block in rb.blocks:
-        if not block.runs or any(n not in values for n, _ in variable_refs(block.options.on)):
-            continue
-        if resolve_targets(expand(block.options.on, dict(values)), rb.hosts):
-            problems.append(
-                f"{rb.path}:{block.line}: block {block.name} runs on `{block.options.on}` over SSH,"
-                " which this version of runbook cannot do yet"
-            )
+    problems: list[str] = []
     if not asks_values:
         problems += [
             f"{rb.path}:{v.line}: variable {v.name} has no value: give it with --var {v.name}=..."
@@ -117,6 +112,8 @@ class Session:
         values: Mapping[str, str],
         sources: Mapping[str, str],
         transport: LocalTransport | None = None,
+        ssh: SSHTransport | None = None,
+        forks: int = DEFAULT_FORKS,
         state: RunState | None = None,
         start_fields: Mapping[str, Any] | None = None,
     ) -> None:
@@ -126,6 +123,8 @@ class Session:
         self.values = dict(values)
         self.sources = dict(sources)
         self.transport = transport or LocalTransport()
+        self.ssh = ssh
+        self.forks = forks
         self.state = state or RunState()
         self.secret_names = {v.name for v in rb.variables if v.secret}
         self.masker = Masker(self.values[n] for n in self.secret_names if n in self.values)
@@ -183,6 +182,8 @@ class Session:
             return Outcome("aborted", 130, message)
         finally:
             self.writer.close()
+            if self.ssh is not None:
+                await self.ssh.close()
 
     def _start(self) -> None:
         known = {v.name: (None if v.secret else self.values.get(v.name)) for v in self.rb.variables}
@@ -268,7 +269,7 @@ class Session:
             return True
         if block.name not in self.state.running:
             return False
-        decision = await self._choose(
+        decision = await self.choose(
             block,
             "unknown",
             f"Block {block.name} was running when the run stopped: its outcome is unknown.",
@@ -285,24 +286,24 @@ class Session:
     async def _forward_block(self, step: Step, block: Block) -> None:
         if await self._settled(block):
             return
-        if block.options.manual and not await self._gate(
+        if block.options.manual and not await self.gate(
             block, "optional", f"Run the optional block {block.name}?"
         ):
-            self._skip(block, "not chosen")
+            self.skip(block, "not chosen")
             return
         if not await self._gates(block):
-            decision = await self._choose(
+            decision = await self.choose(
                 block, "declined", f"The gate of {block.name} was declined.", DECLINED_CHOICES
             )
             if decision.choice == "abort":
                 raise _Abort(f"gate of {block.name} declined")
-            self._skip(block, decision.reason)
+            self.skip(block, decision.reason)
             return
         await self._run_block(block, FAILURE_CHOICES)
 
     async def _gates(self, block: Block) -> bool:
         opts = block.options
-        if opts.confirm is not None and not await self._gate(
+        if opts.confirm is not None and not await self.gate(
             block, "confirm", expand(opts.confirm, self.values)
         ):
             return False
@@ -333,10 +334,17 @@ class Session:
                 return False
         return True
 
-    def _skip(self, block: Block, reason: str) -> None:
+    def _hosts(self, block: Block) -> tuple[Host, ...]:
+        """The block's hosts for the values known now (empty: it runs locally)."""
+        try:
+            return resolve_targets(expand(block.options.on, self.values), self.rb.hosts)
+        except ValueProblem as e:
+            raise _Abort(f"{block.name}: {e}") from None
+
+    def skip(self, block: Block, reason: str) -> None:
         self.emit(ev.BLOCK_SKIP, durable=True, block=block.name, reason=reason, by=self.by)
 
-    async def _gate(self, block: Block, gate: str, prompt: str) -> bool:
+    async def gate(self, block: Block, gate: str, prompt: str) -> bool:
         self.emit(
             ev.GATE_ASK,
             durable=True,
@@ -357,7 +365,7 @@ class Session:
         )
         return yes
 
-    async def _choose(
+    async def choose(
         self, block: Block, kind: str, problem: str, choices: Sequence[str]
     ) -> Decision:
         decision = await self.operator.choose(block, problem, choices)
@@ -376,13 +384,25 @@ class Session:
         return decision
 
     async def _run_block(self, block: Block, choices: Sequence[str]) -> None:
+        hosts = self._hosts(block)
+        if hosts:
+            try:
+                await rollout(self, block, hosts, choices, self.forks)
+            except RolloutStopped as stop:
+                if stop.choice == "rollback":
+                    raise _Rollback(str(stop)) from None
+                if stop.choice == "skip":
+                    self.skip(block, str(stop))
+                    return
+                raise _Abort(str(stop)) from None
+            return
         attempt = self.state.attempts.get(block.name, 0)
         failures_in_a_row = 0
         while True:
             attempt += 1
-            status, recorder = await self._execute(block, attempt)
+            status, recorder = await self.execute(block, attempt)
             if status.ok and block.options.capture:
-                problem = self._capture(block, recorder)
+                problem = self.capture(block, recorder)
                 if problem is not None:
                     status = dataclasses.replace(status, code=None, problem=problem)
                     self.emit(ev.NOTE, text=problem, by="runbook")
@@ -394,56 +414,49 @@ class Session:
             if failures_in_a_row <= block.options.retries and not status.interrupted:
                 await asyncio.sleep(block.options.retry_delay.seconds)
                 continue
-            decision = await self._choose(
+            decision = await self.choose(
                 block, "failure", f"Block {block.name} failed: {status.describe()}.", choices
             )
             if decision.choice == "retry":
                 failures_in_a_row = 0
                 continue
             if decision.choice == "skip":
-                self._skip(block, decision.reason)
+                self.skip(block, decision.reason)
                 return
             if decision.choice == "rollback":
                 raise _Rollback(f"{block.name} failed ({status.describe()})")
             raise _Abort(f"{block.name} failed ({status.describe()})")
 
-    async def _execute(self, block: Block, attempt: int) -> tuple[ExitStatus, _Recorder]:
+    async def execute(
+        self, block: Block, attempt: int, host: Host | None = None
+    ) -> tuple[ExitStatus, _Recorder]:
+        """One attempt of a block, locally or on ``host``: recorded start, output and end."""
         opts = block.options
         shell = shell_for(self.rb, block)
-        cwd = _resolve_cwd(self.rb, opts.cwd or self.rb.cwd)
+        if host is None:
+            cwd = _resolve_cwd(self.rb, opts.cwd or self.rb.cwd)
+        else:
+            cwd = opts.cwd or self.rb.cwd  # a path on the host, as written
         timeout = opts.timeout.seconds if opts.timeout else None
+        where = {} if host is None else {"host": host.spec}
         self.emit(
             ev.BLOCK_START,
             durable=True,
             block=block.name,
             step=block.step,
             attempt=attempt,
-            target="local",
+            target=host.spec if host else "local",
+            **where,
             command=block.code,
             shell=shell,
             cwd=cwd,
             timeout=timeout,
         )
-        recorder = _Recorder(self, block.name, attempt, capture=bool(opts.capture))
-        loop = asyncio.get_running_loop()
-        self.interrupt.clear()
-        loop.add_signal_handler(signal.SIGINT, self.interrupt.set)
-        try:
-            status = await self.transport.run(
-                block.code,
-                shell=shell,
-                env={**os.environ, **self.values},
-                cwd=cwd,
-                timeout=timeout,
-                on_output=recorder,
-                interrupt=self.interrupt,
-            )
-        except OSError as e:  # the shell or the directory does not exist
-            where = f"cwd {cwd} is not a directory" if cwd and not os.path.isdir(cwd) else ""
-            recorder.error(f"cannot start {shell}: {where or e.strerror or e}\n")
-            status = ExitStatus(code=127, signal=None, duration=0.0)
-        finally:
-            loop.remove_signal_handler(signal.SIGINT)
+        recorder = _Recorder(self, block.name, attempt, capture=bool(opts.capture), host=host)
+        if host is not None:
+            status = await self._execute_remote(block, host, recorder, shell, cwd, timeout)
+        else:
+            status = await self._execute_local(block, recorder, shell, cwd, timeout)
         recorder.finish()
         if status.detached:
             self.emit(
@@ -458,6 +471,7 @@ class Session:
             durable=True,
             block=block.name,
             attempt=attempt,
+            **where,
             exit=status.code,
             signal=signal.Signals(status.signal).name if status.signal else None,
             status=status.describe(),
@@ -471,7 +485,59 @@ class Session:
         )
         return status, recorder
 
-    def _capture(self, block: Block, recorder: _Recorder) -> str | None:
+    async def _execute_local(
+        self, block: Block, recorder: _Recorder, shell: str, cwd: str | None, timeout: float | None
+    ) -> ExitStatus:
+        loop = asyncio.get_running_loop()
+        self.interrupt.clear()
+        loop.add_signal_handler(signal.SIGINT, self.interrupt.set)
+        try:
+            return await self.transport.run(
+                block.code,
+                shell=shell,
+                env={**os.environ, **self.values},
+                cwd=cwd,
+                timeout=timeout,
+                on_output=recorder,
+                interrupt=self.interrupt,
+            )
+        except OSError as e:  # the shell or the directory does not exist
+            where = f"cwd {cwd} is not a directory" if cwd and not os.path.isdir(cwd) else ""
+            recorder.error(f"cannot start {shell}: {where or e.strerror or e}\n")
+            return ExitStatus(code=127, signal=None, duration=0.0)
+        finally:
+            loop.remove_signal_handler(signal.SIGINT)
+
+    async def _execute_remote(
+        self,
+        block: Block,
+        host: Host,
+        recorder: _Recorder,
+        shell: str,
+        cwd: str | None,
+        timeout: float | None,
+    ) -> ExitStatus:
+        """The caller (the rollout) owns Ctrl-C: one interrupt stops every host."""
+        if self.ssh is None:
+            raise _Abort("this run has no SSH transport")
+        started = time.monotonic()
+        try:
+            return await self.ssh.run(
+                host,
+                block.code,
+                shell=shell,
+                variables=self.values,
+                cwd=cwd,
+                timeout=timeout,
+                on_output=recorder,
+                interrupt=self.interrupt,
+            )
+        except SSHProblem as e:
+            return ExitStatus(
+                code=None, signal=None, duration=time.monotonic() - started, problem=str(e)
+            )
+
+    def capture(self, block: Block, recorder: _Recorder) -> str | None:
         """Set the captured variable; the problem when the output cannot be one."""
         name = block.options.capture
         assert name is not None
@@ -498,11 +564,11 @@ class Session:
             for block in step.rollback_blocks:
                 if not block.runs or await self._settled(block):
                     continue
-                if not await self._gate(block, "rollback", f"Run rollback block {block.name}?"):
-                    self._skip(block, "declined")
+                if not await self.gate(block, "rollback", f"Run rollback block {block.name}?"):
+                    self.skip(block, "declined")
                     continue
                 if not await self._gates(block):
-                    self._skip(block, "declined")
+                    self.skip(block, "declined")
                     continue
                 await self._run_block(block, ROLLBACK_FAILURE_CHOICES)
         self.emit(ev.ROLLBACK_END, durable=True)
@@ -526,10 +592,13 @@ def _resolve_cwd(rb: Runbook, cwd: str | None) -> str | None:
 class _Recorder:
     """Turns one block attempt's output into masked, offset-numbered ``output`` events."""
 
-    def __init__(self, session: Session, block: str, attempt: int, *, capture: bool) -> None:
+    def __init__(
+        self, session: Session, block: str, attempt: int, *, capture: bool, host: Host | None
+    ) -> None:
         self.session = session
         self.block = block
         self.attempt = attempt
+        self.where = {} if host is None else {"host": host.spec}
         self.masks = {s: session.masker.stream() for s in ("stdout", "stderr")}
         self.pending = {"stdout": b"", "stderr": b""}
         self.offsets = {"stdout": 0, "stderr": 0}
@@ -559,6 +628,7 @@ class _Recorder:
             data,
             block=self.block,
             attempt=self.attempt,
+            **self.where,
             stream=stream,
             offset=self.offsets[stream],
             size=len(data),

@@ -285,7 +285,7 @@ class _Chain:
         self.run_id: str | None = None
         self.seq: int | None = None
         self.ended = False
-        self.offsets: dict[tuple[str, int, str], int] = {}
+        self.offsets: dict[tuple[str, int, str, str], int] = {}
         self.count = 0
         self.last_hash = GENESIS
 
@@ -331,7 +331,7 @@ def _chain_start(first: dict[str, Any]) -> str:
     return GENESIS
 
 
-def _check_event(ev: dict[str, Any], offsets: dict[tuple[str, int, str], int]) -> str | None:
+def _check_event(ev: dict[str, Any], offsets: dict[tuple[str, int, str, str], int]) -> str | None:
     if not isinstance(ev["seq"], int) or not isinstance(ev["time"], str):
         return "`seq` must be a number and `time` text"
     try:
@@ -342,7 +342,7 @@ def _check_event(ev: dict[str, Any], offsets: dict[tuple[str, int, str], int]) -
     if ev["type"] in (OUTPUT, BLOCK_START) and not isinstance(attempt, int):
         return "`attempt` must be a number"
     if ev["type"] == OUTPUT:
-        key = (str(ev.get("block")), attempt, str(ev.get("stream")))
+        key = (str(ev.get("block")), attempt, str(ev.get("host")), str(ev.get("stream")))
         expected = offsets.get(key, 0)
         if ev.get("offset") != expected:
             got = ev.get("offset")
@@ -353,5 +353,5 @@ def _check_event(ev: dict[str, Any], offsets: dict[tuple[str, int, str], int]) -
         offsets[key] = expected + size
     elif ev["type"] == BLOCK_START:
         for stream in ("stdout", "stderr"):
-            offsets[(str(ev.get("block")), attempt, stream)] = 0
+            offsets[(str(ev.get("block")), attempt, str(ev.get("host")), stream)] = 0
     return None

@@ -72,7 +72,7 @@ def live_processes(needle: str) -> list[int]:
 
 @pytest.fixture(scope="session")
 def fleet(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    """Three real sshd hosts on loopback (``host1`` .. ``host3`` in ``fleet.ssh_config``)."""
+    """Six real sshd hosts on loopback (``host1`` .. ``host6`` in ``fleet.ssh_config``)."""
     import os
 
     import sshd_fleet
@@ -82,6 +82,6 @@ def fleet(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-
         if os.environ.get("CI"):
             pytest.fail(f"CI must run the SSH tests: {why}")
         pytest.skip(why)
-    started = sshd_fleet.start(tmp_path_factory.mktemp("fleet"), 3)
+    started = sshd_fleet.start(tmp_path_factory.mktemp("fleet"), 6)
     yield started
     started.stop()

@@ -1,0 +1,136 @@
+"""A block on many hosts: canary and batches, a gate between them, the failure budget.
+
+Hosts of a batch run concurrently (at most ``forks`` at once), each with the block's own
+retries. After each batch the failed hosts are counted against ``max-fail``; beyond it
+the rollout stops and the operator decides: retry only the failed hosts, skip, roll back
+or abort. Between batches the operator confirms the next one. Ctrl-C stops every host
+of the running batch. When the rollout is over a ``block.done`` event settles the block;
+until then a crash leaves it unknown, so a resumed run asks instead of re-running hosts.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import signal
+from collections.abc import Sequence
+from typing import TYPE_CHECKING
+
+from runbook import events as ev
+from runbook.hosts import batches
+from runbook.model import Block, Host
+from runbook.transports.local import ExitStatus
+
+if TYPE_CHECKING:
+    from runbook.session import Session
+
+DEFAULT_FORKS = 50
+
+
+class RolloutStopped(Exception):
+    """The operator chose ``rollback`` or ``abort``; ``choice`` says which."""
+
+    def __init__(self, choice: str, reason: str) -> None:
+        super().__init__(reason)
+        self.choice = choice
+
+
+async def rollout(
+    session: Session, block: Block, hosts: Sequence[Host], choices: Sequence[str], forks: int
+) -> None:
+    opts = block.options
+    split = batches(hosts, opts.serial)
+    tolerated = opts.max_fail.of(len(hosts))
+    attempt = session.state.attempts.get(block.name, 0)
+    limit = asyncio.Semaphore(max(1, forks))
+    failed: dict[str, str] = {}
+    ok: list[str] = []
+    loop = asyncio.get_running_loop()
+    session.interrupt.clear()
+    loop.add_signal_handler(signal.SIGINT, session.interrupt.set)
+    try:
+        for number, batch in enumerate(split, start=1):
+            if number > 1 and not await _next_batch(session, block, number, split, ok, failed):
+                return
+            attempt += 1
+            todo = list(batch)
+            while todo:
+                results = await asyncio.gather(
+                    *(_host(session, block, host, attempt, limit) for host in todo)
+                )
+                for host, status in zip(todo, results, strict=True):
+                    if status.ok or opts.continue_on_error:
+                        ok.append(host.spec)
+                        failed.pop(host.spec, None)
+                    else:
+                        failed[host.spec] = status.describe()
+                todo = []
+                if len(failed) > tolerated:
+                    todo = await _over_budget(session, block, hosts, failed, tolerated, choices)
+                    attempt += 1
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+    session.emit(ev.BLOCK_DONE, durable=True, block=block.name, ok=ok, failed=failed)
+
+
+async def _host(
+    session: Session, block: Block, host: Host, attempt: int, limit: asyncio.Semaphore
+) -> ExitStatus:
+    """One host: its attempts until success or its retries are used up."""
+    async with limit:
+        failures = 0
+        while True:
+            status, recorder = await session.execute(block, attempt, host)
+            if status.ok and block.options.capture:
+                problem = session.capture(block, recorder)
+                if problem is not None:
+                    return ExitStatus(code=None, signal=None, duration=0.0, problem=problem)
+            failures += 0 if status.ok else 1
+            if status.ok or failures > block.options.retries or status.interrupted:
+                return status
+            await asyncio.sleep(block.options.retry_delay.seconds)
+            attempt += 1
+
+
+async def _next_batch(
+    session: Session,
+    block: Block,
+    number: int,
+    split: list[tuple[Host, ...]],
+    ok: list[str],
+    failed: dict[str, str],
+) -> bool:
+    hosts = ", ".join(h.spec for h in split[number - 1])
+    so_far = f"{len(ok)} hosts ok" + (f", {len(failed)} failed" if failed else "")
+    prompt = f"{block.name}: {so_far}. Go on with batch {number}/{len(split)}: {hosts}?"
+    if await session.gate(block, "batch", prompt):
+        return True
+    decision = await session.choose(
+        block,
+        "declined",
+        f"Batch {number} of {block.name} was declined.",
+        ("skip", "rollback", "abort"),
+    )
+    if decision.choice == "skip":
+        session.skip(block, decision.reason or f"stopped before batch {number}")
+        return False
+    raise RolloutStopped(decision.choice, f"{block.name}: batch {number} declined")
+
+
+async def _over_budget(
+    session: Session,
+    block: Block,
+    hosts: Sequence[Host],
+    failed: dict[str, str],
+    tolerated: int,
+    choices: Sequence[str],
+) -> list[Host]:
+    """The failed hosts to run again, or raise to skip, roll back or abort."""
+    names = ", ".join(f"{h} ({why})" for h, why in failed.items())
+    problem = (
+        f"{block.name} failed on {len(failed)} hosts, more than max-fail"
+        f" {block.options.max_fail} allows ({tolerated}): {names}."
+    )
+    decision = await session.choose(block, "failure", problem, choices)
+    if decision.choice == "retry":
+        return [h for h in hosts if h.spec in failed]
+    raise RolloutStopped(decision.choice, decision.reason or problem)

@@ -1,0 +1,157 @@
+"""Rollouts over a real sshd fleet: canary and batches, gates, max-fail, trust, interrupt."""
+
+from __future__ import annotations
+
+import os
+import signal
+import threading
+from pathlib import Path
+from typing import Any
+
+from conftest import live_processes, run_cli, wait_for
+from runbook import launch
+from runbook.operator import Decision, ScriptedOperator
+from runbook.transcript import read_lines, verify
+
+HOSTS = "hosts:\n  web: [host1, host2, host3, host4, host5, host6]\n"
+
+
+def book(tmp_path: Path, body: str, front: str = "") -> Path:
+    path = tmp_path / "book.md"
+    path.write_text(f"---\n{HOSTS}{front}---\n\n{body}")
+    return path
+
+
+def run(fleet, path: Path, operator: Any) -> launch.Finished:  # type: ignore[no-untyped-def]
+    return launch.run(
+        str(path),
+        assignments=(),
+        runs=path.parent / "runs",
+        argv=[],
+        announce=lambda _: None,
+        operator=operator,
+        ssh_config=fleet.ssh_config,
+    )
+
+
+def events(path: Path) -> list[dict[str, Any]]:
+    return [line.event for line in read_lines(path)]
+
+
+def test_canary_then_batches_with_gates(fleet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = book(
+        tmp_path,
+        "## Roll out\n\n```sh\n#| on: web\n#| serial: 1, 50%, 100%\n"
+        'echo "deployed via $SSH_CONNECTION"\n```\n',
+    )
+    operator = ScriptedOperator([("confirm", True), ("confirm", True)])
+    done = run(fleet, path, operator)
+    assert done.outcome.result == "ok", done.outcome
+    assert [about for _, about in operator.asked] == [
+        "roll-out-1: 1 hosts ok. Go on with batch 2/3: host2, host3, host4?",
+        "roll-out-1: 4 hosts ok. Go on with batch 3/3: host5, host6?",
+    ]
+    evs = events(done.transcript)
+    starts = [e["host"] for e in evs if e["type"] == "block.start"]
+    assert starts[0] == "host1"
+    assert sorted(starts[1:4]) == ["host2", "host3", "host4"]
+    assert sorted(starts[4:]) == ["host5", "host6"]
+    ends = {e["host"]: e["exit"] for e in evs if e["type"] == "block.end"}
+    assert ends == {f"host{i}": 0 for i in range(1, 7)}
+    outputs = {e["host"]: e["text"] for e in evs if e["type"] == "output"}
+    for i, host in enumerate(fleet.hosts, start=1):
+        assert f" {host.address} {host.port}" in outputs[f"host{i}"]
+    done_event = next(e for e in evs if e["type"] == "block.done")
+    assert sorted(done_event["ok"]) == [f"host{i}" for i in range(1, 7)]
+    assert verify(done.transcript).ok
+
+
+def test_max_fail_stops_the_rollout(fleet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    bad = fleet.hosts[2].address  # host3, in the second batch
+    path = book(
+        tmp_path,
+        "## Roll out\n\n```sh\n#| on: web\n#| serial: 1, 50%\n#| max-fail: 0\n"
+        f'case "$SSH_CONNECTION" in *" {bad} "*) echo broken >&2; exit 5;; esac\n```\n',
+    )
+    operator = ScriptedOperator([("confirm", True), ("choose", Decision("abort"))])
+    done = run(fleet, path, operator)
+    assert done.outcome.result == "aborted"
+    assert operator.asked[-1][1].startswith("roll-out-1 failed on 1 hosts, more than max-fail 0")
+    started = {e["host"] for e in events(done.transcript) if e["type"] == "block.start"}
+    assert started == {"host1", "host2", "host3", "host4"}, "the last batch never starts"
+
+
+def test_failed_hosts_can_be_retried_alone(fleet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    flag = tmp_path / "fixed"
+    bad = fleet.hosts[1].address  # host2
+    path = book(
+        tmp_path,
+        "## Roll out\n\n```sh\n#| on: host1, host2, host3\n"
+        f'case "$SSH_CONNECTION" in *" {bad} "*) test -e {flag} || exit 1;; esac\n'
+        f"touch {flag}.$(echo $SSH_CONNECTION | cut -d' ' -f3)\n```\n",
+    )
+    operator = _FixOnDecision([("choose", Decision("retry"))], flag)
+    done = run(fleet, path, operator)
+    assert done.outcome.result == "ok"
+    runs = [
+        (e["host"], e["attempt"]) for e in events(done.transcript) if e["type"] == "block.start"
+    ]
+    assert sorted(runs[:3]) == [("host1", 1), ("host2", 1), ("host3", 1)]
+    assert runs[3:] == [("host2", 2)]
+
+
+class _FixOnDecision(ScriptedOperator):
+    """Fixes the broken host (creates the flag) when asked what to do about the failure."""
+
+    def __init__(self, answers: list[tuple[str, Any]], flag: Path) -> None:
+        super().__init__(answers)
+        self.flag = flag
+
+    async def choose(self, block, problem, choices):  # type: ignore[no-untyped-def]
+        self.flag.touch()
+        return await super().choose(block, problem, choices)
+
+
+def test_an_unknown_host_key_fails_that_host(fleet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    empty = tmp_path / "known_hosts"
+    empty.write_text("")
+    path = book(
+        tmp_path, "## Go\n\n```sh\n#| on: host1\ntrue\n```\n", f"ssh:\n  known_hosts: {empty}\n"
+    )
+    operator = ScriptedOperator([("choose", Decision("abort"))])
+    done = run(fleet, path, operator)
+    end = next(e for e in events(done.transcript) if e["type"] == "block.end")
+    assert "is not in known_hosts (unknown host)" in end["status"]
+    assert "SHA256:" in end["status"]
+
+
+def test_interrupt_stops_every_host(fleet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = book(tmp_path, "## Wait\n\n```sh\n#| on: host1, host2, host3\nsleep 600.75\n```\n")
+
+    def interrupt() -> None:
+        wait_for(lambda: len(live_processes("sleep 600.75")) == 3, what="three remote sleeps")
+        os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    operator = ScriptedOperator([("choose", Decision("abort"))])
+    done = run(fleet, path, operator)
+    assert done.outcome.result == "aborted"
+    ends = [e for e in events(done.transcript) if e["type"] == "block.end"]
+    assert len(ends) == 3 and all(e["interrupted"] for e in ends)
+    assert live_processes("sleep 600.75") == []
+
+
+def test_headless_output_names_its_host(fleet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    path = book(tmp_path, "## Hi\n\n```sh\n#| on: host1, host2\necho one; echo two\n```\n")
+    proc = run_cli(
+        "run",
+        str(path),
+        "--yes",
+        "--runs-dir",
+        str(tmp_path / "r"),
+        "--ssh-config",
+        str(fleet.ssh_config),
+    )
+    assert proc.returncode == 0, proc.stderr
+    for host in ("host1", "host2"):
+        assert f"{host} | one\n{host} | two\n" in proc.stdout
