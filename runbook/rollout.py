@@ -80,6 +80,20 @@ async def _host(
         failures = 0
         while True:
             status, recorder = await session.execute(block, attempt, host)
+            if status.lost:  # never assumed, never re-run by itself: the operator decides
+                decision = await session.choose(
+                    block,
+                    "unknown",
+                    f"{host.spec}: {status.problem}. Check the host, then decide.",
+                    ("rerun", "mark-done", "abort"),
+                    host=host.spec,
+                )
+                if decision.choice == "abort":
+                    raise RolloutStopped("abort", f"{block.name} on {host.spec}: outcome unknown")
+                if decision.choice == "mark-done":
+                    return ExitStatus(code=0, signal=None, duration=status.duration)
+                attempt += 1
+                continue
             if status.ok and block.options.capture:
                 problem = session.capture(block, recorder)
                 if problem is not None:

@@ -366,7 +366,12 @@ class Session:
         return yes
 
     async def choose(
-        self, block: Block, kind: str, problem: str, choices: Sequence[str]
+        self,
+        block: Block,
+        kind: str,
+        problem: str,
+        choices: Sequence[str],
+        host: str | None = None,
     ) -> Decision:
         decision = await self.operator.choose(block, problem, choices)
         if decision.choice not in choices:  # an operator must not invent a way out
@@ -376,6 +381,7 @@ class Session:
             durable=True,
             block=block.name,
             kind=kind,
+            **({} if host is None else {"host": host}),
             problem=problem,
             choice=decision.choice,
             reason=decision.reason or None,

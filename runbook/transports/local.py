@@ -37,6 +37,8 @@ class ExitStatus:
     """Why a block that exited 0 still failed (its capture could not be taken, say)."""
     detached: bool = False
     """The shell exited but something outside its group kept its output open (setsid)."""
+    lost: bool = False
+    """The connection to the host was lost while the command ran: the outcome is unknown."""
 
     @property
     def ok(self) -> bool:

@@ -169,11 +169,10 @@ class SSHTransport:
         timeout: float | None = None,
         interrupt: asyncio.Event | None = None,
     ) -> ExitStatus:
-        conn = await self.connection(host)
         started = time.monotonic()
         pidfile = f"/tmp/.runbook-{secrets.token_hex(8)}.pid"
         command = remote_command(script, shell=shell, variables=variables, cwd=cwd, pidfile=pidfile)
-        proc = await conn.create_process(command, encoding=None, stdin=asyncssh.DEVNULL)
+        conn, proc = await self._start(host, command)
         pumps = [
             asyncio.create_task(_pump(proc.stdout, "stdout", on_output)),
             asyncio.create_task(_pump(proc.stderr, "stderr", on_output)),
@@ -195,6 +194,15 @@ class SSHTransport:
             with contextlib.suppress(asyncssh.Error, OSError):
                 await conn.run(f"rm -f {shlex.quote(pidfile)}", check=False)
         code, signal_name = proc.exit_status, proc.exit_signal
+        if code is None and signal_name is None and not (timed_out or interrupted):
+            self._connections.pop(host.spec, None)
+            return ExitStatus(
+                code=None,
+                signal=None,
+                duration=time.monotonic() - started,
+                problem="the connection was lost while the command ran: its outcome is unknown",
+                lost=True,
+            )
         signal_number = None
         if signal_name is not None:
             signal_number = int(getattr(signal, f"SIG{signal_name[0]}", signal.SIGTERM))
@@ -207,6 +215,26 @@ class SSHTransport:
             timed_out=timed_out,
             interrupted=interrupted,
         )
+
+    async def _start(
+        self, host: Host, command: str
+    ) -> tuple[asyncssh.SSHClientConnection, asyncssh.SSHClientProcess[bytes]]:
+        """Start the command; a reused connection that died since is replaced once.
+
+        Nothing ran yet when this fails, so trying again on a fresh connection is safe.
+        """
+        for fresh in (False, True):
+            conn = await self.connection(host)
+            try:
+                proc = await conn.create_process(command, encoding=None, stdin=asyncssh.DEVNULL)
+                return conn, proc
+            except (asyncssh.Error, OSError) as e:
+                self._connections.pop(host.spec, None)
+                conn.close()
+                if fresh:
+                    why = getattr(e, "reason", None) or str(e) or type(e).__name__
+                    raise SSHProblem(host.spec, "unreachable", f"cannot start: {why}") from None
+        raise AssertionError("unreachable")
 
     async def _stop(
         self, conn: asyncssh.SSHClientConnection, pidfile: str, done: asyncio.Task[None]
@@ -247,5 +275,11 @@ def remote_command(
 
 
 async def _pump(stream: asyncssh.SSHReader[bytes], name: str, sink: OutputSink) -> None:
-    while chunk := await stream.read(READ_SIZE):
+    while True:
+        try:
+            chunk = await stream.read(READ_SIZE)
+        except (asyncssh.Error, OSError):
+            return  # the connection went away; the missing exit status says so
+        if not chunk:
+            return
         sink(name, chunk)
