@@ -31,7 +31,7 @@ from runbook.plan import shell_for
 from runbook.rollout import DEFAULT_FORKS, RolloutStopped, rollout
 from runbook.transcript import TranscriptError, TranscriptWriter
 from runbook.transports.local import ExitStatus, LocalTransport
-from runbook.transports.ssh import SSHProblem, SSHTransport
+from runbook.transports.ssh import HostKeyRefused, SSHProblem, SSHTransport
 from runbook.values import ValueProblem, expand
 
 FAILURE_CHOICES = ("retry", "skip", "rollback", "abort")
@@ -527,21 +527,65 @@ class Session:
         if self.ssh is None:
             raise _Abort("this run has no SSH transport")
         started = time.monotonic()
-        try:
-            return await self.ssh.run(
-                host,
-                block.code,
-                shell=shell,
-                variables=self.values,
-                cwd=cwd,
-                timeout=timeout,
-                on_output=recorder,
-                interrupt=self.interrupt,
-            )
-        except SSHProblem as e:
+        while True:
+            try:
+                return await self.ssh.run(
+                    host,
+                    block.code,
+                    shell=shell,
+                    variables=self.values,
+                    cwd=cwd,
+                    timeout=timeout,
+                    on_output=recorder,
+                    interrupt=self.interrupt,
+                )
+            except HostKeyRefused as e:
+                if e.kind == "host-key-unknown" and await self._accept_key(block, host, e):
+                    continue  # nothing ran yet: connect again with the accepted key
+                problem = str(e)
+            except SSHProblem as e:
+                problem = str(e)
             return ExitStatus(
-                code=None, signal=None, duration=time.monotonic() - started, problem=str(e)
+                code=None, signal=None, duration=time.monotonic() - started, problem=problem
             )
+
+    async def _accept_key(self, block: Block, host: Host, refused: HostKeyRefused) -> bool:
+        """Like ssh's StrictHostKeyChecking=ask: a person, never --yes, may trust a new key."""
+        if not self.operator.interactive or self.ssh is None or refused.key is None:
+            return False
+        prompt = (
+            f"{host.spec} presents a host key that is not in known_hosts: {refused.seen}."
+            " Compare it with the key on the host (ssh-keygen -lf /etc/ssh/ssh_host_*.pub)."
+        )
+        self.emit(
+            ev.GATE_ASK,
+            durable=True,
+            block=block.name,
+            host=host.spec,
+            gate="host-key",
+            prompt=prompt,
+            expected="yes",
+            fingerprint=refused.seen,
+        )
+        typed = await self.operator.type_to_confirm(prompt, "yes")
+        accepted = typed == "yes"
+        self.emit(
+            ev.GATE_ANSWER,
+            durable=True,
+            block=block.name,
+            host=host.spec,
+            gate="host-key",
+            answer=typed,
+            accepted=accepted,
+            fingerprint=refused.seen,
+            by=self.by,
+        )
+        if not accepted:
+            return False
+        path = self.ssh.known_hosts_file(host)
+        save = await self.gate(block, "known-hosts", f"Add {host.spec}'s key to {path}?")
+        self.ssh.trust(host, refused.key, save)
+        return True
 
     def capture(self, block: Block, recorder: _Recorder) -> str | None:
         """Set the captured variable; the problem when the output cannot be one."""

@@ -112,14 +112,15 @@ class _FixOnDecision(ScriptedOperator):
         return await super().choose(block, problem, choices)
 
 
-def test_an_unknown_host_key_fails_that_host(fleet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_an_unknown_host_key_declined_fails_that_host(fleet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     empty = tmp_path / "known_hosts"
     empty.write_text("")
     path = book(
         tmp_path, "## Go\n\n```sh\n#| on: host1\ntrue\n```\n", f"ssh:\n  known_hosts: {empty}\n"
     )
-    operator = ScriptedOperator([("choose", Decision("abort"))])
+    operator = ScriptedOperator([("type", None), ("choose", Decision("abort"))])
     done = run(fleet, path, operator)
+    assert empty.read_text() == ""
     end = next(e for e in events(done.transcript) if e["type"] == "block.end")
     assert "is not in known_hosts (unknown host)" in end["status"]
     assert "SHA256:" in end["status"]
@@ -155,3 +156,46 @@ def test_headless_output_names_its_host(fleet, tmp_path: Path) -> None:  # type:
     assert proc.returncode == 0, proc.stderr
     for host in ("host1", "host2"):
         assert f"{host} | one\n{host} | two\n" in proc.stdout
+
+
+def test_an_unknown_host_key_accepted_by_typing_yes(fleet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    known = tmp_path / "known_hosts"
+    known.write_text("")
+    path = book(
+        tmp_path, "## Go\n\n```sh\n#| on: host4\necho in\n```\n", f"ssh:\n  known_hosts: {known}\n"
+    )
+    operator = ScriptedOperator([("type", "yes"), ("confirm", True)])
+    done = run(fleet, path, operator)
+    assert done.outcome.result == "ok"
+    asked = operator.asked[0][1]
+    assert "host4 presents a host key that is not in known_hosts: SHA256:" in asked
+    assert operator.asked[1] == ("confirm", f"Add host4's key to {known}?")
+    host = fleet.hosts[3]
+    saved = known.read_text().split()
+    assert saved[0] == f"[{host.address}]:{host.port}"
+    assert saved[2] == host.host_key.with_suffix(".pub").read_text().split()[1]
+    answer = next(
+        e for e in events(done.transcript) if e["type"] == "gate.answer" and e["gate"] == "host-key"
+    )
+    assert (answer["answer"], answer["accepted"], answer["by"]) == ("yes", True, "operator")
+    assert answer["fingerprint"].startswith("SHA256:")
+
+
+def test_headless_yes_never_trusts_a_new_host_key(fleet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    known = tmp_path / "known_hosts"
+    known.write_text("")
+    path = book(
+        tmp_path, "## Go\n\n```sh\n#| on: host5\ntrue\n```\n", f"ssh:\n  known_hosts: {known}\n"
+    )
+    proc = run_cli(
+        "run",
+        str(path),
+        "--yes",
+        "--runs-dir",
+        str(tmp_path / "r"),
+        "--ssh-config",
+        str(fleet.ssh_config),
+    )
+    assert proc.returncode == 1
+    assert "is not in known_hosts (unknown host)" in proc.stdout
+    assert known.read_text() == ""

@@ -49,7 +49,9 @@ class SSHProblem(Exception):
 class HostKeyRefused(SSHProblem):
     """The host's key is not in known_hosts (``unknown``), differs (``changed``) or is revoked."""
 
-    def __init__(self, host: str, kind: str, seen: str, expected: list[str]) -> None:
+    def __init__(
+        self, host: str, kind: str, seen: str, expected: list[str], key: Any = None
+    ) -> None:
         if kind == "unknown":
             message = f"host key {seen} is not in known_hosts (unknown host)"
         elif kind == "revoked":
@@ -62,6 +64,8 @@ class HostKeyRefused(SSHProblem):
         super().__init__(host, f"host-key-{kind}", message)
         self.seen = seen
         self.expected = expected
+        self.key = key
+        """The key the host presented (an ``asyncssh.SSHKey``), for the operator to accept."""
 
 
 class SSHTransport:
@@ -83,6 +87,7 @@ class SSHTransport:
         self.grace = grace
         self._connections: dict[str, asyncssh.SSHClientConnection] = {}
         self._locks: dict[str, asyncio.Lock] = {}
+        self._accepted: dict[str, Any] = {}
 
     def options(self, host: Host) -> asyncssh.SSHClientConnectionOptions:
         """What asyncssh will use for ``host``: its config, then ours, then the spec's."""
@@ -107,7 +112,29 @@ class SSHTransport:
             options = asyncssh.SSHClientConnectionOptions(
                 options=options, known_hosts=os.path.expanduser(DEFAULT_KNOWN_HOSTS)
             )
+        accepted = self._accepted.get(host.spec)
+        if accepted is not None:  # the files as they are, plus the key the operator accepted
+            lines = [_read(path) for path in _paths(options.known_hosts)]
+            lines.append(known_hosts_line(options.host, options.port, accepted))
+            known = asyncssh.import_known_hosts("".join(lines))
+            options = asyncssh.SSHClientConnectionOptions(options=options, known_hosts=known)
         return options
+
+    def known_hosts_file(self, host: Host) -> Path:
+        """Where an accepted key is saved: the first known_hosts file the host uses."""
+        paths = _paths(self.options(host).known_hosts)
+        return Path(os.path.expanduser(paths[0] if paths else DEFAULT_KNOWN_HOSTS))
+
+    def trust(self, host: Host, key: Any, save: bool) -> None:
+        """Accept ``key`` for ``host`` for this run, and in known_hosts if ``save``."""
+        options = self.options(host)
+        if save:
+            path = self.known_hosts_file(host)
+            path.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            with os.fdopen(fd, "a") as f:
+                f.write(known_hosts_line(options.host, options.port, key))
+        self._accepted[host.spec] = key
 
     async def connection(self, host: Host) -> asyncssh.SSHClientConnection:
         lock = self._locks.setdefault(host.spec, asyncio.Lock())
@@ -140,9 +167,7 @@ class SSHTransport:
         seen = key.get_fingerprint("sha256") if key is not None else "(none)"
         trusted: list[Any] = []
         revoked: list[Any] = []
-        known: Any = options.known_hosts  # as configured: a path, or a list of paths
-        files = [known] if isinstance(known, (str, Path)) else list(known or ())
-        for path in files:
+        for path in _paths(options.known_hosts):
             path = os.path.expanduser(str(path))
             if not os.path.exists(path):
                 continue
@@ -155,7 +180,7 @@ class SSHTransport:
             return HostKeyRefused(
                 host.spec, "changed", seen, [k.get_fingerprint("sha256") for k in trusted]
             )
-        return HostKeyRefused(host.spec, "unknown", seen, [])
+        return HostKeyRefused(host.spec, "unknown", seen, [], key)
 
     async def run(
         self,
@@ -258,6 +283,28 @@ class SSHTransport:
             with contextlib.suppress(asyncssh.Error, OSError):
                 await conn.wait_closed()
         self._connections.clear()
+
+
+def known_hosts_line(address: str, port: int, key: Any) -> str:
+    pattern = address if port == 22 else f"[{address}]:{port}"
+    return f"{pattern} {key.export_public_key().decode().strip()}\n"
+
+
+def _paths(known: Any) -> list[str]:
+    """The known_hosts files of an option value: a path, or a list of paths."""
+    if isinstance(known, (str, Path)):
+        return [str(known)]
+    if isinstance(known, (list, tuple)):
+        return [str(p) for p in known if isinstance(p, (str, Path))]
+    return []
+
+
+def _read(path: str) -> str:
+    try:
+        text = Path(os.path.expanduser(path)).read_text()
+    except OSError:
+        return ""
+    return text if text.endswith("\n") or not text else text + "\n"
 
 
 def remote_command(
