@@ -19,6 +19,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 
 SSHD = shutil.which("sshd") or "/usr/sbin/sshd"
+PLAIN_USER = "runbook-test"
+"""A non-root account every host also accepts (the tests' key), created if missing."""
 
 
 @dataclass
@@ -73,8 +75,35 @@ def _keygen(path: Path, comment: str) -> None:
     )
 
 
+def _authorize_plain_user(public_key: str) -> None:
+    """The plain user's sshd reads keys as that user: they go in its own home."""
+    home = Path(
+        subprocess.run(
+            ["sh", "-c", f"getent passwd {PLAIN_USER} | cut -d: -f6"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+    )
+    ssh_dir = home / ".ssh"
+    ssh_dir.mkdir(mode=0o700, exist_ok=True)
+    keys = ssh_dir / "authorized_keys"
+    keys.write_text(public_key)
+    keys.chmod(0o600)
+    shutil.chown(ssh_dir, PLAIN_USER, PLAIN_USER)
+    shutil.chown(keys, PLAIN_USER, PLAIN_USER)
+
+
 def start(root: Path, count: int) -> Fleet:
     user = getpass.getuser()
+    if subprocess.run(["id", PLAIN_USER], capture_output=True).returncode != 0:
+        subprocess.run(
+            ["useradd", "--create-home", "--shell", "/bin/sh", PLAIN_USER],
+            check=True,
+            capture_output=True,
+        )
+    # No password, but not locked: sshd (without PAM) refuses locked accounts even for keys.
+    subprocess.run(["usermod", "--password", "*", PLAIN_USER], check=True, capture_output=True)
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o700)
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation dir
@@ -83,6 +112,7 @@ def start(root: Path, count: int) -> Fleet:
     authorized = root / "authorized_keys"
     authorized.write_bytes(client_key.with_suffix(".pub").read_bytes())
     authorized.chmod(0o600)
+    _authorize_plain_user(client_key.with_suffix(".pub").read_text())
     fleet = Fleet(root, user, client_key, root / "known_hosts", root / "ssh_config")
     config, known = [], []
     for i in range(count):
@@ -94,8 +124,8 @@ def start(root: Path, count: int) -> Fleet:
             f"ListenAddress {address}:{host.port}\n"
             f"HostKey {host.host_key}\n"
             f"PidFile {root / f'sshd_{host.alias}.pid'}\n"
-            f"AuthorizedKeysFile {authorized}\n"
-            f"AllowUsers {user}\n"
+            f"AuthorizedKeysFile {authorized} .ssh/authorized_keys\n"
+            f"AllowUsers {user} {PLAIN_USER}\n"
             "PermitRootLogin prohibit-password\n"
             "AuthenticationMethods publickey\n"
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"

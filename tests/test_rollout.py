@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pwd
 import signal
 import threading
 from pathlib import Path
@@ -199,3 +200,28 @@ def test_headless_yes_never_trusts_a_new_host_key(fleet, tmp_path: Path) -> None
     assert proc.returncode == 1
     assert "is not in known_hosts (unknown host)" in proc.stdout
     assert known.read_text() == ""
+
+
+def test_interrupt_stops_every_host_for_a_plain_user(fleet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    from sshd_fleet import PLAIN_USER
+
+    hosts = ", ".join(f"{PLAIN_USER}@host{i}" for i in (4, 5, 6))
+    body = f"## Wait\n\n```sh\n#| on: {hosts}\n#| timeout: 60s\nsleep 600.625\n```\n"
+    path = book(tmp_path, body)
+    owners: set[int] = set()
+
+    def interrupt() -> None:
+        try:
+            pids = wait_for(
+                lambda: live_processes("sleep 600.625")[2:] and live_processes("sleep 600.625")
+            )
+            owners.update(Path(f"/proc/{pid}").stat().st_uid for pid in pids)
+        finally:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt, daemon=True).start()
+    done = run(fleet, path, ScriptedOperator([("choose", Decision("abort"))]))
+    ends = [e for e in events(done.transcript) if e["type"] == "block.end"]
+    assert len(ends) == 3 and all(e["interrupted"] for e in ends)
+    assert live_processes("sleep 600.625") == []
+    assert owners == {pwd.getpwnam(PLAIN_USER).pw_uid}

@@ -264,10 +264,13 @@ class SSHTransport:
     async def _stop(
         self, conn: asyncssh.SSHClientConnection, pidfile: str, done: asyncio.Task[None]
     ) -> None:
-        """SIGINT, SIGTERM, SIGKILL to the command's process group, over a second channel."""
+        """SIGINT, SIGTERM, SIGKILL to the command's process group, over a second channel.
+
+        ``kill -SIG -PGID`` without ``--``: dash, many users' login shell, rejects ``--``.
+        """
         for sig in ("INT", "TERM", "KILL"):
             kill = (
-                f'pid=$(cat {shlex.quote(pidfile)} 2>/dev/null) && kill -{sig} -- "-$pid"'
+                f'pid=$(cat {shlex.quote(pidfile)} 2>/dev/null) && kill -{sig} "-$pid"'
                 " 2>/dev/null"
             )
             with contextlib.suppress(asyncssh.Error, OSError):
