@@ -270,8 +270,7 @@ class SSHTransport:
         """
         for sig in ("INT", "TERM", "KILL"):
             kill = (
-                f'pid=$(cat {shlex.quote(pidfile)} 2>/dev/null) && kill -{sig} "-$pid"'
-                " 2>/dev/null"
+                f'pid=$(cat {shlex.quote(pidfile)} 2>/dev/null) && kill -{sig} "-$pid" 2>/dev/null'
             )
             with contextlib.suppress(asyncssh.Error, OSError):
                 await conn.run(kill, check=False)
