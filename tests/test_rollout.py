@@ -128,11 +128,16 @@ def test_an_unknown_host_key_declined_fails_that_host(fleet, tmp_path: Path) -> 
 
 
 def test_interrupt_stops_every_host(fleet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    path = book(tmp_path, "## Wait\n\n```sh\n#| on: host1, host2, host3\nsleep 600.75\n```\n")
+    path = book(
+        tmp_path,
+        "## Wait\n\n```sh\n#| on: host1, host2, host3\n#| timeout: 60s\nsleep 600.75\n```\n",
+    )
 
     def interrupt() -> None:
-        wait_for(lambda: len(live_processes("sleep 600.75")) == 3, what="three remote sleeps")
-        os.kill(os.getpid(), signal.SIGINT)
+        try:
+            wait_for(lambda: len(live_processes("sleep 600.75")) >= 3, what="three remote sleeps")
+        finally:  # never leave the run waiting on a sleep 600
+            os.kill(os.getpid(), signal.SIGINT)
 
     threading.Thread(target=interrupt, daemon=True).start()
     operator = ScriptedOperator([("choose", Decision("abort"))])

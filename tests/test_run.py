@@ -207,6 +207,7 @@ def test_an_interrupt_stops_the_block_and_asks(tmp_path: Path) -> None:
     text = f"""## Hang
 
 ```bash
+#| timeout: 60s
 touch {marker}
 sleep 61.5 &
 sleep 61.5
@@ -214,8 +215,10 @@ sleep 61.5
 """
 
     def interrupt_when_started() -> None:
-        wait_for(marker.exists, what="the block to start")
-        os.kill(os.getpid(), signal.SIGINT)
+        try:
+            wait_for(marker.exists, what="the block to start")
+        finally:  # never leave the run waiting on its sleep
+            os.kill(os.getpid(), signal.SIGINT)
 
     threading.Thread(target=interrupt_when_started, daemon=True).start()
     operator = ScriptedOperator([("choose", Decision("skip", "interrupted on purpose"))])
