@@ -99,7 +99,10 @@ async def _host(
                 if problem is not None:
                     return ExitStatus(code=None, signal=None, duration=0.0, problem=problem)
             failures += 0 if status.ok else 1
-            if status.ok or failures > block.options.retries or status.interrupted:
+            # Retries are for the command (a health check polling); a host that cannot be
+            # reached, trusted or logged into is the operator's call, not a loop's.
+            not_run = status.problem is not None
+            if status.ok or failures > block.options.retries or status.interrupted or not_run:
                 return status
             await asyncio.sleep(block.options.retry_delay.seconds)
             attempt += 1

@@ -230,3 +230,44 @@ def test_interrupt_stops_every_host_for_a_plain_user(fleet, tmp_path: Path) -> N
     assert len(ends) == 3 and all(e["interrupted"] for e in ends)
     assert live_processes("sleep 600.625") == []
     assert owners == {pwd.getpwnam(PLAIN_USER).pw_uid}
+
+
+def test_ten_megabytes_from_a_host_are_recorded_exactly(fleet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import base64
+    import hashlib
+
+    data = tmp_path / "random.bin"
+    data.write_bytes(os.urandom(10_000_000))
+    path = book(tmp_path, f"## Dump\n\n```sh\n#| on: host2\ncat {data}\n```\n")
+    done = run(fleet, path, ScriptedOperator([]))
+    assert done.outcome.result == "ok"
+    recorded = b"".join(
+        base64.b64decode(e["b64"]) if "b64" in e else e["text"].encode()
+        for e in events(done.transcript)
+        if e["type"] == "output" and e["host"] == "host2"
+    )
+    assert hashlib.sha256(recorded).digest() == hashlib.sha256(data.read_bytes()).digest()
+    assert verify(done.transcript).ok
+
+
+def test_an_unreachable_host_is_not_retried_by_itself(fleet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        fleet.ssh_config.read_text() + "Host gone\n  HostName 127.0.0.250\n  Port 9\n"
+    )
+    path = tmp_path / "book.md"
+    path.write_text(
+        "---\nhosts:\n  edge: [gone]\n---\n\n"
+        "## Go\n\n```sh\n#| on: edge\n#| retries: 3\ntrue\n```\n"
+    )
+    done = launch.run(
+        str(path),
+        assignments=(),
+        runs=tmp_path / "runs",
+        argv=[],
+        announce=lambda _: None,
+        operator=ScriptedOperator([("choose", Decision("abort"))]),
+        ssh_config=config,
+    )
+    ends = [e for e in events(done.transcript) if e["type"] == "block.end"]
+    assert len(ends) == 1 and "cannot connect" in ends[0]["status"]
