@@ -131,6 +131,7 @@ class Session:
         self.start_fields = dict(start_fields or {})
         self.interrupt = asyncio.Event()
         self.display_lost = False
+        self._commit: asyncio.Future[None] | None = None
         self.by = "auto" if operator.auto else "operator"
 
     # ------------------------------------------------------------------ recording
@@ -141,6 +142,27 @@ class Session:
         self.state.apply(event)
         self.show(event)
         return event
+
+    async def durable(self) -> None:
+        """fsync what was written, once for everyone who asks in the same moment.
+
+        The hosts of a batch each record their start and end; one fsync covers them all
+        (group commit) instead of one per host, which dominated a 50-host rollout.
+        """
+        if self._commit is None:
+            self._commit = asyncio.get_running_loop().create_future()
+            asyncio.get_running_loop().call_soon(self._sync_now)
+        await asyncio.shield(self._commit)
+
+    def _sync_now(self) -> None:
+        commit, self._commit = self._commit, None
+        assert commit is not None
+        try:
+            self.writer.sync()
+        except TranscriptError as e:
+            commit.set_exception(e)
+        else:
+            commit.set_result(None)
 
     def show(self, event: dict[str, Any]) -> None:
         """Display an event; a display that went away (``| head``) must not stop the run."""
@@ -444,10 +466,9 @@ class Session:
         else:
             cwd = opts.cwd or self.rb.cwd  # a path on the host, as written
         timeout = opts.timeout.seconds if opts.timeout else None
-        where = {} if host is None else {"host": host.spec}
+        where: dict[str, Any] = {} if host is None else {"host": host.spec}
         self.emit(
             ev.BLOCK_START,
-            durable=True,
             block=block.name,
             step=block.step,
             attempt=attempt,
@@ -458,6 +479,7 @@ class Session:
             cwd=cwd,
             timeout=timeout,
         )
+        await self.durable()  # on disk before the command runs
         recorder = _Recorder(self, block.name, attempt, capture=bool(opts.capture), host=host)
         if host is not None:
             status = await self._execute_remote(block, host, recorder, shell, cwd, timeout)
@@ -474,7 +496,6 @@ class Session:
         continued = not status.ok and opts.continue_on_error
         self.emit(
             ev.BLOCK_END,
-            durable=True,
             block=block.name,
             attempt=attempt,
             **where,
@@ -489,6 +510,7 @@ class Session:
             bytes=recorder.raw_bytes,
             recorded=recorder.offsets,
         )
+        await self.durable()
         return status, recorder
 
     async def _execute_local(

@@ -216,8 +216,6 @@ class SSHTransport:
             await asyncio.gather(*pumps)
         finally:
             stopper.cancel()
-            with contextlib.suppress(asyncssh.Error, OSError):
-                await conn.run(f"rm -f {shlex.quote(pidfile)}", check=False)
         code, signal_name = proc.exit_status, proc.exit_signal
         if code is None and signal_name is None and not (timed_out or interrupted):
             self._connections.pop(host.spec, None)
@@ -313,10 +311,12 @@ def remote_command(
     script: str, *, shell: str, variables: Mapping[str, str], cwd: str | None, pidfile: str
 ) -> str:
     """The command line sent to sshd: quoted exports, then the script, verbatim, in its own
-    session (``setsid -w`` waits and passes its exit status on), its pid in ``pidfile``."""
+    session (``setsid -w`` waits and passes its exit status on), the session's process
+    group id in ``pidfile`` while it runs."""
     exports = "".join(f"export {name}={shlex.quote(value)}; " for name, value in variables.items())
     chdir = f"cd {shlex.quote(cwd)} && " if cwd else ""
-    inner = 'echo $$ > "$0" && exec "$@"'
+    # The wrapper removes its pid file itself: no second channel per command.
+    inner = 'echo $$ > "$0" || exit 125; "$@"; rc=$?; rm -f "$0"; exit $rc'
     return (
         f"{exports}{chdir}exec setsid -w sh -c {shlex.quote(inner)} {shlex.quote(pidfile)}"
         f" {shlex.quote(shell)} -c {shlex.quote(script)}"
