@@ -40,7 +40,8 @@ async def rollout(
     opts = block.options
     split = batches(hosts, opts.serial)
     tolerated = opts.max_fail.of(len(hosts))
-    attempt = session.state.attempts.get(block.name, 0)
+    base = session.state.attempts.get(block.name, 0)  # a resumed block goes on counting
+    tries = {h.spec: base for h in hosts}
     limit = asyncio.Semaphore(max(1, forks))
     failed: dict[str, str] = {}
     ok: list[str] = []
@@ -51,13 +52,13 @@ async def rollout(
         for number, batch in enumerate(split, start=1):
             if number > 1 and not await _next_batch(session, block, number, split, ok, failed):
                 return
-            attempt += 1
             todo = list(batch)
             while todo:
                 results = await asyncio.gather(
-                    *(_host(session, block, host, attempt, limit) for host in todo)
+                    *(_host(session, block, host, tries[host.spec] + 1, limit) for host in todo)
                 )
-                for host, status in zip(todo, results, strict=True):
+                for host, (status, last) in zip(todo, results, strict=True):
+                    tries[host.spec] = last
                     if status.ok or opts.continue_on_error:
                         ok.append(host.spec)
                         failed.pop(host.spec, None)
@@ -66,7 +67,6 @@ async def rollout(
                 todo = []
                 if len(failed) > tolerated:
                     todo = await _over_budget(session, block, hosts, failed, tolerated, choices)
-                    attempt += 1
     finally:
         loop.remove_signal_handler(signal.SIGINT)
     session.emit(ev.BLOCK_DONE, durable=True, block=block.name, ok=ok, failed=failed)
@@ -74,8 +74,8 @@ async def rollout(
 
 async def _host(
     session: Session, block: Block, host: Host, attempt: int, limit: asyncio.Semaphore
-) -> ExitStatus:
-    """One host: its attempts until success or its retries are used up."""
+) -> tuple[ExitStatus, int]:
+    """One host: its attempts until success or its retries are used up, and the last one."""
     async with limit:
         failures = 0
         while True:
@@ -91,19 +91,21 @@ async def _host(
                 if decision.choice == "abort":
                     raise RolloutStopped("abort", f"{block.name} on {host.spec}: outcome unknown")
                 if decision.choice == "mark-done":
-                    return ExitStatus(code=0, signal=None, duration=status.duration)
+                    return ExitStatus(code=0, signal=None, duration=status.duration), attempt
                 attempt += 1
                 continue
             if status.ok and block.options.capture:
                 problem = session.capture(block, recorder)
                 if problem is not None:
-                    return ExitStatus(code=None, signal=None, duration=0.0, problem=problem)
+                    return ExitStatus(
+                        code=None, signal=None, duration=0.0, problem=problem
+                    ), attempt
             failures += 0 if status.ok else 1
             # Retries are for the command (a health check polling); a host that cannot be
             # reached, trusted or logged into is the operator's call, not a loop's.
             not_run = status.problem is not None
             if status.ok or failures > block.options.retries or status.interrupted or not_run:
-                return status
+                return status, attempt
             await asyncio.sleep(block.options.retry_delay.seconds)
             attempt += 1
 
@@ -117,7 +119,7 @@ async def _next_batch(
     failed: dict[str, str],
 ) -> bool:
     hosts = ", ".join(h.spec for h in split[number - 1])
-    so_far = f"{len(ok)} hosts ok" + (f", {len(failed)} failed" if failed else "")
+    so_far = f"{len(ok)} ok" + (f", {len(failed)} failed" if failed else "")
     prompt = f"{block.name}: {so_far}. Go on with batch {number}/{len(split)}: {hosts}?"
     if await session.gate(block, "batch", prompt):
         return True

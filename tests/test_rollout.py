@@ -49,16 +49,16 @@ def test_canary_then_batches_with_gates(fleet, tmp_path: Path) -> None:  # type:
     done = run(fleet, path, operator)
     assert done.outcome.result == "ok", done.outcome
     assert [about for _, about in operator.asked] == [
-        "roll-out-1: 1 hosts ok. Go on with batch 2/3: host2, host3, host4?",
-        "roll-out-1: 4 hosts ok. Go on with batch 3/3: host5, host6?",
+        "roll-out-1: 1 ok. Go on with batch 2/3: host2, host3, host4?",
+        "roll-out-1: 4 ok. Go on with batch 3/3: host5, host6?",
     ]
     evs = events(done.transcript)
     starts = [e["host"] for e in evs if e["type"] == "block.start"]
     assert starts[0] == "host1"
     assert sorted(starts[1:4]) == ["host2", "host3", "host4"]
     assert sorted(starts[4:]) == ["host5", "host6"]
-    ends = {e["host"]: e["exit"] for e in evs if e["type"] == "block.end"}
-    assert ends == {f"host{i}": 0 for i in range(1, 7)}
+    ends = {e["host"]: (e["attempt"], e["exit"]) for e in evs if e["type"] == "block.end"}
+    assert ends == {f"host{i}": (1, 0) for i in range(1, 7)}, "attempts count per host"
     outputs = {e["host"]: e["text"] for e in evs if e["type"] == "output"}
     for i, host in enumerate(fleet.hosts, start=1):
         assert f" {host.address} {host.port}" in outputs[f"host{i}"]
