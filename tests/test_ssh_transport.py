@@ -116,3 +116,31 @@ def test_an_unreachable_host(fleet, tmp_path: Path) -> None:  # type: ignore[no-
         run_on(transport, "nowhere", "true", variables={})
     assert problem.value.kind == "unreachable"
     assert "cannot connect" in str(problem.value)
+
+
+def test_a_changed_key_in_the_default_known_hosts_is_never_offered_as_new(
+    fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """No UserKnownHostsFile anywhere: asyncssh reads ~/.ssh/known_hosts, and so must we."""
+    host = fleet.hosts[2]
+    other = tmp_path / "other_key"
+    subprocess.run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-f", str(other)], check=True)
+    home = tmp_path / "home"
+    (home / ".ssh").mkdir(parents=True)
+    public = other.with_suffix(".pub").read_text().split()
+    (home / ".ssh" / "known_hosts").write_text(f"{host.address} {public[0]} {public[1]}\n")
+    monkeypatch.setenv("HOME", str(home))
+    config = tmp_path / "ssh_config"
+    config.write_text(
+        f"Host plain\n  HostName localhost-ip\n  Port {host.port}\n  User {fleet.user}\n"
+        f"  IdentityFile {fleet.client_key}\n  IdentitiesOnly yes\n".replace(
+            "localhost-ip", host.address
+        )
+    )
+    known = home / ".ssh" / "known_hosts"
+    known.write_text(f"[{host.address}]:{host.port} {public[0]} {public[1]}\n")
+    transport = SSHTransport(config=config)
+    with pytest.raises(HostKeyRefused) as refused:
+        run_on(transport, "plain", "true", variables={})
+    assert refused.value.kind == "host-key-changed"
+    assert refused.value.key is None, "a changed key is never offered for acceptance"

@@ -23,6 +23,7 @@ import os
 import secrets
 import shlex
 import signal
+import socket
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,6 +36,7 @@ from runbook.transports.local import DEFAULT_GRACE, ExitStatus, OutputSink
 
 READ_SIZE = 256 * 1024
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
+GLOBAL_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
 
 
 class SSHProblem(Exception):
@@ -114,7 +116,7 @@ class SSHTransport:
             )
         accepted = self._accepted.get(host.spec)
         if accepted is not None:  # the files as they are, plus the key the operator accepted
-            lines = [_read(path) for path in _paths(options.known_hosts)]
+            lines = [_read(path) for path in _known_files(options.known_hosts)]
             lines.append(known_hosts_line(options.host, options.port, accepted))
             known = asyncssh.import_known_hosts("".join(lines))
             options = asyncssh.SSHClientConnectionOptions(options=options, known_hosts=known)
@@ -167,19 +169,17 @@ class SSHTransport:
         seen = key.get_fingerprint("sha256") if key is not None else "(none)"
         trusted: list[Any] = []
         revoked: list[Any] = []
-        for path in _paths(options.known_hosts):
-            path = os.path.expanduser(str(path))
-            if not os.path.exists(path):
-                continue
-            matched = asyncssh.read_known_hosts(path).match(address, "", port)
-            trusted += matched[0]
-            revoked += matched[2]
+        name = options.host_key_alias or address
+        for path in _known_files(options.known_hosts):
+            for ip in _addresses(address, port) or [""]:
+                matched = asyncssh.read_known_hosts(path).match(name, ip, port)
+                trusted += matched[0]
+                revoked += matched[2]
         if key is not None and any(k == key for k in revoked):
             return HostKeyRefused(host.spec, "revoked", seen, [])
         if trusted:
-            return HostKeyRefused(
-                host.spec, "changed", seen, [k.get_fingerprint("sha256") for k in trusted]
-            )
+            expected = list(dict.fromkeys(k.get_fingerprint("sha256") for k in trusted))
+            return HostKeyRefused(host.spec, "changed", seen, expected)
         return HostKeyRefused(host.spec, "unknown", seen, [], key)
 
     async def run(
@@ -297,6 +297,25 @@ def _paths(known: Any) -> list[str]:
     if isinstance(known, (list, tuple)):
         return [str(p) for p in known if isinstance(p, (str, Path))]
     return []
+
+
+def _known_files(known: Any) -> list[str]:
+    """The known_hosts files asyncssh checks: the configured ones, else its defaults.
+
+    Classifying a refused key must read the same files asyncssh read, or a changed key
+    (trusted in the default file) would look merely unknown and be offered for acceptance.
+    """
+    paths = _paths(known) or [DEFAULT_KNOWN_HOSTS, GLOBAL_KNOWN_HOSTS]
+    return [p for p in (os.path.expanduser(p) for p in paths) if os.path.exists(p)]
+
+
+def _addresses(host: str, port: int) -> list[str]:
+    """The IP addresses a host name resolves to: known_hosts may list a host by address."""
+    try:
+        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
+    except OSError:
+        return []
+    return sorted({str(info[4][0]) for info in infos})
 
 
 def _read(path: str) -> str:
