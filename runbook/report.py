@@ -64,7 +64,7 @@ class _Report:
         self._fold()
 
     def _fold(self) -> None:
-        current: dict[tuple[str, int], _Attempt] = {}
+        current: dict[tuple[str, int, str | None], _Attempt] = {}
         pending: dict[str, list[str]] = {}
         step: _Step | None = None
         for e in self.events:
@@ -91,12 +91,12 @@ class _Report:
             elif kind == "block.start":
                 attempt = _Attempt(e["block"], e.get("attempt", 1), e)
                 attempt.decisions = pending.pop(e["block"], [])
-                current[(e["block"], attempt.attempt)] = attempt
+                current[(e["block"], attempt.attempt, e.get("host"))] = attempt
                 self.attempts.append(attempt)
                 if step is not None:
                     step.items.append(("attempt", attempt))
             elif kind == "output":
-                found = current.get((e["block"], e.get("attempt", 1)))
+                found = current.get((e["block"], e.get("attempt", 1), e.get("host")))
                 if found is not None:
                     if "b64" in e:
                         found.output += base64.b64decode(e["b64"])
@@ -104,7 +104,7 @@ class _Report:
                     else:
                         found.output += e["text"].encode()
             elif kind == "block.end":
-                found = current.get((e["block"], e.get("attempt", 1)))
+                found = current.get((e["block"], e.get("attempt", 1), e.get("host")))
                 if found is not None:
                     found.end = e
             elif kind in ("block.skip", "block.mark") and step is not None:
@@ -253,7 +253,9 @@ class _Report:
             if end is None
             else end.get("status", "")
         )
-        title = f"### `{a.block}`" + (f" attempt {a.attempt}" if a.attempt > 1 else "")
+        host = a.start.get("host")
+        title = f"### `{a.block}`" + (f" on {host}" if host else "")
+        title += f" attempt {a.attempt}" if a.attempt > 1 else ""
         out = [
             "",
             title,

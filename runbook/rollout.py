@@ -54,9 +54,18 @@ async def rollout(
                 return
             todo = list(batch)
             while todo:
-                results = await asyncio.gather(
-                    *(_host(session, block, host, tries[host.spec] + 1, limit) for host in todo)
-                )
+                session.interrupt.clear()  # a Ctrl-C answered already must not stop the next hosts
+                # A TaskGroup: if one host stops the run, the others are cancelled (and their
+                # remote commands stopped), never left running unrecorded.
+                try:
+                    async with asyncio.TaskGroup() as group:
+                        tasks = [
+                            group.create_task(_host(session, block, h, tries[h.spec] + 1, limit))
+                            for h in todo
+                        ]
+                except BaseExceptionGroup as failure:  # the first reason, as the caller expects
+                    raise failure.exceptions[0] from None
+                results = [t.result() for t in tasks]
                 for host, (status, last) in zip(todo, results, strict=True):
                     tries[host.spec] = last
                     if status.ok or opts.continue_on_error:
@@ -77,6 +86,8 @@ async def _host(
 ) -> tuple[ExitStatus, int]:
     """One host: its attempts until success or its retries are used up, and the last one."""
     async with limit:
+        if session.interrupt.is_set():  # Ctrl-C while this host waited for a slot
+            return ExitStatus(code=None, signal=None, duration=0.0, interrupted=True), attempt - 1
         failures = 0
         while True:
             status, recorder = await session.execute(block, attempt, host)

@@ -144,3 +144,27 @@ def test_a_changed_key_in_the_default_known_hosts_is_never_offered_as_new(
         run_on(transport, "plain", "true", variables={})
     assert refused.value.kind == "host-key-changed"
     assert refused.value.key is None, "a changed key is never offered for acceptance"
+
+
+def test_a_background_job_neither_holds_the_block_nor_outlives_it(fleet) -> None:  # type: ignore[no-untyped-def]
+    transport = SSHTransport(config=fleet.ssh_config, grace=1.0)
+    status, out = run_on(transport, "host1", "sleep 601.5 & echo started", variables={})
+    assert status.code == 0 and out["stdout"] == b"started\n"
+    assert status.duration < 10
+    assert wait_gone("sleep 601.5")
+
+
+def test_no_pid_file_is_left_behind(fleet) -> None:  # type: ignore[no-untyped-def]
+    import glob
+
+    before = set(glob.glob("/tmp/.runbook-*.pid"))
+    transport = SSHTransport(config=fleet.ssh_config, grace=0.5)
+    run_on(transport, "host2", "true", variables={})
+    run_on(transport, "host2", "sleep 602.5", variables={}, timeout=0.5)
+    assert set(glob.glob("/tmp/.runbook-*.pid")) <= before
+
+
+def wait_gone(needle: str) -> bool:
+    from conftest import wait_for
+
+    return bool(wait_for(lambda: live_processes(needle) == [], timeout=10, what=needle))

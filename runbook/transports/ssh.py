@@ -33,6 +33,7 @@ import asyncssh
 
 from runbook.model import Host, SSHDefaults
 from runbook.transports.local import DEFAULT_GRACE, ExitStatus, OutputSink
+from runbook.values import IDENTIFIER
 
 READ_SIZE = 256 * 1024
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
@@ -214,6 +215,9 @@ class SSHTransport:
                 timed_out = not interrupted
                 await self._stop(conn, pidfile, done_task)
             await asyncio.gather(*pumps)
+        except asyncio.CancelledError:  # the run is stopping: the command must not go on
+            await asyncio.shield(self._stop(conn, pidfile, done_task))
+            raise
         finally:
             stopper.cancel()
         code, signal_name = proc.exit_status, proc.exit_signal
@@ -267,14 +271,20 @@ class SSHTransport:
         ``kill -SIG -PGID`` without ``--``: dash, many users' login shell, rejects ``--``.
         """
         for sig in ("INT", "TERM", "KILL"):
+            # Only a plain process id above 1 is trusted from the file (never `kill -9 -1`).
             kill = (
-                f'pid=$(cat {shlex.quote(pidfile)} 2>/dev/null) && kill -{sig} "-$pid" 2>/dev/null'
+                f"pid=$(cat {shlex.quote(pidfile)} 2>/dev/null); "
+                'case "$pid" in ""|*[!0-9]*|0|1) exit 0;; esac; '
+                f'kill -{sig} "-$pid" 2>/dev/null'
             )
             with contextlib.suppress(asyncssh.Error, OSError):
                 await conn.run(kill, check=False)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(done), self.grace)
-                return
+                break
+        # A wrapper killed by a signal cannot remove its own pid file.
+        with contextlib.suppress(asyncssh.Error, OSError):
+            await conn.run(f"rm -f {shlex.quote(pidfile)}", check=False)
 
     async def close(self) -> None:
         for conn in self._connections.values():
@@ -332,10 +342,19 @@ def remote_command(
     """The command line sent to sshd: quoted exports, then the script, verbatim, in its own
     session (``setsid -w`` waits and passes its exit status on), the session's process
     group id in ``pidfile`` while it runs."""
+    bad = [name for name in variables if not IDENTIFIER.match(name)]
+    if bad:  # names are validated upstream; this guards the command line itself
+        raise ValueError(f"not a variable name: {bad[0]!r}")
     exports = "".join(f"export {name}={shlex.quote(value)}; " for name, value in variables.items())
     chdir = f"cd {shlex.quote(cwd)} && " if cwd else ""
     # The wrapper removes its pid file itself: no second channel per command.
-    inner = 'echo $$ > "$0" || exit 125; "$@"; rc=$?; rm -f "$0"; exit $rc'
+    # set -C: the pid file is created, never an existing file or link followed. When the
+    # script is done, its leftover background jobs (same group) get SIGTERM, so they can
+    # neither outlive the block nor hold its output open.
+    inner = (
+        'set -C; echo $$ > "$0" || exit 125; set +C; "$@"; rc=$?; rm -f "$0"; '
+        "trap '' TERM; kill -TERM 0 2>/dev/null; exit $rc"
+    )
     return (
         f"{exports}{chdir}exec setsid -w sh -c {shlex.quote(inner)} {shlex.quote(pidfile)}"
         f" {shlex.quote(shell)} -c {shlex.quote(script)}"
