@@ -11,7 +11,7 @@ import asyncio
 import getpass
 import os
 import socket
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
@@ -21,7 +21,7 @@ from runbook.operator import HeadlessOperator, Operator, TerminalOperator
 from runbook.parser import ParseResult, parse_bytes
 from runbook.rollout import DEFAULT_FORKS
 from runbook.runs import Replay, replay, start_run
-from runbook.session import Outcome, Session, preflight
+from runbook.session import Outcome, Session
 from runbook.transcript import TranscriptError
 from runbook.transports.local import LocalTransport
 from runbook.transports.ssh import SSHTransport
@@ -43,6 +43,33 @@ class Finished:
     outcome: Outcome
     transcript: Path
     last_hash: str
+
+
+def preflight(
+    rb: Runbook, values: Mapping[str, str], *, answers_gates: bool, asks_values: bool
+) -> list[str]:
+    """Reasons the run must not start at all; checked before anything runs or is recorded."""
+    problems: list[str] = []
+    if not asks_values:
+        problems += [
+            f"{rb.path}:{v.line}: variable {v.name} has no value: give it with --var {v.name}=..."
+            for v in rb.variables
+            if v.name not in values
+        ]
+    if not answers_gates:
+        gates = [
+            f"{rb.path}:{b.line}: block {b.name} has a gate"
+            for b in rb.blocks
+            if b.runs_forward and (b.options.confirm or b.options.type_to_confirm)
+        ]
+        checks = [
+            f"{rb.path}:{c.line}: checklist item {c.text!r}" for s in rb.steps for c in s.checklist
+        ]
+        problems += [
+            f"{item}, and there is no terminal to ask (pass --yes to approve every gate)"
+            for item in (*gates, *checks)
+        ]
+    return problems
 
 
 def read_runbook(path: str) -> tuple[ParseResult, bytes]:

@@ -19,6 +19,7 @@ from runbook import events as ev
 from runbook.hosts import batches
 from runbook.model import Block, Host
 from runbook.transports.local import ExitStatus
+from runbook.transports.ssh import HostKeyRefused
 
 if TYPE_CHECKING:
     from runbook.session import Session
@@ -164,3 +165,44 @@ async def _over_budget(
     if decision.choice == "retry":
         return [h for h in hosts if h.spec in failed]
     raise RolloutStopped(decision.choice, decision.reason or problem)
+
+
+async def accept_host_key(
+    session: Session, block: Block, host: Host, refused: HostKeyRefused
+) -> bool:
+    """Like ssh's StrictHostKeyChecking=ask: a person, never --yes, may trust a new key."""
+    if not session.operator.interactive or session.ssh is None or refused.key is None:
+        return False
+    prompt = (
+        f"{host.spec} presents a host key that is not in known_hosts: {refused.seen}."
+        " Compare it with the key on the host (ssh-keygen -lf /etc/ssh/ssh_host_*.pub)."
+    )
+    session.emit(
+        ev.GATE_ASK,
+        durable=True,
+        block=block.name,
+        host=host.spec,
+        gate="host-key",
+        prompt=prompt,
+        expected="yes",
+        fingerprint=refused.seen,
+    )
+    typed = await session.operator.type_to_confirm(prompt, "yes")
+    accepted = typed == "yes"
+    session.emit(
+        ev.GATE_ANSWER,
+        durable=True,
+        block=block.name,
+        host=host.spec,
+        gate="host-key",
+        answer=typed,
+        accepted=accepted,
+        fingerprint=refused.seen,
+        by=session.by,
+    )
+    if not accepted:
+        return False
+    path = session.ssh.known_hosts_file(host)
+    save = await session.gate(block, "known-hosts", f"Add {host.spec}'s key to {path}?")
+    session.ssh.trust(host, refused.key, save)
+    return True

@@ -28,7 +28,8 @@ from runbook.masking import Masker
 from runbook.model import Block, CheckItem, Host, Runbook, Step
 from runbook.operator import Decision, NeedsOperator, Operator
 from runbook.plan import shell_for
-from runbook.rollout import DEFAULT_FORKS, RolloutStopped, rollout
+from runbook.recorder import CAPTURE_LIMIT, Recorder
+from runbook.rollout import DEFAULT_FORKS, RolloutStopped, accept_host_key, rollout
 from runbook.transcript import TranscriptError, TranscriptWriter
 from runbook.transports.local import ExitStatus, LocalTransport
 from runbook.transports.ssh import HostKeyRefused, SSHProblem, SSHTransport
@@ -38,8 +39,6 @@ FAILURE_CHOICES = ("retry", "skip", "rollback", "abort")
 ROLLBACK_FAILURE_CHOICES = ("retry", "skip", "abort")
 UNKNOWN_CHOICES = ("rerun", "mark-done", "skip", "abort")
 DECLINED_CHOICES = ("skip", "abort")
-# A captured value travels in the environment, where one string may not exceed 128 KiB.
-CAPTURE_LIMIT = 64 * 1024
 # Fields that carry what commands printed or people typed: masked for secrets. Names, paths,
 # hashes and commands are the runbook's own text and stay exact (resume matches on them).
 MASKED_FIELDS = frozenset(
@@ -73,33 +72,6 @@ class _Abort(Exception):
 
 class _Rollback(Exception):
     pass
-
-
-def preflight(
-    rb: Runbook, values: Mapping[str, str], *, answers_gates: bool, asks_values: bool
-) -> list[str]:
-    """Reasons the run must not start at all; checked before anything runs or is recorded."""
-    problems: list[str] = []
-    if not asks_values:
-        problems += [
-            f"{rb.path}:{v.line}: variable {v.name} has no value: give it with --var {v.name}=..."
-            for v in rb.variables
-            if v.name not in values
-        ]
-    if not answers_gates:
-        gates = [
-            f"{rb.path}:{b.line}: block {b.name} has a gate"
-            for b in rb.blocks
-            if b.runs_forward and (b.options.confirm or b.options.type_to_confirm)
-        ]
-        checks = [
-            f"{rb.path}:{c.line}: checklist item {c.text!r}" for s in rb.steps for c in s.checklist
-        ]
-        problems += [
-            f"{item}, and there is no terminal to ask (pass --yes to approve every gate)"
-            for item in (*gates, *checks)
-        ]
-    return problems
 
 
 class Session:
@@ -457,7 +429,7 @@ class Session:
 
     async def execute(
         self, block: Block, attempt: int, host: Host | None = None
-    ) -> tuple[ExitStatus, _Recorder]:
+    ) -> tuple[ExitStatus, Recorder]:
         """One attempt of a block, locally or on ``host``: recorded start, output and end."""
         opts = block.options
         shell = shell_for(self.rb, block)
@@ -480,7 +452,7 @@ class Session:
             timeout=timeout,
         )
         await self.durable()  # on disk before the command runs
-        recorder = _Recorder(self, block.name, attempt, capture=bool(opts.capture), host=host)
+        recorder = Recorder(self, block.name, attempt, capture=bool(opts.capture), host=host)
         if host is not None:
             status = await self._execute_remote(block, host, recorder, shell, cwd, timeout)
         else:
@@ -514,7 +486,7 @@ class Session:
         return status, recorder
 
     async def _execute_local(
-        self, block: Block, recorder: _Recorder, shell: str, cwd: str | None, timeout: float | None
+        self, block: Block, recorder: Recorder, shell: str, cwd: str | None, timeout: float | None
     ) -> ExitStatus:
         loop = asyncio.get_running_loop()
         self.interrupt.clear()
@@ -540,7 +512,7 @@ class Session:
         self,
         block: Block,
         host: Host,
-        recorder: _Recorder,
+        recorder: Recorder,
         shell: str,
         cwd: str | None,
         timeout: float | None,
@@ -562,7 +534,7 @@ class Session:
                     interrupt=self.interrupt,
                 )
             except HostKeyRefused as e:
-                if e.kind == "host-key-unknown" and await self._accept_key(block, host, e):
+                if e.kind == "host-key-unknown" and await accept_host_key(self, block, host, e):
                     continue  # nothing ran yet: connect again with the accepted key
                 problem = str(e)
             except SSHProblem as e:
@@ -571,45 +543,7 @@ class Session:
                 code=None, signal=None, duration=time.monotonic() - started, problem=problem
             )
 
-    async def _accept_key(self, block: Block, host: Host, refused: HostKeyRefused) -> bool:
-        """Like ssh's StrictHostKeyChecking=ask: a person, never --yes, may trust a new key."""
-        if not self.operator.interactive or self.ssh is None or refused.key is None:
-            return False
-        prompt = (
-            f"{host.spec} presents a host key that is not in known_hosts: {refused.seen}."
-            " Compare it with the key on the host (ssh-keygen -lf /etc/ssh/ssh_host_*.pub)."
-        )
-        self.emit(
-            ev.GATE_ASK,
-            durable=True,
-            block=block.name,
-            host=host.spec,
-            gate="host-key",
-            prompt=prompt,
-            expected="yes",
-            fingerprint=refused.seen,
-        )
-        typed = await self.operator.type_to_confirm(prompt, "yes")
-        accepted = typed == "yes"
-        self.emit(
-            ev.GATE_ANSWER,
-            durable=True,
-            block=block.name,
-            host=host.spec,
-            gate="host-key",
-            answer=typed,
-            accepted=accepted,
-            fingerprint=refused.seen,
-            by=self.by,
-        )
-        if not accepted:
-            return False
-        path = self.ssh.known_hosts_file(host)
-        save = await self.gate(block, "known-hosts", f"Add {host.spec}'s key to {path}?")
-        self.ssh.trust(host, refused.key, save)
-        return True
-
-    def capture(self, block: Block, recorder: _Recorder) -> str | None:
+    def capture(self, block: Block, recorder: Recorder) -> str | None:
         """Set the captured variable; the problem when the output cannot be one."""
         name = block.options.capture
         assert name is not None
@@ -659,63 +593,3 @@ def _resolve_cwd(rb: Runbook, cwd: str | None) -> str | None:
         return None
     path = Path(os.path.expanduser(cwd))
     return str(path if path.is_absolute() else Path(rb.path).resolve().parent / path)
-
-
-class _Recorder:
-    """Turns one block attempt's output into masked, offset-numbered ``output`` events."""
-
-    def __init__(
-        self, session: Session, block: str, attempt: int, *, capture: bool, host: Host | None
-    ) -> None:
-        self.session = session
-        self.block = block
-        self.attempt = attempt
-        self.where = {} if host is None else {"host": host.spec}
-        self.masks = {s: session.masker.stream() for s in ("stdout", "stderr")}
-        self.pending = {"stdout": b"", "stderr": b""}
-        self.offsets = {"stdout": 0, "stderr": 0}
-        self.raw_bytes = {"stdout": 0, "stderr": 0}
-        self.captured: bytearray | None = bytearray() if capture else None
-
-    def __call__(self, stream: str, chunk: bytes) -> None:
-        self.raw_bytes[stream] += len(chunk)
-        if self.captured is not None and stream == "stdout":
-            self.captured += chunk[: max(0, CAPTURE_LIMIT + 1 - len(self.captured))]
-        self._record(stream, self.masks[stream].feed(chunk), final=False)
-
-    def error(self, message: str) -> None:
-        self._record("stderr", message.encode(), final=True)
-
-    def finish(self) -> None:
-        for stream, mask in self.masks.items():
-            self._record(stream, mask.flush(), final=True)
-
-    def _record(self, stream: str, data: bytes, *, final: bool) -> None:
-        data = self.pending[stream] + data
-        cut = len(data) if final else _utf8_boundary(data)
-        data, self.pending[stream] = data[:cut], data[cut:]
-        if not data:
-            return
-        event = self.session.writer.append_output(
-            data,
-            block=self.block,
-            attempt=self.attempt,
-            **self.where,
-            stream=stream,
-            offset=self.offsets[stream],
-            size=len(data),
-        )
-        self.offsets[stream] += len(data)
-        self.session.show(event)
-
-
-def _utf8_boundary(data: bytes) -> int:
-    """Where to cut so a UTF-8 character split across reads is not split across events."""
-    for back in range(1, min(4, len(data)) + 1):
-        byte = data[-back]
-        if byte & 0xC0 != 0x80:  # a lead byte (or ASCII)
-            need = 2 if byte >= 0xC0 else 1
-            need = 3 if byte >= 0xE0 else need
-            need = 4 if byte >= 0xF0 else need
-            return len(data) - back if need > back else len(data)
-    return len(data)
