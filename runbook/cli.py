@@ -12,21 +12,25 @@ import json
 import sys
 from collections.abc import Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING
 
-from runbook import __version__, launch
-from runbook.operator import Operator
+from runbook import __version__, inputs
+from runbook.hosts import DEFAULT_FORKS
 from runbook.parser import ParseResult
 from runbook.plan import PlanProblem, build_plan, render_text
-from runbook.report import render_run
-from runbook.rollout import DEFAULT_FORKS
-from runbook.runs import runs_dir
-from runbook.transcript import verify
 from runbook.variables import VariableProblem, resolve
+
+if TYPE_CHECKING:
+    from runbook import launch
+    from runbook.operator import Operator
+
+# The engine (asyncio, asyncssh, the transcript) is imported only by the commands that
+# run something: `check` and `plan` start in half the time without it.
 
 EXIT_OK, EXIT_INVALID, EXIT_USAGE = 0, 1, 2
 
 
-UsageError = launch.BadUsage  # bad command-line input: exit 2
+UsageError = inputs.BadUsage  # bad command-line input: exit 2
 
 
 def _parser() -> argparse.ArgumentParser:
@@ -139,7 +143,7 @@ def _run_options(parser: argparse.ArgumentParser, runs_dir: bool = True) -> None
 
 
 def _read(path: str) -> ParseResult:
-    return launch.read_runbook(path)[0]
+    return inputs.read_runbook(path)[0]
 
 
 def cmd_check(args: argparse.Namespace) -> int:
@@ -181,7 +185,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
         print(f"runbook plan: {args.file} has errors; fix them first", file=sys.stderr)
         return EXIT_INVALID
     try:
-        given = launch.parse_vars(args.var)
+        given = inputs.parse_vars(args.var)
         resolved = resolve(result.runbook, given)
     except VariableProblem as e:
         raise UsageError(str(e)) from None
@@ -198,6 +202,9 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 
 def cmd_run(args: argparse.Namespace) -> int:
+    from runbook import launch
+    from runbook.runs import runs_dir
+
     return _finished(
         launch.run(
             args.file,
@@ -213,6 +220,8 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_resume(args: argparse.Namespace) -> int:
+    from runbook import launch
+
     return _finished(
         launch.resume(
             args.transcript,
@@ -228,6 +237,8 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 
 def _operator(yes: bool) -> Operator:
+    from runbook import launch
+
     return launch.default_operator(yes, terminal=sys.stdin.isatty() and sys.stdout.isatty())
 
 
@@ -242,6 +253,9 @@ def _say(text: str) -> None:
 
 
 def cmd_transcript(args: argparse.Namespace) -> int:
+    from runbook.report import render_run
+    from runbook.transcript import verify
+
     path = Path(args.file)
     if not path.is_file():
         raise UsageError(f"{path}: no such transcript file")
@@ -280,7 +294,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except UsageError as e:
         print(f"runbook {args.command}: error: {e}", file=sys.stderr)
         return EXIT_USAGE
-    except launch.Refused as e:
+    except inputs.Refused as e:
         print(f"runbook {args.command}: {e}", file=sys.stderr)
         return EXIT_INVALID
     except BrokenPipeError:

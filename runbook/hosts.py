@@ -15,6 +15,8 @@ _HOST = re.compile(
 )
 
 LOCAL = "local"
+DEFAULT_FORKS = 50
+"""How many hosts of a batch run at once unless --forks says otherwise."""
 
 
 def parse_host(spec: str) -> Host:

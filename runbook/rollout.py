@@ -24,8 +24,6 @@ from runbook.transports.ssh import HostKeyRefused
 if TYPE_CHECKING:
     from runbook.session import Session
 
-DEFAULT_FORKS = 50
-
 
 class RolloutStopped(Exception):
     """The operator chose ``rollback`` or ``abort``; ``choice`` says which."""

@@ -23,13 +23,13 @@ from typing import Any
 from runbook import __version__
 from runbook import events as ev
 from runbook.events import RunState
-from runbook.hosts import resolve_targets
+from runbook.hosts import DEFAULT_FORKS, resolve_targets
 from runbook.masking import Masker
 from runbook.model import Block, CheckItem, Host, Runbook, Step
 from runbook.operator import Decision, NeedsOperator, Operator
 from runbook.plan import shell_for
 from runbook.recorder import CAPTURE_LIMIT, Recorder
-from runbook.rollout import DEFAULT_FORKS, RolloutStopped, accept_host_key, rollout
+from runbook.rollout import RolloutStopped, accept_host_key, rollout
 from runbook.transcript import TranscriptError, TranscriptWriter
 from runbook.transports.local import ExitStatus, LocalTransport
 from runbook.transports.ssh import HostKeyRefused, SSHProblem, SSHTransport
