@@ -89,7 +89,7 @@ async def _host(
             return ExitStatus(code=None, signal=None, duration=0.0, interrupted=True), attempt - 1
         failures = 0
         while True:
-            status, recorder = await session.execute(block, attempt, host)
+            status = await session.run_attempt(block, attempt, host)
             if status.lost:  # never assumed, never re-run by itself: the operator decides
                 decision = await session.choose(
                     block,
@@ -104,12 +104,6 @@ async def _host(
                     return ExitStatus(code=0, signal=None, duration=status.duration), attempt
                 attempt += 1
                 continue
-            if status.ok and block.options.capture:
-                problem = session.capture(block, recorder)
-                if problem is not None:
-                    return ExitStatus(
-                        code=None, signal=None, duration=0.0, problem=problem
-                    ), attempt
             failures += 0 if status.ok else 1
             # Retries are for the command (a health check polling); a host that cannot be
             # reached, trusted or logged into is the operator's call, not a loop's.

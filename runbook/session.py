@@ -400,12 +400,7 @@ class Session:
         failures_in_a_row = 0
         while True:
             attempt += 1
-            status, recorder = await self.execute(block, attempt)
-            if status.ok and block.options.capture:
-                problem = self.capture(block, recorder)
-                if problem is not None:
-                    status = dataclasses.replace(status, code=None, problem=problem)
-                    self.emit(ev.NOTE, text=problem, by="runbook")
+            status = await self.run_attempt(block, attempt)
             if status.ok:
                 return
             if block.options.continue_on_error and not block.options.rollback:
@@ -426,6 +421,16 @@ class Session:
             if decision.choice == "rollback":
                 raise _Rollback(f"{block.name} failed ({status.describe()})")
             raise _Abort(f"{block.name} failed ({status.describe()})")
+
+    async def run_attempt(self, block: Block, attempt: int, host: Host | None = None) -> ExitStatus:
+        """One attempt, and its capture: output that cannot be captured fails the attempt."""
+        status, recorder = await self.execute(block, attempt, host)
+        if status.ok and block.options.capture:
+            problem = self.capture(block, recorder)
+            if problem is not None:
+                self.emit(ev.NOTE, text=problem, by="runbook")
+                return dataclasses.replace(status, code=None, problem=problem)
+        return status
 
     async def execute(
         self, block: Block, attempt: int, host: Host | None = None
