@@ -10,9 +10,9 @@ import argparse
 import io
 import json
 import sys
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from runbook import __version__, inputs
 from runbook.hosts import DEFAULT_FORKS
@@ -22,7 +22,10 @@ from runbook.variables import VariableProblem, resolve
 
 if TYPE_CHECKING:
     from runbook import launch
+    from runbook.model import Runbook, Variable
     from runbook.operator import Operator
+    from runbook.session import Session
+    from runbook.tui.app import Starter
 
 # The engine (asyncio, asyncssh, the transcript) is imported only by the commands that
 # run something: `check` and `plan` start in half the time without it.
@@ -93,6 +96,33 @@ def _parser() -> argparse.ArgumentParser:
         help="resume even though the runbook changed since the run started (recorded)",
     )
     _run_options(resume, runs_dir=False)
+
+    open_ = sub.add_parser(
+        "open",
+        help="the console (TUI): step through FILE; `runbook FILE` is the same",
+        description="Open FILE in the console: a form for its variables, then each step "
+        "rendered, its checklist, gates and failures answered on screen, output per host, "
+        "the transcript path in the header. Needs a terminal (use `run` without one). Exit as "
+        "`run`.",
+    )
+    open_.add_argument("file", metavar="FILE", help="a Markdown runbook")
+    _run_options(open_)
+
+    demo = sub.add_parser(
+        "demo",
+        help="try it: a deploy runbook against an embedded SSH fleet on loopback",
+        description="Start four SSH servers on 127.0.0.1 (random ports, keys generated for "
+        "this run, their commands run in a temporary directory each) and open a deploy "
+        "runbook for them: pre-flight checklist, canary, batches, a failing health check, "
+        "rollback. Nothing outside the temporary directory changes; nothing is left running. "
+        "Without a terminal (or with --yes) it runs headless.",
+    )
+    demo.add_argument("--yes", action="store_true", help="headless: approve every gate")
+    demo.add_argument(
+        "--runs-dir",
+        metavar="DIR",
+        help="where run directories go (default: $RUNBOOK_RUNS_DIR, else ./runbook-runs)",
+    )
 
     transcript = sub.add_parser("transcript", help="verify or render a run's transcript")
     tsub = transcript.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -219,9 +249,105 @@ def cmd_run(args: argparse.Namespace) -> int:
     )
 
 
+def cmd_open(args: argparse.Namespace) -> int:
+    from runbook import launch
+    from runbook.runs import runs_dir
+
+    if args.yes:
+        raise UsageError("--yes approves every gate without a person: use `runbook run --yes`")
+    _need_terminal()
+    rb, _ = inputs.load_runbook(args.file)
+    given = inputs.parse_vars(args.var)
+    try:
+        resolve(rb, given)
+    except VariableProblem as e:
+        raise UsageError(str(e)) from None
+
+    def start(operator: Operator, entered: Mapping[str, str]) -> tuple[Session, list[Any]]:
+        session = launch.prepare_run(
+            args.file,
+            assignments=args.var,
+            operator=operator,
+            ssh_config=Path(args.ssh_config) if args.ssh_config else None,
+            forks=args.forks,
+            runs=runs_dir(args.runs_dir),
+            argv=sys.argv,
+            announce=lambda _: None,
+            entered=entered,
+        )
+        return session, []
+
+    ask = tuple(v for v in rb.variables if v.name not in given)
+    return _console(rb, start, ask)
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    import tempfile
+
+    from runbook import launch
+    from runbook.demo.fleet import DemoFleet
+    from runbook.runs import runs_dir
+
+    terminal = sys.stdin.isatty() and sys.stdout.isatty()
+    runs = runs_dir(args.runs_dir).resolve()
+    with (
+        tempfile.TemporaryDirectory(prefix="runbook-demo-") as root,
+        DemoFleet(Path(root)) as fleet,
+    ):
+        _say(f"runbook demo: {len(fleet.hosts)} SSH servers on 127.0.0.1, files under {root}")
+        if args.yes or not terminal:
+            return _finished(
+                launch.run(
+                    str(fleet.runbook),
+                    assignments=[],
+                    operator=_operator(args.yes),
+                    ssh_config=fleet.ssh_config,
+                    runs=runs,
+                    argv=sys.argv,
+                    announce=_say,
+                )
+            )
+        rb, _ = inputs.load_runbook(str(fleet.runbook))
+
+        def start(operator: Operator, entered: Mapping[str, str]) -> tuple[Session, list[Any]]:
+            session = launch.prepare_run(
+                str(fleet.runbook),
+                assignments=[],
+                operator=operator,
+                ssh_config=fleet.ssh_config,
+                runs=runs,
+                argv=sys.argv,
+                announce=lambda _: None,
+                entered=entered,
+            )
+            return session, []
+
+        return _console(rb, start, rb.variables)
+
+
+def _need_terminal() -> None:
+    if not (sys.stdin.isatty() and sys.stdout.isatty()):
+        raise UsageError("the console needs a terminal; `runbook run` runs without one")
+
+
+def _console(rb: Runbook, start: Starter, ask: Sequence[Variable]) -> int:
+    from runbook.tui.app import Launch, RunbookApp
+
+    app = RunbookApp(Launch(rb, start, tuple(ask)))
+    code = app.run()
+    outcome = app.outcome
+    if outcome is not None:
+        _say(f"runbook: {outcome.result}: {outcome.message}")
+    if app.session is not None:
+        _say(f"runbook: transcript {app.session.writer.path}")
+    return app.return_code if app.return_code is not None else (code or 0)
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
     from runbook import launch
 
+    if not args.yes and sys.stdin.isatty() and sys.stdout.isatty():
+        return _resume_console(args)
     return _finished(
         launch.resume(
             args.transcript,
@@ -234,6 +360,35 @@ def cmd_resume(args: argparse.Namespace) -> int:
             announce=_say,
         )
     )
+
+
+def _resume_console(args: argparse.Namespace) -> int:
+    from runbook import launch
+    from runbook.runs import replay
+
+    try:
+        state = replay(Path(args.transcript)).state
+        rb, _ = inputs.load_runbook(state.runbook_path or "")
+    except (OSError, ValueError) as e:  # resume itself says precisely why below
+        del e
+        rb = None
+    if rb is None:  # let the plain path refuse with its precise message
+        raise inputs.Refused("cannot resume: the transcript or its runbook cannot be read")
+
+    def start(operator: Operator, entered: Mapping[str, str]) -> tuple[Session, list[Any]]:
+        session, previous = launch.prepare_resume(
+            args.transcript,
+            operator=operator,
+            ssh_config=Path(args.ssh_config) if args.ssh_config else None,
+            forks=args.forks,
+            allow_changed=args.allow_changed,
+            assignments=args.var,
+            argv=sys.argv,
+            announce=lambda _: None,
+        )
+        return session, previous.history
+
+    return _console(rb, start, ())
 
 
 def _operator(yes: bool) -> Operator:
@@ -279,6 +434,8 @@ COMMANDS = {
     "plan": cmd_plan,
     "run": cmd_run,
     "resume": cmd_resume,
+    "open": cmd_open,
+    "demo": cmd_demo,
     "transcript": cmd_transcript,
 }
 
@@ -288,6 +445,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     for stream in (sys.stdout, sys.stderr):
         if isinstance(stream, io.TextIOWrapper):
             stream.reconfigure(errors="backslashreplace")
+    argv = list(sys.argv[1:] if argv is None else argv)
+    if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
+        argv.insert(0, "open")  # `runbook FILE` opens the console
     args = _parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

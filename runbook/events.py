@@ -88,6 +88,8 @@ class RunState:
             self.blocks_settled.add(ev["block"])
         elif kind == STEP_DONE:
             self.steps_done.add(ev["step"])
+        elif kind == DECISION and ev.get("kind") == "run-chosen":
+            self.blocks_settled.discard(ev["block"])  # chosen to run again: not settled now
         elif kind == DECISION and ev.get("choice") == "rollback":
             self.rollback_reason = self.rollback_reason or f"{ev.get('block')}: {ev.get('problem')}"
         elif kind == ROLLBACK_START:

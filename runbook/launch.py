@@ -25,7 +25,7 @@ from runbook.session import Outcome, Session
 from runbook.transcript import TranscriptError
 from runbook.transports.local import LocalTransport
 from runbook.transports.ssh import SSHTransport
-from runbook.variables import VariableProblem, resolve
+from runbook.variables import VariableProblem, check_value, resolve
 
 T = TypeVar("T")
 
@@ -84,6 +84,34 @@ def run(
     forks: int = DEFAULT_FORKS,
 ) -> Finished:
     """Start a new run of the runbook at ``path`` (``operator`` and ``transport`` for tests)."""
+    session = prepare_run(
+        path,
+        assignments=assignments,
+        runs=runs,
+        argv=argv,
+        announce=announce,
+        operator=operator,
+        transport=transport,
+        ssh_config=ssh_config,
+        forks=forks,
+    )
+    return _finish(session)
+
+
+def prepare_run(
+    path: str,
+    *,
+    assignments: Sequence[str],
+    runs: Path,
+    argv: Sequence[str],
+    announce: Callable[[str], None],
+    operator: Operator,
+    transport: LocalTransport | None = None,
+    ssh_config: Path | None = None,
+    forks: int = DEFAULT_FORKS,
+    entered: Mapping[str, str] | None = None,
+) -> Session:
+    """A session ready to run, its transcript created; ``entered``: values from a form."""
     rb, data = load_runbook(path)
     given = parse_vars(assignments)
     try:
@@ -93,6 +121,14 @@ def run(
     can_ask = operator.interactive
     values = dict(resolved.values)
     sources = dict(resolved.sources)
+    declared = {v.name: v for v in rb.variables}
+    for name, value in (entered or {}).items():
+        try:
+            check_value(declared[name], value)
+        except (KeyError, VariableProblem) as e:
+            raise BadUsage(f"{name}: {e}") from None
+        if sources.get(name) != "--var":
+            values[name], sources[name] = value, "form"
     if not can_ask:
         for var in rb.variables:
             if var.name not in values and not var.required:
@@ -113,7 +149,7 @@ def run(
         start_fields=_context(argv),
     )
     announce(f"runbook: recording to {writer.path}")
-    return _finish(session)
+    return session
 
 
 def resume(
@@ -129,6 +165,33 @@ def resume(
     forks: int = DEFAULT_FORKS,
 ) -> Finished:
     """Continue the run ``transcript`` belongs to, in a new transcript file chained to it."""
+    session, _ = prepare_resume(
+        transcript,
+        allow_changed=allow_changed,
+        assignments=assignments,
+        argv=argv,
+        announce=announce,
+        operator=operator,
+        transport=transport,
+        ssh_config=ssh_config,
+        forks=forks,
+    )
+    return _finish(session)
+
+
+def prepare_resume(
+    transcript: str,
+    *,
+    allow_changed: bool,
+    assignments: Sequence[str],
+    argv: Sequence[str],
+    announce: Callable[[str], None],
+    operator: Operator,
+    transport: LocalTransport | None = None,
+    ssh_config: Path | None = None,
+    forks: int = DEFAULT_FORKS,
+) -> tuple[Session, Replay]:
+    """A session that continues the run, and the replay of what was recorded before."""
     try:
         previous = replay(Path(transcript))
     except (TranscriptError, OSError) as e:
@@ -188,7 +251,7 @@ def resume(
         start_fields=fields,
     )
     announce(f"runbook: resuming run {state.run_id}, recording to {writer.path}")
-    return _finish(session)
+    return session, previous
 
 
 def _guard(make: Callable[[], T]) -> T:
@@ -238,4 +301,13 @@ def _user() -> str:
         return str(os.getuid())
 
 
-__all__ = ["BadUsage", "Finished", "Refused", "Replay", "resume", "run"]
+__all__ = [
+    "BadUsage",
+    "Finished",
+    "Refused",
+    "Replay",
+    "prepare_resume",
+    "prepare_run",
+    "resume",
+    "run",
+]

@@ -26,10 +26,16 @@ class NeedsOperator(Exception):
 @dataclass(frozen=True)
 class Decision:
     """What to do about a block: ``retry``, ``skip``, ``rollback``, ``abort`` (after a
-    failure), or ``rerun``, ``mark-done``, ``skip`` (for a block a crash left unknown)."""
+    failure), or ``rerun``, ``mark-done``, ``skip`` (for a block a crash left unknown).
+    Before a block runs: ``run``, ``skip``, ``skip-step``, or ``run-other`` with ``block``
+    naming the block to run first (out of order, or again)."""
 
     choice: str
     reason: str = ""
+    block: str | None = None
+
+
+RUN = Decision("run")
 
 
 class Operator(Protocol):
@@ -55,6 +61,9 @@ class Operator(Protocol):
 
     async def choose(self, block: Block, problem: str, choices: Sequence[str]) -> Decision:
         """After a failure, a declined gate, or for a block a crash left unknown."""
+
+    async def proceed(self, step: Step, block: Block) -> Decision:
+        """Before a block runs; an operator who steps through the runbook says when."""
 
 
 class HeadlessOperator:
@@ -89,6 +98,9 @@ class HeadlessOperator:
 
     async def choose(self, block: Block, problem: str, choices: Sequence[str]) -> Decision:
         return Decision("abort", "no operator to decide (headless run)")
+
+    async def proceed(self, step: Step, block: Block) -> Decision:
+        return RUN
 
     def _need(self, what: str) -> None:
         if not self.auto:
@@ -177,6 +189,9 @@ class TerminalOperator:
             reason = await self._reason() if choice in ("skip", "mark-done") else ""
             return Decision(choice, reason)
 
+    async def proceed(self, step: Step, block: Block) -> Decision:
+        return RUN  # a plain terminal runs straight on; gates are where it stops
+
     async def _reason(self) -> str:
         while True:
             reason = await self._ask("    reason (recorded): ")
@@ -226,6 +241,14 @@ class ScriptedOperator:
         answer = self._next("choose", problem)
         assert isinstance(answer, Decision) and answer.choice in choices, (answer, choices)
         return answer
+
+    async def proceed(self, step: Step, block: Block) -> Decision:
+        """``run`` unless the script's next answer is a ``proceed`` one."""
+        if self.answers and self.answers[0][0] == "proceed":
+            answer = self._next("proceed", block.name)
+            assert isinstance(answer, Decision)
+            return answer
+        return RUN
 
 
 def _print(text: str) -> None:

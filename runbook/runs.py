@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import os
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -59,6 +59,8 @@ class Replay:
     state: RunState
     last_hash: str
     warning: str | None = None
+    history: list[dict[str, Any]] = field(default_factory=list)
+    """Every event recorded but output, for displays that show where the run stands."""
 
     def next_writer(self) -> TranscriptWriter:
         name = f"transcript-{len(self.files) + 1}.jsonl"
@@ -82,6 +84,7 @@ def replay(transcript: Path) -> Replay:
     if not files:
         raise TranscriptError(f"{directory}: no transcript.jsonl here")
     state = RunState()
+    history: list[dict[str, Any]] = []
     last_hash = ""
     warning = None
     for i, path in enumerate(files):
@@ -94,6 +97,8 @@ def replay(transcript: Path) -> Replay:
                 if resumed.get("last_hash") != chain:
                     raise TranscriptError(f"{path}: does not continue the transcript before it")
             state.apply(event)
+            if event.get("type") != "output":
+                history.append(event)
 
         verdict = verify(path, on_event=apply)
         if not verdict.ok and not verdict.truncated:
@@ -101,4 +106,4 @@ def replay(transcript: Path) -> Replay:
         if verdict.truncated and i == len(files) - 1:
             warning = f"{path}: its last line was cut short when the run stopped; it is left out"
         last_hash = verdict.last_hash
-    return Replay(directory, files, state, last_hash, warning)
+    return Replay(directory, files, state, last_hash, warning, history)

@@ -233,12 +233,37 @@ class Session:
                     line=step.line,
                     alerts=[{"kind": a.kind, "text": a.text} for a in step.alerts],
                 )
+            skipping: str | None = None  # the reason, once the operator skipped the step
             for item in _in_written_order(step):
-                if isinstance(item, CheckItem):
+                if skipping is not None:
+                    self._skip_item(step, item, skipping)
+                elif isinstance(item, CheckItem):
                     await self._tick(step, item)
                 else:
-                    await self._forward_block(step, item)
+                    skipping = await self._forward_block(step, item)
             self.emit(ev.STEP_DONE, durable=True, step=step.index)
+
+    def _skip_item(self, step: Step, item: CheckItem | Block, reason: str) -> None:
+        if isinstance(item, Block):
+            if item.name not in self.state.blocks_settled:
+                self.skip(item, reason)
+            return
+        index = step.checklist.index(item)
+        if (step.index, index) not in self.state.ticked:
+            self.emit(
+                ev.CHECK_TICK,
+                durable=True,
+                step=step.index,
+                item=index,
+                text=item.text,
+                result="skipped",
+                reason=reason,
+                by=self.by,
+            )
+
+    def note(self, text: str) -> None:
+        """An operator's note, recorded at once (the TUI adds them while blocks run)."""
+        self.emit(ev.NOTE, durable=True, text=text, by="operator")
 
     async def _tick(self, step: Step, item: CheckItem) -> None:
         index = step.checklist.index(item)
@@ -277,9 +302,44 @@ class Session:
         self.emit(kind, durable=True, block=block.name, reason=decision.reason, by=self.by)
         return True
 
-    async def _forward_block(self, step: Step, block: Block) -> None:
-        if await self._settled(block):
-            return
+    async def _forward_block(self, step: Step, block: Block) -> str | None:
+        """Run a block of the walk; the reason when the operator skips the rest of the step."""
+        while not await self._settled(block):
+            decision = await self.operator.proceed(step, block)
+            if decision.choice == "run":
+                await self._gated_run(block)
+            elif decision.choice == "skip":
+                self.skip(block, decision.reason or "skipped by the operator")
+            elif decision.choice == "skip-step":
+                reason = decision.reason or "step skipped by the operator"
+                self.skip(block, reason)
+                return reason
+            elif decision.choice == "run-other":
+                await self._run_chosen(block, decision)
+                continue
+            return None
+        return None
+
+    async def _run_chosen(self, pending: Block, decision: Decision) -> None:
+        """A block the operator picked to run before ``pending``: ahead of order, or again."""
+        chosen = next(
+            (b for b in self.rb.blocks if b.name == decision.block and b.runs_forward), None
+        )
+        if chosen is None:
+            raise _Abort(f"no block {decision.block!r} to run")
+        self.emit(
+            ev.DECISION,
+            durable=True,
+            block=chosen.name,
+            kind="run-chosen",
+            problem=f"run before {pending.name}",
+            choice="run",
+            reason=decision.reason or None,
+            by=self.by,
+        )
+        await self._gated_run(chosen)
+
+    async def _gated_run(self, block: Block) -> None:
         if block.options.manual and not await self.gate(
             block, "optional", f"Run the optional block {block.name}?"
         ):

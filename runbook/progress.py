@@ -1,0 +1,166 @@
+"""Where a run stands, per step, block and host: a fold over events for displays.
+
+``events.RunState`` is what the engine needs to resume; this is what a person needs to see:
+a status per step (pending, running, done, failed, skipped, unknown), per block (with
+its exit, duration and attempt) and per host of a multi-host block. The TUI folds live
+events into it, and on resume it first folds every event recorded before.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+from runbook import events as ev
+from runbook.model import Runbook
+
+PENDING = "pending"
+RUNNING = "running"
+DONE = "done"
+FAILED = "failed"
+SKIPPED = "skipped"
+UNKNOWN = "unknown"
+
+ICONS = {
+    PENDING: "○",
+    RUNNING: "▶",
+    DONE: "✔",
+    FAILED: "✖",
+    SKIPPED: "↷",
+    UNKNOWN: "?",
+}
+
+
+@dataclass
+class BlockProgress:
+    status: str = PENDING
+    attempt: int = 0
+    exit: int | None = None
+    duration: float | None = None
+    detail: str = ""
+    """How it ended, in words (``exit 1``, ``timed out after 30s``, a skip's reason)."""
+    hosts: dict[str, str] = field(default_factory=dict)
+    """host -> status, for a block on hosts, in the order the hosts started."""
+    host_detail: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass
+class Progress:
+    rb: Runbook
+    steps: dict[int, str] = field(default_factory=dict)
+    blocks: dict[str, BlockProgress] = field(default_factory=dict)
+    current_step: int | None = None
+    current_block: str | None = None
+    rolling_back: bool = False
+    result: str | None = None
+    message: str = ""
+    started: str | None = None
+    """The run's start time (ISO), for the elapsed clock."""
+    notes: int = 0
+
+    def __post_init__(self) -> None:
+        for step in self.rb.steps:
+            self.steps[step.index] = PENDING
+            for block in step.blocks:
+                self.blocks[block.name] = BlockProgress()
+
+    def block(self, name: str) -> BlockProgress:
+        return self.blocks.setdefault(name, BlockProgress())
+
+    @property
+    def running(self) -> bool:
+        return any(b.status == RUNNING for b in self.blocks.values())
+
+    def apply(self, e: dict[str, Any]) -> None:
+        kind = e.get("type")
+        if kind == ev.RUN_START:
+            self.started = self.started or e.get("time")
+        elif kind == ev.STEP_ENTER:
+            self.current_step = e["step"]
+            self.steps[e["step"]] = RUNNING
+        elif kind == ev.STEP_DONE:
+            self.steps[e["step"]] = self._step_result(e["step"])
+        elif kind == ev.BLOCK_START:
+            self._start(e)
+        elif kind == ev.BLOCK_END:
+            self._end(e)
+        elif kind == ev.BLOCK_DONE:
+            b = self.block(e["block"])
+            b.status = DONE
+            failed = e.get("failed") or {}
+            b.detail = f"{len(e.get('ok') or [])} ok" + (
+                f", {len(failed)} failed" if failed else ""
+            )
+        elif kind == ev.BLOCK_SKIP:
+            b = self.block(e["block"])
+            b.status, b.detail = SKIPPED, e.get("reason") or ""
+            self._touch_step(e["block"])
+        elif kind == ev.BLOCK_MARK:
+            b = self.block(e["block"])
+            b.status, b.detail = DONE, f"marked done: {e.get('reason') or ''}".rstrip(": ")
+        elif kind == ev.DECISION and e.get("kind") == "unknown":
+            b = self.block(e["block"])
+            if e.get("host"):
+                b.hosts[e["host"]] = UNKNOWN
+            else:
+                b.status = UNKNOWN
+        elif kind == ev.NOTE:
+            self.notes += 1
+        elif kind == ev.ROLLBACK_START:
+            self.rolling_back = True
+        elif kind == ev.RUN_END:
+            self.result, self.message = e.get("result"), e.get("message") or ""
+            for b in self.blocks.values():  # nothing runs after the end
+                if b.status == RUNNING:
+                    b.status = UNKNOWN
+
+    def _start(self, e: dict[str, Any]) -> None:
+        b = self.block(e["block"])
+        b.status, b.attempt = RUNNING, e.get("attempt", 1)
+        self.current_block = e["block"]
+        host = e.get("host")
+        if host is not None:
+            if b.hosts.get(host) in (None, PENDING, DONE, FAILED, UNKNOWN):
+                b.hosts[host] = RUNNING
+        else:
+            b.exit = b.duration = None
+        self._touch_step(e["block"])
+
+    def _end(self, e: dict[str, Any]) -> None:
+        b = self.block(e["block"])
+        ok = e.get("exit") == 0 or bool(e.get("continued"))
+        status = DONE if ok else FAILED
+        host = e.get("host")
+        if host is not None:
+            b.hosts[host] = status
+            b.host_detail[host] = e.get("status") or ""
+            if all(s != RUNNING for s in b.hosts.values()) and FAILED in b.hosts.values():
+                b.status = FAILED
+            return
+        b.status, b.exit = status, e.get("exit")
+        b.duration, b.detail = e.get("duration"), e.get("status") or ""
+
+    def _touch_step(self, block: str) -> None:
+        step = next(
+            (s.index for s in self.rb.steps if any(b.name == block for b in s.blocks)), None
+        )
+        if step is not None and self.steps.get(step) == PENDING:
+            self.steps[step] = RUNNING
+
+    def _step_result(self, index: int) -> str:
+        step = self.rb.steps[index - 1]
+        statuses = [self.block(b.name).status for b in step.blocks if b.runs_forward]
+        if statuses and all(s == SKIPPED for s in statuses):
+            return SKIPPED
+        return DONE
+
+    def step_status(self, index: int) -> str:
+        """A step's status: its own, or failed/unknown while one of its blocks is."""
+        status = self.steps.get(index, PENDING)
+        if status != RUNNING:
+            return status
+        blocks = [self.block(b.name).status for b in self.rb.steps[index - 1].blocks]
+        for worst in (UNKNOWN, FAILED):
+            if worst in blocks:
+                return worst
+        return RUNNING

@@ -1,0 +1,1 @@
+"""The Textual console: ``runbook FILE``, ``runbook resume`` on a terminal, ``runbook demo``."""

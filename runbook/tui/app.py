@@ -1,0 +1,415 @@
+"""The operator's console: a thin Textual shell over a Session.
+
+The engine runs in a worker and asks its questions through :class:`TUIOperator`; events
+come back through ``record``, fold into a :class:`Progress`, and reach the screen on a
+timer in batches, so megabytes of output never starve the keyboard.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, ClassVar, TypeVar, cast
+
+from rich.text import Text
+from textual import on, work
+from textual.app import App, ComposeResult, SystemCommand
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical
+from textual.screen import ModalScreen, Screen
+from textual.widgets import Footer, OptionList, Static
+
+from runbook import events as ev
+from runbook.inputs import BadUsage, Refused
+from runbook.model import Block, CheckItem, Runbook, Step, Variable
+from runbook.operator import Decision, Operator
+from runbook.progress import ICONS, Progress
+from runbook.session import Outcome, Session
+from runbook.tui.bridge import TUIOperator
+from runbook.tui.screens import ConfirmScreen, MarkdownScreen, TextScreen, VariablesScreen
+from runbook.tui.widgets import (
+    STATUS_STYLE,
+    Checklist,
+    HeaderBar,
+    OutputPane,
+    StepOutline,
+    StepView,
+    visible,
+)
+
+T = TypeVar("T")
+Starter = Callable[[Operator, Mapping[str, str]], tuple[Session, Sequence[dict[str, Any]]]]
+
+HELP = """\
+# Keys
+
+| key | does |
+|---|---|
+| `n` | run the next block (the highlighted card) |
+| `space` | tick the highlighted checklist item |
+| `s` | skip the next block, or the checklist item, with a reason |
+| `S` | skip the rest of the step, with a reason |
+| `a` | add a note to the transcript |
+| `i` / `ctrl+c` | interrupt the running block (asks first) |
+| `ctrl+p` | command palette: go to any step, run a chosen block, re-run one |
+| `o` | the run's report (Markdown, as `runbook transcript render` writes it) |
+| `tab` | move between the outline, the step and the output tabs |
+| `q` | quit (asks first while the run is in progress: quitting records an abort) |
+
+Every gate defaults to **No**; a typed confirmation needs the exact text. Every answer,
+tick, skip, note, command, output and exit code is in the transcript named in the header.
+"""
+
+
+@dataclass
+class Launch:
+    """What the console starts: the runbook, the variables to ask, and how to start."""
+
+    rb: Runbook
+    start: Starter
+    ask: tuple[Variable, ...] = ()
+    """Variables without a value from ``--var``: the start form asks them."""
+    transcript: str = ""
+
+
+@dataclass
+class _Waiting:
+    kind: str  # "tick" or "proceed"
+    step: Step
+    item: CheckItem | Block
+    future: asyncio.Future[Decision] = field(repr=False)
+
+
+class RunbookApp(App[int]):
+    CSS_PATH = "runbook.tcss"
+    TITLE = "runbook"
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("n", "run_next", "Run next", id="run-next"),
+        Binding("space", "tick", "Tick", id="tick"),
+        Binding("s", "skip", "Skip", id="skip"),
+        Binding("S", "skip_step", "Skip step", id="skip-step"),
+        Binding("a", "note", "Note", id="note"),
+        Binding("i,ctrl+c", "interrupt", "Interrupt", id="interrupt"),
+        Binding("o", "report", "Report", id="report"),
+        Binding("question_mark,f1", "help", "Help", id="help"),
+        Binding("q", "quit_run", "Quit", id="quit"),
+    ]
+
+    def __init__(self, launch: Launch) -> None:
+        super().__init__()
+        self.launch = launch
+        self.rb = launch.rb
+        self.operator = TUIOperator(self)
+        self.progress = Progress(self.rb)
+        self.session: Session | None = None
+        self.outcome: Outcome | None = None
+        self.waiting: _Waiting | None = None
+        self.last_gate: dict[str, Any] | None = None
+        self.ticks: dict[tuple[int, int], str] = {}
+        self.viewed: int | None = None
+        self.pending_output: dict[str, list[str]] = {}
+        self.dirty = True
+        self.quitting = False
+
+    # ------------------------------------------------------------------ layout
+
+    def compose(self) -> ComposeResult:
+        yield HeaderBar(id="header")
+        with Horizontal(id="body"):
+            yield StepOutline(id="outline")
+            with Vertical(id="main"):
+                yield StepView()
+                yield Static("", id="hosts")
+                yield OutputPane()
+        yield Footer()
+
+    def on_mount(self) -> None:
+        self.set_interval(1 / 15, self.refresh_screen)
+        self.query_one(StepOutline).show(self.rb, self.progress)
+        if self.rb.steps:
+            self.show_step(self.rb.steps[0].index)
+        if self.launch.ask:
+            self.push_screen(
+                VariablesScreen(self.launch.ask, title=f"{self.rb.title}: variables"),
+                self.begin,
+            )
+        else:
+            self.begin({})
+
+    # ------------------------------------------------------------------ the run
+
+    def begin(self, values: Mapping[str, str] | None) -> None:
+        if values is None:
+            self.exit(1, message="runbook: cancelled at the start form; nothing was run")
+            return
+        try:
+            self.session, history = self.launch.start(self.operator, values)
+        except (Refused, BadUsage) as e:
+            self.exit(1, message=f"runbook: {e}")
+            return
+        self.launch.transcript = str(Path(self.session.writer.path).resolve())
+        self.rb = self.session.rb  # the runbook as the session runs it
+        self.progress = Progress(self.rb)
+        self.viewed = None
+        for event in history:
+            self.record(event)
+        self.drive()
+
+    @work(exclusive=True, exit_on_error=False, group="session")
+    async def drive(self) -> None:
+        assert self.session is not None
+        self.outcome = await self.session.run()
+        self.waiting = None
+        self.dirty = True
+        self.refresh_screen()
+        if self.quitting:
+            self.exit(self.outcome.exit_code)
+            return
+        self.notify(
+            f"{self.outcome.result}: {self.outcome.message}. o: the report, q: quit",
+            title="The run ended",
+            severity="information" if self.outcome.result == "ok" else "warning",
+            timeout=30,
+        )
+        self.refresh_bindings()
+
+    async def wait_for(self, kind: str, step: Step, item: CheckItem | Block) -> Decision:
+        """Park the engine until the operator presses the key for ``kind``."""
+        future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
+        self.waiting = _Waiting(kind, step, item, future)
+        self.dirty = True
+        self.show_step(step.index)
+        self.refresh_bindings()
+        try:
+            return await future
+        finally:
+            self.waiting = None
+            self.dirty = True
+            self.refresh_bindings()
+
+    async def ask(self, screen: ModalScreen[T]) -> T:
+        """A modal's answer, from the session's worker."""
+        return cast(T, await self.push_screen_wait(cast(Screen[Any], screen)))
+
+    def answer(self, decision: Decision) -> None:
+        if self.waiting is not None and not self.waiting.future.done():
+            self.waiting.future.set_result(decision)
+
+    # ------------------------------------------------------------------ events in
+
+    def record(self, event: dict[str, Any]) -> None:
+        """Every event, as recorded: fold it and mark what must be redrawn."""
+        kind = event["type"]
+        if kind == ev.OUTPUT:
+            text = event.get("text")
+            if text is None:
+                text = base64.b64decode(event["b64"]).decode("utf-8", "replace")
+            target = event.get("host") or "local"
+            self.pending_output.setdefault(target, []).append(text)
+            return
+        self.progress.apply(event)
+        self.dirty = True
+        if kind == ev.STEP_ENTER:
+            self.show_step(event["step"])
+        elif kind == ev.CHECK_TICK:
+            self.ticks[(event["step"], event["item"])] = event["result"]
+        elif kind == ev.GATE_ASK:
+            self.last_gate = event
+        elif kind == ev.BLOCK_START:
+            target = event.get("host") or "local"
+            attempt = f" (attempt {event['attempt']})" if event.get("attempt", 1) > 1 else ""
+            line = f"── {event['block']}{attempt} on {event['target']} ──\n"
+            self.pending_output.setdefault(target, []).append(line)
+            step = self.rb.steps[event["step"] - 1] if event.get("step") else None
+            if step is not None and self.viewed != step.index and not self.waiting:
+                self.show_step(step.index)
+        elif kind == ev.BLOCK_END:
+            target = event.get("host") or "local"
+            self.pending_output.setdefault(target, []).append(f"── {event['status']} ──\n")
+        elif kind == ev.RUN_END:
+            self.refresh_bindings()
+
+    def refresh_screen(self) -> None:
+        """Flush output in batches and redraw what changed; runs on a timer."""
+        pane = self.query_one(OutputPane)
+        for target, chunks in self.pending_output.items():
+            if chunks:
+                pane.log_for(target).write(visible("".join(chunks)))
+                chunks.clear()
+        header = self.query_one(HeaderBar)
+        header.show(self.rb, self.progress, self.environment(), "tui", self.launch.transcript)
+        if not self.dirty:
+            return
+        self.dirty = False
+        self.query_one(StepOutline).show(self.rb, self.progress)
+        self.redraw_step()
+
+    def redraw_step(self) -> None:
+        view = self.query_one(StepView)
+        if view.step is None:
+            return
+        waiting = self.waiting
+        for card in view.cards():
+            is_next = (
+                waiting is not None
+                and waiting.kind == "proceed"
+                and waiting.item.name == card.block.name  # type: ignore[union-attr]
+            )
+            card.show(self.progress, is_next)
+            if is_next:
+                card.scroll_visible(animate=False)
+        for checklist in view.query(Checklist):
+            answers = {i: r for (s, i), r in self.ticks.items() if s == view.step.index}
+            pending = None
+            if waiting and waiting.kind == "tick" and waiting.step.index == view.step.index:
+                assert isinstance(waiting.item, CheckItem)
+                pending = view.step.checklist.index(waiting.item)
+            checklist.show(view.step, answers, pending)
+        self.redraw_hosts()
+
+    def redraw_hosts(self) -> None:
+        name = self.progress.current_block
+        hosts = self.progress.block(name).hosts if name else {}
+        grid = self.query_one("#hosts", Static)
+        grid.display = bool(hosts)
+        if hosts:
+            text = Text(f"{name}: ", style="bold")
+            for host, status in hosts.items():
+                text.append(f" {ICONS[status]} {host} ", style=STATUS_STYLE[status])
+            grid.update(text)
+
+    @work(exclusive=True, group="view")
+    async def show_step(self, index: int) -> None:
+        if index == self.viewed:
+            return
+        self.viewed = index
+        await self.query_one(StepView).load(self.rb, self.rb.steps[index - 1])
+        self.dirty = True
+
+    def environment(self) -> str:
+        values = self.session.values if self.session else {}
+        for name in ("ENVIRONMENT", "ENV", "TARGET"):
+            if values.get(name):
+                return f"env {values[name]}"
+        groups = ", ".join(g.name for g in self.rb.hosts)
+        return f"hosts {groups}" if groups else "local"
+
+    @on(OptionList.OptionSelected, "#outline")
+    def outline_selected(self, event: OptionList.OptionSelected) -> None:
+        assert event.option.id is not None
+        self.show_step(int(event.option.id.removeprefix("step-")))
+
+    # ------------------------------------------------------------------ keys
+
+    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
+        waiting = self.waiting.kind if self.waiting else None
+        live = self.session is not None and self.outcome is None
+        allowed = {
+            "run_next": waiting == "proceed",
+            "tick": waiting == "tick",
+            "skip": waiting is not None,
+            "skip_step": waiting == "proceed",
+            "note": live,
+            "interrupt": live and self.progress.running,
+            "report": self.session is not None,
+        }
+        return allowed.get(action, True)
+
+    def action_run_next(self) -> None:
+        self.answer(Decision("run"))
+
+    def action_tick(self) -> None:
+        if self.waiting and self.waiting.kind == "tick":
+            self.answer(Decision("ticked"))
+
+    def action_skip(self) -> None:
+        waiting = self.waiting
+        if waiting is None:
+            return
+        what = "checklist item" if waiting.kind == "tick" else f"block {waiting.item.name}"  # type: ignore[union-attr]
+        choice = "skipped" if waiting.kind == "tick" else "skip"
+        self._ask_reason(f"Skip the {what}: why? (recorded)", choice)
+
+    def action_skip_step(self) -> None:
+        if self.waiting and self.waiting.kind == "proceed":
+            self._ask_reason(f"Skip the rest of step {self.waiting.step.title}: why?", "skip-step")
+
+    def _ask_reason(self, title: str, choice: str) -> None:
+        def done(reason: str | None) -> None:
+            if reason:
+                self.answer(Decision(choice, reason))
+
+        self.push_screen(TextScreen(title, "the reason goes in the transcript"), done)
+
+    def action_note(self) -> None:
+        def done(text: str | None) -> None:
+            if text and self.session is not None and self.outcome is None:
+                self.session.note(text)
+                self.notify("Note recorded.", timeout=3)
+
+        self.push_screen(TextScreen("Add a note to the transcript", "what you saw or did"), done)
+
+    def action_interrupt(self) -> None:
+        name = self.progress.current_block or "the block"
+
+        def done(yes: bool | None) -> None:
+            if yes and self.session is not None:
+                self.session.interrupt.set()
+
+        prompt = (
+            f"Interrupt {name}? Its processes get SIGINT, then SIGTERM and SIGKILL if they"
+            " do not stop; then you decide what happens next."
+        )
+        self.push_screen(ConfirmScreen(prompt, title="Interrupt"), done)
+
+    def action_report(self) -> None:
+        from runbook.report import render_run
+
+        if self.session is None:
+            return
+        text = render_run(Path(self.session.writer.path))
+        self.push_screen(MarkdownScreen("Report (runbook transcript render)", text))
+
+    def action_help(self) -> None:
+        self.push_screen(MarkdownScreen("Help", HELP))
+
+    def action_quit_run(self) -> None:
+        if self.session is None or self.outcome is not None:
+            self.exit(self.outcome.exit_code if self.outcome else 1)
+            return
+
+        def done(yes: bool | None) -> None:
+            if yes:
+                self.quitting = True
+                self.workers.cancel_group(self, "session")
+
+        running = self.progress.current_block if self.progress.running else None
+        what = f"{running} is running: it will be stopped. " if running else ""
+        self.push_screen(
+            ConfirmScreen(f"{what}Quit and record the run as aborted?", title="Quit"), done
+        )
+
+    # ------------------------------------------------------------------ palette
+
+    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
+        for step in self.rb.steps:
+            yield SystemCommand(
+                f"Step {step.index}: {step.title}",
+                "Show this step",
+                lambda index=step.index: self.show_step(index),
+            )
+        if self.waiting and self.waiting.kind == "proceed":
+            for block in self.rb.blocks:
+                if block.runs_forward:
+                    again = self.progress.block(block.name).status != "pending"
+                    yield SystemCommand(
+                        f"{'Re-run' if again else 'Run'} block {block.name}",
+                        f"Run it now, before {self.waiting.item.name}",  # type: ignore[union-attr]
+                        lambda name=block.name: self.answer(Decision("run-other", block=name)),
+                    )
+        yield SystemCommand("Add a note", "Recorded in the transcript", self.action_note)
+        yield SystemCommand("Help", "Keys and what they do", self.action_help)
+        yield from super().get_system_commands(screen)

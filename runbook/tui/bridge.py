@@ -1,0 +1,67 @@
+"""The TUI's Operator: every question of the engine becomes a screen or a key to press.
+
+The session runs in a Textual worker on the app's own event loop, so these coroutines
+can await modal screens (``push_screen_wait``) and futures the key bindings resolve.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+from runbook.model import Block, CheckItem, Step, Variable
+from runbook.operator import Decision, NeedsOperator
+from runbook.tui.screens import ChoiceScreen, ConfirmScreen, TypeConfirmScreen, VariablesScreen
+
+if TYPE_CHECKING:
+    from runbook.tui.app import RunbookApp
+
+
+class TUIOperator:
+    name = "tui"
+    auto = False
+    interactive = True
+
+    def __init__(self, app: RunbookApp) -> None:
+        self.app = app
+
+    def show(self, event: dict[str, Any]) -> None:
+        self.app.record(event)
+
+    async def confirm(self, prompt: str) -> bool:
+        gate = self.app.last_gate or {}
+        titles = {
+            "batch": "Next batch",
+            "rollback": "Rollback",
+            "optional": "Optional block",
+            "known-hosts": "known_hosts",
+        }
+        title = titles.get(gate.get("gate", ""), "Confirm")
+        command = gate.get("command") if gate.get("gate") != "known-hosts" else None
+        yes = await self.app.ask(ConfirmScreen(prompt, command, title))
+        return bool(yes)
+
+    async def type_to_confirm(self, prompt: str, expected: str) -> str | None:
+        gate = self.app.last_gate or {}
+        command = gate.get("command") if gate.get("gate") == "type-to-confirm" else None
+        answer = await self.app.ask(TypeConfirmScreen(prompt, expected, command))
+        return answer if isinstance(answer, str) else None
+
+    async def tick(self, step: Step, item: CheckItem) -> Decision:
+        return await self.app.wait_for("tick", step, item)
+
+    async def ask_value(self, variable: Variable) -> str:
+        values = await self.app.ask(
+            VariablesScreen([variable], title=f"A value for {variable.name}")
+        )
+        if not isinstance(values, dict):
+            raise NeedsOperator(f"no value for {variable.name}: the operator cancelled")
+        return str(values[variable.name])
+
+    async def choose(self, block: Block, problem: str, choices: Sequence[str]) -> Decision:
+        title = "Outcome unknown" if "mark-done" in choices else f"{block.name}: what now?"
+        answer = await self.app.ask(ChoiceScreen(title, problem, choices))
+        return answer if isinstance(answer, Decision) else Decision("abort", "no answer")
+
+    async def proceed(self, step: Step, block: Block) -> Decision:
+        return await self.app.wait_for("proceed", step, block)

@@ -1,0 +1,253 @@
+"""Modal screens: every question the engine asks, and the operator's own requests.
+
+Each returns its answer with ``dismiss``; the operator bridge awaits it with
+``push_screen_wait``. Confirmations default to No: Enter on a fresh gate declines.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import ClassVar
+
+from rich.syntax import Syntax
+from rich.text import Text
+from textual import on
+from textual.app import ComposeResult
+from textual.binding import Binding, BindingType
+from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.screen import ModalScreen
+from textual.widgets import Button, Input, Label, Markdown, Static
+
+from runbook.model import Variable
+from runbook.operator import MENU, Decision
+from runbook.variables import VariableProblem, check_value
+
+
+def command_view(command: str) -> Static:
+    """The command as it will run (variables reach it through the environment)."""
+    code = Syntax(command.rstrip("\n"), "bash", theme="ansi_dark", word_wrap=True)
+    return Static(code, classes="command")
+
+
+class ConfirmScreen(ModalScreen[bool]):
+    """A yes/no gate; No is focused, so a reflexive Enter declines."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("y", "answer(True)", "Yes"),
+        Binding("n,escape", "answer(False)", "No"),
+    ]
+
+    def __init__(self, prompt: str, command: str | None = None, title: str = "Confirm") -> None:
+        super().__init__(classes="modal")
+        self.prompt, self.command, self.heading = prompt, command, title
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.heading, classes="dialog-title")
+            yield Static(Text(self.prompt), classes="prompt")
+            if self.command:
+                yield command_view(self.command)
+            with Horizontal(classes="buttons"):
+                yield Button("Yes (y)", id="yes", variant="warning")
+                yield Button("No (n)", id="no", variant="primary")
+
+    def on_mount(self) -> None:
+        self.query_one("#no", Button).focus()
+
+    def action_answer(self, yes: bool) -> None:
+        self.dismiss(yes)
+
+    @on(Button.Pressed)
+    def pressed(self, event: Button.Pressed) -> None:
+        self.dismiss(event.button.id == "yes")
+
+
+class TypeConfirmScreen(ModalScreen[str | None]):
+    """A typed confirmation: the exact text goes on, Escape declines."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "decline", "Decline")]
+
+    def __init__(self, prompt: str, expected: str, command: str | None = None) -> None:
+        super().__init__(classes="modal")
+        self.prompt, self.expected, self.command = prompt, expected, command
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label("Typed confirmation", classes="dialog-title")
+            yield Static(Text(self.prompt), classes="prompt")
+            if self.command:
+                yield command_view(self.command)
+            yield Static(Text.assemble("Type ", (self.expected, "bold"), " to go on:"))
+            yield Input(placeholder=self.expected, id="typed")
+            yield Static("", id="problem", classes="problem")
+            yield Static("Enter to submit, Escape to decline", classes="hint")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    @on(Input.Submitted)
+    def submitted(self, event: Input.Submitted) -> None:
+        if event.value == self.expected:
+            self.dismiss(event.value)
+        else:
+            self.query_one("#problem", Static).update(f"That is not {self.expected!r}.")
+
+    def action_decline(self) -> None:
+        self.dismiss(None)
+
+
+class ChoiceScreen(ModalScreen[Decision]):
+    """After a failure, a declined gate or an unknown outcome: what now."""
+
+    def __init__(self, title: str, problem: str, choices: Sequence[str]) -> None:
+        super().__init__(classes="modal")
+        self.heading, self.problem, self.choices = title, problem, tuple(choices)
+        self.keys = {MENU[c][0]: c for c in self.choices}
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog danger"):
+            yield Label(self.heading, classes="dialog-title")
+            yield Static(Text(self.problem), classes="prompt")
+            with Horizontal(classes="buttons"):
+                for choice in self.choices:
+                    yield Button(MENU[choice][1], id=f"choice-{choice}")
+
+    def on_key(self, event: object) -> None:
+        choice = self.keys.get(getattr(event, "character", None) or "")
+        if choice is not None:
+            self.decide(choice)
+
+    @on(Button.Pressed)
+    def pressed(self, event: Button.Pressed) -> None:
+        assert event.button.id is not None
+        self.decide(event.button.id.removeprefix("choice-"))
+
+    def decide(self, choice: str) -> None:
+        if choice not in ("skip", "mark-done"):
+            self.dismiss(Decision(choice))
+            return
+
+        def with_reason(reason: str | None) -> None:
+            if reason:
+                self.dismiss(Decision(choice, reason))
+
+        self.app.push_screen(TextScreen(f"Why {MENU[choice][1]}? (recorded)"), with_reason)
+
+
+class TextScreen(ModalScreen[str | None]):
+    """One line of text: a reason or a note. Empty or Escape gives ``None``."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, title: str, placeholder: str = "") -> None:
+        super().__init__(classes="modal")
+        self.heading, self.placeholder = title, placeholder
+
+    def compose(self) -> ComposeResult:
+        with Vertical(classes="dialog"):
+            yield Label(self.heading, classes="dialog-title")
+            yield Input(placeholder=self.placeholder, id="text")
+            yield Static("Enter to record, Escape to cancel", classes="hint")
+
+    def on_mount(self) -> None:
+        self.query_one(Input).focus()
+
+    @on(Input.Submitted)
+    def submitted(self, event: Input.Submitted) -> None:
+        self.dismiss(event.value.strip() or None)
+
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+
+class VariablesScreen(ModalScreen[dict[str, str] | None]):
+    """The start form: one field per variable, checked as typed, secrets masked."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+
+    def __init__(self, variables: Sequence[Variable], title: str = "Variables") -> None:
+        super().__init__(classes="modal")
+        self.variables, self.heading = tuple(variables), title
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="dialog form"):
+            yield Label(self.heading, classes="dialog-title")
+            for var in self.variables:
+                hints = [h for h in (var.description,) if h]
+                if var.choices:
+                    hints.append("one of: " + ", ".join(var.choices))
+                if var.pattern:
+                    hints.append(f"pattern: {var.pattern}")
+                yield Label(Text.assemble((var.prompt or var.name, "bold"), f"  ({var.name})"))
+                if hints:
+                    yield Static(Text("; ".join(hints)), classes="hint")
+                yield Input(
+                    value=var.default or "",
+                    password=var.secret,
+                    id=f"var-{var.name}",
+                    classes="variable",
+                )
+                yield Static("", id=f"problem-{var.name}", classes="problem")
+            with Horizontal(classes="buttons"):
+                yield Button("Start", id="start", variant="primary")
+                yield Button("Cancel", id="cancel")
+
+    def on_mount(self) -> None:
+        self.query(Input).first().focus()
+        for var in self.variables:
+            self._check(var, self._value(var))
+
+    def _value(self, var: Variable) -> str:
+        return self.query_one(f"#var-{var.name}", Input).value
+
+    def _check(self, var: Variable, value: str) -> bool:
+        try:
+            check_value(var, value)
+        except VariableProblem as e:
+            self.query_one(f"#problem-{var.name}", Static).update(str(e))
+            return False
+        self.query_one(f"#problem-{var.name}", Static).update("")
+        return True
+
+    @on(Input.Changed)
+    def changed(self, event: Input.Changed) -> None:
+        var = next(v for v in self.variables if f"var-{v.name}" == event.input.id)
+        self._check(var, event.value)
+
+    @on(Input.Submitted)
+    def submitted(self) -> None:
+        self._submit()
+
+    @on(Button.Pressed, "#start")
+    def start(self) -> None:
+        self._submit()
+
+    @on(Button.Pressed, "#cancel")
+    def action_cancel(self) -> None:
+        self.dismiss(None)
+
+    def _submit(self) -> None:
+        values = {v.name: self._value(v) for v in self.variables}
+        bad = [v for v in self.variables if not self._check(v, values[v.name])]
+        if bad:
+            self.query_one(f"#var-{bad[0].name}", Input).focus()
+            return
+        self.dismiss(values)
+
+
+class MarkdownScreen(ModalScreen[None]):
+    """Help, or the run's report: Markdown to read, Escape or q to close."""
+
+    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q", "close", "Close")]
+
+    def __init__(self, title: str, markdown: str) -> None:
+        super().__init__(classes="modal")
+        self.heading, self.markdown = title, markdown
+
+    def compose(self) -> ComposeResult:
+        with VerticalScroll(classes="dialog reader"):
+            yield Label(self.heading, classes="dialog-title")
+            yield Markdown(self.markdown)
+
+    def action_close(self) -> None:
+        self.dismiss(None)
