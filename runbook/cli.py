@@ -284,45 +284,54 @@ def cmd_open(args: argparse.Namespace) -> int:
 def cmd_demo(args: argparse.Namespace) -> int:
     import tempfile
 
-    from runbook import launch
-    from runbook.demo.fleet import DemoFleet
+    from runbook.demo import DemoFleet, DemoFleetError
     from runbook.runs import runs_dir
 
-    terminal = sys.stdin.isatty() and sys.stdout.isatty()
     runs = runs_dir(args.runs_dir).resolve()
-    with (
-        tempfile.TemporaryDirectory(prefix="runbook-demo-") as root,
-        DemoFleet(Path(root)) as fleet,
-    ):
-        _say(f"runbook demo: {len(fleet.hosts)} SSH servers on 127.0.0.1, files under {root}")
-        if args.yes or not terminal:
-            return _finished(
-                launch.run(
-                    str(fleet.runbook),
-                    assignments=[],
-                    operator=_operator(args.yes),
-                    ssh_config=fleet.ssh_config,
-                    runs=runs,
-                    argv=sys.argv,
-                    announce=_say,
-                )
-            )
-        rb, _ = inputs.load_runbook(str(fleet.runbook))
+    with tempfile.TemporaryDirectory(prefix="runbook-demo-") as root:
+        fleet = DemoFleet(Path(root))
+        try:
+            fleet.start()
+        except DemoFleetError as e:
+            raise inputs.Refused(f"the demo fleet could not start: {e}") from None
+        try:
+            _say(f"runbook demo: {len(fleet.hosts)} SSH servers on 127.0.0.1, files in {root}")
+            return _demo(args, fleet.runbook, fleet.ssh_config, runs)
+        finally:
+            fleet.stop()
 
-        def start(operator: Operator, entered: Mapping[str, str]) -> tuple[Session, list[Any]]:
-            session = launch.prepare_run(
-                str(fleet.runbook),
+
+def _demo(args: argparse.Namespace, book: Path, ssh_config: Path, runs: Path) -> int:
+    from runbook import launch
+
+    if args.yes or not (sys.stdin.isatty() and sys.stdout.isatty()):
+        return _finished(
+            launch.run(
+                str(book),
                 assignments=[],
-                operator=operator,
-                ssh_config=fleet.ssh_config,
+                operator=_operator(args.yes),
+                ssh_config=ssh_config,
                 runs=runs,
                 argv=sys.argv,
-                announce=lambda _: None,
-                entered=entered,
+                announce=_say,
             )
-            return session, []
+        )
+    rb, _ = inputs.load_runbook(str(book))
 
-        return _console(rb, start, rb.variables)
+    def start(operator: Operator, entered: Mapping[str, str]) -> tuple[Session, list[Any]]:
+        session = launch.prepare_run(
+            str(book),
+            assignments=[],
+            operator=operator,
+            ssh_config=ssh_config,
+            runs=runs,
+            argv=sys.argv,
+            announce=lambda _: None,
+            entered=entered,
+        )
+        return session, []
+
+    return _console(rb, start, rb.variables)
 
 
 def _need_terminal() -> None:

@@ -69,7 +69,11 @@ class Progress:
 
     @property
     def running(self) -> bool:
-        return any(b.status == RUNNING for b in self.blocks.values())
+        """Whether a command runs now (not: a rollout waits between two batches)."""
+        return any(
+            b.status == RUNNING and (not b.hosts or RUNNING in b.hosts.values())
+            for b in self.blocks.values()
+        )
 
     def apply(self, e: dict[str, Any]) -> None:
         kind = e.get("type")

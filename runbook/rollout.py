@@ -150,7 +150,7 @@ async def _over_budget(
     """The failed hosts to run again, or raise to skip, roll back or abort."""
     names = ", ".join(f"{h} ({why})" for h, why in failed.items())
     problem = (
-        f"{block.name} failed on {len(failed)} hosts, more than max-fail"
+        f"{block.name} failed on {len(failed)} host{'s' * (len(failed) != 1)}, more than max-fail"
         f" {block.options.max_fail} allows ({tolerated}): {names}."
     )
     decision = await session.choose(block, "failure", problem, choices)

@@ -77,7 +77,7 @@ def test_max_fail_stops_the_rollout(fleet, tmp_path: Path) -> None:  # type: ign
     operator = ScriptedOperator([("confirm", True), ("choose", Decision("abort"))])
     done = run(fleet, path, operator)
     assert done.outcome.result == "aborted"
-    assert operator.asked[-1][1].startswith("roll-out-1 failed on 1 hosts, more than max-fail 0")
+    assert operator.asked[-1][1].startswith("roll-out-1 failed on 1 host, more than max-fail 0")
     started = {e["host"] for e in events(done.transcript) if e["type"] == "block.start"}
     assert started == {"host1", "host2", "host3", "host4"}, "the last batch never starts"
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import base64
+import contextlib
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,6 +20,7 @@ from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
+from textual.css.query import NoMatches
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, OptionList, Static
 
@@ -110,6 +112,10 @@ class RunbookApp(App[int]):
         self.last_gate: dict[str, Any] | None = None
         self.ticks: dict[tuple[int, int], str] = {}
         self.viewed: int | None = None
+        self.wanted: int | None = None
+        self.following: str | None = None
+        self.failed_shown = False
+        self.view_lock = asyncio.Lock()
         self.pending_output: dict[str, list[str]] = {}
         self.dirty = True
         self.quitting = False
@@ -127,7 +133,7 @@ class RunbookApp(App[int]):
         yield Footer()
 
     def on_mount(self) -> None:
-        self.set_interval(1 / 15, self.refresh_screen)
+        self.call_after_refresh(self.set_interval, 1 / 15, self.refresh_screen)
         self.query_one(StepOutline).show(self.rb, self.progress)
         if self.rb.steps:
             self.show_step(self.rb.steps[0].index)
@@ -143,12 +149,14 @@ class RunbookApp(App[int]):
 
     def begin(self, values: Mapping[str, str] | None) -> None:
         if values is None:
-            self.exit(1, message="runbook: cancelled at the start form; nothing was run")
+            self.exit(
+                return_code=1, message="runbook: cancelled at the start form; nothing was run"
+            )
             return
         try:
             self.session, history = self.launch.start(self.operator, values)
         except (Refused, BadUsage) as e:
-            self.exit(1, message=f"runbook: {e}")
+            self.exit(return_code=1, message=f"runbook: {e}")
             return
         self.launch.transcript = str(Path(self.session.writer.path).resolve())
         self.rb = self.session.rb  # the runbook as the session runs it
@@ -156,6 +164,8 @@ class RunbookApp(App[int]):
         self.viewed = None
         for event in history:
             self.record(event)
+        if self.rb.steps:
+            self.show_step(self.progress.current_step or self.rb.steps[0].index)
         self.drive()
 
     @work(exclusive=True, exit_on_error=False, group="session")
@@ -166,10 +176,10 @@ class RunbookApp(App[int]):
         self.dirty = True
         self.refresh_screen()
         if self.quitting:
-            self.exit(self.outcome.exit_code)
+            self.exit(return_code=self.outcome.exit_code)
             return
         self.notify(
-            f"{self.outcome.result}: {self.outcome.message}. o: the report, q: quit",
+            f"{self.outcome.result}: {self.outcome.message.rstrip('.')}. o: the report, q: quit",
             title="The run ended",
             severity="information" if self.outcome.result == "ok" else "warning",
             timeout=30,
@@ -218,22 +228,36 @@ class RunbookApp(App[int]):
             self.ticks[(event["step"], event["item"])] = event["result"]
         elif kind == ev.GATE_ASK:
             self.last_gate = event
+            block = next((b for b in self.rb.blocks if b.name == event["block"]), None)
+            if block is not None and block.step is not None:
+                self.show_step(block.step)
         elif kind == ev.BLOCK_START:
             target = event.get("host") or "local"
             attempt = f" (attempt {event['attempt']})" if event.get("attempt", 1) > 1 else ""
             line = f"── {event['block']}{attempt} on {event['target']} ──\n"
             self.pending_output.setdefault(target, []).append(line)
+            if event["block"] != self.following:  # a new block: its first target's tab
+                self.following, self.failed_shown = event["block"], False
+                self.call_after_refresh(self.query_one(OutputPane).focus_target, target)
             step = self.rb.steps[event["step"] - 1] if event.get("step") else None
             if step is not None and self.viewed != step.index and not self.waiting:
                 self.show_step(step.index)
         elif kind == ev.BLOCK_END:
             target = event.get("host") or "local"
             self.pending_output.setdefault(target, []).append(f"── {event['status']} ──\n")
+            failed = event.get("exit") != 0 and not event.get("continued")
+            if failed and target != "local" and not self.failed_shown:
+                self.failed_shown = True  # the first failed host's output is what matters
+                self.call_after_refresh(self.query_one(OutputPane).focus_target, target)
         elif kind == ev.RUN_END:
             self.refresh_bindings()
 
     def refresh_screen(self) -> None:
         """Flush output in batches and redraw what changed; runs on a timer."""
+        with contextlib.suppress(NoMatches):  # NoMatches: shutting down, the widgets are gone
+            self._refresh()
+
+    def _refresh(self) -> None:
         pane = self.query_one(OutputPane)
         for target, chunks in self.pending_output.items():
             if chunks:
@@ -281,13 +305,19 @@ class RunbookApp(App[int]):
                 text.append(f" {ICONS[status]} {host} ", style=STATUS_STYLE[status])
             grid.update(text)
 
-    @work(exclusive=True, group="view")
-    async def show_step(self, index: int) -> None:
-        if index == self.viewed:
-            return
-        self.viewed = index
-        await self.query_one(StepView).load(self.rb, self.rb.steps[index - 1])
-        self.dirty = True
+    def show_step(self, index: int) -> None:
+        """Show step ``index``; the latest request wins, loads never interleave."""
+        self.wanted = index
+        self.run_worker(self._load_step(), group="view")
+
+    async def _load_step(self) -> None:
+        async with self.view_lock:
+            index = self.wanted
+            if index is None or index == self.viewed:
+                return
+            await self.query_one(StepView).load(self.rb, self.rb.steps[index - 1])
+            self.viewed = index
+            self.dirty = True
 
     def environment(self) -> str:
         values = self.session.values if self.session else {}
@@ -378,7 +408,7 @@ class RunbookApp(App[int]):
 
     def action_quit_run(self) -> None:
         if self.session is None or self.outcome is not None:
-            self.exit(self.outcome.exit_code if self.outcome else 1)
+            self.exit(return_code=self.outcome.exit_code if self.outcome else 1)
             return
 
         def done(yes: bool | None) -> None:

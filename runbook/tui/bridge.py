@@ -37,8 +37,11 @@ class TUIOperator:
             "known-hosts": "known_hosts",
         }
         title = titles.get(gate.get("gate", ""), "Confirm")
-        command = gate.get("command") if gate.get("gate") != "known-hosts" else None
-        yes = await self.app.ask(ConfirmScreen(prompt, command, title))
+        # Between batches the output matters more than the command: the dialog sits on top.
+        command = gate.get("command") if gate.get("gate") not in ("known-hosts", "batch") else None
+        screen = ConfirmScreen(prompt, command, title)
+        screen.set_class(gate.get("gate") == "batch", "top")
+        yes = await self.app.ask(screen)
         return bool(yes)
 
     async def type_to_confirm(self, prompt: str, expected: str) -> str | None:
@@ -60,6 +63,8 @@ class TUIOperator:
 
     async def choose(self, block: Block, problem: str, choices: Sequence[str]) -> Decision:
         title = "Outcome unknown" if "mark-done" in choices else f"{block.name}: what now?"
+        if block.step is not None:
+            self.app.show_step(block.step)
         answer = await self.app.ask(ChoiceScreen(title, problem, choices))
         return answer if isinstance(answer, Decision) else Decision("abort", "no answer")
 

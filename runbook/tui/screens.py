@@ -15,6 +15,7 @@ from textual import on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
+from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Input, Label, Markdown, Static
 
@@ -110,7 +111,7 @@ class ChoiceScreen(ModalScreen[Decision]):
             yield Static(Text(self.problem), classes="prompt")
             with Horizontal(classes="buttons"):
                 for choice in self.choices:
-                    yield Button(MENU[choice][1], id=f"choice-{choice}")
+                    yield Button(Content(MENU[choice][1]), id=f"choice-{choice}")
 
     def on_key(self, event: object) -> None:
         choice = self.keys.get(getattr(event, "character", None) or "")

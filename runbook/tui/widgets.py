@@ -204,7 +204,10 @@ class StepView(VerticalScroll):
         for alert in step.alerts:
             kind = alert.kind.lower()
             widgets.append(
-                Static(Text(f"{alert.kind.upper()}: {alert.text}"), classes=f"alert alert-{kind}")
+                Static(
+                    Text(f"{alert.kind.upper()}: {_unwrap(alert.text)}"),
+                    classes=f"alert alert-{kind}",
+                )
             )
         skip = _alert_lines(step, lines)
         prose: list[str] = []
@@ -239,6 +242,11 @@ class StepView(VerticalScroll):
 
     def cards(self) -> list[BlockCard]:
         return list(self.query(BlockCard))
+
+
+def _unwrap(text: str) -> str:
+    """Prose as written, re-flowed for the width on screen: paragraphs stay apart."""
+    return "\n".join(" ".join(p.split()) for p in re.split(r"\n\s*\n", text))
 
 
 def _alert_lines(step: Step, lines: list[str]) -> set[int]:

@@ -1,0 +1,404 @@
+"""The console, driven with Textual's Pilot: every flow asserts on the transcript on disk and
+on what the screen shows, waiting on the engine's state, never on a clock."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+from textual.widgets import Button, Input
+from tuikit import events, finished, kinds, make_app, modal, shown, until, waiting
+
+from conftest import RUNBOOKS, live_processes
+from runbook.progress import DONE, FAILED, SKIPPED
+from runbook.transcript import verify
+from runbook.tui.app import RunbookApp
+from runbook.tui.screens import (
+    ChoiceScreen,
+    ConfirmScreen,
+    MarkdownScreen,
+    TextScreen,
+    TypeConfirmScreen,
+    VariablesScreen,
+)
+from runbook.tui.widgets import Checklist, OutputPane, StepOutline
+
+SIZE = (120, 40)
+
+
+async def test_hello_runbook_from_form_to_done(tmp_path: Path) -> None:
+    app = make_app(RUNBOOKS / "hello.md", tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, modal(app, VariablesScreen), "the start form")
+        form = app.screen.query_one("#var-GREETING", Input)
+        assert form.value == "hello from runbook"  # the default, filled in
+        form.value = "hi from the console"
+        await pilot.press("enter")
+        await until(pilot, waiting(app, "proceed", "look-around-1"), "the first block")
+        assert "▶ next" in shown(app.query_one("#card-look-around-1"))
+        await pilot.press("n")
+        await until(pilot, waiting(app, "tick"), "the checklist item")
+        await pilot.press("space")
+        await until(pilot, waiting(app, "proceed", "prepare-a-scratch-directory-1"), "block 2")
+        checklist = app.query_one(Checklist)
+        assert "[x] I have read what this step does" in shown(checklist)
+        await pilot.press("n", "n")
+        await until(pilot, modal(app, ConfirmScreen), "the gate")
+        assert "greeting.txt" in shown(app.screen.query_one(".prompt"))
+        await pilot.press("y")
+        await until(pilot, waiting(app, "proceed", "clean-up-1"), "the last block")
+        await pilot.press("n")
+        await until(pilot, finished(app), "the end")
+        outline = app.query_one(StepOutline)
+        assert all("✔" in str(outline.get_option_at_index(i).prompt) for i in range(4))
+        await pilot.press("q")
+    assert app.return_code == 0
+    assert app.outcome is not None and app.outcome.result == "ok"
+    var = kinds(app, "run.start")[0]
+    assert var["variables"]["GREETING"] == "hi from the console"
+    assert var["sources"]["GREETING"] == "form"
+    assert var["operator"] == "tui"
+    tick = kinds(app, "check.tick")[0]
+    assert (tick["result"], tick["by"]) == ("ticked", "operator")
+    gate = kinds(app, "gate.answer")[0]
+    assert (gate["answer"], gate["accepted"]) == ("yes", True)
+    output = b"".join(e["text"].encode() for e in kinds(app, "output"))
+    assert b"hi from the console" in output
+    assert verify(Path(app.session.writer.path)).complete  # type: ignore[union-attr]
+
+
+FORM = """---
+title: Form
+variables:
+  VERSION:
+    prompt: Version
+    pattern: 'v\\d+\\.\\d+'
+  REGION:
+    choices: [eu, us]
+    default: eu
+  TOKEN:
+    secret: true
+---
+
+## Use them
+
+```sh
+test -n "$TOKEN" && echo "$VERSION in $REGION"
+```
+"""
+
+
+async def test_start_form_checks_values_as_typed_and_masks_secrets(tmp_path: Path) -> None:
+    book = tmp_path / "form.md"
+    book.write_text(FORM)
+    app = make_app(book, tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, modal(app, VariablesScreen), "the start form")
+        screen = app.screen
+        assert screen.query_one("#var-TOKEN", Input).password
+        screen.query_one("#var-VERSION", Input).value = "latest"
+        await pilot.pause()
+        problem = shown(screen.query_one("#problem-VERSION"))
+        assert "does not match the pattern" in problem
+        await pilot.press("enter")
+        await pilot.pause()
+        assert isinstance(app.screen, VariablesScreen)  # refused: nothing started
+        assert app.session is None
+        screen.query_one("#var-VERSION", Input).value = "v1.2"
+        screen.query_one("#var-REGION", Input).value = "mars"
+        await pilot.pause()
+        assert "not one of: eu, us" in shown(screen.query_one("#problem-REGION"))
+        screen.query_one("#var-REGION", Input).value = "us"
+        screen.query_one("#var-TOKEN", Input).value = "s3cr3t-token"
+        screen.query_one("#var-TOKEN", Input).focus()
+        await pilot.press("enter")
+        await until(pilot, waiting(app, "proceed"), "the block")
+        await pilot.press("n")
+        await until(pilot, finished(app), "the end")
+    start = kinds(app, "run.start")[0]
+    assert start["variables"] == {"VERSION": "v1.2", "REGION": "us", "TOKEN": None}
+    raw = Path(app.session.writer.path).read_bytes()  # type: ignore[union-attr]
+    assert b"s3cr3t-token" not in raw
+    assert b"v1.2 in us" in raw
+
+
+SKIPS = """## Prepare
+
+- [ ] Tell the on-call
+- [ ] Freeze the deploy queue
+
+```sh
+echo prepare-ran
+```
+
+## Change
+
+```sh
+echo first-ran
+```
+
+```sh
+echo second-ran
+```
+
+## After
+
+```sh
+echo after-ran
+```
+"""
+
+
+async def test_skip_items_blocks_and_steps_with_reasons_and_add_notes(tmp_path: Path) -> None:
+    book = tmp_path / "skips.md"
+    book.write_text(SKIPS)
+    app = make_app(book, tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, waiting(app, "tick", "Tell the on-call"), "the first item")
+        await pilot.press("space")
+        await until(pilot, waiting(app, "tick", "Freeze the deploy queue"), "the second item")
+        await pilot.press("s")
+        await until(pilot, modal(app, TextScreen), "the reason")
+        await pilot.press(*"no queue here", "enter")
+        await until(pilot, waiting(app, "proceed", "prepare-1"), "the block")
+        await pilot.press("s")
+        await until(pilot, modal(app, TextScreen), "the reason")
+        await pilot.press(*"done by hand", "enter")
+        await until(pilot, waiting(app, "proceed", "change-1"), "step two")
+        await pilot.press("a")
+        await until(pilot, modal(app, TextScreen), "the note")
+        await pilot.press(*"dashboards green", "enter")
+        await until(pilot, lambda: app.progress.notes == 1, "the note recorded")
+        await pilot.press("S")
+        await until(pilot, modal(app, TextScreen), "the reason")
+        await pilot.press(*"change window closed", "enter")
+        await until(pilot, waiting(app, "proceed", "after-1"), "step three")
+        assert app.progress.steps[2] == SKIPPED
+        await pilot.press("n")
+        await until(pilot, finished(app), "the end")
+    ticks = [(e["text"], e["result"], e["reason"]) for e in kinds(app, "check.tick")]
+    assert ticks == [
+        ("Tell the on-call", "ticked", None),
+        ("Freeze the deploy queue", "skipped", "no queue here"),
+    ]
+    skips = [(e["block"], e["reason"], e["by"]) for e in kinds(app, "block.skip")]
+    assert skips == [
+        ("prepare-1", "done by hand", "operator"),
+        ("change-1", "change window closed", "operator"),
+        ("change-2", "change window closed", "operator"),
+    ]
+    note = kinds(app, "note")[0]
+    assert (note["text"], note["by"]) == ("dashboards green", "operator")
+    ran = [e["block"] for e in kinds(app, "block.start")]
+    assert ran == ["after-1"]
+
+
+FAILING = """## Deploy
+
+```sh
+echo deploying
+```
+
+```sh
+#| rollback: true
+echo rolling-back
+```
+
+## Verify
+
+```sh
+#| type-to-confirm: verify-now
+echo checking; exit 3
+```
+"""
+
+
+async def test_failure_menu_retry_then_roll_back_in_reverse(tmp_path: Path) -> None:
+    book = tmp_path / "failing.md"
+    book.write_text(FAILING)
+    app = make_app(book, tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, waiting(app, "proceed", "deploy-1"), "deploy")
+        await pilot.press("n")
+        await until(pilot, waiting(app, "proceed", "verify-1"), "verify")
+        await pilot.press("n")
+        await until(pilot, modal(app, TypeConfirmScreen), "the typed confirmation")
+        assert "exit 3" in shown(app.screen.query_one(".command"))
+        await pilot.press(*"verify", "enter")  # not the exact text
+        assert "That is not" in shown(app.screen.query_one("#problem"))
+        await pilot.press(*"-now", "enter")
+        await until(pilot, modal(app, ChoiceScreen), "the failure menu")
+        assert "exit 3" in shown(app.screen.query_one(".prompt"))
+        await pilot.press("r")  # retry
+        await until(pilot, lambda: len(kinds(app, "block.end")) == 3, "the second attempt")
+        await until(pilot, modal(app, ChoiceScreen), "the failure menu again")
+        assert app.progress.step_status(2) == FAILED
+        await pilot.press("b")  # roll back
+        await until(pilot, modal(app, ConfirmScreen), "the rollback gate")
+        await pilot.press("y")
+        await until(pilot, finished(app), "the end")
+    assert app.outcome is not None and app.outcome.result == "rolled-back"
+    assert app.return_code is None or app.return_code == 1
+    ends = [(e["block"], e["attempt"], e["exit"]) for e in kinds(app, "block.end")]
+    assert ends == [("deploy-1", 1, 0), ("verify-1", 1, 3), ("verify-1", 2, 3), ("deploy-2", 1, 0)]
+    typed = kinds(app, "gate.answer")[0]
+    assert (typed["gate"], typed["answer"]) == ("type-to-confirm", "verify-now")
+    assert [e["choice"] for e in kinds(app, "decision")] == ["retry", "rollback"]
+
+
+async def test_a_gate_defaults_to_no_and_a_declined_gate_asks_what_next(tmp_path: Path) -> None:
+    app = make_app(RUNBOOKS / "hello.md", tmp_path / "runs", assignments=["GREETING=hi"])
+    async with app.run_test(size=SIZE) as pilot:
+        for name in ("look-around-1",):
+            await until(pilot, waiting(app, "proceed", name), name)
+            await pilot.press("n")
+        await until(pilot, waiting(app, "tick"), "the item")
+        await pilot.press("space")
+        await until(pilot, waiting(app, "proceed"), "block 2")
+        await pilot.press("n")
+        await until(pilot, waiting(app, "proceed", "write-a-file-1"), "the gated block")
+        await pilot.press("n")
+        await until(pilot, modal(app, ConfirmScreen), "the gate")
+        assert app.screen.focused is app.screen.query_one("#no", Button)
+        await pilot.press("enter")  # a reflexive Enter declines
+        await until(pilot, modal(app, ChoiceScreen), "the declined menu")
+        await pilot.press("a")
+        await until(pilot, finished(app), "the end")
+    answer = kinds(app, "gate.answer")[0]
+    assert (answer["answer"], answer["accepted"]) == ("no", False)
+    assert app.outcome is not None and app.outcome.result == "aborted"
+    assert not kinds(app, "block.start")[2:]  # the gated block never started
+
+
+SLOW = """## Wait
+
+```sh
+echo started; sleep 47.25; echo never
+```
+"""
+
+
+async def test_interrupt_asks_first_then_stops_the_block(tmp_path: Path) -> None:
+    book = tmp_path / "slow.md"
+    book.write_text(SLOW)
+    app = make_app(book, tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, waiting(app, "proceed"), "the block")
+        await pilot.press("n")
+        await until(pilot, lambda: live_processes("sleep 47.25"), "the block to run")
+        await until(pilot, lambda: "started" in _log_text(app, "local"), "its output on screen")
+        await pilot.press("i")
+        await until(pilot, modal(app, ConfirmScreen), "the interrupt confirmation")
+        await pilot.press("n")  # not yet
+        await pilot.pause()
+        assert app.progress.running and live_processes("sleep 47.25")
+        await pilot.press("i")
+        await until(pilot, modal(app, ConfirmScreen), "the interrupt confirmation")
+        await pilot.press("y")
+        await until(pilot, modal(app, ChoiceScreen), "the failure menu")
+        assert not live_processes("sleep 47.25")
+        await pilot.press("a")
+        await until(pilot, finished(app), "the end")
+    end = kinds(app, "block.end")[0]
+    assert end["interrupted"] is True
+
+
+async def test_quit_while_running_asks_then_records_an_abort(tmp_path: Path) -> None:
+    book = tmp_path / "slow.md"
+    book.write_text(SLOW.replace("47.25", "48.25"))
+    app = make_app(book, tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, waiting(app, "proceed"), "the block")
+        await pilot.press("n")
+        await until(pilot, lambda: live_processes("sleep 48.25"), "the block to run")
+        await pilot.press("q")
+        await until(pilot, modal(app, ConfirmScreen), "the quit confirmation")
+        assert "is running" in shown(app.screen.query_one(".prompt"))
+        await pilot.press("y")
+        await until(pilot, lambda: app.return_code is not None, "the app to exit")
+    assert not live_processes("sleep 48.25")
+    end = kinds(app, "run.end")[0]
+    assert (end["result"], end["exit_code"]) == ("aborted", 130)
+    assert app.return_code == 130
+
+
+async def test_palette_jumps_to_a_step_and_runs_a_chosen_block(tmp_path: Path) -> None:
+    book = tmp_path / "skips.md"
+    book.write_text(SKIPS.replace("- [ ] Tell the on-call\n- [ ] Freeze the deploy queue\n", ""))
+    app = make_app(book, tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, waiting(app, "proceed", "prepare-1"), "the first block")
+        await pilot.press("ctrl+p")
+        await pilot.press(*"Step 3")
+        await pilot.press("enter")
+        await until(pilot, lambda: app.viewed == 3, "step 3 shown")
+        await pilot.press("ctrl+p")
+        await pilot.press(*"Run block after-1")
+        await pilot.press("enter")
+        await until(pilot, lambda: app.progress.block("after-1").status == DONE, "after-1 ran")
+        await until(pilot, waiting(app, "proceed", "prepare-1"), "back at the first block")
+        await pilot.press("n")
+        await until(pilot, waiting(app, "proceed", "change-1"), "change-1")
+        await pilot.press("ctrl+p")
+        await pilot.press(*"Re-run block prepare-1")
+        await pilot.press("enter")
+        await until(pilot, waiting(app, "proceed", "change-1"), "change-1 again")
+        await pilot.press("n", "n")
+        await until(pilot, finished(app), "the end")
+    starts = [(e["block"], e["attempt"]) for e in kinds(app, "block.start")]
+    assert starts == [
+        ("after-1", 1),
+        ("prepare-1", 1),
+        ("prepare-1", 2),
+        ("change-1", 1),
+        ("change-2", 1),
+    ]
+    chosen = [(e["block"], e["kind"]) for e in kinds(app, "decision")]
+    assert chosen == [("after-1", "run-chosen"), ("prepare-1", "run-chosen")]
+
+
+async def test_help_and_report_screens(tmp_path: Path) -> None:
+    book = tmp_path / "skips.md"
+    book.write_text(SKIPS.split("## Change")[0].replace("- [ ] ", "- "))
+    app = make_app(book, tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, waiting(app, "proceed"), "the block")
+        await pilot.press("question_mark")
+        await until(pilot, modal(app, MarkdownScreen), "help")
+        await pilot.press("escape")
+        await pilot.press("n")
+        await until(pilot, finished(app), "the end")
+        await pilot.press("o")
+        await until(pilot, modal(app, MarkdownScreen), "the report")
+        text = app.screen.query_one("Markdown").source  # type: ignore[attr-defined]
+        assert "prepare-ran" in text and "Run report" in text
+        await pilot.press("escape", "q")
+    assert app.return_code == 0
+
+
+def _log_text(app: RunbookApp, target: str) -> str:
+    pane = app.query_one(OutputPane)
+    log = pane.logs.get(target)
+    return "\n".join(log.lines) if log is not None else ""
+
+
+@pytest.mark.parametrize("crash_point", ["mid-block"])
+async def test_resume_opens_where_the_run_stopped(tmp_path: Path, crash_point: str) -> None:
+    from test_resume import kill_mid_block
+
+    book, log, transcript = kill_mid_block(tmp_path)
+    app = make_app(book, tmp_path / "runs", resume=transcript)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, modal(app, ChoiceScreen), "the unknown-outcome question")
+        assert app.progress.steps[1] == DONE  # step one, from the earlier transcript
+        await until(pilot, lambda: app.viewed == 2, "step two shown")
+        await pilot.press("m")
+        await until(pilot, modal(app, TextScreen), "the reason")
+        await pilot.press(*"checked the log by hand", "enter")
+        await until(pilot, waiting(app, "proceed", "three-1"), "step three")
+        await pilot.press("n")
+        await until(pilot, finished(app), "the end")
+    mark = kinds(app, "block.mark")[0]
+    assert (mark["block"], mark["reason"]) == ("two-1", "checked the log by hand")
+    assert log.read_text().splitlines() == ["one", "two", "three"]
+    assert events(app)[0]["type"] == "run.start"
