@@ -21,11 +21,12 @@ FAILED = "failed"
 SKIPPED = "skipped"
 UNKNOWN = "unknown"
 
+# Plain symbols, no emoji: terminals agree on their width.
 ICONS = {
     PENDING: "○",
-    RUNNING: "▶",
-    DONE: "✔",
-    FAILED: "✖",
+    RUNNING: "▸",
+    DONE: "✓",
+    FAILED: "✗",
     SKIPPED: "↷",
     UNKNOWN: "?",
 }

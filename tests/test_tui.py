@@ -35,7 +35,7 @@ async def test_hello_runbook_from_form_to_done(tmp_path: Path) -> None:
         form.value = "hi from the console"
         await pilot.press("enter")
         await until(pilot, waiting(app, "proceed", "look-around-1"), "the first block")
-        assert "▶ next" in shown(app.query_one("#card-look-around-1"))
+        assert "▸ next" in shown(app.query_one("#card-look-around-1"))
         await pilot.press("n")
         await until(pilot, waiting(app, "tick"), "the checklist item")
         await pilot.press("space")
@@ -50,7 +50,7 @@ async def test_hello_runbook_from_form_to_done(tmp_path: Path) -> None:
         await pilot.press("n")
         await until(pilot, finished(app), "the end")
         outline = app.query_one(StepOutline)
-        assert all("✔" in str(outline.get_option_at_index(i).prompt) for i in range(4))
+        assert all("✓" in str(outline.get_option_at_index(i).prompt) for i in range(4))
         await pilot.press("q")
     assert app.return_code == 0
     assert app.outcome is not None and app.outcome.result == "ok"

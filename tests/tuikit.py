@@ -83,7 +83,16 @@ def waiting(app: RunbookApp, kind: str, name: str | None = None) -> Callable[[],
 
 
 def modal(app: RunbookApp, cls: type) -> Callable[[], bool]:
-    return lambda: isinstance(app.screen, cls)
+    """A modal of type ``cls`` is on top and laid out (its dialog has a size)."""
+
+    def check() -> bool:
+        screen = app.screen
+        if not isinstance(screen, cls):
+            return False
+        dialogs = screen.query(".dialog")
+        return bool(dialogs) and dialogs.first().size.height > 0
+
+    return check
 
 
 def finished(app: RunbookApp) -> Callable[[], bool]:

@@ -158,7 +158,7 @@ class RunbookApp(App[int]):
         except (Refused, BadUsage) as e:
             self.exit(return_code=1, message=f"runbook: {e}")
             return
-        self.launch.transcript = str(Path(self.session.writer.path).resolve())
+        self.launch.transcript = _shortest(Path(self.session.writer.path))
         self.rb = self.session.rb  # the runbook as the session runs it
         self.progress = Progress(self.rb)
         self.viewed = None
@@ -443,3 +443,12 @@ class RunbookApp(App[int]):
         yield SystemCommand("Add a note", "Recorded in the transcript", self.action_note)
         yield SystemCommand("Help", "Keys and what they do", self.action_help)
         yield from super().get_system_commands(screen)
+
+
+def _shortest(path: Path) -> str:
+    """The path to show: relative to the working directory when it is under it."""
+    absolute = path.resolve()
+    try:
+        return str(absolute.relative_to(Path.cwd()))
+    except ValueError:
+        return str(absolute)

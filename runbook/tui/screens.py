@@ -17,7 +17,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
-from textual.widgets import Button, Input, Label, Markdown, Static
+from textual.widgets import Button, Footer, Input, Label, Markdown, Static
 
 from runbook.model import Variable
 from runbook.operator import MENU, Decision
@@ -43,6 +43,7 @@ class ConfirmScreen(ModalScreen[bool]):
         self.prompt, self.command, self.heading = prompt, command, title
 
     def compose(self) -> ComposeResult:
+        yield Footer()
         with Vertical(classes="dialog"):
             yield Label(self.heading, classes="dialog-title")
             yield Static(Text(self.prompt), classes="prompt")
@@ -73,6 +74,7 @@ class TypeConfirmScreen(ModalScreen[str | None]):
         self.prompt, self.expected, self.command = prompt, expected, command
 
     def compose(self) -> ComposeResult:
+        yield Footer()
         with Vertical(classes="dialog"):
             yield Label("Typed confirmation", classes="dialog-title")
             yield Static(Text(self.prompt), classes="prompt")
@@ -106,6 +108,7 @@ class ChoiceScreen(ModalScreen[Decision]):
         self.keys = {MENU[c][0]: c for c in self.choices}
 
     def compose(self) -> ComposeResult:
+        yield Footer()
         with Vertical(classes="dialog danger"):
             yield Label(self.heading, classes="dialog-title")
             yield Static(Text(self.problem), classes="prompt")
@@ -145,6 +148,7 @@ class TextScreen(ModalScreen[str | None]):
         self.heading, self.placeholder = title, placeholder
 
     def compose(self) -> ComposeResult:
+        yield Footer()
         with Vertical(classes="dialog"):
             yield Label(self.heading, classes="dialog-title")
             yield Input(placeholder=self.placeholder, id="text")
@@ -171,6 +175,7 @@ class VariablesScreen(ModalScreen[dict[str, str] | None]):
         self.variables, self.heading = tuple(variables), title
 
     def compose(self) -> ComposeResult:
+        yield Footer()
         with VerticalScroll(classes="dialog form"):
             yield Label(self.heading, classes="dialog-title")
             for var in self.variables:
@@ -246,6 +251,7 @@ class MarkdownScreen(ModalScreen[None]):
         self.heading, self.markdown = title, markdown
 
     def compose(self) -> ComposeResult:
+        yield Footer()
         with VerticalScroll(classes="dialog reader"):
             yield Label(self.heading, classes="dialog-title")
             yield Markdown(self.markdown)

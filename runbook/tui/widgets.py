@@ -58,20 +58,27 @@ class HeaderBar(Static):
             overall = Text(" ROLLING BACK ", style="bold reverse red")
         else:
             overall = Text(" RUNNING " if progress.running else " READY ", style="bold reverse")
-        grid = Table.grid(expand=True)
-        grid.add_column(ratio=1)
-        grid.add_column(justify="right")
+        grid = Table.grid(expand=True, padding=(0, 2))
+        grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
+        grid.add_column(justify="right", no_wrap=True)
         grid.add_row(
             Text.assemble((rb.title, "bold"), "  ", (env, "cyan")),
-            Text.assemble(f"{operator}  ", (_elapsed(progress.started), "bold"), "  ", overall),
+            Text.assemble(
+                ("operator ", "dim"),
+                operator,
+                "  ",
+                (_elapsed(progress.started), "bold"),
+                "  ",
+                overall,
+            ),
         )
-        grid.add_row(Text(f"transcript {path}", style="dim", overflow="ellipsis"), "")
+        grid.add_row(Text(f"transcript {path}", style="dim", overflow="ellipsis", no_wrap=True), "")
         self.update(grid)
 
 
 def _elapsed(started: str | None) -> str:
     if not started:
-        return "00:00"
+        return "0:00:00"
     try:
         begun = datetime.fromisoformat(started.replace("Z", "+00:00")).timestamp()
     except ValueError:
@@ -111,7 +118,7 @@ class BlockCard(Static):
             badges.append(" ")
         state = status_text(b.status)
         if waiting:
-            state = Text("▶ next: Enter runs it, s skips it", style="bold cyan")
+            state = Text("▸ next: n runs it, s skips it", style="bold cyan")
         extra = []
         if b.attempt > 1:
             extra.append(f"attempt {b.attempt}")
