@@ -115,6 +115,8 @@ class RunbookApp(App[int]):
         self.wanted: int | None = None
         self.following: str | None = None
         self.failed_shown = False
+        self.live_targets: set[str] = set()
+        self.shown_target: str | None = None
         self.view_lock = asyncio.Lock()
         self.pending_output: dict[str, list[str]] = {}
         self.dirty = True
@@ -236,19 +238,24 @@ class RunbookApp(App[int]):
             attempt = f" (attempt {event['attempt']})" if event.get("attempt", 1) > 1 else ""
             line = f"── {event['block']}{attempt} on {event['target']} ──\n"
             self.pending_output.setdefault(target, []).append(line)
-            if event["block"] != self.following:  # a new block: its first target's tab
+            if event["block"] != self.following:
                 self.following, self.failed_shown = event["block"], False
-                self.call_after_refresh(self.query_one(OutputPane).focus_target, target)
+            if self.shown_target not in self.live_targets:  # follow what runs now
+                self.shown_target = target
+                self.call_later(self.query_one(OutputPane).focus_target, target)
+            self.live_targets.add(target)
             step = self.rb.steps[event["step"] - 1] if event.get("step") else None
             if step is not None and self.viewed != step.index and not self.waiting:
                 self.show_step(step.index)
         elif kind == ev.BLOCK_END:
             target = event.get("host") or "local"
             self.pending_output.setdefault(target, []).append(f"── {event['status']} ──\n")
+            self.live_targets.discard(target)
             failed = event.get("exit") != 0 and not event.get("continued")
             if failed and target != "local" and not self.failed_shown:
                 self.failed_shown = True  # the first failed host's output is what matters
-                self.call_after_refresh(self.query_one(OutputPane).focus_target, target)
+                self.shown_target = target
+                self.call_later(self.query_one(OutputPane).focus_target, target)
         elif kind == ev.RUN_END:
             self.refresh_bindings()
 

@@ -9,7 +9,6 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import ClassVar
 
-from rich.syntax import Syntax
 from rich.text import Text
 from textual import on
 from textual.app import ComposeResult
@@ -25,9 +24,9 @@ from runbook.variables import VariableProblem, check_value
 
 
 def command_view(command: str) -> Static:
-    """The command as it will run (variables reach it through the environment)."""
-    code = Syntax(command.rstrip("\n"), "bash", theme="ansi_dark", word_wrap=True)
-    return Static(code, classes="command")
+    """The command exactly as it will run (no highlighter may reflow it; variables reach
+    it through the environment, never by rewriting this text)."""
+    return Static(Text(command.rstrip("\n"), style="bright_white"), classes="command")
 
 
 class ConfirmScreen(ModalScreen[bool]):

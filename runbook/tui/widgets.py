@@ -11,10 +11,10 @@ import time
 from datetime import datetime
 
 from rich.console import Group
-from rich.syntax import Syntax
 from rich.table import Table
 from rich.text import Text
 from textual.app import ComposeResult
+from textual.await_complete import AwaitComplete
 from textual.containers import VerticalScroll
 from textual.widgets import Log, Markdown, OptionList, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
@@ -22,6 +22,8 @@ from textual.widgets.option_list import Option
 from runbook.model import Block, Runbook, Step
 from runbook.progress import DONE, FAILED, ICONS, PENDING, RUNNING, SKIPPED, UNKNOWN, Progress
 
+CARD_LINES = 8
+"""Lines of a block's command a card shows; the gate's dialog shows all of them."""
 LOG_LINES = 5_000
 """Lines kept per output tab; the transcript keeps everything."""
 
@@ -136,8 +138,11 @@ class BlockCard(Static):
             for host, status in b.hosts.items():
                 hosts.append(f"{ICONS[status]} {host}  ", style=STATUS_STYLE[status])
             parts.append(hosts)
-        code = self.block.code.rstrip("\n")
-        parts.append(Syntax(code, "bash", theme="ansi_dark", word_wrap=True))
+        lines = self.block.code.rstrip("\n").splitlines()
+        code = Text("\n".join(lines[:CARD_LINES]), style="bright_white")
+        if len(lines) > CARD_LINES:
+            code.append(f"\n… {len(lines) - CARD_LINES} more lines (the gate shows all)", "dim")
+        parts.append(code)
         self.set_class(o.rollback, "rollback")
         self.set_class(waiting, "waiting")
         self.update(Group(*parts))  # type: ignore[arg-type]
@@ -273,15 +278,20 @@ class OutputPane(TabbedContent):
     def __init__(self) -> None:
         super().__init__(id="output")
         self.logs: dict[str, Log] = {}
+        self.mounting: dict[str, AwaitComplete] = {}
 
     def log_for(self, target: str) -> Log:
         log = self.logs.get(target)
         if log is None:
             log = Log(max_lines=LOG_LINES, id=f"log-{_ident(target)}", classes="output-log")
             self.logs[target] = log
-            self.add_pane(TabPane(target, log, id=f"tab-{_ident(target)}"))
+            self.mounting[target] = self.add_pane(TabPane(target, log, id=f"tab-{_ident(target)}"))
         return log
 
-    def focus_target(self, target: str) -> None:
-        if target in self.logs:
-            self.active = f"tab-{_ident(target)}"
+    async def focus_target(self, target: str) -> None:
+        """Show ``target``'s tab, once its pane is mounted."""
+        self.log_for(target)
+        mounting = self.mounting.pop(target, None)
+        if mounting is not None:
+            await mounting
+        self.active = f"tab-{_ident(target)}"
