@@ -3,6 +3,7 @@ on what the screen shows, waiting on the engine's state, never on a clock."""
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -10,8 +11,10 @@ from textual.widgets import Button, Input
 from tuikit import events, finished, kinds, make_app, modal, shown, until, waiting
 
 from conftest import RUNBOOKS, live_processes
+from runbook import launch
+from runbook.operator import TerminalOperator
 from runbook.progress import DONE, FAILED, SKIPPED
-from runbook.transcript import verify
+from runbook.transcript import read_lines, verify
 from runbook.tui.app import RunbookApp
 from runbook.tui.screens import (
     ChoiceScreen,
@@ -402,3 +405,44 @@ async def test_resume_opens_where_the_run_stopped(tmp_path: Path, crash_point: s
     assert (mark["block"], mark["reason"]) == ("two-1", "checked the log by hand")
     assert log.read_text().splitlines() == ["one", "two", "three"]
     assert events(app)[0]["type"] == "run.start"
+
+
+def _facts(events: list[dict[str, object]]) -> list[tuple[object, ...]]:
+    """What a run did, without who, when and where it was recorded."""
+    keys = ("type", "step", "item", "block", "attempt", "gate", "answer", "result", "exit")
+    return [tuple(e.get(k) for k in keys) for e in events if e["type"] != "output"]
+
+
+def test_the_console_records_what_runbook_run_records(tmp_path: Path) -> None:
+    """Plain-terminal parity: the same answers give the same events."""
+    answers = iter(["y", "y"])  # the checklist item, then the gate
+    done = launch.run(
+        str(RUNBOOKS / "hello.md"),
+        assignments=["GREETING=parity"],
+        runs=tmp_path / "plain",
+        argv=[],
+        announce=lambda _: None,
+        operator=TerminalOperator(read=lambda prompt: next(answers)),
+    )
+    plain = [line.event for line in read_lines(done.transcript)]
+    app = make_app(RUNBOOKS / "hello.md", tmp_path / "tui", assignments=["GREETING=parity"])
+    asyncio.run(_hello_in_the_console(app))
+    assert _facts(events(app)) == _facts(plain)
+    assert kinds(app, "run.start")[0]["operator"] == "tui"
+    assert plain[0]["operator"] == "terminal"
+
+
+async def _hello_in_the_console(app: RunbookApp) -> None:
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, waiting(app, "proceed"), "look-around")
+        await pilot.press("n")
+        await until(pilot, waiting(app, "tick"), "the item")
+        await pilot.press("space")
+        for name in ("prepare-a-scratch-directory-1", "write-a-file-1"):
+            await until(pilot, waiting(app, "proceed", name), name)
+            await pilot.press("n")
+        await until(pilot, modal(app, ConfirmScreen), "the gate")
+        await pilot.press("y")
+        await until(pilot, waiting(app, "proceed", "clean-up-1"), "clean-up")
+        await pilot.press("n")
+        await until(pilot, finished(app), "the end")
