@@ -11,10 +11,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import dataclasses
-import os
-import signal
-import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,17 +18,16 @@ from typing import Any
 
 from runbook import __version__
 from runbook import events as ev
+from runbook.attempt import run_attempt
 from runbook.events import RunState
 from runbook.hosts import DEFAULT_FORKS, resolve_targets
 from runbook.masking import Masker
 from runbook.model import Block, CheckItem, Host, Runbook, Step
 from runbook.operator import Decision, NeedsOperator, Operator
-from runbook.plan import shell_for
-from runbook.recorder import CAPTURE_LIMIT, Recorder
-from runbook.rollout import RolloutStopped, accept_host_key, rollout
+from runbook.rollout import RolloutStopped, rollout
 from runbook.transcript import TranscriptError, TranscriptWriter
 from runbook.transports.local import ExitStatus, LocalTransport
-from runbook.transports.ssh import HostKeyRefused, SSHProblem, SSHTransport
+from runbook.transports.ssh import SSHTransport
 from runbook.values import ValueProblem, expand
 
 FAILURE_CHOICES = ("retry", "skip", "rollback", "abort")
@@ -483,144 +478,8 @@ class Session:
             raise _Abort(f"{block.name} failed ({status.describe()})")
 
     async def run_attempt(self, block: Block, attempt: int, host: Host | None = None) -> ExitStatus:
-        """One attempt, and its capture: output that cannot be captured fails the attempt."""
-        status, recorder = await self.execute(block, attempt, host)
-        if status.ok and block.options.capture:
-            problem = self.capture(block, recorder)
-            if problem is not None:
-                self.emit(ev.NOTE, text=problem, by="runbook")
-                return dataclasses.replace(status, code=None, problem=problem)
-        return status
-
-    async def execute(
-        self, block: Block, attempt: int, host: Host | None = None
-    ) -> tuple[ExitStatus, Recorder]:
-        """One attempt of a block, locally or on ``host``: recorded start, output and end."""
-        opts = block.options
-        shell = shell_for(self.rb, block)
-        if host is None:
-            cwd = _resolve_cwd(self.rb, opts.cwd or self.rb.cwd)
-        else:
-            cwd = opts.cwd or self.rb.cwd  # a path on the host, as written
-        timeout = opts.timeout.seconds if opts.timeout else None
-        where: dict[str, Any] = {} if host is None else {"host": host.spec}
-        self.emit(
-            ev.BLOCK_START,
-            block=block.name,
-            step=block.step,
-            attempt=attempt,
-            target=host.spec if host else "local",
-            **where,
-            command=block.code,
-            shell=shell,
-            cwd=cwd,
-            timeout=timeout,
-        )
-        await self.durable()  # on disk before the command runs
-        recorder = Recorder(self, block.name, attempt, capture=bool(opts.capture), host=host)
-        if host is not None:
-            status = await self._execute_remote(block, host, recorder, shell, cwd, timeout)
-        else:
-            status = await self._execute_local(block, recorder, shell, cwd, timeout)
-        recorder.finish()
-        if status.detached:
-            self.emit(
-                ev.NOTE,
-                text=f"{block.name}: a process outside the block's process group (setsid?) still"
-                " holds its output open; it was not stopped and its later output is not recorded",
-                by="runbook",
-            )
-        continued = not status.ok and opts.continue_on_error
-        self.emit(
-            ev.BLOCK_END,
-            block=block.name,
-            attempt=attempt,
-            **where,
-            exit=status.code,
-            signal=signal.Signals(status.signal).name if status.signal else None,
-            status=status.describe(),
-            timed_out=status.timed_out,
-            interrupted=status.interrupted,
-            detached=status.detached,
-            continued=continued,
-            duration=round(status.duration, 6),
-            bytes=recorder.raw_bytes,
-            recorded=recorder.offsets,
-        )
-        await self.durable()
-        return status, recorder
-
-    async def _execute_local(
-        self, block: Block, recorder: Recorder, shell: str, cwd: str | None, timeout: float | None
-    ) -> ExitStatus:
-        loop = asyncio.get_running_loop()
-        self.interrupt.clear()
-        loop.add_signal_handler(signal.SIGINT, self.interrupt.set)
-        try:
-            return await self.transport.run(
-                block.code,
-                shell=shell,
-                env={**os.environ, **self.values},
-                cwd=cwd,
-                timeout=timeout,
-                on_output=recorder,
-                interrupt=self.interrupt,
-            )
-        except OSError as e:  # the shell or the directory does not exist
-            where = f"cwd {cwd} is not a directory" if cwd and not os.path.isdir(cwd) else ""
-            recorder.error(f"cannot start {shell}: {where or e.strerror or e}\n")
-            return ExitStatus(code=127, signal=None, duration=0.0)
-        finally:
-            loop.remove_signal_handler(signal.SIGINT)
-
-    async def _execute_remote(
-        self,
-        block: Block,
-        host: Host,
-        recorder: Recorder,
-        shell: str,
-        cwd: str | None,
-        timeout: float | None,
-    ) -> ExitStatus:
-        """The caller (the rollout) owns Ctrl-C: one interrupt stops every host."""
-        if self.ssh is None:
-            raise _Abort("this run has no SSH transport")
-        started = time.monotonic()
-        while True:
-            try:
-                return await self.ssh.run(
-                    host,
-                    block.code,
-                    shell=shell,
-                    variables=self.values,
-                    cwd=cwd,
-                    timeout=timeout,
-                    on_output=recorder,
-                    interrupt=self.interrupt,
-                )
-            except HostKeyRefused as e:
-                if e.kind == "host-key-unknown" and await accept_host_key(self, block, host, e):
-                    continue  # nothing ran yet: connect again with the accepted key
-                problem = str(e)
-            except SSHProblem as e:
-                problem = str(e)
-            return ExitStatus(
-                code=None, signal=None, duration=time.monotonic() - started, problem=problem
-            )
-
-    def capture(self, block: Block, recorder: Recorder) -> str | None:
-        """Set the captured variable; the problem when the output cannot be one."""
-        name = block.options.capture
-        assert name is not None
-        value = bytes(recorder.captured or b"").decode("utf-8", "replace").strip()
-        if recorder.raw_bytes["stdout"] > CAPTURE_LIMIT:
-            return (
-                f"capture {name}: {block.name} printed {recorder.raw_bytes['stdout']:,} bytes;"
-                f" a captured value must be under {CAPTURE_LIMIT // 1024} KiB"
-            )
-        self.values[name] = value
-        self.emit(ev.CAPTURE, durable=True, block=block.name, name=name, value=value)
-        return None
+        """One attempt of ``block``, locally or on ``host``, recorded (see ``attempt.py``)."""
+        return await run_attempt(self, block, attempt, host)
 
     async def _rollback(self, reason: str) -> None:
         if not self.state.rollback_started:
@@ -650,11 +509,3 @@ def _in_written_order(step: Step) -> list[CheckItem | Block]:
     items: list[CheckItem | Block] = [*step.checklist]
     items += [b for b in step.forward_blocks if b.runs]
     return sorted(items, key=lambda i: i.line)
-
-
-def _resolve_cwd(rb: Runbook, cwd: str | None) -> str | None:
-    """A relative ``cwd`` is relative to the runbook's own directory."""
-    if cwd is None:
-        return None
-    path = Path(os.path.expanduser(cwd))
-    return str(path if path.is_absolute() else Path(rb.path).resolve().parent / path)

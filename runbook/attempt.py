@@ -1,0 +1,187 @@
+"""One attempt of a block, locally or on a host: its recorded start, output and end.
+
+The start is on disk (fsynced) before the command runs; output is recorded as it comes,
+masked; the end carries the exit status, how long it took and how much it printed. A
+captured value is set only from an attempt that succeeded.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import os
+import signal
+import time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from runbook import events as ev
+from runbook.model import Block, Host, Runbook
+from runbook.plan import shell_for
+from runbook.recorder import CAPTURE_LIMIT, Recorder
+from runbook.rollout import accept_host_key
+from runbook.transports.local import ExitStatus
+from runbook.transports.ssh import HostKeyRefused, SSHProblem
+
+if TYPE_CHECKING:
+    from runbook.session import Session
+
+
+async def run_attempt(
+    session: Session, block: Block, attempt: int, host: Host | None = None
+) -> ExitStatus:
+    """One attempt, and its capture: output that cannot be captured fails the attempt."""
+    status, recorder = await execute(session, block, attempt, host)
+    if status.ok and block.options.capture:
+        problem = capture(session, block, recorder)
+        if problem is not None:
+            session.emit(ev.NOTE, text=problem, by="runbook")
+            return dataclasses.replace(status, code=None, problem=problem)
+    return status
+
+
+async def execute(
+    session: Session, block: Block, attempt: int, host: Host | None = None
+) -> tuple[ExitStatus, Recorder]:
+    """One attempt of a block, locally or on ``host``: recorded start, output and end."""
+    opts = block.options
+    shell = shell_for(session.rb, block)
+    if host is None:
+        cwd = _resolve_cwd(session.rb, opts.cwd or session.rb.cwd)
+    else:
+        cwd = opts.cwd or session.rb.cwd  # a path on the host, as written
+    timeout = opts.timeout.seconds if opts.timeout else None
+    where: dict[str, Any] = {} if host is None else {"host": host.spec}
+    session.emit(
+        ev.BLOCK_START,
+        block=block.name,
+        step=block.step,
+        attempt=attempt,
+        target=host.spec if host else "local",
+        **where,
+        command=block.code,
+        shell=shell,
+        cwd=cwd,
+        timeout=timeout,
+    )
+    await session.durable()  # on disk before the command runs
+    recorder = Recorder(session, block.name, attempt, capture=bool(opts.capture), host=host)
+    if host is not None:
+        status = await _execute_remote(session, block, host, recorder, shell, cwd, timeout)
+    else:
+        status = await _execute_local(session, block, recorder, shell, cwd, timeout)
+    recorder.finish()
+    if status.detached:
+        session.emit(
+            ev.NOTE,
+            text=f"{block.name}: a process outside the block's process group (setsid?) still"
+            " holds its output open; it was not stopped and its later output is not recorded",
+            by="runbook",
+        )
+    continued = not status.ok and opts.continue_on_error
+    session.emit(
+        ev.BLOCK_END,
+        block=block.name,
+        attempt=attempt,
+        **where,
+        exit=status.code,
+        signal=signal.Signals(status.signal).name if status.signal else None,
+        status=status.describe(),
+        timed_out=status.timed_out,
+        interrupted=status.interrupted,
+        detached=status.detached,
+        continued=continued,
+        duration=round(status.duration, 6),
+        bytes=recorder.raw_bytes,
+        recorded=recorder.offsets,
+    )
+    await session.durable()
+    return status, recorder
+
+
+async def _execute_local(
+    session: Session,
+    block: Block,
+    recorder: Recorder,
+    shell: str,
+    cwd: str | None,
+    timeout: float | None,
+) -> ExitStatus:
+    loop = asyncio.get_running_loop()
+    session.interrupt.clear()
+    loop.add_signal_handler(signal.SIGINT, session.interrupt.set)
+    try:
+        return await session.transport.run(
+            block.code,
+            shell=shell,
+            env={**os.environ, **session.values},
+            cwd=cwd,
+            timeout=timeout,
+            on_output=recorder,
+            interrupt=session.interrupt,
+        )
+    except OSError as e:  # the shell or the directory does not exist
+        where = f"cwd {cwd} is not a directory" if cwd and not os.path.isdir(cwd) else ""
+        recorder.error(f"cannot start {shell}: {where or e.strerror or e}\n")
+        return ExitStatus(code=127, signal=None, duration=0.0)
+    finally:
+        loop.remove_signal_handler(signal.SIGINT)
+
+
+async def _execute_remote(
+    session: Session,
+    block: Block,
+    host: Host,
+    recorder: Recorder,
+    shell: str,
+    cwd: str | None,
+    timeout: float | None,
+) -> ExitStatus:
+    """The caller (the rollout) owns Ctrl-C: one interrupt stops every host."""
+    if session.ssh is None:
+        return ExitStatus(code=None, signal=None, duration=0.0, problem="no SSH transport")
+    started = time.monotonic()
+    while True:
+        try:
+            return await session.ssh.run(
+                host,
+                block.code,
+                shell=shell,
+                variables=session.values,
+                cwd=cwd,
+                timeout=timeout,
+                on_output=recorder,
+                interrupt=session.interrupt,
+            )
+        except HostKeyRefused as e:
+            if e.kind == "host-key-unknown" and await accept_host_key(session, block, host, e):
+                continue  # nothing ran yet: connect again with the accepted key
+            problem = str(e)
+        except SSHProblem as e:
+            problem = str(e)
+        return ExitStatus(
+            code=None, signal=None, duration=time.monotonic() - started, problem=problem
+        )
+
+
+def capture(session: Session, block: Block, recorder: Recorder) -> str | None:
+    """Set the captured variable; the problem when the output cannot be one."""
+    name = block.options.capture
+    assert name is not None
+    value = bytes(recorder.captured or b"").decode("utf-8", "replace").strip()
+    if recorder.raw_bytes["stdout"] > CAPTURE_LIMIT:
+        return (
+            f"capture {name}: {block.name} printed {recorder.raw_bytes['stdout']:,} bytes;"
+            f" a captured value must be under {CAPTURE_LIMIT // 1024} KiB"
+        )
+    session.values[name] = value
+    session.emit(ev.CAPTURE, durable=True, block=block.name, name=name, value=value)
+    return None
+
+
+def _resolve_cwd(rb: Runbook, cwd: str | None) -> str | None:
+    """A relative ``cwd`` is relative to the runbook's own directory."""
+    if cwd is None:
+        return None
+    path = Path(os.path.expanduser(cwd))
+    return str(path if path.is_absolute() else Path(rb.path).resolve().parent / path)
