@@ -5,11 +5,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 from test_ssh_faults import dropper  # noqa: F401  (a fixture)
 from tuikit import finished, kinds, make_app, modal, shown, until, waiting
 
+from conftest import live_processes
 from runbook.demo import DemoFleet
 from runbook.progress import DONE, FAILED
 from runbook.tui.screens import ChoiceScreen, ConfirmScreen, TextScreen, VariablesScreen
@@ -115,3 +117,30 @@ def _log(app: object, target: str) -> str:
 
 def _starts(app: object, block: str) -> int:
     return sum(1 for e in kinds(app, "block.start") if e["block"] == block)  # type: ignore[arg-type]
+
+
+async def test_interrupt_stops_every_host_of_the_batch(fleet: Any, tmp_path: Path) -> None:
+    book = tmp_path / "book.md"
+    book.write_text(
+        "---\nhosts:\n  pair: [host1, host2]\n---\n\n## Wait\n\n"
+        "```sh\n#| on: pair\necho waiting; sleep 43.75\n```\n"
+    )
+    app = make_app(book, tmp_path / "runs", ssh_config=fleet.ssh_config)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, waiting(app, "proceed"), "the block")
+        await pilot.press("n")
+        block = app.progress.block("wait-1")
+        started = lambda: all("waiting" in _log(app, h) for h in ("host1", "host2"))  # noqa: E731
+        await until(pilot, started, "both hosts to run")
+        assert live_processes("sleep 43.75")
+        await pilot.press("i")
+        await until(pilot, modal(app, ConfirmScreen), "the interrupt confirmation")
+        await pilot.press("y")
+        await until(pilot, modal(app, ChoiceScreen), "the failure menu")
+        assert block.hosts == {"host1": FAILED, "host2": FAILED}
+        await until(pilot, lambda: not live_processes("sleep 43.75"), "the remote commands to stop")
+        await pilot.press("a")
+        await until(pilot, finished(app), "the end")
+    ends = [e for e in kinds(app, "block.end") if e["block"] == "wait-1"]
+    assert sorted(e["host"] for e in ends) == ["host1", "host2"]
+    assert all(e["interrupted"] for e in ends)
