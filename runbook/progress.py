@@ -119,6 +119,15 @@ class Progress:
                 if b.status == RUNNING:
                     b.status = UNKNOWN
 
+    def stopped(self) -> None:
+        """The recorded part of a resumed run is over: what was running is unknown."""
+        for b in self.blocks.values():
+            if b.status == RUNNING:
+                b.status = UNKNOWN
+            for host, status in b.hosts.items():
+                if status == RUNNING:
+                    b.hosts[host] = UNKNOWN
+
     def _start(self, e: dict[str, Any]) -> None:
         b = self.block(e["block"])
         b.status, b.attempt = RUNNING, e.get("attempt", 1)

@@ -166,6 +166,15 @@ class RunbookApp(App[int]):
         self.viewed = None
         for event in history:
             self.record(event)
+        self.progress.stopped()
+        if history:
+            self.pending_output.clear()  # output of the earlier part stays in its transcript
+            self.notify(
+                f"Resumed: {len(history)} earlier events replayed; their output is in the"
+                " earlier transcript files.",
+                title="Resumed run",
+                timeout=8,
+            )
         if self.rb.steps:
             self.show_step(self.progress.current_step or self.rb.steps[0].index)
         self.drive()
