@@ -462,8 +462,10 @@ def report(rows: dict[str, Rows], size: int, want: int) -> None:
             ("escape closes help", row.help_close, idle.help_close),
             ("down in the outline", row.outline, idle.outline),
         ):
-            ratio = statistics.median(values) / statistics.median(base) if values and base else 0
-            print(f"  {label:16} {probe:20} {ms(values)} {len(values):4d}  {ratio:8.1f}x")
+            ratio = "-"
+            if values and base:
+                ratio = f"{statistics.median(values) / statistics.median(base):.1f}x"
+            print(f"  {label:16} {probe:20} {ms(values)} {len(values):4d}  {ratio:>9}")
     print(
         "\nworkload          children  peak RSS  vs idle  longest stall"
         "  block: TUI  headless   ratio  stdout bytes in the transcript"

@@ -446,3 +446,24 @@ async def _hello_in_the_console(app: RunbookApp) -> None:
         await until(pilot, waiting(app, "proceed", "clean-up-1"), "clean-up")
         await pilot.press("n")
         await until(pilot, finished(app), "the end")
+
+
+async def test_ctrl_q_is_protected_like_q(tmp_path: Path) -> None:
+    book = tmp_path / "slow.md"
+    book.write_text(SLOW.replace("47.25", "49.25"))
+    app = make_app(book, tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, waiting(app, "proceed"), "the block")
+        await pilot.press("n")
+        await until(pilot, lambda: live_processes("sleep 49.25"), "the block to run")
+        await pilot.press("ctrl+q")
+        await until(pilot, modal(app, ConfirmScreen), "the quit confirmation")
+        await pilot.press("n")  # stay
+        await pilot.pause()
+        assert app.progress.running and app.return_code is None
+        await pilot.press("ctrl+q")
+        await until(pilot, modal(app, ConfirmScreen), "the quit confirmation")
+        await pilot.press("y")
+        await until(pilot, lambda: app.return_code is not None, "the app to exit")
+    assert kinds(app, "run.end")[0]["result"] == "aborted"
+    assert not live_processes("sleep 49.25")

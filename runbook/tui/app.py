@@ -422,6 +422,10 @@ class RunbookApp(App[int]):
     def action_help(self) -> None:
         self.push_screen(MarkdownScreen("Help", HELP))
 
+    async def action_quit(self) -> None:
+        """ctrl+q and the palette's Quit go through the same protection as ``q``."""
+        self.action_quit_run()
+
     def action_quit_run(self) -> None:
         if self.session is None or self.outcome is not None:
             self.exit(return_code=self.outcome.exit_code if self.outcome else 1)
