@@ -255,13 +255,13 @@ def cmd_open(args: argparse.Namespace) -> int:
 
     if args.yes:
         raise UsageError("--yes approves every gate without a person: use `runbook run --yes`")
-    _need_terminal()
     rb, _ = inputs.load_runbook(args.file)
     given = inputs.parse_vars(args.var)
     try:
         resolve(rb, given)
     except VariableProblem as e:
         raise UsageError(str(e)) from None
+    _need_terminal()
 
     def start(operator: Operator, entered: Mapping[str, str]) -> tuple[Session, list[Any]]:
         session = launch.prepare_run(

@@ -171,3 +171,19 @@ def test_plan_names_a_target_that_a_given_value_breaks(write) -> None:  # type: 
     proc = run_cli("plan", str(path), "--var", "G=wbe")
     assert proc.returncode == 1
     assert f"{path}:11: with G=wbe, `on:` names `wbe`, which is no host group" in proc.stderr
+
+
+def test_runbook_file_opens_the_console_and_reports_bad_input_first(write) -> None:  # type: ignore[no-untyped-def]
+    bad = write("---\ntitle: [\n---\n", name="bad.md")
+    result = run_cli(str(bad))
+    assert result.returncode == 1
+    assert f"runbook open: {bad}:2:9: error: invalid YAML" in result.stderr
+    result = run_cli(str(bad.parent / "missing.md"))
+    assert result.returncode == 2 and "cannot read" in result.stderr
+    good = write(CLEAN, name="good.md")
+    result = run_cli(str(good), "--var", "NOPE=1")
+    assert result.returncode == 2 and "--var NOPE: the runbook declares no such" in result.stderr
+    result = run_cli(str(good))  # no terminal here: the console refuses, nothing runs
+    assert result.returncode == 2
+    assert "the console needs a terminal; `runbook run` runs without one" in result.stderr
+    assert "Traceback" not in result.stderr
