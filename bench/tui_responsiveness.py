@@ -9,7 +9,7 @@ runs on the loop it measures, so a key could only be pressed once a stall was ov
 typist presses ``n`` to run the block, then, while it runs (``status == "running"``):
 
 - help (closed loop): ``?``, until a frame shows the help modal (``MarkdownScreen``), then
-  ``escape``, until a frame shows it gone; again every ``--interval`` seconds;
+  ``escape``, until a frame shows it gone; again every ``--interval`` seconds (+-25%);
 - outline (open loop, a user who keeps typing): ``down`` on the focused step outline every
   ``--interval`` seconds; press i is on screen once a frame shows highlight start + i.
 
@@ -41,6 +41,7 @@ import io
 import json
 import os
 import platform
+import random
 import resource
 import signal
 import statistics
@@ -138,6 +139,11 @@ class Typist:
             self.paints.append(paint)
             self.fresh.notify_all()
 
+    def pause(self) -> float:
+        """``interval``, +-25%: a fixed period (200 ms is 12 frames at 60 fps) would lock
+        onto the screen's update timer and time every press at the same phase of it."""
+        return self.interval * random.uniform(0.75, 1.25)
+
     def send(self, key: str) -> float:
         from textual import events
 
@@ -196,7 +202,7 @@ class Typist:
             if closed is None or not streaming:
                 return  # a press after the block ended measures nothing here
             r.help_close.append(closed)
-            time.sleep(max(0.0, self.interval - (time.perf_counter() - began)))
+            time.sleep(max(0.0, self.pause() - (time.perf_counter() - began)))
 
     def probe_outline(self, stream: Any) -> None:
         """Open loop, as a user keeps typing: ``down`` every ``interval`` seconds whatever
@@ -209,7 +215,7 @@ class Typist:
             and start + len(pressed) + 1 < STEPS
         ):
             pressed.append(self.send("down"))
-            time.sleep(self.interval)
+            time.sleep(self.pause())
 
         def reached(level: int) -> Callable[[Paint], bool]:
             return lambda paint: (paint.highlighted or 0) >= level
@@ -384,7 +390,12 @@ def main() -> None:
     )
     ap.add_argument("--mb", type=int, default=50, help="MiB each streaming block prints")
     ap.add_argument("--interval", type=float, default=0.2, help="seconds between key presses")
-    ap.add_argument("--samples", type=int, default=20, help="key presses wanted per probe")
+    ap.add_argument(
+        "--samples",
+        type=int,
+        default=20,
+        help="presses wanted per probe, made while the block streams",
+    )
     ap.add_argument("--max-rounds", type=int, default=12, help="children per workload and probe")
     ap.add_argument("--budget", type=float, default=900, help="seconds; no new child after")
     ap.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
@@ -433,7 +444,7 @@ def main() -> None:
                     row.add(json.loads(out.strip().splitlines()[-1]))
                     if len(row.samples(probe)) >= args.samples:
                         wanted.discard((label, probe))
-                if round_ < 3:  # the same block headless, for the console's overhead
+                if round_ < (1 if label == IDLE else 3):  # headless: the console's overhead
                     headless = Path(tmp, f"headless-{round_}-{label[:4]}")
                     argv = [
                         *runbook,

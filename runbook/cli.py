@@ -374,15 +374,15 @@ def cmd_resume(args: argparse.Namespace) -> int:
 def _resume_console(args: argparse.Namespace) -> int:
     from runbook import launch
     from runbook.runs import replay
+    from runbook.transcript import TranscriptError
 
     try:
         state = replay(Path(args.transcript)).state
-        rb, _ = inputs.load_runbook(state.runbook_path or "")
-    except (OSError, ValueError) as e:  # resume itself says precisely why below
-        del e
-        rb = None
-    if rb is None:  # let the plain path refuse with its precise message
-        raise inputs.Refused("cannot resume: the transcript or its runbook cannot be read")
+    except (TranscriptError, OSError) as e:
+        raise inputs.Refused(f"cannot resume: {e}") from None
+    if state.runbook_path is None:
+        raise inputs.Refused("cannot resume: the transcript has no run.start")
+    rb, _ = inputs.load_runbook(state.runbook_path)
 
     def start(operator: Operator, entered: Mapping[str, str]) -> tuple[Session, list[Any]]:
         session, previous = launch.prepare_resume(

@@ -12,7 +12,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runbook import events as ev
-from runbook.model import Runbook
+from runbook.model import Runbook, Step
 
 PENDING = "pending"
 RUNNING = "running"
@@ -161,8 +161,14 @@ class Progress:
         if step is not None and self.steps.get(step) == PENDING:
             self.steps[step] = RUNNING
 
+    def _step(self, index: int) -> Step | None:
+        """Step ``index``, if this runbook has it (a resumed run may record more)."""
+        return self.rb.steps[index - 1] if 1 <= index <= len(self.rb.steps) else None
+
     def _step_result(self, index: int) -> str:
-        step = self.rb.steps[index - 1]
+        step = self._step(index)
+        if step is None:
+            return DONE
         statuses = [self.block(b.name).status for b in step.blocks if b.runs_forward]
         if statuses and all(s == SKIPPED for s in statuses):
             return SKIPPED
@@ -173,7 +179,8 @@ class Progress:
         status = self.steps.get(index, PENDING)
         if status != RUNNING:
             return status
-        blocks = [self.block(b.name).status for b in self.rb.steps[index - 1].blocks]
+        step = self._step(index)
+        blocks = [self.block(b.name).status for b in step.blocks] if step else []
         for worst in (UNKNOWN, FAILED):
             if worst in blocks:
                 return worst

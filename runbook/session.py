@@ -146,18 +146,21 @@ class Session:
 
     async def run(self) -> Outcome:
         try:
-            self._start()
-            await self._ask_values()
-            if self.state.rollback_reason is None:  # a resumed rollback goes on rolling back
-                await self._forward()
-                return self._end("ok", 0, "every step is done")
-            raise _Rollback(self.state.rollback_reason)
-        except _Rollback as e:
+            # Nested, so that what stops a rollback (Ctrl-C, a quit, nobody to answer) is
+            # handled by the same clauses below and still ends the record.
             try:
-                await self._rollback(str(e))
-            except _Abort as abort:
-                return self._end("aborted", 1, f"rollback stopped: {abort}")
-            return self._end("rolled-back", 1, f"rolled back after: {e}")
+                self._start()
+                await self._ask_values()
+                if self.state.rollback_reason is None:  # a resumed rollback goes on
+                    await self._forward()
+                    return self._end("ok", 0, "every step is done")
+                raise _Rollback(self.state.rollback_reason)
+            except _Rollback as e:
+                try:
+                    await self._rollback(str(e))
+                except (_Abort, NeedsOperator) as abort:
+                    return self._end("aborted", 1, f"rollback stopped: {abort}")
+                return self._end("rolled-back", 1, f"rolled back after: {e}")
         except _Abort as e:
             return self._end("aborted", 1, str(e))
         except NeedsOperator as e:
@@ -256,9 +259,13 @@ class Session:
                 by=self.by,
             )
 
-    def note(self, text: str) -> None:
-        """An operator's note, recorded at once (the TUI adds them while blocks run)."""
+    def note(self, text: str) -> bool:
+        """An operator's note, recorded at once (the TUI adds them while blocks run);
+        False once the run has ended and its transcript is closed."""
+        if self.writer.closed or self.state.result is not None:
+            return False
         self.emit(ev.NOTE, durable=True, text=text, by="operator")
+        return True
 
     async def _tick(self, step: Step, item: CheckItem) -> None:
         index = step.checklist.index(item)
@@ -422,7 +429,7 @@ class Session:
         choices: Sequence[str],
         host: str | None = None,
     ) -> Decision:
-        decision = await self.operator.choose(block, problem, choices)
+        decision = await self.operator.choose(block, self.masker.text(problem), choices)
         if decision.choice not in choices:  # an operator must not invent a way out
             decision = Decision("abort", f"unexpected answer {decision.choice!r}")
         self.emit(

@@ -166,6 +166,10 @@ class TranscriptWriter:
         self._unsynced = 0
         self._last_sync = time.monotonic()
 
+    @property
+    def closed(self) -> bool:
+        return self._fd is None
+
     def close(self) -> None:
         if self._fd is None:
             return

@@ -15,6 +15,12 @@ CORE = [
     "runbook.transcript",
     "runbook.report",
     "runbook.launch",
+    "runbook.attempt",
+    "runbook.progress",
+    "runbook.operator",
+    "runbook.rollout",
+    "runbook.runs",
+    "runbook.demo",
 ]
 
 

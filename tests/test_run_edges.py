@@ -12,7 +12,7 @@ from pathlib import Path
 
 from conftest import ROOT, live_processes, run_cli
 from runbook import launch
-from runbook.operator import Decision, HeadlessOperator, ScriptedOperator
+from runbook.operator import Decision, HeadlessOperator, NeedsOperator, ScriptedOperator
 from runbook.report import render_run
 from runbook.transcript import read_lines, verify
 from runbook.transports.local import LocalTransport
@@ -210,3 +210,21 @@ def test_render_reports_the_file_it_was_given(tmp_path: Path) -> None:
     assert "from-a" in report and "from-b" not in report
     assert copy.read_bytes() == first.transcript.read_bytes()  # untouched
     assert verify(copy).ok
+
+
+class _LeavesDuringRollback(ScriptedOperator):
+    """Answers the failure with a rollback, then is gone when the rollback asks."""
+
+    async def confirm(self, prompt: str) -> bool:
+        raise NeedsOperator("the operator left")
+
+
+def test_nobody_to_answer_during_a_rollback_still_ends_the_record(tmp_path: Path) -> None:
+    book = "## Change\n\n```sh\ntrue\n```\n\n```sh\n#| rollback: true\ntrue\n```\n\n"
+    book += "## Check\n\n```sh\nexit 1\n```\n"
+    operator = _LeavesDuringRollback([("choose", Decision("rollback"))])
+    done = run(tmp_path, book, operator=operator)
+    end = events(done.transcript)[-1]
+    assert (end["type"], end["result"]) == ("run.end", "aborted")
+    assert end["message"] == "rollback stopped: the operator left"
+    assert verify(done.transcript).complete

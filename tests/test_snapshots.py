@@ -34,11 +34,30 @@ def _settled(app: RunbookApp, ready: Callable[[], bool]) -> Callable[[Pilot[Any]
     async def run_before(pilot: Pilot[Any]) -> None:
         await until(pilot, ready, "the screen to snapshot")
         app.launch.transcript = "runbook-runs/20261126T101500Z-5f0c2a/transcript.jsonl"
+        for block in app.progress.blocks.values():
+            if block.duration is not None:
+                block.duration = 0.0
         app.dirty = True
         app.refresh_screen()
-        await pilot.pause()
+        for screen in app.screen_stack:  # a screen under a modal may be drawn stale
+            for widget in screen.query("*"):
+                widget.refresh()
+        await until(pilot, _still(app), "the screen to settle")
 
     return run_before
+
+
+def _still(app: RunbookApp) -> Callable[[], bool]:
+    """The screen drew the same thing twice in a row: scrolling and layout are done."""
+    last: list[str] = []
+
+    def check() -> bool:
+        now = app.export_screenshot()
+        same = last == [now]
+        last[:] = [now]
+        return same
+
+    return check
 
 
 async def _ticked(pilot: Pilot[Any], app: RunbookApp) -> None:

@@ -5,8 +5,11 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
+from typing import Any
 
 import pytest
+from textual.command import CommandList, CommandPalette
+from textual.pilot import Pilot
 from textual.widgets import Button, Input
 from tuikit import events, finished, kinds, make_app, modal, shown, until, waiting
 
@@ -45,7 +48,9 @@ async def test_hello_runbook_from_form_to_done(tmp_path: Path) -> None:
         await until(pilot, waiting(app, "proceed", "prepare-a-scratch-directory-1"), "block 2")
         checklist = app.query_one(Checklist)
         assert "[x] I have read what this step does" in shown(checklist)
-        await pilot.press("n", "n")
+        await pilot.press("n")
+        await until(pilot, waiting(app, "proceed", "write-a-file-1"), "block 3")
+        await pilot.press("n")
         await until(pilot, modal(app, ConfirmScreen), "the gate")
         assert "greeting.txt" in shown(app.screen.query_one(".prompt"))
         await pilot.press("y")
@@ -226,7 +231,7 @@ async def test_failure_menu_retry_then_roll_back_in_reverse(tmp_path: Path) -> N
         await until(pilot, waiting(app, "proceed", "verify-1"), "verify")
         await pilot.press("n")
         await until(pilot, modal(app, TypeConfirmScreen), "the typed confirmation")
-        assert "exit 3" in shown(app.screen.query_one(".command"))
+        assert "exit 3" in shown(app.screen.query_one(".command Static"))
         await pilot.press(*"verify", "enter")  # not the exact text
         assert "That is not" in shown(app.screen.query_one("#problem"))
         await pilot.press(*"-now", "enter")
@@ -321,8 +326,14 @@ async def test_quit_while_running_asks_then_records_an_abort(tmp_path: Path) -> 
         await until(pilot, lambda: app.return_code is not None, "the app to exit")
     assert not live_processes("sleep 48.25")
     end = kinds(app, "run.end")[0]
-    assert (end["result"], end["exit_code"]) == ("aborted", 130)
-    assert app.return_code == 130
+    assert (end["result"], end["exit_code"], end["message"]) == (
+        "aborted",
+        1,
+        "quit from the console",
+    )
+    assert app.return_code == 1
+    block = kinds(app, "block.end")[0]
+    assert block["interrupted"] is True  # stopped, and the stop recorded
 
 
 async def test_palette_jumps_to_a_step_and_runs_a_chosen_block(tmp_path: Path) -> None:
@@ -331,22 +342,20 @@ async def test_palette_jumps_to_a_step_and_runs_a_chosen_block(tmp_path: Path) -
     app = make_app(book, tmp_path / "runs")
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, waiting(app, "proceed", "prepare-1"), "the first block")
-        await pilot.press("ctrl+p")
-        await pilot.press(*"Step 3")
-        await pilot.press("enter")
+        await palette(pilot, app, "Step 3: After")
         await until(pilot, lambda: app.viewed == 3, "step 3 shown")
-        await pilot.press("ctrl+p")
-        await pilot.press(*"Run block after-1")
-        await pilot.press("enter")
+        await palette(pilot, app, "Run block after-1")
         await until(pilot, lambda: app.progress.block("after-1").status == DONE, "after-1 ran")
         await until(pilot, waiting(app, "proceed", "prepare-1"), "back at the first block")
         await pilot.press("n")
         await until(pilot, waiting(app, "proceed", "change-1"), "change-1")
-        await pilot.press("ctrl+p")
-        await pilot.press(*"Re-run block prepare-1")
-        await pilot.press("enter")
+        await palette(pilot, app, "Re-run block prepare-1")
+        again = app.progress.block("prepare-1")
+        await until(pilot, lambda: again.attempt == 2 and again.status == DONE, "the re-run")
         await until(pilot, waiting(app, "proceed", "change-1"), "change-1 again")
-        await pilot.press("n", "n")
+        await pilot.press("n")
+        await until(pilot, waiting(app, "proceed", "change-2"), "change-2")
+        await pilot.press("n")
         await until(pilot, finished(app), "the end")
     starts = [(e["block"], e["attempt"]) for e in kinds(app, "block.start")]
     assert starts == [
@@ -377,6 +386,21 @@ async def test_help_and_report_screens(tmp_path: Path) -> None:
         assert "prepare-ran" in text and "Run report" in text
         await pilot.press("escape", "q")
     assert app.return_code == 0
+
+
+async def palette(pilot: Pilot[Any], app: RunbookApp, command: str) -> None:
+    """Run ``command`` from the command palette, once the palette offers it."""
+    await pilot.press("ctrl+p")
+    await until(pilot, lambda: isinstance(app.screen, CommandPalette), "the palette")
+    await pilot.press(*command)
+
+    def offered() -> bool:
+        commands = app.screen.query_one(CommandList)
+        index = commands.highlighted
+        return index is not None and command in str(commands.get_option_at_index(index).prompt)
+
+    await until(pilot, offered, f"the palette to offer {command!r}")
+    await pilot.press("enter")
 
 
 def _log_text(app: RunbookApp, target: str) -> str:
@@ -467,3 +491,33 @@ async def test_ctrl_q_is_protected_like_q(tmp_path: Path) -> None:
         await until(pilot, lambda: app.return_code is not None, "the app to exit")
     assert kinds(app, "run.end")[0]["result"] == "aborted"
     assert not live_processes("sleep 49.25")
+
+
+async def test_keys_never_answer_the_wrong_question(tmp_path: Path) -> None:
+    """An engine question waits for the operator's note; Enter chooses nothing in a
+    failure menu; a double key answers once."""
+    book = tmp_path / "fails.md"
+    book.write_text("## Fail\n\n```sh\necho started; sleep 0.5; exit 4\n```\n")
+    app = make_app(book, tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, waiting(app, "proceed"), "the block")
+        await pilot.press("n")
+        await until(pilot, lambda: app.progress.running, "the block to run")
+        await pilot.press("a")  # a note, typed while the block fails
+        await until(pilot, modal(app, TextScreen), "the note dialog")
+        await until(pilot, lambda: kinds(app, "block.end"), "the failure")
+        await pilot.press(*"restarted web3")  # the "a" of "restarted" must not abort
+        assert isinstance(app.screen, TextScreen)
+        await pilot.press("enter")
+        await until(pilot, modal(app, ChoiceScreen), "the failure menu, after the note")
+        await pilot.press("enter")  # nothing is focused: Enter must not retry
+        await pilot.pause()
+        assert isinstance(app.screen, ChoiceScreen) and not kinds(app, "decision")
+        await pilot.press("s", "s")  # one reason dialog, not two
+        await until(pilot, modal(app, TextScreen), "the reason")
+        assert sum(isinstance(s, TextScreen) for s in app.screen_stack) == 1
+        await pilot.press("backspace", *"known flaky", "enter", "enter")
+        await until(pilot, finished(app), "the end")
+    assert [(e["text"], e["by"]) for e in kinds(app, "note")] == [("restarted web3", "operator")]
+    assert [(e["choice"], e["reason"]) for e in kinds(app, "decision")] == [("skip", "known flaky")]
+    assert app.outcome is not None and app.outcome.result == "ok"

@@ -82,15 +82,17 @@ def waiting(app: RunbookApp, kind: str, name: str | None = None) -> Callable[[],
     return check
 
 
-def modal(app: RunbookApp, cls: type) -> Callable[[], bool]:
-    """A modal of type ``cls`` is on top and laid out (its dialog has a size)."""
+def modal(app: RunbookApp, cls: type, text: str | None = None) -> Callable[[], bool]:
+    """A modal of type ``cls`` (whose prompt shows ``text``) is on top and laid out."""
 
     def check() -> bool:
         screen = app.screen
         if not isinstance(screen, cls):
             return False
         dialogs = screen.query(".dialog")
-        return bool(dialogs) and dialogs.first().size.height > 0
+        if not dialogs or dialogs.first().size.height == 0:
+            return False
+        return text is None or text in shown(screen.query_one(".prompt"))
 
     return check
 

@@ -18,6 +18,7 @@ from typing import Any, ClassVar, TypeVar, cast
 from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
+from textual.await_complete import AwaitComplete
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
@@ -27,11 +28,17 @@ from textual.widgets import Footer, OptionList, Static
 from runbook import events as ev
 from runbook.inputs import BadUsage, Refused
 from runbook.model import Block, CheckItem, Runbook, Step, Variable
-from runbook.operator import Decision, Operator
+from runbook.operator import Decision, NeedsOperator, Operator
 from runbook.progress import ICONS, Progress
 from runbook.session import Outcome, Session
-from runbook.tui.bridge import TUIOperator
-from runbook.tui.screens import ConfirmScreen, MarkdownScreen, TextScreen, VariablesScreen
+from runbook.tui.bridge import QUIT, TUIOperator
+from runbook.tui.screens import (
+    ConfirmScreen,
+    Dialog,
+    MarkdownScreen,
+    TextScreen,
+    VariablesScreen,
+)
 from runbook.tui.widgets import (
     STATUS_STYLE,
     Checklist,
@@ -121,6 +128,8 @@ class RunbookApp(App[int]):
         self.pending_output: dict[str, list[str]] = {}
         self.dirty = True
         self.quitting = False
+        self.display_error = False
+        self.dialogs_closed = asyncio.Event()
 
     # ------------------------------------------------------------------ layout
 
@@ -182,7 +191,11 @@ class RunbookApp(App[int]):
     @work(exclusive=True, exit_on_error=False, group="session")
     async def drive(self) -> None:
         assert self.session is not None
-        self.outcome = await self.session.run()
+        try:
+            self.outcome = await self.session.run()
+        except Exception as e:  # the engine records its own errors; this is a bug of ours
+            self.outcome = Outcome("error", 1, f"the console failed: {e!r}")
+            self.notify(str(self.outcome.message), title="Error", severity="error", timeout=60)
         self.waiting = None
         self.dirty = True
         self.refresh_screen()
@@ -212,8 +225,29 @@ class RunbookApp(App[int]):
             self.refresh_bindings()
 
     async def ask(self, screen: ModalScreen[T]) -> T:
-        """A modal's answer, from the session's worker."""
+        """A question from the engine, once whatever the operator has open is closed.
+
+        A note being typed, an interrupt being confirmed, the palette, help: keys meant
+        for them must never answer the engine's question, so the question waits.
+        """
+        told = False
+        while self.screen is not self.screen_stack[0]:
+            if not told:
+                self.notify("The run has a question for you: it opens when this closes.")
+                told = True
+            self.dialogs_closed.clear()
+            await self.dialogs_closed.wait()
         return cast(T, await self.push_screen_wait(cast(Screen[Any], screen)))
+
+    def pop_screen(self) -> AwaitComplete:
+        """Any screen closed: a question waiting in ``ask`` looks again."""
+        done = super().pop_screen()
+        self.dialogs_closed.set()
+        return done
+
+    def open_dialog(self, screen: Dialog[T], done: Callable[[T], None]) -> None:
+        """Push one of the operator's own dialogs (the engine's questions wait for it)."""
+        self.push_screen(screen, lambda result: done(cast(T, result)))
 
     def answer(self, decision: Decision) -> None:
         if self.waiting is not None and not self.waiting.future.done():
@@ -253,9 +287,9 @@ class RunbookApp(App[int]):
                 self.shown_target = target
                 self.call_later(self.query_one(OutputPane).focus_target, target)
             self.live_targets.add(target)
-            step = self.rb.steps[event["step"] - 1] if event.get("step") else None
-            if step is not None and self.viewed != step.index and not self.waiting:
-                self.show_step(step.index)
+            index = event.get("step")
+            if index and self.viewed != index and not self.waiting:
+                self.show_step(index)
         elif kind == ev.BLOCK_END:
             target = event.get("host") or "local"
             self.pending_output.setdefault(target, []).append(f"── {event['status']} ──\n")
@@ -267,6 +301,16 @@ class RunbookApp(App[int]):
                 self.call_later(self.query_one(OutputPane).focus_target, target)
         elif kind == ev.RUN_END:
             self.refresh_bindings()
+
+    def display_failed(self, error: Exception) -> None:
+        """The screen may be behind; the transcript is not."""
+        if not self.display_error:
+            self.display_error = True
+            self.notify(
+                f"The display failed ({error!r}); the run goes on and is recorded in full.",
+                severity="error",
+                timeout=60,
+            )
 
     def refresh_screen(self) -> None:
         """Flush output in batches and redraw what changed; runs on a timer."""
@@ -300,7 +344,7 @@ class RunbookApp(App[int]):
             )
             card.show(self.progress, is_next)
             if is_next:
-                card.scroll_visible(animate=False)
+                self.reveal(card.block.name)
         for checklist in view.query(Checklist):
             answers = {i: r for (s, i), r in self.ticks.items() if s == view.step.index}
             pending = None
@@ -309,6 +353,15 @@ class RunbookApp(App[int]):
                 pending = view.step.checklist.index(waiting.item)
             checklist.show(view.step, answers, pending)
         self.redraw_hosts()
+
+    def reveal(self, block: str, now: bool = False) -> None:
+        """Scroll the block's card into view: ``now``, or after the next layout (a step
+        just shown may still be growing)."""
+        for card in self.query_one(StepView).cards():
+            if card.block.name == block and now:
+                card.scroll_visible(animate=False, immediate=True)
+            elif card.block.name == block:
+                self.call_after_refresh(card.scroll_visible, animate=False, immediate=True)
 
     def redraw_hosts(self) -> None:
         name = self.progress.current_block
@@ -329,7 +382,9 @@ class RunbookApp(App[int]):
     async def _load_step(self) -> None:
         async with self.view_lock:
             index = self.wanted
-            if index is None or index == self.viewed:
+            # A resumed run of a changed runbook (--allow-changed) may name steps it no
+            # longer has: nothing to show for those.
+            if index is None or index == self.viewed or not 1 <= index <= len(self.rb.steps):
                 return
             await self.query_one(StepView).load(self.rb, self.rb.steps[index - 1])
             self.viewed = index
@@ -384,32 +439,41 @@ class RunbookApp(App[int]):
             self._ask_reason(f"Skip the rest of step {self.waiting.step.title}: why?", "skip-step")
 
     def _ask_reason(self, title: str, choice: str) -> None:
+        asked = self.waiting  # the reason answers this question, not a later one
+
         def done(reason: str | None) -> None:
-            if reason:
+            if reason and self.waiting is asked:
                 self.answer(Decision(choice, reason))
 
-        self.push_screen(TextScreen(title, "the reason goes in the transcript"), done)
+        self.open_dialog(TextScreen(title, "the reason goes in the transcript"), done)
 
     def action_note(self) -> None:
         def done(text: str | None) -> None:
-            if text and self.session is not None and self.outcome is None:
-                self.session.note(text)
+            if not text:
+                return
+            if self.session is not None and self.session.note(text):
                 self.notify("Note recorded.", timeout=3)
+            else:
+                self.notify(
+                    f"Not recorded: the run has ended. Your note: {text}",
+                    severity="warning",
+                    timeout=30,
+                )
 
-        self.push_screen(TextScreen("Add a note to the transcript", "what you saw or did"), done)
+        self.open_dialog(TextScreen("Add a note to the transcript", "what you saw or did"), done)
 
     def action_interrupt(self) -> None:
         name = self.progress.current_block or "the block"
 
         def done(yes: bool | None) -> None:
-            if yes and self.session is not None:
+            if yes and self.session is not None and self.progress.running:
                 self.session.interrupt.set()
 
         prompt = (
             f"Interrupt {name}? Its processes get SIGINT, then SIGTERM and SIGKILL if they"
             " do not stop; then you decide what happens next."
         )
-        self.push_screen(ConfirmScreen(prompt, title="Interrupt"), done)
+        self.open_dialog(ConfirmScreen(prompt, title="Interrupt"), done)
 
     def action_report(self) -> None:
         from runbook.report import render_run
@@ -430,17 +494,31 @@ class RunbookApp(App[int]):
         if self.session is None or self.outcome is not None:
             self.exit(return_code=self.outcome.exit_code if self.outcome else 1)
             return
+        if self.quitting:
+            self.notify("Still stopping: the running commands get SIGTERM, then SIGKILL.")
+            return
 
         def done(yes: bool | None) -> None:
-            if yes:
-                self.quitting = True
-                self.workers.cancel_group(self, "session")
+            if yes and self.outcome is None:
+                self.stop_run()
 
         running = self.progress.current_block if self.progress.running else None
         what = f"{running} is running: it will be stopped. " if running else ""
-        self.push_screen(
+        self.open_dialog(
             ConfirmScreen(f"{what}Quit and record the run as aborted?", title="Quit"), done
         )
+
+    def stop_run(self) -> None:
+        """Quit: stop what runs (each attempt ends and is recorded as interrupted), then
+        every question the engine asks ends the run as aborted. Never a cancel: that
+        could abandon a process group while it is being stopped."""
+        assert self.session is not None
+        self.quitting = True
+        self.session.interrupt.set()
+        if self.waiting is not None and not self.waiting.future.done():
+            self.waiting.future.set_exception(NeedsOperator(QUIT))
+        if self.progress.running:
+            self.notify("Stopping the running commands, then quitting.", timeout=30)
 
     # ------------------------------------------------------------------ palette
 

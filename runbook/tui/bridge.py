@@ -16,6 +16,8 @@ from runbook.tui.screens import ChoiceScreen, ConfirmScreen, TypeConfirmScreen, 
 if TYPE_CHECKING:
     from runbook.tui.app import RunbookApp
 
+QUIT = "quit from the console"
+
 
 class TUIOperator:
     name = "tui"
@@ -26,9 +28,18 @@ class TUIOperator:
         self.app = app
 
     def show(self, event: dict[str, Any]) -> None:
-        self.app.record(event)
+        try:
+            self.app.record(event)
+        except Exception as e:  # a display bug must not stop a run that is being recorded
+            self.app.display_failed(e)
+
+    def _quitting(self) -> None:
+        """After a quit, every question ends the run (recorded as aborted)."""
+        if self.app.quitting:
+            raise NeedsOperator(QUIT)
 
     async def confirm(self, prompt: str) -> bool:
+        self._quitting()
         gate = self.app.last_gate or {}
         titles = {
             "batch": "Next batch",
@@ -45,15 +56,18 @@ class TUIOperator:
         return bool(yes)
 
     async def type_to_confirm(self, prompt: str, expected: str) -> str | None:
+        self._quitting()
         gate = self.app.last_gate or {}
         command = gate.get("command") if gate.get("gate") == "type-to-confirm" else None
         answer = await self.app.ask(TypeConfirmScreen(prompt, expected, command))
         return answer if isinstance(answer, str) else None
 
     async def tick(self, step: Step, item: CheckItem) -> Decision:
+        self._quitting()
         return await self.app.wait_for("tick", step, item)
 
     async def ask_value(self, variable: Variable) -> str:
+        self._quitting()
         values = await self.app.ask(
             VariablesScreen([variable], title=f"A value for {variable.name}")
         )
@@ -62,11 +76,14 @@ class TUIOperator:
         return str(values[variable.name])
 
     async def choose(self, block: Block, problem: str, choices: Sequence[str]) -> Decision:
+        self._quitting()
         title = "Outcome unknown" if "mark-done" in choices else f"{block.name}: what now?"
         if block.step is not None:
             self.app.show_step(block.step)
+        self.app.reveal(block.name, now=block.step == self.app.viewed)
         answer = await self.app.ask(ChoiceScreen(title, problem, choices))
         return answer if isinstance(answer, Decision) else Decision("abort", "no answer")
 
     async def proceed(self, step: Step, block: Block) -> Decision:
+        self._quitting()
         return await self.app.wait_for("proceed", step, block)

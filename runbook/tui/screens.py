@@ -7,7 +7,7 @@ Each returns its answer with ``dismiss``; the operator bridge awaits it with
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import ClassVar
+from typing import ClassVar, TypeVar
 
 from rich.text import Text
 from textual import on
@@ -22,14 +22,42 @@ from runbook.model import Variable
 from runbook.operator import MENU, Decision
 from runbook.variables import VariableProblem, check_value
 
+T = TypeVar("T")
 
-def command_view(command: str) -> Static:
+
+COMMAND_LINES = 12
+
+
+def command_view(command: str) -> ComposeResult:
     """The command exactly as it will run (no highlighter may reflow it; variables reach
-    it through the environment, never by rewriting this text)."""
-    return Static(Text(command.rstrip("\n"), style="bright_white"), classes="command")
+    it through the environment, never by rewriting this text). A long one scrolls, and
+    says so: the end of a command is often the part that matters."""
+    lines = command.rstrip("\n").splitlines()
+    with VerticalScroll(classes="command"):
+        yield Static(Text("\n".join(lines), style="bright_white"))
+    if len(lines) > COMMAND_LINES:
+        yield Static(
+            f"{len(lines)} lines: scroll to read them all (mouse wheel, or tab to it and use"
+            " the arrow keys)",
+            classes="hint",
+        )
 
 
-class ConfirmScreen(ModalScreen[bool]):
+class Dialog(ModalScreen[T]):
+    """A modal that answers once: a second key or click never dismisses another screen."""
+
+    def __init__(self) -> None:
+        super().__init__(classes="modal")
+        self.answered = False
+
+    def answer(self, value: T) -> None:
+        if self.answered or self.app.screen is not self:
+            return
+        self.answered = True
+        self.dismiss(value)
+
+
+class ConfirmScreen(Dialog[bool]):
     """A yes/no gate; No is focused, so a reflexive Enter declines."""
 
     BINDINGS: ClassVar[list[BindingType]] = [
@@ -38,7 +66,7 @@ class ConfirmScreen(ModalScreen[bool]):
     ]
 
     def __init__(self, prompt: str, command: str | None = None, title: str = "Confirm") -> None:
-        super().__init__(classes="modal")
+        super().__init__()
         self.prompt, self.command, self.heading = prompt, command, title
 
     def compose(self) -> ComposeResult:
@@ -47,7 +75,7 @@ class ConfirmScreen(ModalScreen[bool]):
             yield Label(self.heading, classes="dialog-title")
             yield Static(Text(self.prompt), classes="prompt")
             if self.command:
-                yield command_view(self.command)
+                yield from command_view(self.command)
             with Horizontal(classes="buttons"):
                 yield Button("Yes (y)", id="yes", variant="warning")
                 yield Button("No (n)", id="no", variant="primary")
@@ -56,20 +84,20 @@ class ConfirmScreen(ModalScreen[bool]):
         self.query_one("#no", Button).focus()
 
     def action_answer(self, yes: bool) -> None:
-        self.dismiss(yes)
+        self.answer(yes)
 
     @on(Button.Pressed)
     def pressed(self, event: Button.Pressed) -> None:
-        self.dismiss(event.button.id == "yes")
+        self.answer(event.button.id == "yes")
 
 
-class TypeConfirmScreen(ModalScreen[str | None]):
+class TypeConfirmScreen(Dialog[str | None]):
     """A typed confirmation: the exact text goes on, Escape declines."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "decline", "Decline")]
 
     def __init__(self, prompt: str, expected: str, command: str | None = None) -> None:
-        super().__init__(classes="modal")
+        super().__init__()
         self.prompt, self.expected, self.command = prompt, expected, command
 
     def compose(self) -> ComposeResult:
@@ -78,7 +106,7 @@ class TypeConfirmScreen(ModalScreen[str | None]):
             yield Label("Typed confirmation", classes="dialog-title")
             yield Static(Text(self.prompt), classes="prompt")
             if self.command:
-                yield command_view(self.command)
+                yield from command_view(self.command)
             yield Static(Text.assemble("Type ", (self.expected, "bold"), " to go on:"))
             yield Input(placeholder=self.expected, id="typed")
             yield Static("", id="problem", classes="problem")
@@ -90,19 +118,22 @@ class TypeConfirmScreen(ModalScreen[str | None]):
     @on(Input.Submitted)
     def submitted(self, event: Input.Submitted) -> None:
         if event.value == self.expected:
-            self.dismiss(event.value)
+            self.answer(event.value)
         else:
             self.query_one("#problem", Static).update(f"That is not {self.expected!r}.")
 
     def action_decline(self) -> None:
-        self.dismiss(None)
+        self.answer(None)
 
 
-class ChoiceScreen(ModalScreen[Decision]):
-    """After a failure, a declined gate or an unknown outcome: what now."""
+class ChoiceScreen(Dialog[Decision]):
+    """After a failure, a declined gate or an unknown outcome: what now. Nothing is
+    focused, so Enter chooses nothing: re-running or retrying takes its letter."""
+
+    AUTO_FOCUS = ""  # "" focuses nothing (None would fall back to the first button)
 
     def __init__(self, title: str, problem: str, choices: Sequence[str]) -> None:
-        super().__init__(classes="modal")
+        super().__init__()
         self.heading, self.problem, self.choices = title, problem, tuple(choices)
         self.keys = {MENU[c][0]: c for c in self.choices}
 
@@ -127,23 +158,25 @@ class ChoiceScreen(ModalScreen[Decision]):
 
     def decide(self, choice: str) -> None:
         if choice not in ("skip", "mark-done"):
-            self.dismiss(Decision(choice))
+            self.answer(Decision(choice))
+            return
+        if self.answered or self.app.screen is not self:
             return
 
         def with_reason(reason: str | None) -> None:
             if reason:
-                self.dismiss(Decision(choice, reason))
+                self.answer(Decision(choice, reason))
 
         self.app.push_screen(TextScreen(f"Why {MENU[choice][1]}? (recorded)"), with_reason)
 
 
-class TextScreen(ModalScreen[str | None]):
+class TextScreen(Dialog[str | None]):
     """One line of text: a reason or a note. Empty or Escape gives ``None``."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, title: str, placeholder: str = "") -> None:
-        super().__init__(classes="modal")
+        super().__init__()
         self.heading, self.placeholder = title, placeholder
 
     def compose(self) -> ComposeResult:
@@ -158,19 +191,19 @@ class TextScreen(ModalScreen[str | None]):
 
     @on(Input.Submitted)
     def submitted(self, event: Input.Submitted) -> None:
-        self.dismiss(event.value.strip() or None)
+        self.answer(event.value.strip() or None)
 
     def action_cancel(self) -> None:
-        self.dismiss(None)
+        self.answer(None)
 
 
-class VariablesScreen(ModalScreen[dict[str, str] | None]):
+class VariablesScreen(Dialog[dict[str, str] | None]):
     """The start form: one field per variable, checked as typed, secrets masked."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
     def __init__(self, variables: Sequence[Variable], title: str = "Variables") -> None:
-        super().__init__(classes="modal")
+        super().__init__()
         self.variables, self.heading = tuple(variables), title
 
     def compose(self) -> ComposeResult:
@@ -229,7 +262,7 @@ class VariablesScreen(ModalScreen[dict[str, str] | None]):
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:
-        self.dismiss(None)
+        self.answer(None)
 
     def _submit(self) -> None:
         values = {v.name: self._value(v) for v in self.variables}
@@ -237,16 +270,16 @@ class VariablesScreen(ModalScreen[dict[str, str] | None]):
         if bad:
             self.query_one(f"#var-{bad[0].name}", Input).focus()
             return
-        self.dismiss(values)
+        self.answer(values)
 
 
-class MarkdownScreen(ModalScreen[None]):
+class MarkdownScreen(Dialog[None]):
     """Help, or the run's report: Markdown to read, Escape or q to close."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q", "close", "Close")]
 
     def __init__(self, title: str, markdown: str) -> None:
-        super().__init__(classes="modal")
+        super().__init__()
         self.heading, self.markdown = title, markdown
 
     def compose(self) -> ComposeResult:
@@ -256,4 +289,4 @@ class MarkdownScreen(ModalScreen[None]):
             yield Markdown(self.markdown)
 
     def action_close(self) -> None:
-        self.dismiss(None)
+        self.answer(None)
