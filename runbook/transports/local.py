@@ -20,6 +20,10 @@ from pathlib import Path
 from typing import Any
 
 READ_SIZE = 1024 * 1024
+"""The pipe's buffer: a fast producer rarely waits for us."""
+CHUNK = 64 * 1024
+"""Bytes read per turn of the event loop: a display on the same loop stays responsive
+while a block streams megabytes (bench/tui_responsiveness.py)."""
 DEFAULT_GRACE = 5.0
 OutputSink = Callable[[str, bytes], None]
 
@@ -219,12 +223,13 @@ async def _pump(fd: int, name: str, sink: OutputSink) -> None:
     try:
         while True:
             try:
-                chunk = os.read(fd, READ_SIZE)
+                chunk = os.read(fd, CHUNK)
             except BlockingIOError:
                 await _readable(loop, fd)
                 continue
             if not chunk:
                 return
             sink(name, chunk)
+            await asyncio.sleep(0)  # let the rest of the loop (keys, other hosts) run
     finally:
         os.close(fd)

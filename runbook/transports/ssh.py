@@ -370,3 +370,4 @@ async def _pump(stream: asyncssh.SSHReader[bytes], name: str, sink: OutputSink) 
         if not chunk:
             return
         sink(name, chunk)
+        await asyncio.sleep(0)  # a read of buffered data does not yield by itself

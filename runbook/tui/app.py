@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
+import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -32,6 +33,7 @@ from runbook.operator import Decision, NeedsOperator, Operator
 from runbook.progress import ICONS, Progress
 from runbook.session import Outcome, Session
 from runbook.tui.bridge import QUIT, TUIOperator
+from runbook.tui.output import OutputBuffer
 from runbook.tui.screens import (
     ConfirmScreen,
     Dialog,
@@ -40,13 +42,13 @@ from runbook.tui.screens import (
     VariablesScreen,
 )
 from runbook.tui.widgets import (
+    LOG_LINES,
     STATUS_STYLE,
     Checklist,
     HeaderBar,
     OutputPane,
     StepOutline,
     StepView,
-    visible,
 )
 
 T = TypeVar("T")
@@ -125,7 +127,7 @@ class RunbookApp(App[int]):
         self.live_targets: set[str] = set()
         self.shown_target: str | None = None
         self.view_lock = asyncio.Lock()
-        self.pending_output: dict[str, list[str]] = {}
+        self.pending_output: dict[str, OutputBuffer] = {}
         self.dirty = True
         self.quitting = False
         self.display_error = False
@@ -237,6 +239,7 @@ class RunbookApp(App[int]):
                 told = True
             self.dialogs_closed.clear()
             await self.dialogs_closed.wait()
+        self.refresh_screen()  # the output so far is on screen before the question covers it
         return cast(T, await self.push_screen_wait(cast(Screen[Any], screen)))
 
     def pop_screen(self) -> AwaitComplete:
@@ -262,8 +265,7 @@ class RunbookApp(App[int]):
             text = event.get("text")
             if text is None:
                 text = base64.b64decode(event["b64"]).decode("utf-8", "replace")
-            target = event.get("host") or "local"
-            self.pending_output.setdefault(target, []).append(text)
+            self.output_for(event.get("host") or "local").add(text)
             return
         self.progress.apply(event)
         self.dirty = True
@@ -279,8 +281,9 @@ class RunbookApp(App[int]):
         elif kind == ev.BLOCK_START:
             target = event.get("host") or "local"
             attempt = f" (attempt {event['attempt']})" if event.get("attempt", 1) > 1 else ""
-            line = f"── {event['block']}{attempt} on {event['target']} ──\n"
-            self.pending_output.setdefault(target, []).append(line)
+            buffer = self.output_for(target)
+            buffer.end_line()
+            buffer.add(f"── {event['block']}{attempt} on {event['target']} ──\n")
             if event["block"] != self.following:
                 self.following, self.failed_shown = event["block"], False
             if self.shown_target not in self.live_targets:  # follow what runs now
@@ -292,7 +295,9 @@ class RunbookApp(App[int]):
                 self.show_step(index)
         elif kind == ev.BLOCK_END:
             target = event.get("host") or "local"
-            self.pending_output.setdefault(target, []).append(f"── {event['status']} ──\n")
+            buffer = self.output_for(target)
+            buffer.end_line()
+            buffer.add(f"── {event['status']} ──\n")
             self.live_targets.discard(target)
             failed = event.get("exit") != 0 and not event.get("continued")
             if failed and target != "local" and not self.failed_shown:
@@ -301,6 +306,12 @@ class RunbookApp(App[int]):
                 self.call_later(self.query_one(OutputPane).focus_target, target)
         elif kind == ev.RUN_END:
             self.refresh_bindings()
+
+    def output_for(self, target: str) -> OutputBuffer:
+        buffer = self.pending_output.get(target)
+        if buffer is None:
+            buffer = self.pending_output[target] = OutputBuffer(keep=LOG_LINES)
+        return buffer
 
     def display_failed(self, error: Exception) -> None:
         """The screen may be behind; the transcript is not."""
@@ -319,10 +330,17 @@ class RunbookApp(App[int]):
 
     def _refresh(self) -> None:
         pane = self.query_one(OutputPane)
-        for target, chunks in self.pending_output.items():
-            if chunks:
-                pane.log_for(target).write(visible("".join(chunks)))
-                chunks.clear()
+        now = time.monotonic()
+        # Under a dialog the output waits (bounded, in its buffer): drawing it there would
+        # only slow down the dialog the operator is looking at.
+        covered = self.screen is not self.screen_stack[0]
+        for target, buffer in () if covered else self.pending_output.items():
+            lines, replace = buffer.drain(now)
+            if lines or replace:
+                log = pane.log_for(target)
+                if replace:
+                    log.clear()
+                log.write_lines(lines)
         header = self.query_one(HeaderBar)
         header.show(self.rb, self.progress, self.environment(), "tui", self.launch.transcript)
         if not self.dirty:

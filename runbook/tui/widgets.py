@@ -35,14 +35,6 @@ STATUS_STYLE = {
     SKIPPED: "magenta",
     UNKNOWN: "bold magenta",
 }
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-
-
-def visible(text: str) -> str:
-    """Output made safe for the screen: colours dropped, other controls shown as ^X."""
-    text = _ANSI.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
-    return _CONTROL.sub(lambda m: f"^{chr(ord(m.group()) ^ 0x40)}", text)
 
 
 def status_text(status: str) -> Text:

@@ -1,0 +1,85 @@
+"""Output on its way to the screen: buffered per target, cut to what a log can show.
+
+A block may print 50 MB in seconds; the transcript keeps every byte, the screen needs the
+last few thousand lines. Each refresh takes the complete lines gathered since the last
+one, keeps the last ``keep``, makes them safe to draw and caps their length, so the cost
+of a refresh is bounded whatever was printed. A line still open (a prompt, a progress
+bar) is shown once it has waited ``patience`` seconds.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
+_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x85\u2028\u2029]")
+
+MAX_PENDING = 4 * 1024 * 1024
+"""Characters held per target between refreshes before the oldest are dropped."""
+LINE_CHARS = 4096
+"""A longer line is cut on screen (the transcript has it whole)."""
+
+
+def visible(text: str) -> str:
+    """Output made safe for the screen: colours dropped, other controls shown as ^X."""
+    text = _ANSI.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
+    return _CONTROL.sub(_caret, text)
+
+
+def _caret(match: re.Match[str]) -> str:
+    char = match.group()
+    return f"^{chr(ord(char) ^ 0x40)}" if ord(char) < 0x80 else f"\\u{ord(char):04x}"
+
+
+@dataclass
+class OutputBuffer:
+    keep: int
+    patience: float = 0.5
+    chunks: list[str] = field(default_factory=list)
+    size: int = 0
+    open_since: float | None = None
+    """When the text held back without a newline was first seen."""
+    dropped: int = 0
+
+    def add(self, text: str) -> None:
+        self.chunks.append(text)
+        self.size += len(text)
+        if self.size > MAX_PENDING:  # the loop fell behind: the oldest text goes
+            joined = "".join(self.chunks)
+            self.dropped += len(joined) - MAX_PENDING // 2
+            self.chunks, self.size = [joined[-MAX_PENDING // 2 :]], MAX_PENDING // 2
+
+    def end_line(self) -> None:
+        """Whatever is open ends here (the block ended, a marker line follows)."""
+        if self.chunks and not self.chunks[-1].endswith("\n"):
+            self.add("\n")
+
+    def drain(self, now: float) -> tuple[list[str], bool]:
+        """The lines to write now, and whether they replace everything shown so far."""
+        if not self.chunks:
+            return [], False
+        text = "".join(self.chunks)
+        lines = text.split("\n")
+        tail = lines.pop()
+        if tail and self.open_since is None:
+            self.open_since = now
+        if tail and now - self.open_since < self.patience:  # type: ignore[operator]
+            self.chunks, self.size = [tail], len(tail)
+        else:
+            if tail:
+                lines.append(tail)
+            self.chunks, self.size, self.open_since = [], 0, None
+        replace = len(lines) >= self.keep
+        lines = lines[-self.keep :]
+        if self.dropped:
+            lines.insert(0, f"… {self.dropped:,} characters not shown (the transcript has them)")
+            self.dropped = 0
+        shown = visible("\n".join(lines)).split("\n") if lines else []
+        return [_cap(line) for line in shown], replace
+
+
+def _cap(line: str) -> str:
+    if len(line) <= LINE_CHARS:
+        return line
+    return f"{line[:LINE_CHARS]} … ({len(line) - LINE_CHARS:,} more characters)"
