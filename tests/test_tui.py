@@ -4,6 +4,7 @@ on what the screen shows, waiting on the engine's state, never on a clock."""
 from __future__ import annotations
 
 import asyncio
+import time
 from pathlib import Path
 from typing import Any
 
@@ -20,6 +21,7 @@ from runbook.progress import DONE, FAILED, SKIPPED
 from runbook.transcript import read_lines, verify
 from runbook.tui.app import RunbookApp
 from runbook.tui.screens import (
+    TYPING_SECONDS,
     ChoiceScreen,
     ConfirmScreen,
     MarkdownScreen,
@@ -512,7 +514,8 @@ async def test_keys_never_answer_the_wrong_question(tmp_path: Path) -> None:
         await until(pilot, modal(app, ChoiceScreen), "the failure menu, after the note")
         await pilot.press("enter")  # nothing is focused: Enter must not retry
         await pilot.pause()
-        assert isinstance(app.screen, ChoiceScreen) and not kinds(app, "decision")
+        assert not kinds(app, "decision"), kinds(app, "decision")
+        assert isinstance(app.screen, ChoiceScreen), app.screen_stack
         await pilot.press("s", "s")  # one reason dialog, not two
         await until(pilot, modal(app, TextScreen), "the reason")
         assert sum(isinstance(s, TextScreen) for s in app.screen_stack) == 1
@@ -521,3 +524,24 @@ async def test_keys_never_answer_the_wrong_question(tmp_path: Path) -> None:
     assert [(e["text"], e["by"]) for e in kinds(app, "note")] == [("restarted web3", "operator")]
     assert [(e["choice"], e["reason"]) for e in kinds(app, "decision")] == [("skip", "known flaky")]
     assert app.outcome is not None and app.outcome.result == "ok"
+
+
+async def test_text_typed_into_a_gate_does_not_answer_it(tmp_path: Path) -> None:
+    """A note typed as the gate opened ('canary ok') must not decline or approve it."""
+    app = make_app(RUNBOOKS / "hello.md", tmp_path / "runs", assignments=["GREETING=hi"])
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, waiting(app, "proceed"), "the first block")
+        await pilot.press("n")
+        await until(pilot, waiting(app, "tick"), "the item")
+        await pilot.press("space")
+        for name in ("prepare-a-scratch-directory-1", "write-a-file-1"):
+            await until(pilot, waiting(app, "proceed", name), name)
+            await pilot.press("n")
+        await until(pilot, modal(app, ConfirmScreen), "the gate")
+        await pilot.press(*"canary ok, everything ready")  # holds an n and a y
+        assert isinstance(app.screen, ConfirmScreen) and not kinds(app, "gate.answer")
+        gate = app.screen
+        await until(pilot, lambda: time.monotonic() - gate.stray >= TYPING_SECONDS, "a pause")
+        await pilot.press("y")
+        await until(pilot, waiting(app, "proceed", "clean-up-1"), "the last block")
+    assert [e["answer"] for e in kinds(app, "gate.answer")] == ["yes"]

@@ -6,11 +6,12 @@ Each returns its answer with ``dismiss``; the operator bridge awaits it with
 
 from __future__ import annotations
 
+import time
 from collections.abc import Sequence
 from typing import ClassVar, TypeVar
 
 from rich.text import Text
-from textual import on
+from textual import events, on
 from textual.app import ComposeResult
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
@@ -43,18 +44,37 @@ def command_view(command: str) -> ComposeResult:
         )
 
 
+TYPING_SECONDS = 0.5
+"""A one-letter answer right after other keys is someone typing text (a note meant for a
+dialog that never opened): it is not taken as an answer."""
+
+
 class Dialog(ModalScreen[T]):
     """A modal that answers once: a second key or click never dismisses another screen."""
 
     def __init__(self) -> None:
         super().__init__(classes="modal")
         self.answered = False
+        self.stray = 0.0
+        """When a key this dialog has no use for was last pressed."""
 
     def answer(self, value: T) -> None:
         if self.answered or self.app.screen is not self:
             return
         self.answered = True
         self.dismiss(value)
+
+    def note_stray(self, event: events.Key) -> None:
+        """A printable key that answers nothing here: someone may be typing text."""
+        self.stray = time.monotonic()
+
+    def typing(self) -> bool:
+        """Whether a letter that would answer should be ignored (see TYPING_SECONDS)."""
+        if time.monotonic() - self.stray < TYPING_SECONDS:
+            self.notify("Typing? Press the answer's key on its own.", severity="warning")
+            self.stray = time.monotonic()
+            return True
+        return False
 
 
 class ConfirmScreen(Dialog[bool]):
@@ -84,7 +104,12 @@ class ConfirmScreen(Dialog[bool]):
         self.query_one("#no", Button).focus()
 
     def action_answer(self, yes: bool) -> None:
-        self.answer(yes)
+        if not self.typing():
+            self.answer(yes)
+
+    def on_key(self, event: events.Key) -> None:
+        if event.is_printable and event.character not in ("y", "n"):
+            self.note_stray(event)
 
     @on(Button.Pressed)
     def pressed(self, event: Button.Pressed) -> None:
@@ -146,9 +171,12 @@ class ChoiceScreen(Dialog[Decision]):
                 for choice in self.choices:
                     yield Button(Content(MENU[choice][1]), id=f"choice-{choice}")
 
-    def on_key(self, event: object) -> None:
-        choice = self.keys.get(getattr(event, "character", None) or "")
-        if choice is not None:
+    def on_key(self, event: events.Key) -> None:
+        choice = self.keys.get(event.character or "")
+        if choice is None:
+            if event.is_printable:
+                self.note_stray(event)
+        elif not self.typing():
             self.decide(choice)
 
     @on(Button.Pressed)
