@@ -545,3 +545,21 @@ async def test_text_typed_into_a_gate_does_not_answer_it(tmp_path: Path) -> None
         await pilot.press("y")
         await until(pilot, waiting(app, "proceed", "clean-up-1"), "the last block")
     assert [e["answer"] for e in kinds(app, "gate.answer")] == ["yes"]
+
+
+async def test_a_question_waiting_behind_the_quit_dialog_is_never_asked(tmp_path: Path) -> None:
+    book = tmp_path / "fails.md"
+    book.write_text("## Fail\n\n```sh\necho started; sleep 0.5; exit 4\n```\n")
+    app = make_app(book, tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, waiting(app, "proceed"), "the block")
+        await pilot.press("n")
+        await until(pilot, lambda: app.progress.running, "the block to run")
+        await pilot.press("q")
+        await until(pilot, modal(app, ConfirmScreen), "the quit dialog")
+        await until(pilot, lambda: kinds(app, "block.end"), "the failure, behind the dialog")
+        await pilot.press("y")
+        await until(pilot, lambda: app.return_code is not None, "the app to exit")
+    assert not kinds(app, "decision")  # the failure menu never opened
+    end = kinds(app, "run.end")[0]
+    assert (end["result"], end["message"]) == ("aborted", "quit from the console")

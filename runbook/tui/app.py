@@ -239,6 +239,8 @@ class RunbookApp(App[int]):
                 told = True
             self.dialogs_closed.clear()
             await self.dialogs_closed.wait()
+        if self.quitting:  # the dialog it waited for was the quit
+            raise NeedsOperator(QUIT)
         self.refresh_screen()  # the output so far is on screen before the question covers it
         return cast(T, await self.push_screen_wait(cast(Screen[Any], screen)))
 
