@@ -245,19 +245,8 @@ class Session:
         if isinstance(item, Block):
             if item.name not in self.state.blocks_settled:
                 self.skip(item, reason)
-            return
-        index = step.checklist.index(item)
-        if (step.index, index) not in self.state.ticked:
-            self.emit(
-                ev.CHECK_TICK,
-                durable=True,
-                step=step.index,
-                item=index,
-                text=item.text,
-                result="skipped",
-                reason=reason,
-                by=self.by,
-            )
+        elif (step.index, step.checklist.index(item)) not in self.state.ticked:
+            self._record_tick(step, item, Decision("skipped", reason))
 
     def note(self, text: str) -> bool:
         """An operator's note, recorded at once (the TUI adds them while blocks run);
@@ -268,15 +257,15 @@ class Session:
         return True
 
     async def _tick(self, step: Step, item: CheckItem) -> None:
-        index = step.checklist.index(item)
-        if (step.index, index) in self.state.ticked:
-            return
-        decision = await self.operator.tick(step, item)
+        if (step.index, step.checklist.index(item)) not in self.state.ticked:
+            self._record_tick(step, item, await self.operator.tick(step, item))
+
+    def _record_tick(self, step: Step, item: CheckItem, decision: Decision) -> None:
         self.emit(
             ev.CHECK_TICK,
             durable=True,
             step=step.index,
-            item=index,
+            item=step.checklist.index(item),
             text=item.text,
             result=decision.choice,
             reason=decision.reason or None,
