@@ -10,6 +10,7 @@ import time
 from collections.abc import Sequence
 from typing import ClassVar, TypeVar
 
+from rich.console import RenderableType
 from rich.text import Text
 from textual import events, on
 from textual.app import ComposeResult
@@ -302,19 +303,22 @@ class VariablesScreen(Dialog[dict[str, str] | None]):
 
 
 class MarkdownScreen(Dialog[None]):
-    """Help, or the run's report: Markdown to read, Escape or q to close."""
+    """The run's report (Markdown) or the keys (ready to draw): to read; Escape or q closes."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape,q", "close", "Close")]
 
-    def __init__(self, title: str, markdown: str) -> None:
+    def __init__(self, title: str, body: str | RenderableType) -> None:
         super().__init__()
-        self.heading, self.markdown = title, markdown
+        self.heading, self.body = title, body
 
     def compose(self) -> ComposeResult:
         yield Footer()
         with VerticalScroll(classes="dialog reader"):
             yield Label(self.heading, classes="dialog-title")
-            yield Markdown(self.markdown)
+            if isinstance(self.body, str):
+                yield Markdown(self.body)
+            else:
+                yield Static(self.body)
 
     def action_close(self) -> None:
         self.answer(None)
