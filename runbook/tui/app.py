@@ -38,7 +38,6 @@ from runbook.tui.bridge import QUIT, TUIOperator
 from runbook.tui.output import OutputBuffer
 from runbook.tui.screens import (
     ConfirmScreen,
-    Dialog,
     MarkdownScreen,
     TextScreen,
     VariablesScreen,
@@ -260,10 +259,6 @@ class RunbookApp(App[int]):
         self.dialogs_closed.set()
         return done
 
-    def open_dialog(self, screen: Dialog[T], done: Callable[[T], None]) -> None:
-        """Push one of the operator's own dialogs (the engine's questions wait for it)."""
-        self.push_screen(screen, lambda result: done(cast(T, result)))
-
     def answer(self, decision: Decision) -> None:
         if self.waiting is not None and not self.waiting.future.done():
             self.waiting.future.set_result(decision)
@@ -475,7 +470,7 @@ class RunbookApp(App[int]):
             if reason and self.waiting is asked:
                 self.answer(Decision(choice, reason))
 
-        self.open_dialog(TextScreen(title, "the reason goes in the transcript"), done)
+        self.push_screen(TextScreen(title, "the reason goes in the transcript"), done)
 
     def action_note(self) -> None:
         def done(text: str | None) -> None:
@@ -490,7 +485,7 @@ class RunbookApp(App[int]):
                     timeout=30,
                 )
 
-        self.open_dialog(TextScreen("Add a note to the transcript", "what you saw or did"), done)
+        self.push_screen(TextScreen("Add a note to the transcript", "what you saw or did"), done)
 
     def action_interrupt(self) -> None:
         name = self.progress.current_block or "the block"
@@ -503,7 +498,7 @@ class RunbookApp(App[int]):
             f"Interrupt {name}? Its processes get SIGINT, then SIGTERM and SIGKILL if they"
             " do not stop; then you decide what happens next."
         )
-        self.open_dialog(ConfirmScreen(prompt, title="Interrupt"), done)
+        self.push_screen(ConfirmScreen(prompt, title="Interrupt"), done)
 
     def action_report(self) -> None:
         from runbook.report import render_run
@@ -534,7 +529,7 @@ class RunbookApp(App[int]):
 
         running = self.progress.current_block if self.progress.running else None
         what = f"{running} is running: it will be stopped. " if running else ""
-        self.open_dialog(
+        self.push_screen(
             ConfirmScreen(f"{what}Quit and record the run as aborted?", title="Quit"), done
         )
 
