@@ -250,40 +250,50 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_open(args: argparse.Namespace) -> int:
-    from runbook import launch
     from runbook.runs import runs_dir
 
     if args.yes:
         raise UsageError("--yes approves every gate without a person: use `runbook run --yes`")
-    rb, _ = inputs.load_runbook(args.file)
-    given = inputs.parse_vars(args.var)
+    ssh_config = Path(args.ssh_config) if args.ssh_config else None
+    return _open(args.file, args.var, ssh_config, args.forks, runs_dir(args.runs_dir))
+
+
+def _open(
+    path: str, assignments: Sequence[str], ssh_config: Path | None, forks: int, runs: Path
+) -> int:
+    """The console on a new run of ``path``; the runbook and --var are checked first."""
+    from runbook import launch
+
+    rb, _ = inputs.load_runbook(path)
+    given = inputs.parse_vars(assignments)
     try:
         resolve(rb, given)
     except VariableProblem as e:
         raise UsageError(str(e)) from None
-    _need_terminal()
+    if not _terminal():
+        raise UsageError("the console needs a terminal; `runbook run` runs without one")
 
     def start(operator: Operator, entered: Mapping[str, str]) -> tuple[Session, list[Any]]:
         session = launch.prepare_run(
-            args.file,
-            assignments=args.var,
+            path,
+            assignments=assignments,
             operator=operator,
-            ssh_config=Path(args.ssh_config) if args.ssh_config else None,
-            forks=args.forks,
-            runs=runs_dir(args.runs_dir),
+            ssh_config=ssh_config,
+            forks=forks,
+            runs=runs,
             argv=sys.argv,
             announce=lambda _: None,
             entered=entered,
         )
         return session, []
 
-    ask = tuple(v for v in rb.variables if v.name not in given)
-    return _console(rb, start, ask)
+    return _console(rb, start, [v for v in rb.variables if v.name not in given])
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
     import tempfile
 
+    from runbook import launch
     from runbook.demo import DemoFleet, DemoFleetError
     from runbook.runs import runs_dir
 
@@ -296,47 +306,24 @@ def cmd_demo(args: argparse.Namespace) -> int:
             raise inputs.Refused(f"the demo fleet could not start: {e}") from None
         try:
             _say(f"runbook demo: {len(fleet.hosts)} SSH servers on 127.0.0.1, files in {root}")
-            return _demo(args, fleet.runbook, fleet.ssh_config, runs)
+            if args.yes or not _terminal():
+                done = launch.run(
+                    str(fleet.runbook),
+                    assignments=[],
+                    operator=_operator(args.yes),
+                    ssh_config=fleet.ssh_config,
+                    runs=runs,
+                    argv=sys.argv,
+                    announce=_say,
+                )
+                return _finished(done)
+            return _open(str(fleet.runbook), [], fleet.ssh_config, DEFAULT_FORKS, runs)
         finally:
             fleet.stop()
 
 
-def _demo(args: argparse.Namespace, book: Path, ssh_config: Path, runs: Path) -> int:
-    from runbook import launch
-
-    if args.yes or not (sys.stdin.isatty() and sys.stdout.isatty()):
-        return _finished(
-            launch.run(
-                str(book),
-                assignments=[],
-                operator=_operator(args.yes),
-                ssh_config=ssh_config,
-                runs=runs,
-                argv=sys.argv,
-                announce=_say,
-            )
-        )
-    rb, _ = inputs.load_runbook(str(book))
-
-    def start(operator: Operator, entered: Mapping[str, str]) -> tuple[Session, list[Any]]:
-        session = launch.prepare_run(
-            str(book),
-            assignments=[],
-            operator=operator,
-            ssh_config=ssh_config,
-            runs=runs,
-            argv=sys.argv,
-            announce=lambda _: None,
-            entered=entered,
-        )
-        return session, []
-
-    return _console(rb, start, rb.variables)
-
-
-def _need_terminal() -> None:
-    if not (sys.stdin.isatty() and sys.stdout.isatty()):
-        raise UsageError("the console needs a terminal; `runbook run` runs without one")
+def _terminal() -> bool:
+    return sys.stdin.isatty() and sys.stdout.isatty()
 
 
 def _console(rb: Runbook, start: Starter, ask: Sequence[Variable]) -> int:
@@ -355,7 +342,7 @@ def _console(rb: Runbook, start: Starter, ask: Sequence[Variable]) -> int:
 def cmd_resume(args: argparse.Namespace) -> int:
     from runbook import launch
 
-    if not args.yes and sys.stdin.isatty() and sys.stdout.isatty():
+    if not args.yes and _terminal():
         return _resume_console(args)
     return _finished(
         launch.resume(
@@ -373,16 +360,14 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def _resume_console(args: argparse.Namespace) -> int:
     from runbook import launch
-    from runbook.runs import replay
-    from runbook.transcript import TranscriptError
+    from runbook.runs import recorded_runbook
 
-    try:
-        state = replay(Path(args.transcript)).state
-    except (TranscriptError, OSError) as e:
-        raise inputs.Refused(f"cannot resume: {e}") from None
-    if state.runbook_path is None:
-        raise inputs.Refused("cannot resume: the transcript has no run.start")
-    rb, _ = inputs.load_runbook(state.runbook_path)
+    # The runbook from the run's first event, for the console to show; prepare_resume
+    # verifies the whole record once, inside the console, and refuses with its reasons.
+    path = recorded_runbook(Path(args.transcript))
+    if path is None:
+        raise inputs.Refused(f"cannot resume: {args.transcript} has no readable run.start")
+    rb, _ = inputs.load_runbook(path)
 
     def start(operator: Operator, entered: Mapping[str, str]) -> tuple[Session, list[Any]]:
         session, previous = launch.prepare_resume(
@@ -403,7 +388,7 @@ def _resume_console(args: argparse.Namespace) -> int:
 def _operator(yes: bool) -> Operator:
     from runbook import launch
 
-    return launch.default_operator(yes, terminal=sys.stdin.isatty() and sys.stdout.isatty())
+    return launch.default_operator(yes, terminal=_terminal())
 
 
 def _finished(done: launch.Finished) -> int:

@@ -60,6 +60,8 @@ class Progress:
     notes: int = 0
 
     def __post_init__(self) -> None:
+        self.step_of = {b.name: b.step for b in self.rb.blocks}
+        """The step each block belongs to, by name (events name blocks)."""
         for step in self.rb.steps:
             self.steps[step.index] = PENDING
             for block in step.blocks:
@@ -155,9 +157,7 @@ class Progress:
         b.duration, b.detail = e.get("duration"), e.get("status") or ""
 
     def _touch_step(self, block: str) -> None:
-        step = next(
-            (s.index for s in self.rb.steps if any(b.name == block for b in s.blocks)), None
-        )
+        step = self.step_of.get(block)
         if step is not None and self.steps.get(step) == PENDING:
             self.steps[step] = RUNNING
 

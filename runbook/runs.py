@@ -21,6 +21,7 @@ from runbook.transcript import (
     TranscriptWriter,
     make_run_dir,
     new_run_id,
+    read_lines,
     verify,
     write_private,
 )
@@ -71,6 +72,18 @@ class Replay:
             prev=self.last_hash,
             first_seq=self.state.last_seq + 1,
         )
+
+
+def recorded_runbook(transcript: Path) -> str | None:
+    """The runbook a run recorded in its first event, without verifying anything."""
+    try:
+        files = transcript_files(transcript.resolve().parent)
+        first = next((line.event for line in read_lines(files[0])), {}) if files else {}
+    except OSError:
+        return None
+    book = first.get("runbook") if first.get("type") == RUN_START else None
+    path = book.get("abspath") or book.get("path") if isinstance(book, dict) else None
+    return path if isinstance(path, str) else None
 
 
 def replay(transcript: Path) -> Replay:

@@ -282,9 +282,9 @@ class RunbookApp(App[int]):
             self.ticks[(event["step"], event["item"])] = event["result"]
         elif kind == ev.GATE_ASK:
             self.last_gate = event
-            block = next((b for b in self.rb.blocks if b.name == event["block"]), None)
-            if block is not None and block.step is not None:
-                self.show_step(block.step)
+            step = self.progress.step_of.get(event["block"])
+            if step is not None:
+                self.show_step(step)
         elif kind == ev.BLOCK_START:
             target = event.get("host") or "local"
             attempt = f" (attempt {event['attempt']})" if event.get("attempt", 1) > 1 else ""

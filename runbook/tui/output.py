@@ -64,7 +64,7 @@ class OutputBuffer:
         tail = lines.pop()
         if tail and self.open_since is None:
             self.open_since = now
-        if tail and now - self.open_since < self.patience:  # type: ignore[operator]
+        if tail and now - (self.open_since or now) < self.patience:
             self.chunks, self.size = [tail], len(tail)
         else:
             if tail:

@@ -13,7 +13,6 @@ from datetime import datetime
 from rich.console import Group
 from rich.table import Table
 from rich.text import Text
-from textual.app import ComposeResult
 from textual.await_complete import AwaitComplete
 from textual.containers import VerticalScroll
 from textual.widgets import Log, Markdown, OptionList, Static, TabbedContent, TabPane
@@ -194,9 +193,6 @@ class StepView(VerticalScroll):
     def __init__(self) -> None:
         super().__init__(id="step")
         self.step: Step | None = None
-
-    def compose(self) -> ComposeResult:
-        yield Static("", id="step-title")
 
     async def load(self, rb: Runbook, step: Step) -> None:
         self.step = step
