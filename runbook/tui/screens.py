@@ -177,8 +177,10 @@ class ChoiceScreen(Dialog[Decision]):
         if choice is None:
             if event.is_printable:
                 self.note_stray(event)
-        elif not self.typing():
-            self.decide(choice)
+        else:
+            event.stop()  # the answer's key must not also reach the app (`a` is "add a note")
+            if not self.typing():
+                self.decide(choice)
 
     @on(Button.Pressed)
     def pressed(self, event: Button.Pressed) -> None:
