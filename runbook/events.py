@@ -30,6 +30,7 @@ STEP_DONE = "step.done"
 ROLLBACK_START = "rollback.start"
 ROLLBACK_END = "rollback.end"
 RUN_END = "run.end"
+NOTIFY = "notify"  # one attempt to deliver a message to a webhook
 
 
 @dataclass

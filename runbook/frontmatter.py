@@ -12,7 +12,17 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runbook.hosts import LOCAL, parse_host
-from runbook.model import Diagnostic, Host, HostGroup, Position, Severity, SSHDefaults, Variable
+from runbook.model import (
+    Diagnostic,
+    Host,
+    HostGroup,
+    Position,
+    Severity,
+    SSHDefaults,
+    Variable,
+    Webhook,
+)
+from runbook.notify import read_notify
 from runbook.values import (
     IDENTIFIER,
     NAME,
@@ -25,7 +35,17 @@ from runbook.values import (
 )
 from runbook.yamlstrict import YList, YMap, load
 
-TOP_LEVEL_KEYS = ("title", "description", "owner", "variables", "hosts", "ssh", "shell", "cwd")
+TOP_LEVEL_KEYS = (
+    "title",
+    "description",
+    "owner",
+    "variables",
+    "hosts",
+    "ssh",
+    "shell",
+    "cwd",
+    "notify",
+)
 RUNME_KEYS = ("runme", "skipPrompts", "terminalRows", "category", "tag")
 VARIABLE_KEYS = ("prompt", "description", "default", "choices", "pattern", "required", "secret")
 SSH_KEYS = ("user", "port", "known_hosts")
@@ -43,6 +63,7 @@ class FrontMatter:
     ssh: SSHDefaults = field(default_factory=SSHDefaults)
     shell: str | None = None
     cwd: str | None = None
+    notify: list[Webhook] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
     def report(self, pos: Position, severity: Severity, message: str) -> None:
@@ -73,6 +94,7 @@ def _read_top(data: YMap, fm: FrontMatter) -> None:
         "variables": _read_variables,
         "hosts": _read_hosts,
         "ssh": _read_ssh,
+        "notify": lambda v, p, f: setattr(f, "notify", read_notify(v, p, f.report)),
     }
     for key, value in data.items():
         kpos, vpos = data.key_pos[key], data.value_pos[key]

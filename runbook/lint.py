@@ -12,6 +12,7 @@ from collections.abc import Callable, Iterator
 
 from runbook.hosts import resolve_targets
 from runbook.model import Block, Diagnostic, Host, Position, Runbook, Severity
+from runbook.notify import references
 from runbook.values import ValueProblem, did_you_mean, expand, variable_refs
 
 Rule = Callable[[Runbook], Iterator[Diagnostic]]
@@ -205,6 +206,33 @@ def console_prompts(rb: Runbook) -> Iterator[Diagnostic]:
             break
 
 
+CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "x-auth-token"})
+
+
+def webhooks(rb: Runbook) -> Iterator[Diagnostic]:
+    """``$VAR`` in a webhook is expanded when the run starts: only declared variables,
+    and a credential belongs in a secret variable, not in the runbook's text."""
+    declared = {v.name: v for v in rb.variables}
+    for hook, name in references(rb):
+        if name not in declared:
+            hint = did_you_mean(name, declared)
+            yield _at(
+                Position(hook.line, hook.col),
+                "error",
+                f"notify: `${name}` is not a declared variable{hint}"
+                " (webhooks are set up when the run starts, before any capture)",
+            )
+    for hook in rb.notify:
+        for header, value in hook.headers:
+            if header.lower() in CREDENTIAL_HEADERS and not any(variable_refs(value)):
+                yield _at(
+                    Position(hook.line, hook.col),
+                    "warning",
+                    f"notify: header `{header}` holds a credential in clear;"
+                    " give it from a `secret: true` variable",
+                )
+
+
 RULES: tuple[Rule, ...] = (
     console_prompts,
     duplicate_names,
@@ -213,6 +241,7 @@ RULES: tuple[Rule, ...] = (
     targets,
     captures,
     rollbacks,
+    webhooks,
 )
 
 

@@ -104,6 +104,24 @@ class SSHDefaults:
 
 
 @dataclass(frozen=True)
+class Webhook:
+    """One ``notify:`` entry: where to POST, for which events, with which headers.
+
+    ``url`` and header values are kept as written: their ``$VARS`` (often secrets) are
+    expanded only when a message is sent, and never recorded.
+    """
+
+    url: str
+    line: int
+    col: int
+    events: tuple[str, ...]
+    headers: tuple[tuple[str, str], ...] = ()
+    timeout: Duration = Duration("5s", 5.0)
+    retries: int = 2
+    name: str | None = None
+
+
+@dataclass(frozen=True)
 class Position:
     line: int
     col: int
@@ -231,6 +249,7 @@ class Runbook:
     ssh: SSHDefaults = SSHDefaults()
     shell: str | None = None
     cwd: str | None = None
+    notify: tuple[Webhook, ...] = ()
     steps: tuple[Step, ...] = ()
     loose_blocks: tuple[Block, ...] = ()
     """Shell blocks outside any ``##`` step: shown, never run."""

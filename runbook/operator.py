@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from runbook.model import Block, CheckItem, Step, Variable
+from runbook.notices import warning as notice_warning
 from runbook.variables import VariableProblem, check_value
 
 
@@ -297,5 +298,7 @@ def _show(
         out(f"--- {event['block']} skipped: {event['reason']}")
     elif kind == "note":
         out(f"note: {event['text']}")
+    elif kind == "notify" and (problem := notice_warning(event)):
+        out(f"warning: {problem}")
     elif kind == "run.end":
         out(f"\n== run {event['result']}: {event.get('message', '')}".rstrip(": "))

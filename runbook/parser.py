@@ -218,6 +218,7 @@ class _Parser:
             ssh=fm.ssh,
             shell=fm.shell,
             cwd=fm.cwd,
+            notify=tuple(fm.notify),
             steps=steps,
             loose_blocks=tuple(self.loose),
         )

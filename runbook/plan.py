@@ -12,6 +12,7 @@ from runbook.hosts import batches
 from runbook.lint import resolve_block_targets
 from runbook.masking import MASK
 from runbook.model import Block, Runbook, Step
+from runbook.notify import EVENTS, origin
 from runbook.values import expand, variable_refs
 from runbook.variables import Resolved
 
@@ -55,6 +56,18 @@ def build_plan(rb: Runbook, resolved: Resolved) -> dict[str, Any]:
         ],
         "hosts": {g.name: [h.spec for h in g.hosts] for g in rb.hosts},
         "ssh": {"user": rb.ssh.user, "port": rb.ssh.port, "known_hosts": rb.ssh.known_hosts},
+        "notify": [
+            {
+                "line": hook.line,
+                # The path of a literal webhook URL is often its secret: origin only.
+                "to": hook.url if hook.url.startswith("$") else origin(hook.url),
+                "events": list(hook.events),
+                "headers": [name for name, _ in hook.headers],
+                "timeout": hook.timeout.text,
+                "retries": hook.retries,
+            }
+            for hook in rb.notify
+        ],
         "steps": [_step(rb, s, shown) for s in rb.steps],
         "rollback_order": [b.name for s in reversed(rb.steps) for b in s.rollback_blocks],
     }
@@ -153,6 +166,17 @@ def render_text(plan: dict[str, Any]) -> str:
     if ssh:
         out += ["", "SSH defaults (OpenSSH config and agent supply the rest)"]
         out += [f"  {k}: {v}" for k, v in ssh.items()]
+    if plan["notify"]:
+        out += ["", "Notifications (webhooks; delivery never holds the run)"]
+        for n, hook in enumerate(plan["notify"], start=1):
+            events = (
+                "all events" if len(hook["events"]) == len(EVENTS) else ", ".join(hook["events"])
+            )
+            headers = f"; headers {', '.join(hook['headers'])}" if hook["headers"] else ""
+            out.append(
+                f"  {n}. {hook['to']}  ({events}; timeout {hook['timeout']},"
+                f" {_count(hook['retries'], 'retry').replace('retrys', 'retries')}{headers})"
+            )
     for step in plan["steps"]:
         out += ["", f"{step['index']}. {step['title']}  (line {step['line']})"]
         out += _step_lines(step)

@@ -136,7 +136,7 @@ class _Report:
             out += ["> [!WARNING]"]
             out += [f"> **Transcript not intact**: {v.describe(f.name)}" for f, v in broken]
             out += ["> Only the lines before the break are reported.", ""]
-        out += [*self._header(), "", *self._timeline(), ""]
+        out += [*self._header(), "", *self._timeline(), "", *self._notifications()]
         for index in sorted(self.steps):
             out += self._step(self.steps[index])
         return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).rstrip("\n") + "\n"
@@ -223,6 +223,34 @@ class _Report:
         if not self.attempts:
             out.append("| | | | | | nothing ran | |")
         return out
+
+    def _notifications(self) -> list[str]:
+        """Who was told what, and whether it arrived: one row per message and webhook."""
+        records = [e for e in self.events if e["type"] == "notify"]
+        if not records:
+            return []
+        out = ["## Notifications", ""]
+        out += [
+            f"- webhook {e['hook']} (line {e['line']}) was off: {_inline(e['error'])}"
+            for e in records
+            if e["result"] == "off"
+        ]
+        last: dict[tuple[int, int], dict[str, Any]] = {}
+        for e in records:
+            if e["result"] != "off":
+                last[(e["hook"], e["message"])] = e
+        if last:
+            out += [
+                "",
+                "| Message | Event | Webhook | Result | Attempts | Last try (UTC) |",
+                "|---|---|---|---|---|---|",
+            ]
+            for (hook, number), e in sorted(last.items(), key=lambda kv: kv[0][::-1]):
+                result = e["result"] + (f": {e['error']}" if e.get("error") else "")
+                cells = (str(number), e["event"], f"{hook}: {e['to']}", result,
+                         str(e["attempt"]), _clock(e.get("time")))  # fmt: skip
+                out.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+        return [*out, ""]
 
     def _step(self, step: _Step) -> list[str]:
         heading = "Rollback" if step.index == 0 else f"{step.index}. {step.title}"

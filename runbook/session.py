@@ -23,6 +23,7 @@ from runbook.events import RunState
 from runbook.hosts import DEFAULT_FORKS, resolve_targets
 from runbook.masking import Masker
 from runbook.model import Block, CheckItem, Host, Runbook, Step
+from runbook.notices import Notices
 from runbook.operator import Decision, NeedsOperator, Operator
 from runbook.rollout import RolloutStopped, rollout
 from runbook.transcript import TranscriptError, TranscriptWriter
@@ -48,8 +49,12 @@ MASKED_FIELDS = frozenset(
         "reason",
         "problem",
         "message",
+        "error",
+        "to",
     }
 )
+# Decisions that mean something went wrong: people watching are told at once.
+FAILURE_KINDS = frozenset({"failure", "unknown", "bake"})
 
 
 @dataclass(frozen=True)
@@ -100,6 +105,7 @@ class Session:
         self.display_lost = False
         self._commit: asyncio.Future[None] | None = None
         self.by = "auto" if operator.auto else "operator"
+        self.notices = Notices(self)
 
     # ------------------------------------------------------------------ recording
 
@@ -108,7 +114,14 @@ class Session:
         event = self.writer.append(type_, durable=durable, **masked)
         self.state.apply(event)
         self.show(event)
+        self.notices.observe(event)
         return event
+
+    @property
+    def operator_name(self) -> str:
+        """Who runs it, as people watching know them: ``user@host``."""
+        user, host = self.start_fields.get("user"), self.start_fields.get("host")
+        return f"{user}@{host}" if user and host else self.operator.name
 
     async def durable(self) -> None:
         """fsync what was written, once for everyone who asks in the same moment.
@@ -151,28 +164,33 @@ class Session:
             try:
                 self._start()
                 await self._ask_values()
+                self.notices.start()
+                self.notices.send("run-start")
                 if self.state.rollback_reason is None:  # a resumed rollback goes on
                     await self._forward()
-                    return self._end("ok", 0, "every step is done")
+                    return await self._end("ok", 0, "every step is done")
                 raise _Rollback(self.state.rollback_reason)
             except _Rollback as e:
                 try:
                     await self._rollback(str(e))
                 except (_Abort, NeedsOperator) as abort:
-                    return self._end("aborted", 1, f"rollback stopped: {abort}")
-                return self._end("rolled-back", 1, f"rolled back after: {e}")
+                    return await self._end("aborted", 1, f"rollback stopped: {abort}")
+                return await self._end("rolled-back", 1, f"rolled back after: {e}")
         except _Abort as e:
-            return self._end("aborted", 1, str(e))
+            return await self._end("aborted", 1, str(e))
         except NeedsOperator as e:
-            return self._end("aborted", 1, str(e))
+            return await self._end("aborted", 1, str(e))
         except TranscriptError as e:
+            self.notices.abandon()
             return Outcome("error", 1, str(e))
         except (KeyboardInterrupt, asyncio.CancelledError):
             message = "interrupted by the operator"
             with contextlib.suppress(TranscriptError):
-                return self._end("aborted", 130, message)
+                self.notices.abandon()
+                return self._record_end("aborted", 130, message)
             return Outcome("aborted", 130, message)
         finally:
+            self.notices.abandon()  # idempotent: only an unexpected error gets here with some
             self.writer.close()
             if self.ssh is not None:
                 await self.ssh.close()
@@ -196,7 +214,11 @@ class Session:
             **self.start_fields,
         )
 
-    def _end(self, result: str, code: int, message: str) -> Outcome:
+    async def _end(self, result: str, code: int, message: str) -> Outcome:
+        await self.notices.finish(result, message)
+        return self._record_end(result, code, message)
+
+    def _record_end(self, result: str, code: int, message: str) -> Outcome:
         self.emit(ev.RUN_END, durable=True, result=result, exit_code=code, message=message)
         return Outcome(result, code, message)
 
@@ -418,6 +440,10 @@ class Session:
         choices: Sequence[str],
         host: str | None = None,
     ) -> Decision:
+        if kind in FAILURE_KINDS:
+            self.notices.send(
+                "failure", step=block.step, block=block.name, host=host, message=problem
+            )
         decision = await self.operator.choose(block, self.masker.text(problem), choices)
         if decision.choice not in choices:  # an operator must not invent a way out
             decision = Decision("abort", f"unexpected answer {decision.choice!r}")

@@ -26,6 +26,32 @@ def run_cli(*args: str, input: bytes | None = None) -> subprocess.CompletedProce
     )
 
 
+def run_inline(  # type: ignore[no-untyped-def]
+    tmp_path: Path,
+    text: str,
+    operator=None,
+    *,
+    vars: tuple[str, ...] = (),
+    grace: float = 0.3,
+):
+    """Run ``text`` as ``book.md`` in ``tmp_path`` (headless --yes unless told otherwise)."""
+    from runbook import launch
+    from runbook.operator import HeadlessOperator
+    from runbook.transports.local import LocalTransport
+
+    path = tmp_path / "book.md"
+    path.write_text(text, encoding="utf-8")
+    return launch.run(
+        str(path),
+        assignments=vars,
+        runs=tmp_path / "runs",
+        argv=["runbook", "run", str(path)],
+        announce=lambda _: None,
+        operator=operator or HeadlessOperator(yes=True),
+        transport=LocalTransport(grace=grace),
+    )
+
+
 @pytest.fixture
 def write(tmp_path: Path):  # type: ignore[no-untyped-def]
     """Write a runbook (text or bytes) into a temporary file and return its path."""
@@ -85,3 +111,13 @@ def fleet(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-
     started = sshd_fleet.start(tmp_path_factory.mktemp("fleet"), 6)
     yield started
     started.stop()
+
+
+@pytest.fixture
+def webhook():  # type: ignore[no-untyped-def]
+    """A chat webhook stand-in: a real HTTP server on 127.0.0.1 (see webhook_server.py)."""
+    from webhook_server import WebhookServer
+
+    server = WebhookServer()
+    yield server
+    server.close()

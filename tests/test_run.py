@@ -14,11 +14,9 @@ from typing import Any
 
 import pytest
 
-from conftest import RUNBOOKS, live_processes, run_cli, wait_for
-from runbook import launch
-from runbook.operator import Decision, HeadlessOperator, ScriptedOperator
+from conftest import RUNBOOKS, live_processes, run_cli, run_inline, wait_for
+from runbook.operator import Decision, ScriptedOperator
 from runbook.transcript import read_lines, verify
-from runbook.transports.local import LocalTransport
 
 
 def events(transcript: Path) -> list[dict[str, Any]]:
@@ -32,27 +30,6 @@ def recorded(transcript: Path, block: str, stream: str = "stdout") -> bytes:
         if e["type"] == "output" and e["block"] == block and e["stream"] == stream:
             out += base64.b64decode(e["b64"]) if "b64" in e else e["text"].encode()
     return bytes(out)
-
-
-def run_inline(
-    tmp_path: Path,
-    text: str,
-    operator: Any = None,
-    *,
-    vars: tuple[str, ...] = (),
-    grace: float = 0.3,
-) -> launch.Finished:
-    path = tmp_path / "book.md"
-    path.write_text(text, encoding="utf-8")
-    return launch.run(
-        str(path),
-        assignments=vars,
-        runs=tmp_path / "runs",
-        argv=["runbook", "run", str(path)],
-        announce=lambda _: None,
-        operator=operator or HeadlessOperator(yes=True),
-        transport=LocalTransport(grace=grace),
-    )
 
 
 def test_hello_runs_headless_and_records_everything(tmp_path: Path) -> None:

@@ -31,6 +31,7 @@ from textual.widgets import Footer, OptionList, Static
 from runbook import events as ev
 from runbook.inputs import BadUsage, Refused
 from runbook.model import Block, CheckItem, Runbook, Step, Variable
+from runbook.notices import warning as notice_warning
 from runbook.operator import Decision, NeedsOperator, Operator
 from runbook.progress import ICONS, Progress
 from runbook.session import Outcome, Session
@@ -276,6 +277,11 @@ class RunbookApp(App[int]):
             return
         self.progress.apply(event)
         self.dirty = True
+        if kind == ev.NOTIFY:
+            problem = notice_warning(event)
+            if problem:
+                self.notify(problem, title="Notification", severity="warning", timeout=10)
+            return
         if kind == ev.STEP_ENTER:
             self.show_step(event["step"])
         elif kind == ev.CHECK_TICK:

@@ -1,0 +1,163 @@
+"""The run's side of ``notify:``: which webhooks are on, what they are sent, what happened.
+
+Messages are built from the run's own (masked) facts, masked once more as a whole, and
+handed to a :class:`~runbook.webhook.Courier`; every delivery attempt comes back here and
+is recorded as a ``notify`` event. Nothing in here waits for a webhook, except
+:meth:`Notices.finish` at the end of the run, for at most one timeout and its retries.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import threading
+from collections import deque
+from typing import TYPE_CHECKING, Any
+
+from runbook import events as ev
+from runbook.notify import body, check_url, origin
+from runbook.values import expand
+from runbook.webhook import FIRST_RETRY_DELAY, Attempt, Courier, Target
+
+if TYPE_CHECKING:
+    from runbook.session import Session
+
+FINAL = frozenset({"delivered", "failed", "abandoned"})
+
+
+def warning(event: dict[str, Any]) -> str | None:
+    """What the operator is told of a ``notify`` event: only what went wrong."""
+    if event["result"] == "off":
+        return f"webhook {event['hook']} (line {event['line']}) is off: {event['error']}"
+    if event["result"] in ("failed", "abandoned"):
+        what = f"notification {event['event']} to {event['to']}"
+        return f"{what} {event['result']}: {event['error']}"
+    return None
+
+
+class Notices:
+    def __init__(self, session: Session) -> None:
+        self.session = session
+        self.courier: Courier | None = None
+        self.sent = 0
+        self.unsettled: dict[tuple[int, int], str] = {}
+        """(hook, message) -> event, until a final attempt is recorded."""
+        self._inbox: deque[Attempt] = deque()
+        self._lock = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self.wait = 0.0
+        """How long the end of the run waits for deliveries in flight."""
+
+    def start(self) -> None:
+        """Expand each webhook with the run's values; one that cannot be used is off."""
+        s = self.session
+        targets = []
+        for index, hook in enumerate(s.rb.notify, start=1):
+            url = expand(hook.url, s.values, unknown="").strip()
+            why = "its URL is empty" if not url else check_url(url)
+            headers = tuple((name, expand(v, s.values)) for name, v in hook.headers)
+            if why is None and any("\r" in v or "\n" in v for _, v in headers):
+                why = "a header value holds a line break"
+            if why is not None:
+                s.emit(ev.NOTIFY, hook=index, line=hook.line, result="off", error=why)
+                continue
+            targets.append(
+                Target(
+                    index, url, origin(url), frozenset(hook.events), headers,
+                    hook.timeout.seconds, hook.retries,
+                )
+            )  # fmt: skip
+        if targets:
+            self._loop = asyncio.get_running_loop()
+            self.wait = max(t.timeout + FIRST_RETRY_DELAY * (2**t.retries - 1) for t in targets)
+            self.courier = Courier(targets, self._arrived)
+
+    def send(self, event: str, **fields: Any) -> None:
+        """Queue a message about ``event``; returns at once."""
+        courier = self.courier
+        if courier is None:
+            return
+        s = self.session
+        self.sent += 1
+        for target in courier.targets:
+            if event in target.events:
+                self.unsettled[(target.index, self.sent)] = event
+        context = {
+            "run": s.state.run_id,
+            "resumed": "resumed_from" in s.start_fields,
+            "operator": s.operator_name,
+            "transcript": str(s.writer.path.resolve()),
+        }
+        message = s.masker.deep(body(event, s.rb, context, **fields))
+        courier.send(self.sent, event, json.dumps(message, ensure_ascii=False).encode())
+
+    def observe(self, event: dict[str, Any]) -> None:
+        """Tell the webhooks what people away from the keyboard want to know of an event."""
+        s, kind = self.session, event["type"]
+        if kind == ev.GATE_ASK and not s.operator.auto:  # --yes keeps nobody waiting
+            block = next((b for b in s.rb.blocks if b.name == event["block"]), None)
+            self.send(
+                "gate-waiting",
+                step=block.step if block else None,
+                block=event["block"],
+                host=event.get("host"),
+                message=event["prompt"],
+            )
+        elif kind == ev.STEP_DONE:
+            self.send("step-done", step=event["step"])
+        elif kind == ev.ROLLBACK_START:
+            self.send("rollback", message=event["reason"])
+
+    async def finish(self, status: str, message: str) -> None:
+        """The run-end message, then up to ``wait`` seconds for what is still in flight."""
+        if self.courier is None:
+            return
+        self.send("run-end", status=status, message=message)
+        self._flush()
+        if self.unsettled:
+            count = len(self.unsettled)
+            self.session.emit(
+                ev.NOTE,
+                text=f"waiting up to {self.wait:g}s for {count} notification"
+                f"{'s' * (count != 1)} to be delivered",
+                by="runbook",
+            )
+        await asyncio.to_thread(self.courier.close, self.wait)
+        self._flush()
+
+    def abandon(self) -> None:
+        """The run is stopping now (Ctrl-C): record what was not delivered, wait for nothing."""
+        if self.courier is not None:
+            self.courier.close(0)
+            self._flush()
+
+    def _arrived(self, attempt: Attempt) -> None:
+        """In the courier's thread: hand the attempt to the run's loop to be recorded."""
+        with self._lock:
+            self._inbox.append(attempt)
+        if self._loop is not None and not self._loop.is_closed():
+            self._loop.call_soon_threadsafe(self._flush)
+
+    def _flush(self) -> None:
+        s = self.session
+        while True:
+            with self._lock:
+                if not self._inbox:
+                    return
+                a = self._inbox.popleft()
+            if a.result in FINAL:
+                self.unsettled.pop((a.hook, a.message), None)
+            if s.writer.closed or s.state.result is not None:
+                continue
+            s.emit(
+                ev.NOTIFY,
+                hook=a.hook,
+                to=a.to,
+                message=a.message,
+                event=a.event,
+                attempt=a.attempt,
+                result=a.result,
+                status=a.status,
+                error=a.error,
+                seconds=round(a.seconds, 3),
+            )
