@@ -12,7 +12,7 @@ import socket
 from pathlib import Path
 from typing import Any
 
-from webhook_server import WebhookServer
+from webhook_server import WebhookServer, self_signed
 
 from conftest import run_cli, run_inline
 from runbook.operator import Decision, HeadlessOperator, ScriptedOperator
@@ -307,6 +307,22 @@ true
         data = file.read_bytes()
         assert token.encode() not in data and key.encode() not in data, file.name
     assert {r["to"] for r in notify_events(finished.transcript)} == {webhook.url}
+
+
+def test_a_webhook_whose_certificate_is_not_trusted_is_refused(tmp_path: Path) -> None:
+    server = WebhookServer(tls=self_signed(tmp_path))
+    try:
+        text = book(
+            f"  - url: {server.url}/hook\n    events: [run-end]\n    retries: 0\n",
+            "## a\n",
+        )
+        finished = run_inline(tmp_path, text, HeadlessOperator(yes=True))
+    finally:
+        server.close()
+    assert finished.outcome.result == "ok"
+    (record,) = notify_events(finished.transcript)
+    assert record["result"] == "failed" and "CERTIFICATE_VERIFY_FAILED" in record["error"]
+    assert server.requests == []  # nothing was sent to a server that could not be trusted
 
 
 def test_a_webhook_without_a_usable_url_is_off_and_the_run_goes_on(
