@@ -8,7 +8,7 @@ editable install does not honour that mapping, so a checkout is found by its lay
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from runbook.demo.sandbox import DemoFleetError
@@ -129,6 +129,12 @@ def for_runbook(path: Path, rb: Runbook) -> Example:
     Groups ``blue``, ``green`` and ``router`` make the routers' hosts load balancers
     between the two pools, blue live.
     """
+    ssh = [f"{key}: {value}" for key, value in asdict(rb.ssh).items() if value is not None]
+    if ssh:
+        raise ValueError(
+            f"{path}: front matter `ssh:` sets {', '.join(ssh)}; the demo fleet serves its own"
+            " user, ports and known_hosts only"
+        )
     hosts: list[str] = []
     for group in rb.hosts:
         for host in group.hosts:
