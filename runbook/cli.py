@@ -331,6 +331,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
     example, rb = demo.choose(args.target, args.broken)
     values = demo.assignments(example, rb, args.var)
     headless = args.yes or not _terminal()
+    if args.serve and (args.yes or args.on_failure):
+        raise UsageError("--serve runs nothing itself: give --yes and --on-failure to the run")
     if args.on_failure and not headless:
         raise UsageError("--on-failure is for a run without a person: add --yes")
     operator = _operator(args.yes, args.on_failure) if headless and not args.serve else None
