@@ -119,19 +119,15 @@ def _parser() -> argparse.ArgumentParser:
     demo.add_argument("--yes", action="store_true", help="headless: approve every gate")
     _on_failure_option(demo)
     demo.add_argument(
-        "--break",
-        dest="broken",
-        action="append",
-        metavar="HOST",
+        "--break", dest="broken", action="append", metavar="HOST",
         help="make HOST's health check fail (repeatable; `none` for none; default: web3 for "
         "deploy, none for the others)",
-    )
+    )  # fmt: skip
     demo.add_argument(
-        "--serve",
-        action="store_true",
+        "--serve", action="store_true",
         help="start the fleet only, print its ssh_config and a `runbook run` command, and wait "
         "for Ctrl-C or SIGTERM",
-    )
+    )  # fmt: skip
     _var_option(demo)
     _runs_dir_option(demo)
 
