@@ -61,13 +61,7 @@ def _parser() -> argparse.ArgumentParser:
         "never printed. Exit 0, 1 if the runbook is invalid, 2 usage errors.",
     )
     plan.add_argument("file", metavar="FILE", help="a Markdown runbook")
-    plan.add_argument(
-        "--var",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="set a declared variable (repeatable)",
-    )
+    _var_option(plan)
     plan.add_argument("--format", choices=("text", "json"), default="text", help="output format")
 
     run = sub.add_parser(
@@ -110,19 +104,32 @@ def _parser() -> argparse.ArgumentParser:
 
     demo = sub.add_parser(
         "demo",
-        help="try it: a deploy runbook against an embedded SSH fleet on loopback",
-        description="Start four SSH servers on 127.0.0.1 (random ports, keys generated for "
-        "this run, their commands run in a temporary directory each) and open a deploy "
-        "runbook for them: pre-flight checklist, canary, batches, a failing health check, "
-        "rollback. Nothing outside the temporary directory changes; nothing is left running. "
-        "Without a terminal (or with --yes) it runs headless.",
+        help="try it: an example runbook against an embedded SSH fleet on loopback",
+        description="Start SSH servers on 127.0.0.1 (random ports, keys generated for this run, "
+        "each host a temporary directory with stand-ins for sudo, systemctl, curl and the "
+        "site's tools) and open an example runbook for them. EXAMPLE is one of deploy (the "
+        "default: canary, batches, web3's failing health check, rollback), deploy-web, "
+        "blue-green (`--list` says what each does), or FILE, any runbook whose hosts are plain "
+        "names. Nothing outside the temporary directory changes; nothing is left running. "
+        "Without a terminal (or with --yes) it runs headless. --serve starts the fleet alone "
+        "and prints a `runbook run` command for it.",
     )
+    demo.add_argument("target", nargs="?", metavar="EXAMPLE|FILE", help="default: deploy")
+    demo.add_argument("--list", action="store_true", help="list the examples and exit")
     demo.add_argument("--yes", action="store_true", help="headless: approve every gate")
+    _on_failure_option(demo)
     demo.add_argument(
-        "--runs-dir",
-        metavar="DIR",
-        help="where run directories go (default: $RUNBOOK_RUNS_DIR, else ./runbook-runs)",
-    )
+        "--break", dest="broken", action="append", metavar="HOST",
+        help="make HOST's health check fail (repeatable; `none` for none; default: web3 for "
+        "deploy, none for the others)",
+    )  # fmt: skip
+    demo.add_argument(
+        "--serve", action="store_true",
+        help="start the fleet only, print its ssh_config and a `runbook run` command, and wait "
+        "for Ctrl-C or SIGTERM",
+    )  # fmt: skip
+    _var_option(demo)
+    _runs_dir_option(demo)
 
     transcript = sub.add_parser("transcript", help="verify or render a run's transcript")
     tsub = transcript.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -147,19 +154,10 @@ def _parser() -> argparse.ArgumentParser:
 
 def _run_options(parser: argparse.ArgumentParser, runs_dir: bool = True) -> None:
     parser.add_argument("--yes", action="store_true", help="approve every gate (recorded)")
-    parser.add_argument(
-        "--var",
-        action="append",
-        default=[],
-        metavar="NAME=VALUE",
-        help="set a declared variable (repeatable)",
-    )
+    _on_failure_option(parser)
+    _var_option(parser)
     if runs_dir:
-        parser.add_argument(
-            "--runs-dir",
-            metavar="DIR",
-            help="where run directories go (default: $RUNBOOK_RUNS_DIR, else ./runbook-runs)",
-        )
+        _runs_dir_option(parser)
     parser.add_argument(
         "--ssh-config", metavar="FILE", help="OpenSSH config to use instead of ~/.ssh/config"
     )
@@ -169,6 +167,29 @@ def _run_options(parser: argparse.ArgumentParser, runs_dir: bool = True) -> None
         default=DEFAULT_FORKS,
         metavar="N",
         help=f"hosts a batch runs on at once (default {DEFAULT_FORKS})",
+    )
+
+
+def _var_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--var", action="append", default=[], metavar="NAME=VALUE",
+        help="set a declared variable (repeatable)",
+    )  # fmt: skip
+
+
+def _runs_dir_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--runs-dir", metavar="DIR",
+        help="where run directories go (default: $RUNBOOK_RUNS_DIR, else ./runbook-runs)",
+    )  # fmt: skip
+
+
+def _on_failure_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--on-failure",
+        choices=("abort", "rollback"),
+        help="headless: what a failed block does when nobody is there to choose"
+        " (default abort; rollback runs the rollback blocks, recorded as automatic)",
     )
 
 
@@ -239,7 +260,7 @@ def cmd_run(args: argparse.Namespace) -> int:
         launch.run(
             args.file,
             assignments=args.var,
-            operator=_operator(args.yes),
+            operator=_operator(args.yes, args.on_failure),
             ssh_config=Path(args.ssh_config) if args.ssh_config else None,
             forks=args.forks,
             runs=runs_dir(args.runs_dir),
@@ -252,8 +273,9 @@ def cmd_run(args: argparse.Namespace) -> int:
 def cmd_open(args: argparse.Namespace) -> int:
     from runbook.runs import runs_dir
 
-    if args.yes:
-        raise UsageError("--yes approves every gate without a person: use `runbook run --yes`")
+    if args.yes or args.on_failure:
+        flag = "--yes" if args.yes else "--on-failure"
+        raise UsageError(f"{flag} is for a run without a person: use `runbook run {flag}`")
     ssh_config = Path(args.ssh_config) if args.ssh_config else None
     return _open(args.file, args.var, ssh_config, args.forks, runs_dir(args.runs_dir))
 
@@ -295,29 +317,46 @@ def cmd_demo(args: argparse.Namespace) -> int:
 
     from runbook import launch
     from runbook.demo import DemoFleet, DemoFleetError
+    from runbook.demo import command as demo
+    from runbook.demo.examples import listing
     from runbook.runs import runs_dir
 
+    if args.list:
+        sys.stdout.write(listing())
+        return EXIT_OK
+    example, rb = demo.choose(args.target, args.broken)
+    values = demo.assignments(example, rb, args.var)
+    headless = args.yes or not _terminal()
+    if args.serve and (args.yes or args.on_failure):
+        raise UsageError("--serve runs nothing itself: give --yes and --on-failure to the run")
+    if args.on_failure and not headless:
+        raise UsageError("--on-failure is for a run without a person: add --yes")
+    operator = _operator(args.yes, args.on_failure) if headless and not args.serve else None
     runs = runs_dir(args.runs_dir).resolve()
     with tempfile.TemporaryDirectory(prefix="runbook-demo-") as root:
-        fleet = DemoFleet(Path(root))
+        fleet = DemoFleet(Path(root), example)
         try:
             fleet.start()
         except DemoFleetError as e:
             raise inputs.Refused(f"the demo fleet could not start: {e}") from None
         try:
-            _say(f"runbook demo: {len(fleet.hosts)} SSH servers on 127.0.0.1, files in {root}")
-            if args.yes or not _terminal():
+            for line in demo.describe(fleet, values):
+                _say(line)
+            if args.serve:
+                demo.serve(fleet, values, _say)
+                return EXIT_OK
+            if operator is not None:
                 done = launch.run(
                     str(fleet.runbook),
-                    assignments=[],
-                    operator=_operator(args.yes),
+                    assignments=values,
+                    operator=operator,
                     ssh_config=fleet.ssh_config,
                     runs=runs,
                     argv=sys.argv,
                     announce=_say,
                 )
                 return _finished(done)
-            return _open(str(fleet.runbook), [], fleet.ssh_config, DEFAULT_FORKS, runs)
+            return _open(str(fleet.runbook), values, fleet.ssh_config, DEFAULT_FORKS, runs)
         finally:
             fleet.stop()
 
@@ -343,11 +382,13 @@ def cmd_resume(args: argparse.Namespace) -> int:
     from runbook import launch
 
     if not args.yes and _terminal():
+        if args.on_failure:
+            raise UsageError("--on-failure is for a run without a person: add --yes")
         return _resume_console(args)
     return _finished(
         launch.resume(
             args.transcript,
-            operator=_operator(args.yes),
+            operator=_operator(args.yes, args.on_failure),
             ssh_config=Path(args.ssh_config) if args.ssh_config else None,
             forks=args.forks,
             allow_changed=args.allow_changed,
@@ -385,10 +426,10 @@ def _resume_console(args: argparse.Namespace) -> int:
     return _console(rb, start, ())
 
 
-def _operator(yes: bool) -> Operator:
+def _operator(yes: bool, on_failure: str | None = None) -> Operator:
     from runbook import launch
 
-    return launch.default_operator(yes, terminal=_terminal())
+    return launch.default_operator(yes, terminal=_terminal(), on_failure=on_failure)
 
 
 def _finished(done: launch.Finished) -> int:

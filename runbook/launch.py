@@ -64,11 +64,20 @@ def preflight(
     return problems
 
 
-def default_operator(yes: bool, terminal: bool) -> Operator:
-    """``--yes``: automatic answers; a terminal: plain prompts; else nobody to ask."""
-    if yes:
-        return HeadlessOperator(yes=True)
-    return TerminalOperator() if terminal else HeadlessOperator(yes=False)
+def default_operator(yes: bool, terminal: bool, on_failure: str | None = None) -> Operator:
+    """``--yes``: automatic answers; a terminal: plain prompts; else nobody to ask.
+
+    ``on_failure`` (``abort`` or ``rollback``) is what a headless run does after a failure;
+    a person at a terminal decides for themselves, so giving it there is a usage error.
+    """
+    if yes or not terminal:
+        return HeadlessOperator(yes=yes, on_failure=on_failure or "abort")
+    if on_failure is not None:
+        raise BadUsage(
+            "--on-failure decides for a run nobody answers; on a terminal you are asked"
+            " (add --yes to run headless)"
+        )
+    return TerminalOperator()
 
 
 def run(

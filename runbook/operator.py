@@ -67,14 +67,22 @@ class Operator(Protocol):
         """Before a block runs; an operator who steps through the runbook says when."""
 
 
+ON_FAILURE = ("abort", "rollback")
+"""What a headless run does when a block fails: nobody is there to choose."""
+
+
 class HeadlessOperator:
-    """No person: ``--yes`` approves every gate (recorded as automatic); failures abort."""
+    """No person: ``--yes`` approves every gate (recorded as automatic); a failure aborts,
+    or rolls back with ``on_failure="rollback"`` (where rolling back is a choice)."""
 
     interactive = False
 
-    def __init__(self, yes: bool) -> None:
+    def __init__(self, yes: bool, on_failure: str = "abort") -> None:
+        if on_failure not in ON_FAILURE:
+            raise ValueError(f"on_failure must be one of {ON_FAILURE}, not {on_failure!r}")
         self._line_start: dict[tuple[str, str], bool] = {}
         self.auto = yes
+        self.on_failure = on_failure
         self.name = "headless --yes" if yes else "headless"
 
     def show(self, event: dict[str, Any]) -> None:
@@ -98,6 +106,8 @@ class HeadlessOperator:
         )
 
     async def choose(self, block: Block, problem: str, choices: Sequence[str]) -> Decision:
+        if self.on_failure == "rollback" and "rollback" in choices:
+            return Decision("rollback", f"--on-failure rollback (headless run): {problem}")
         return Decision("abort", "no operator to decide (headless run)")
 
     async def proceed(self, step: Step, block: Block) -> Decision:

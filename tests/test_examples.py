@@ -15,7 +15,13 @@ EXAMPLES = sorted(RUNBOOKS.glob("*.md"))
 
 def test_the_examples_exist() -> None:
     names = {p.name for p in EXAMPLES}
-    assert {"hello.md", "deploy-web.md", "db-migration.md", "rotate-tls-cert.md"} <= names
+    assert {
+        "hello.md",
+        "deploy-web.md",
+        "blue-green.md",
+        "db-migration.md",
+        "rotate-tls-cert.md",
+    } <= names
 
 
 @pytest.mark.parametrize("path", EXAMPLES, ids=[p.name for p in EXAMPLES])
@@ -28,7 +34,7 @@ def test_check_all_examples_exits_zero() -> None:
     proc = run_cli("check", *[str(p) for p in EXAMPLES])
     assert proc.returncode == 0, proc.stdout + proc.stderr
     assert proc.stdout == ""
-    assert "0 errors, 0 warnings in 4 files" in proc.stderr
+    assert f"0 errors, 0 warnings in {len(EXAMPLES)} files" in proc.stderr
 
 
 def test_plan_deploy_web_shows_canary_then_batches() -> None:

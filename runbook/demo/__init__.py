@@ -1,4 +1,4 @@
-"""``runbook demo``: the deploy example against an embedded SSH fleet on loopback."""
+"""``runbook demo``: example runbooks against an embedded SSH fleet on loopback."""
 
 from __future__ import annotations
 

@@ -17,21 +17,22 @@ import os
 import re
 import signal
 import threading
-from collections.abc import Sequence
-from importlib import resources
 from pathlib import Path
 from types import TracebackType
 
 import asyncssh
 
+from runbook.demo.examples import DEFAULT, EXAMPLES, Example
 from runbook.demo.procs import alive_groups, process_groups
 from runbook.demo.sandbox import (
     DemoFleetError,
+    Seed,
     known_hosts_text,
     seed_sandbox,
     ssh_config_text,
     write_private,
 )
+from runbook.demo.standins import standins
 from runbook.demo.streams import feed, pump
 
 START_TIMEOUT = 30.0
@@ -39,20 +40,27 @@ STOP_TIMEOUT = 10.0
 GRACE = 2.0
 """How long a command has to end after SIGTERM before SIGKILL."""
 THREAD_NAME = "runbook-demo-fleet"
-_HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_-]*\Z")
+_HOST_NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
 
 
 class DemoFleet:
-    """An embedded fleet of asyncssh servers on 127.0.0.1, in a thread of its own."""
+    """An embedded fleet of asyncssh servers on 127.0.0.1, in a thread of its own.
 
-    def __init__(self, root: Path, hosts: Sequence[str] = ("web1", "web2", "web3", "web4")) -> None:
+    ``example`` says which hosts there are, which are broken, and which route traffic
+    (default: the deploy example, web1 to web4, web3 broken).
+    """
+
+    def __init__(self, root: Path, example: Example | None = None) -> None:
+        self.example = example = EXAMPLES[DEFAULT] if example is None else example
+        hosts = example.hosts
         bad = [h for h in hosts if not _HOST_NAME.match(h)]
         if bad or not hosts or len(set(hosts)) != len(hosts):
             raise ValueError(f"host names must be distinct simple names, got {list(hosts)!r}")
         self.root = Path(root)
         self.hosts = tuple(hosts)
         self.ssh_config = self.root / "ssh_config"
-        self.runbook = self.root / "deploy.md"
+        self.runbook = example.path or self.root / example.file
+        """The runbook to run: a bundled example is copied next to the fleet's files."""
         self.known_hosts = self.root / "known_hosts"
         self.identity = self.root / "id_ed25519"
         self.user = _user()
@@ -97,9 +105,7 @@ class DemoFleet:
             h: asyncssh.generate_private_key("ssh-ed25519", comment=f"runbook-demo-{h}")
             for h in self.hosts
         }
-        for host in self.hosts:
-            seed_sandbox(self.sandbox(host), host)
-        self.runbook.write_bytes(resources.files("runbook.demo").joinpath("deploy.md").read_bytes())
+        self._seed()
         loop = self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._serve, name=THREAD_NAME, daemon=True)
         self._thread.start()
@@ -110,6 +116,25 @@ class DemoFleet:
         self.ssh_config.write_text(
             ssh_config_text(self.ports, self.user, self.identity, self.known_hosts)
         )
+
+    def _seed(self) -> None:
+        ex = self.example
+        idle = {h for _, pool in ex.pools[1:] for h in pool}
+        live = ex.pools[0][0] if ex.pools else None
+        for host in self.hosts:
+            router = host in ex.routers
+            seed = Seed(
+                host,
+                app_dir=ex.app_dir,
+                broken=host in ex.broken,
+                serving=host not in idle,
+                live=live if router else None,
+            )
+            sandbox = self.sandbox(host)
+            tools = standins(host, sandbox, ex.app_dir, ex.pools, router=router)
+            seed_sandbox(sandbox, seed, tools)
+        if ex.path is None:
+            self.runbook.write_bytes(ex.source().read_bytes())
 
     def stop(self) -> None:
         """End every command, close every connection and server, stop the thread.
@@ -192,7 +217,8 @@ class DemoFleet:
         sandbox = self.sandbox(host)
         env = {
             "HOME": str(sandbox),
-            "PATH": os.environ.get("PATH", os.defpath),
+            # The site's tools are stand-ins in the sandbox's bin/ (see standins.py).
+            "PATH": f"{sandbox / 'bin'}{os.pathsep}{os.environ.get('PATH', os.defpath)}",
             "LANG": "C.UTF-8",
             "USER": self.user,
             "LOGNAME": self.user,

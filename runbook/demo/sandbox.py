@@ -9,14 +9,13 @@ from __future__ import annotations
 import os
 import shutil
 from collections.abc import Mapping
+from dataclasses import dataclass
 from pathlib import Path
 
 import asyncssh
 
 SEEDED_RELEASE = "v2.4.0"
 """The release every host serves when the demo starts."""
-FAILING_HOST = "web3"
-"""The host whose health check fails: the demo's reason to roll back."""
 
 HEALTHCHECK = """\
 #!/bin/sh
@@ -35,25 +34,52 @@ class DemoFleetError(Exception):
     """The demo fleet could not start; the message says why, for the operator."""
 
 
-def seed_sandbox(sandbox: Path, host: str) -> None:
-    """A fresh host: the seeded release live behind ``current``, and ``bin/healthcheck``.
+@dataclass(frozen=True)
+class Seed:
+    """How one host starts: where its app lives, whether it serves, and what it routes."""
+
+    host: str
+    app_dir: str = "."
+    """The app's directory in the sandbox (``.``: the sandbox itself)."""
+    broken: bool = False
+    """Its health check fails: the db pool is exhausted."""
+    serving: bool = True
+    """web.service is running (an idle colour's is stopped)."""
+    live: str | None = None
+    """On a load balancer: the colour that gets the live traffic."""
+
+
+def seed_sandbox(sandbox: Path, seed: Seed, standins: Mapping[str, str]) -> None:
+    """A fresh host: the seeded release live behind ``current``, the site's tools in ``bin/``.
 
     Any earlier state of this sandbox is removed, so every demo starts the same way.
+    ``standins`` maps a tool's name in ``bin/`` to its script.
     """
     if sandbox.is_symlink() or sandbox.is_file():
         sandbox.unlink()
     elif sandbox.exists():
         shutil.rmtree(sandbox)
-    release = sandbox / "releases" / SEEDED_RELEASE
-    release.mkdir(parents=True)
-    (release / "VERSION").write_text(f"{SEEDED_RELEASE}\n")
-    (sandbox / "current").symlink_to(f"releases/{SEEDED_RELEASE}")
+    sandbox.mkdir(parents=True)
     (sandbox / "bin").mkdir()
-    check = sandbox / "bin" / "healthcheck"
-    check.write_text(HEALTHCHECK)
-    check.chmod(0o755)
     (sandbox / "var").mkdir()
-    if host == FAILING_HOST:
+    for name, text in {"healthcheck": HEALTHCHECK, **standins}.items():
+        tool = sandbox / "bin" / name
+        tool.write_text(text)
+        tool.chmod(0o755)
+    if seed.live is not None:
+        (sandbox / "var" / "router-live").write_text(f"{seed.live}\n")
+        return
+    app = sandbox / seed.app_dir
+    release = app / "releases" / SEEDED_RELEASE
+    (release / "bin").mkdir(parents=True)
+    (release / "VERSION").write_text(f"{SEEDED_RELEASE}\n")
+    web = release / "bin" / "web"
+    web.write_text(f'#!/bin/sh\necho "shop-web {SEEDED_RELEASE}"\n')
+    web.chmod(0o755)
+    (app / "current").symlink_to(f"releases/{SEEDED_RELEASE}")
+    (sandbox / "var" / "web.service").write_text("active\n" if seed.serving else "inactive\n")
+    (sandbox / "var" / "web.version").write_text(f"{SEEDED_RELEASE}\n")
+    if seed.broken:
         (sandbox / "var" / "db-pool-exhausted").write_text("64/64 connections in use\n")
 
 

@@ -1,0 +1,127 @@
+"""What ``runbook demo`` decides before it runs: which runbook, which fleet, which values.
+
+Also what it tells the operator (the hosts, where the files are, which host is broken,
+the values it gives) and ``--serve``: the fleet alone, until Ctrl-C or SIGTERM, for a
+``runbook run`` in another terminal.
+"""
+
+from __future__ import annotations
+
+import os
+import shlex
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from types import FrameType
+
+from runbook.demo.examples import DEFAULT, EXAMPLES, Example, for_runbook
+from runbook.demo.fleet import DemoFleet
+from runbook.inputs import BadUsage, load_runbook, parse_vars
+from runbook.model import Runbook
+from runbook.values import did_you_mean
+
+
+def choose(target: str | None, broken: Sequence[str] | None) -> tuple[Example, Runbook]:
+    """The example named ``target`` (or a runbook file), with ``--break`` applied.
+
+    An unknown name is a usage error that lists the examples.
+    """
+    name = target or DEFAULT
+    if name in EXAMPLES:
+        example = EXAMPLES[name]
+        rb, _ = load_runbook(str(example.source()))
+    elif os.sep in name or name.endswith(".md") or Path(name).exists():
+        path = Path(name)
+        rb, _ = load_runbook(name)
+        try:
+            example = for_runbook(path, rb)
+        except ValueError as e:
+            raise BadUsage(str(e)) from None
+    else:
+        raise BadUsage(
+            f"no example `{name}`{did_you_mean(name, list(EXAMPLES))}; the examples are"
+            f" {', '.join(EXAMPLES)} (`runbook demo --list`), or give the path of a runbook"
+        )
+    if broken is not None:
+        hosts = () if list(broken) == ["none"] else tuple(broken)
+        if "none" in hosts:
+            raise BadUsage("--break none means no broken host; it cannot be combined with hosts")
+        try:
+            example = example.with_broken(hosts)
+        except ValueError as e:
+            raise BadUsage(str(e)) from None
+    return example, rb
+
+
+def assignments(example: Example, rb: Runbook, given: Sequence[str]) -> list[str]:
+    """``--var`` assignments: the demo's values for what ``rb`` declares, then the user's.
+
+    A value the user gives wins over the demo's.
+    """
+    mine = parse_vars(given)
+    known = {k: v for k, v in example.values(rb).items() if k not in mine}
+    return [f"{k}={v}" for k, v in known.items()] + list(given)
+
+
+def describe(fleet: DemoFleet, values: Sequence[str]) -> list[str]:
+    """What the running demo provides, one line each."""
+    ex = fleet.example
+    colour = {h: c for c, pool in ex.pools for h in pool}
+    hosts = ", ".join(
+        f"{h} ({colour[h]})" if h in colour else f"{h} (router)" if h in ex.routers else h
+        for h in fleet.hosts
+    )
+    lines = [
+        f"runbook demo: {len(fleet.hosts)} SSH servers on 127.0.0.1: {hosts}",
+        f"runbook demo: files in {fleet.root}: ssh_config, known_hosts, and hosts/HOST/,"
+        " each host's home and working directory",
+        "runbook demo: sudo, systemctl, curl, fetch-release, lb-drain, lb-enable, hostname"
+        f"{' and router' if ex.routers else ''} are stand-ins in hosts/HOST/bin"
+        " (nothing outside the demo's directory is touched)",
+        "runbook demo: broken: "
+        + (
+            f"{', '.join(ex.broken)} (its health check answers 503; --break none for none)"
+            if ex.broken
+            else "none (--break HOST makes a host's health check fail)"
+        ),
+    ]
+    if ex.pools:
+        lines.append(f"runbook demo: the routers send live traffic to {ex.pools[0][0]}")
+    if values:
+        lines.append(f"runbook demo: the demo gives --var {' --var '.join(values)}")
+    lines.append(f"runbook demo: runbook {fleet.runbook}")
+    return lines
+
+
+def run_command(fleet: DemoFleet, values: Sequence[str]) -> str:
+    """A ``runbook run`` command line, ready to paste, for this fleet's runbook."""
+    source = fleet.example.source()
+    try:
+        shown = source.resolve().relative_to(Path.cwd().resolve())
+    except ValueError:
+        shown = source
+    words = ["runbook", "run", str(shown), "--ssh-config", str(fleet.ssh_config)]
+    for value in values:
+        words += ["--var", value]
+    return shlex.join([*words, "--yes"])
+
+
+def serve(fleet: DemoFleet, values: Sequence[str], say: Callable[[str], None]) -> None:
+    """Print the fleet's ssh_config and a command for it, then wait for Ctrl-C or SIGTERM."""
+    stop = threading.Event()
+
+    def stopping(signum: int, frame: FrameType | None) -> None:
+        stop.set()
+
+    previous = {sig: signal.signal(sig, stopping) for sig in (signal.SIGINT, signal.SIGTERM)}
+    try:
+        print(f"ssh_config: {fleet.ssh_config}", flush=True)
+        print(f"run: {run_command(fleet, values)}", flush=True)
+        say("runbook demo: serving until Ctrl-C (or SIGTERM)")
+        while not stop.wait(0.5):
+            pass
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+    say("runbook demo: stopping the fleet")
