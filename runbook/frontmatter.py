@@ -45,6 +45,7 @@ TOP_LEVEL_KEYS = (
     "shell",
     "cwd",
     "notify",
+    "on-failure",
 )
 RUNME_KEYS = ("runme", "skipPrompts", "terminalRows", "category", "tag")
 VARIABLE_KEYS = ("prompt", "description", "default", "choices", "pattern", "required", "secret")
@@ -64,6 +65,7 @@ class FrontMatter:
     shell: str | None = None
     cwd: str | None = None
     notify: list[Webhook] = field(default_factory=list)
+    on_failure: str | None = None
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
     def report(self, pos: Position, severity: Severity, message: str) -> None:
@@ -95,6 +97,7 @@ def _read_top(data: YMap, fm: FrontMatter) -> None:
         "hosts": _read_hosts,
         "ssh": _read_ssh,
         "notify": lambda v, p, f: setattr(f, "notify", read_notify(v, p, f.report)),
+        "on-failure": _read_on_failure,
     }
     for key, value in data.items():
         kpos, vpos = data.key_pos[key], data.value_pos[key]
@@ -233,6 +236,14 @@ def _read_hosts(value: Any, pos: Position, fm: FrontMatter) -> None:
                 continue
             hosts.append(host)
         fm.hosts.append(HostGroup(name=name, hosts=tuple(hosts), line=kpos.line))
+
+
+def _read_on_failure(value: Any, pos: Position, fm: FrontMatter) -> None:
+    text = _text(value, pos, fm, "on-failure")
+    if text is not None and text not in ("abort", "rollback"):
+        fm.report(pos, "error", f"`on-failure` is `abort` or `rollback`, not `{text}`")
+    elif text is not None:
+        fm.on_failure = text
 
 
 def _read_ssh(value: Any, pos: Position, fm: FrontMatter) -> None:

@@ -71,7 +71,7 @@ def default_operator(yes: bool, terminal: bool, on_failure: str | None = None) -
     a person at a terminal decides for themselves, so giving it there is a usage error.
     """
     if yes or not terminal:
-        return HeadlessOperator(yes=yes, on_failure=on_failure or "abort")
+        return HeadlessOperator(yes=yes, on_failure=on_failure)
     if on_failure is not None:
         raise BadUsage(
             "--on-failure decides for a run nobody answers; on a terminal you are asked"
@@ -122,6 +122,8 @@ def prepare_run(
 ) -> Session:
     """A session ready to run, its transcript created; ``entered``: values from a form."""
     rb, data = load_runbook(path)
+    if isinstance(operator, HeadlessOperator):
+        operator.follow(rb.on_failure)
     given = parse_vars(assignments)
     try:
         resolved = resolve(rb, given)
@@ -213,6 +215,8 @@ def prepare_resume(
     if state.runbook_path is None or state.runbook_sha256 is None:
         raise Refused("cannot resume: the transcript has no run.start")
     rb, _ = load_runbook(state.runbook_path)
+    if isinstance(operator, HeadlessOperator):
+        operator.follow(rb.on_failure)
     changed = rb.sha256 != state.runbook_sha256
     if changed and not allow_changed:
         raise Refused(

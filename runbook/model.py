@@ -250,6 +250,8 @@ class Runbook:
     shell: str | None = None
     cwd: str | None = None
     notify: tuple[Webhook, ...] = ()
+    on_failure: str | None = None
+    """``abort`` or ``rollback``: what a run nobody answers does when a block fails."""
     steps: tuple[Step, ...] = ()
     loose_blocks: tuple[Block, ...] = ()
     """Shell blocks outside any ``##`` step: shown, never run."""

@@ -73,13 +73,17 @@ ON_FAILURE = ("abort", "rollback")
 
 class HeadlessOperator:
     """No person: ``--yes`` approves every gate (recorded as automatic); a failure aborts,
-    or rolls back with ``on_failure="rollback"`` (where rolling back is a choice)."""
+    or rolls back with ``on_failure="rollback"`` (where rolling back is a choice).
+
+    ``on_failure`` None: the runbook's ``on-failure:`` decides (see :meth:`follow`).
+    """
 
     interactive = False
 
-    def __init__(self, yes: bool, on_failure: str = "abort") -> None:
-        if on_failure not in ON_FAILURE:
+    def __init__(self, yes: bool, on_failure: str | None = None) -> None:
+        if on_failure not in (None, *ON_FAILURE):
             raise ValueError(f"on_failure must be one of {ON_FAILURE}, not {on_failure!r}")
+        self.policy = "--on-failure"
         self._line_start: dict[tuple[str, str], bool] = {}
         self.auto = yes
         self.on_failure = on_failure
@@ -105,9 +109,14 @@ class HeadlessOperator:
             f"variable {variable.name} has no value: give it with --var {variable.name}=..."
         )
 
+    def follow(self, on_failure: str | None) -> None:
+        """The runbook's own ``on-failure:``, unless ``--on-failure`` was given."""
+        if self.on_failure is None and on_failure is not None:
+            self.on_failure, self.policy = on_failure, "the runbook's on-failure"
+
     async def choose(self, block: Block, problem: str, choices: Sequence[str]) -> Decision:
         if self.on_failure == "rollback" and "rollback" in choices:
-            return Decision("rollback", f"--on-failure rollback (headless run): {problem}")
+            return Decision("rollback", f"{self.policy}: rollback (headless run)")
         return Decision("abort", "no operator to decide (headless run)")
 
     async def proceed(self, step: Step, block: Block) -> Decision:

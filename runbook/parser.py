@@ -219,6 +219,7 @@ class _Parser:
             shell=fm.shell,
             cwd=fm.cwd,
             notify=tuple(fm.notify),
+            on_failure=fm.on_failure,
             steps=steps,
             loose_blocks=tuple(self.loose),
         )

@@ -156,7 +156,8 @@ async def _over_budget(
     decision = await session.choose(block, "failure", problem, choices)
     if decision.choice == "retry":
         return [h for h in hosts if h.spec in failed]
-    raise RolloutStopped(decision.choice, decision.reason or problem)
+    why = f"{problem.rstrip('.')}; {decision.reason}" if decision.reason else problem
+    raise RolloutStopped(decision.choice, why)
 
 
 async def accept_host_key(

@@ -47,7 +47,7 @@ def run(fleet: DemoFleet, operator: HeadlessOperator | None = None) -> launch.Fi
         runs=fleet.root / "runs",
         argv=[],
         announce=lambda _: None,
-        operator=operator or HeadlessOperator(yes=True, on_failure="rollback"),
+        operator=operator or HeadlessOperator(yes=True),
         ssh_config=fleet.ssh_config,
     )
 
@@ -111,7 +111,7 @@ def test_a_failed_smoke_test_rolls_back_and_blue_keeps_the_traffic(
         "rollback",
         "auto",
     )
-    assert "--on-failure rollback" in decision["reason"] and "web3" in decision["reason"]
+    assert decision["reason"] == "the runbook's on-failure: rollback (headless run)"
     assert ends(evs, "bring-up-undo") == {"web3": 0, "web4": 0}
     assert not any(e.get("block") in ("switch", "switch-back", "retire") for e in evs)
     assert routers(fleet) == ["blue", "blue"]
@@ -130,7 +130,7 @@ class BreaksGreenAfterLb1(HeadlessOperator):
     """Answers as ``--yes``; web3 goes bad once lb1 sends it traffic (before lb2 switches)."""
 
     def __init__(self, fleet: DemoFleet) -> None:
-        super().__init__(yes=True, on_failure="rollback")
+        super().__init__(yes=True)
         self.fleet = fleet
 
     async def confirm(self, prompt: str) -> bool:
@@ -233,16 +233,23 @@ def test_demo_list_and_the_clear_refusals() -> None:
 
 
 def test_demo_blue_green_headless_rolls_back_with_a_broken_green_host(tmp_path: Path) -> None:
-    proc = run_cli(
-        "demo", "blue-green", "--yes", "--break", "web3", "--on-failure", "rollback",
-        "--runs-dir", str(tmp_path),
-    )  # fmt: skip
+    """blue-green.md says `on-failure: rollback`; `--on-failure abort` overrides it."""
+    proc = run_cli("demo", "blue-green", "--yes", "--break", "web3", "--runs-dir", str(tmp_path))
     assert proc.returncode == 1, proc.stderr
     assert "broken: web3" in proc.stderr
     assert "the demo gives --var VERSION=v2.4.1 --var APP_DIR=srv/app" in proc.stderr
-    assert "runbook: rolled-back: rolled back after: --on-failure rollback" in proc.stderr
+    assert (
+        "runbook: rolled-back: rolled back after: smoke-test failed on 1 host, more than max-fail"
+        " 0 allows (0): web3 (exit 22); the runbook's on-failure: rollback (headless run)"
+    ) in proc.stderr
     (transcript,) = tmp_path.glob("*/transcript.jsonl")
     assert verify(transcript).ok
+
+    proc = run_cli(
+        "demo", "blue-green", "--yes", "--break", "web3", "--on-failure", "abort",
+        "--runs-dir", str(tmp_path / "abort"),
+    )  # fmt: skip
+    assert proc.returncode == 1 and "runbook: aborted: smoke-test failed on 1 host" in proc.stderr
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
