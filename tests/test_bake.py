@@ -16,6 +16,8 @@ import pytest
 from conftest import ROOT, live_processes, wait_for
 from runbook import launch
 from runbook.operator import Decision, HeadlessOperator, ScriptedOperator
+from runbook.parser import parse_file
+from runbook.progress import DONE, PENDING, UNKNOWN, Progress
 from runbook.report import render_run
 from runbook.runs import replay
 from runbook.transcript import read_lines, verify
@@ -315,9 +317,25 @@ def test_resume_after_a_crash_while_baking(fleet: Any, tmp_path: Path) -> None:
     transcript = next(runs.glob("*/transcript.jsonl"))
     last = [e for e in events(transcript) if e["type"] != "output"][-1]
     assert last["type"] == "block.start" and last["bake"]["round"] == 2, last
-    state = replay(transcript).state
-    assert state.running == {"deploy": 1}, "only the baked block is unknown"
-    assert "healthy" not in state.attempts
+    recorded = replay(transcript)
+    assert recorded.state.running == {"deploy": 1}, "only the baked block is unknown"
+    assert "healthy" not in recorded.state.attempts
+    # What the console shows of it on resume: the same, and the bake as stopped.
+    progress = Progress(parse_file(path).runbook)  # type: ignore[arg-type]
+    for event in recorded.history:
+        progress.apply(event)
+    progress.stopped()
+    assert (progress.block("deploy").status, progress.block("healthy").status) == (
+        UNKNOWN,
+        PENDING,
+    )
+    bake = progress.block("deploy").bake
+    assert bake is not None and (bake.result, bake.rounds) == ("stopped", 2)
+    assert [(r.round, r.target, r.status) for r in bake.runs.values()] == [
+        (1, "host1", DONE),
+        (2, "host1", UNKNOWN),
+    ]
+    assert progress.baking is None
 
     operator = ScriptedOperator([("choose", Decision("mark-done", "host2 deployed by hand"))])
     done = launch.resume(
