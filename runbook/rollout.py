@@ -77,7 +77,7 @@ async def rollout(
                 todo = []
                 if len(failed) > tolerated:
                     todo = await _over_budget(session, block, hosts, failed, tolerated, choices)
-            if opts.bake is not None and number < len(split):
+            if opts.bake is not None and not opts.rollback and number < len(split):
                 stop = await bake(session, block, number, split, ok)
                 if stop is not None:
                     raise RolloutStopped(stop.choice, stop.reason)
