@@ -12,6 +12,7 @@ import dataclasses
 import os
 import signal
 import time
+from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -41,9 +42,18 @@ async def run_attempt(
 
 
 async def execute(
-    session: Session, block: Block, attempt: int, host: Host | None = None
+    session: Session,
+    block: Block,
+    attempt: int,
+    host: Host | None = None,
+    *,
+    bake: Mapping[str, Any] | None = None,
 ) -> tuple[ExitStatus, Recorder]:
-    """One attempt of a block, locally or on ``host``: recorded start, output and end."""
+    """One attempt of a block, locally or on ``host``: recorded start, output and end.
+
+    ``bake`` marks a health check run by a bake (``{block, batch, round}``) on every event
+    of the attempt, so that it is never taken for the check's own run in the walk.
+    """
     opts = block.options
     shell = shell_for(session.rb, block)
     if host is None:
@@ -52,6 +62,8 @@ async def execute(
         cwd = opts.cwd or session.rb.cwd  # a path on the host, as written
     timeout = opts.timeout.seconds if opts.timeout else None
     where: dict[str, Any] = {} if host is None else {"host": host.spec}
+    if bake is not None:
+        where["bake"] = dict(bake)
     session.emit(
         ev.BLOCK_START,
         block=block.name,
@@ -65,7 +77,7 @@ async def execute(
         timeout=timeout,
     )
     await session.durable()  # on disk before the command runs
-    recorder = Recorder(session, block.name, attempt, capture=bool(opts.capture), host=host)
+    recorder = Recorder(session, block.name, attempt, capture=bool(opts.capture), where=where)
     if host is not None:
         status = await _execute_remote(session, block, host, recorder, shell, cwd, timeout)
     else:

@@ -27,6 +27,8 @@ BLOCK_MARK = "block.mark"
 DECISION = "decision"
 NOTE = "note"
 STEP_DONE = "step.done"
+BAKE_START = "bake.start"  # a rollout holds after a batch while health checks run
+BAKE_END = "bake.end"
 ROLLBACK_START = "rollback.start"
 ROLLBACK_END = "rollback.end"
 RUN_END = "run.end"
@@ -61,6 +63,10 @@ class RunState:
     def apply(self, ev: dict[str, Any]) -> None:
         self.last_seq = int(ev.get("seq", self.last_seq))
         kind = ev.get("type")
+        if kind in (BLOCK_START, BLOCK_END) and ev.get("bake") is not None:
+            # A health check run by a bake is not the check's own run in the walk: it must
+            # neither settle it nor leave it unknown after a crash.
+            return
         if kind == RUN_START:
             self.run_id = ev.get("run")
             book = ev.get("runbook") or {}

@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator
 
-from runbook.hosts import resolve_targets
+from runbook.hosts import batches, resolve_targets
 from runbook.model import Block, Diagnostic, Host, Position, Runbook, Severity
 from runbook.notify import references
 from runbook.values import ValueProblem, did_you_mean, expand, variable_refs
@@ -129,7 +129,7 @@ def resolve_block_targets(
     except ValueProblem as e:
         return (), [(opts.where("on", block.position), f"{when}{e}")]
     problems = []
-    for option in ("serial", "max_fail"):
+    for option in ("serial", "max_fail", "bake"):
         if option in opts.positions and not hosts:
             label = option.replace("_", "-")
             problems.append(
@@ -147,6 +147,81 @@ def resolve_block_targets(
             )
         )
     return hosts, problems
+
+
+def bakes(rb: Runbook) -> Iterator[Diagnostic]:
+    """``bake``, ``health-interval`` and ``health`` where they can do what they say.
+
+    ``bake`` without hosts is reported by :func:`targets`; a target with variables is not
+    guessed at here.
+    """
+    for step in rb.steps:
+        for block in step.blocks:
+            opts = block.options
+            where = block.position
+            if opts.health and opts.rollback:
+                yield _at(
+                    opts.where("health", where),
+                    "error",
+                    "`health` on a rollback block: health checks watch the way forward",
+                )
+            if opts.bake is None:
+                if "health_interval" in opts.positions:
+                    yield _at(
+                        opts.positions["health_interval"],
+                        "warning",
+                        "`health-interval` does nothing without `bake`",
+                    )
+                continue
+            at = opts.where("bake", where)
+            if opts.rollback:
+                yield _at(at, "error", "`bake` on a rollback block: bake is for the way forward")
+                continue
+            if opts.health:
+                yield _at(
+                    opts.where("health", where),
+                    "error",
+                    "a block with `bake` cannot be its own health check; mark another block"
+                    " of the step `health: true`",
+                )
+            one_batch = _one_batch(rb, block)
+            if one_batch:
+                yield _at(at, "warning", f"`bake` applies only between batches, {one_batch}")
+            if not step.health_checks(block):
+                yield _at(
+                    at,
+                    "warning",
+                    f"`bake` finds no `health: true` block in step `{step.title}`: it only waits",
+                )
+            if opts.health_interval.seconds > opts.bake.seconds:
+                given = "health_interval" in opts.positions
+                interval = "`health-interval`" if given else "the default `health-interval`"
+                yield _at(
+                    opts.where("health_interval", at),
+                    "warning",
+                    f"{interval} {opts.health_interval} is longer than `bake` {opts.bake}:"
+                    " the health checks run once, when the bake ends",
+                )
+
+
+def _one_batch(rb: Runbook, block: Block) -> str | None:
+    """Why a baked block's hosts are one batch, when that is known before the run."""
+    opts = block.options
+    if any(variable_refs(opts.on)):
+        return None  # known only at run time: not guessed
+    try:
+        hosts = resolve_targets(opts.on, rb.hosts)
+    except ValueProblem:
+        return None  # reported by `targets`
+    if not hosts:
+        return None  # `bake` without hosts is an error of its own
+    if not opts.serial:
+        return "and without `serial` all the hosts are one batch (add `serial`)"
+    if len(batches(hosts, opts.serial)) == 1:
+        return f"and `serial: {', '.join(map(str, opts.serial))}` makes one batch of" + (
+            f" the {len(hosts)} hosts" if len(hosts) > 1 else " the one host"
+        )
+    return None
 
 
 def captures(rb: Runbook) -> Iterator[Diagnostic]:
@@ -242,6 +317,7 @@ RULES: tuple[Rule, ...] = (
     captures,
     rollbacks,
     webhooks,
+    bakes,
 )
 
 

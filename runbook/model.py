@@ -148,6 +148,12 @@ class BlockOptions:
     cwd: str | None = None
     manual: bool = False
     """Runme's ``excludeFromRunAll``: the block runs only when the operator chooses it."""
+    bake: Duration | None = None
+    """How long a rollout holds after each batch but the last, running the step's health checks."""
+    health_interval: Duration = Duration("15s", 15.0)
+    """How often a bake runs the health checks."""
+    health: bool = False
+    """A health check: besides its own place in the walk, every bake of its step runs it."""
     positions: dict[str, Position] = field(default_factory=dict, compare=False, repr=False)
     """Where each option was written, for diagnostics."""
 
@@ -227,6 +233,14 @@ class Step:
     @property
     def forward_blocks(self) -> tuple[Block, ...]:
         return tuple(b for b in self.blocks if not b.options.rollback)
+
+    def health_checks(self, baked: Block) -> tuple[Block, ...]:
+        """What a bake of ``baked`` runs: the step's other forward ``health: true`` blocks."""
+        return tuple(
+            b
+            for b in self.blocks
+            if b.options.health and b.runs and not b.options.rollback and b.name != baked.name
+        )
 
     @property
     def rollback_blocks(self) -> tuple[Block, ...]:

@@ -135,6 +135,7 @@ MENU = {
     "abort": ("a", "[a]bort"),
     "rerun": ("r", "[r]e-run"),
     "mark-done": ("m", "[m]ark done"),
+    "go-on": ("g", "[g]o on"),
 }
 
 
@@ -293,6 +294,8 @@ def _show(
             out(f"    {line}")
     elif kind == "block.start":
         attempt = f" (attempt {event['attempt']})" if event.get("attempt", 1) > 1 else ""
+        if event.get("bake"):
+            attempt = f" (bake round {event['bake']['round']})"
         out(f"--> {event['block']} on {event['target']}{attempt}")
     elif kind == "output":
         data = event.get("text")
@@ -313,6 +316,19 @@ def _show(
     elif kind == "block.end":
         on = f" on {event['host']}" if event.get("host") else ""
         out(f"<-- {event['block']}{on}: {event['status']} in {event['duration']:.1f}s")
+    elif kind == "bake.start":
+        checks = ", ".join(event["checks"]) or "no health check: it only waits"
+        out(
+            f"~~~ {event['block']}: baking {event['seconds']:g}s after batch"
+            f" {event['batch']}/{event['of']}, health every {event['interval']:g}s ({checks})"
+        )
+    elif kind == "bake.end":
+        failed = "; ".join(f"{k}: {v}" for k, v in (event.get("failed") or {}).items())
+        out(
+            f"~~~ {event['block']}: bake after batch {event['batch']} {event['result']}"
+            f" after {event['rounds']} round{'s' * (event['rounds'] != 1)}"
+            + (f" ({failed})" if failed else "")
+        )
     elif kind == "block.skip":
         out(f"--- {event['block']} skipped: {event['reason']}")
     elif kind == "note":

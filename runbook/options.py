@@ -65,6 +65,9 @@ OPTIONS: dict[str, tuple[str, Callable[[object], Any]]] = {
     "run": ("run", parse_bool),
     "shell": ("shell", parse_text),
     "cwd": ("cwd", parse_text),
+    "bake": ("bake", _positive_duration),
+    "health-interval": ("health_interval", _positive_duration),
+    "health": ("health", parse_bool),
 }
 # Runme attributes with a meaning here.
 RUNME_MAPPED: dict[str, tuple[str, Callable[[object], Any]]] = {

@@ -115,7 +115,23 @@ def _block(rb: Runbook, block: Block, shown: dict[str, str]) -> dict[str, Any]:
         "retry_delay": str(opts.retry_delay) if opts.retries else None,
         "capture": opts.capture,
         "continue_on_error": opts.continue_on_error,
+        "health": opts.health,
+        "bake": _bake(rb, block),
         "command": block.code,
+    }
+
+
+def _bake(rb: Runbook, block: Block) -> dict[str, Any] | None:
+    opts = block.options
+    if opts.bake is None or block.step is None:
+        return None
+    checks = rb.steps[block.step - 1].health_checks(block)
+    return {
+        "duration": str(opts.bake),
+        "seconds": opts.bake.seconds,
+        "interval": str(opts.health_interval),
+        "interval_seconds": opts.health_interval.seconds,
+        "checks": [c.name for c in checks],
     }
 
 
@@ -222,6 +238,16 @@ def _step_lines(step: dict[str, Any]) -> list[str]:
     return [ln for _, lines in sorted(items, key=lambda i: i[0]) for ln in lines]
 
 
+def _bake_text(bake: dict[str, Any]) -> str:
+    checks = ", ".join(bake["checks"])
+    if not checks:
+        return f"bake {bake['duration']} (no health check: it only waits)"
+    return (
+        f"bake {bake['duration']}, health every {bake['interval']}: {checks}"
+        " (a failing check stops the rollout)"
+    )
+
+
 def _variable_line(v: dict[str, Any]) -> str:
     if v["secret"]:
         return (
@@ -259,6 +285,8 @@ def _block_lines(block: dict[str, Any], kind: str) -> list[str]:
         details.append(f"captures stdout as ${block['capture']}")
     if block["continue_on_error"]:
         details.append("continues on error")
+    if block["health"]:
+        details.append("health check: every bake of its step runs it too")
     if details:
         out.append(f"      {', '.join(details)}")
     for gate in block["gates"]:
@@ -266,11 +294,14 @@ def _block_lines(block: dict[str, Any], kind: str) -> list[str]:
         later = sorted({f"${name}" for name, _ in variable_refs(gate["text"])})
         known = f"  ({', '.join(later)} known only at run time)" if later else ""
         out.append(f"      gate: {verb}: {gate['text']}{known}")
+    bake = block["bake"]
     if target["kind"] == "hosts":
         n = len(target["batches"])
         for i, batch in enumerate(target["batches"], start=1):
-            pause = "  then confirm the next batch" if i < n else ""
+            pause = "  then confirm the next batch" if i < n and not bake else ""
             out.append(f"      batch {i}/{n}: {', '.join(batch)}{pause}")
+            if bake and i < n:
+                out.append(f"        then {_bake_text(bake)}; then confirm the next batch")
         tolerated = target["max_fail_hosts"]
         out.append(
             f"      stops at the first failed host (max-fail {target['max_fail']})"
@@ -278,6 +309,8 @@ def _block_lines(block: dict[str, Any], kind: str) -> list[str]:
             else f"      tolerates {_count(tolerated, 'failed host')}, stops at the next"
             f" (max-fail {target['max_fail']})"
         )
+    elif bake:
+        out.append(f"      after each batch but the last: {_bake_text(bake)}")
     if target["kind"] == "deferred":
         out.append(f"      {target['reason']}")
     lines = block["command"].rstrip("\n").split("\n") if block["command"] else ["(empty)"]

@@ -8,7 +8,7 @@ events into it, and on resume it first folds every event recorded before.
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from runbook import events as ev
@@ -32,6 +32,42 @@ ICONS = {
 }
 
 
+@dataclass(frozen=True)
+class HealthRun:
+    """One health check run by a bake, on one target."""
+
+    round: int
+    check: str
+    target: str
+    status: str = RUNNING
+    exit: int | None = None
+    detail: str = ""
+    time: str | None = None
+    """When it started (the event's UTC time)."""
+
+
+@dataclass
+class BakeProgress:
+    """One bake of a block after a batch: what it waits for and what its checks said."""
+
+    batch: int
+    of: int
+    started: str | None
+    """When it began (``bake.start``'s UTC time): the countdown runs from here."""
+    seconds: float
+    interval: float
+    checks: list[str] = field(default_factory=list)
+    runs: dict[tuple[int, str, str], HealthRun] = field(default_factory=dict)
+    """(round, check, target) -> its run, in the order they started."""
+    result: str | None = None
+    """``None`` while it bakes; then ``ok``, ``failed``, ``interrupted`` or ``stopped``."""
+    rounds: int = 0
+
+    @property
+    def active(self) -> bool:
+        return self.result is None
+
+
 @dataclass
 class BlockProgress:
     status: str = PENDING
@@ -43,6 +79,12 @@ class BlockProgress:
     hosts: dict[str, str] = field(default_factory=dict)
     """host -> status, for a block on hosts, in the order the hosts started."""
     host_detail: dict[str, str] = field(default_factory=dict)
+    bakes: list[BakeProgress] = field(default_factory=list)
+    """Its bakes, one per batch held (and per retry), the latest last."""
+
+    @property
+    def bake(self) -> BakeProgress | None:
+        return self.bakes[-1] if self.bakes else None
 
 
 @dataclass
@@ -78,9 +120,31 @@ class Progress:
             for b in self.blocks.values()
         )
 
+    @property
+    def baking(self) -> str | None:
+        """The block whose rollout holds for its bake now, if any."""
+        return next((n for n, b in self.blocks.items() if b.bake and b.bake.active), None)
+
     def apply(self, e: dict[str, Any]) -> None:
         kind = e.get("type")
-        if kind == ev.RUN_START:
+        if kind in (ev.BLOCK_START, ev.BLOCK_END) and e.get("bake"):
+            self._health_run(e)  # the bake's, not the check's own state
+        elif kind == ev.BAKE_START:
+            self.block(e["block"]).bakes.append(
+                BakeProgress(
+                    e["batch"],
+                    e["of"],
+                    e.get("time"),
+                    e["seconds"],
+                    e["interval"],
+                    list(e.get("checks") or []),
+                )
+            )
+        elif kind == ev.BAKE_END:
+            bake = self.block(e["block"]).bake
+            if bake is not None:
+                bake.result, bake.rounds = e["result"], e.get("rounds", 0)
+        elif kind == ev.RUN_START:
             self.started = self.started or e.get("time")
         elif kind == ev.STEP_ENTER:
             self.current_step = e["step"]
@@ -120,9 +184,11 @@ class Progress:
             for b in self.blocks.values():  # nothing runs after the end
                 if b.status == RUNNING:
                     b.status = UNKNOWN
+            self._stop_bakes()
 
     def stopped(self) -> None:
         """The recorded part of a resumed run is over: what was running is unknown."""
+        self._stop_bakes()
         for b in self.blocks.values():
             if b.status == RUNNING:
                 b.status = UNKNOWN
@@ -155,6 +221,32 @@ class Progress:
             return
         b.status, b.exit = status, e.get("exit")
         b.duration, b.detail = e.get("duration"), e.get("status") or ""
+
+    def _stop_bakes(self) -> None:
+        """A bake without its end (a crash, a lost record) holds nothing any more."""
+        for b in self.blocks.values():
+            bake = b.bake
+            if bake is not None and bake.active:
+                bake.result = "stopped"
+                for key, run in bake.runs.items():
+                    if run.status == RUNNING:
+                        bake.runs[key] = replace(run, status=UNKNOWN)
+
+    def _health_run(self, e: dict[str, Any]) -> None:
+        tag = e["bake"]
+        bake = self.block(tag["block"]).bake
+        if bake is None:
+            return
+        key = (tag["round"], e["block"], e.get("host") or "local")
+        bake.rounds = max(bake.rounds, tag["round"])
+        if e["type"] == ev.BLOCK_START:
+            bake.runs[key] = HealthRun(*key, time=e.get("time"))
+            return
+        ok = e.get("exit") == 0 or bool(e.get("continued"))
+        run = bake.runs.get(key, HealthRun(*key))
+        bake.runs[key] = replace(
+            run, status=DONE if ok else FAILED, exit=e.get("exit"), detail=e.get("status") or ""
+        )
 
     def _touch_step(self, block: str) -> None:
         step = self.step_of.get(block)

@@ -3,9 +3,8 @@ when it is UTF-8 (a character split across reads is kept whole), base64 otherwis
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING
-
-from runbook.model import Host
+from collections.abc import Mapping
+from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from runbook.session import Session
@@ -18,12 +17,19 @@ class Recorder:
     """Turns one block attempt's output into masked, offset-numbered ``output`` events."""
 
     def __init__(
-        self, session: Session, block: str, attempt: int, *, capture: bool, host: Host | None
+        self,
+        session: Session,
+        block: str,
+        attempt: int,
+        *,
+        capture: bool,
+        where: Mapping[str, Any] | None = None,
     ) -> None:
         self.session = session
         self.block = block
         self.attempt = attempt
-        self.where = {} if host is None else {"host": host.spec}
+        self.where = dict(where or {})
+        """Fields every output event carries besides the block: ``host``, ``bake``."""
         self.masks = {s: session.masker.stream() for s in ("stdout", "stderr")}
         self.pending = {"stdout": b"", "stderr": b""}
         self.offsets = {"stdout": 0, "stderr": 0}

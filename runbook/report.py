@@ -36,6 +36,17 @@ class _Attempt:
 
 
 @dataclass
+class _Bake:
+    """A rollout held after a batch: its start, its end, its health runs, what was decided."""
+
+    start: dict[str, Any]
+    step: int | None
+    end: dict[str, Any] | None = None
+    runs: list[_Attempt] = field(default_factory=list)
+    decisions: list[str] = field(default_factory=list)
+
+
+@dataclass
 class _Step:
     index: int
     title: str
@@ -60,6 +71,9 @@ class _Report:
         self.end = next((e for e in events if e["type"] == "run.end"), None)
         self.steps: dict[int, _Step] = {}
         self.attempts: list[_Attempt] = []
+        self.timeline: list[_Attempt | _Bake] = []
+        self.bakes: dict[str, _Bake] = {}
+        """The latest bake of each baked block."""
         self.notes: list[dict[str, Any]] = []
         self._fold()
 
@@ -84,15 +98,29 @@ class _Report:
                 )
                 text += f" by {e.get('by', '?')}"
                 last = next((a for a in reversed(self.attempts) if a.block == e["block"]), None)
-                if last is not None and e["kind"] == "failure":
+                if e["kind"] == "bake" and e["block"] in self.bakes:
+                    self.bakes[e["block"]].decisions.append(text)
+                elif last is not None and e["kind"] == "failure":
                     last.decisions.append(text)
                 else:
                     pending.setdefault(e["block"], []).append(text)
+            elif kind == "bake.start":
+                baked = self.bakes[e["block"]] = _Bake(e, step.index if step else None)
+                self.timeline.append(baked)
+                if step is not None:
+                    step.items.append(("bake", baked))
+            elif kind == "bake.end" and e["block"] in self.bakes:
+                self.bakes[e["block"]].end = e
             elif kind == "block.start":
                 attempt = _Attempt(e["block"], e.get("attempt", 1), e)
-                attempt.decisions = pending.pop(e["block"], [])
                 current[(e["block"], attempt.attempt, e.get("host"))] = attempt
+                baking = self.bakes.get((e.get("bake") or {}).get("block", ""))
+                if "bake" in e and baking is not None:  # a health run: part of its bake
+                    baking.runs.append(attempt)
+                    continue
+                attempt.decisions = pending.pop(e["block"], [])
                 self.attempts.append(attempt)
+                self.timeline.append(attempt)
                 if step is not None:
                     step.items.append(("attempt", attempt))
             elif kind == "output":
@@ -200,7 +228,10 @@ class _Report:
             for kind, a in s.items
             if kind == "attempt"
         }
-        for a in self.attempts:
+        for a in self.timeline:
+            if isinstance(a, _Bake):
+                out.append(_bake_row(a))
+                continue
             end = a.end
             exit_ = "running / unknown" if end is None else str(end.get("status", end.get("exit")))
             name = a.block + (f" (attempt {a.attempt})" if a.attempt > 1 else "")
@@ -264,6 +295,8 @@ class _Report:
                 )
             elif kind == "text":
                 out += ["", _inline(item), ""]
+            elif kind == "bake":
+                out += self._bake(item)
             elif kind == "skip":
                 e, decided = item
                 verb = "marked done" if e["type"] == "block.mark" else "skipped"
@@ -274,7 +307,34 @@ class _Report:
                 out += self._attempt(item)
         return [*out, ""]
 
-    def _attempt(self, a: _Attempt) -> list[str]:
+    def _bake(self, b: _Bake) -> list[str]:
+        """A bake: how it ended, its decisions, and each failed health run in full."""
+        s, end = b.start, b.end
+        checks = ", ".join(f"`{c}`" for c in s.get("checks", [])) or "no health check"
+        if end is None:
+            result = "**still baking when the record ends**"
+        else:
+            rounds = end.get("rounds", 0)
+            result = f"**{end['result']}** after {rounds} round{'s' * (rounds != 1)}"
+            result += f" in {_span(end['elapsed'])}" if "elapsed" in end else ""
+        hosts = ", ".join(s.get("hosts", [])) or "no host passed"
+        out = [
+            "",
+            f"### Bake of `{s['block']}`",
+            "",
+            f"After batch {s['batch']}/{s['of']} ({_inline(hosts)}): {result}."
+            f" Bake {_span(s['seconds'])}, health every {_span(s['interval'])}: {checks}.",
+        ]
+        failing = [r for r in b.runs if r.end is None or r.end.get("exit") != 0]
+        passed = len(b.runs) - len(failing)
+        out += ["", f"Health runs: {passed} passed, {len(failing)} failed or unfinished."]
+        if b.decisions:
+            out += ["", "Decisions: " + _inline("; ".join(b.decisions))]
+        for run in failing:
+            out += self._attempt(run, level="####")
+        return out
+
+    def _attempt(self, a: _Attempt, level: str = "###") -> list[str]:
         end = a.end
         status = (
             "still running when the record ends: outcome unknown"
@@ -282,8 +342,12 @@ class _Report:
             else end.get("status", "")
         )
         host = a.start.get("host")
-        title = f"### `{a.block}`" + (f" on {host}" if host else "")
-        title += f" attempt {a.attempt}" if a.attempt > 1 else ""
+        title = f"{level} `{a.block}`" + (f" on {host}" if host else "")
+        baked = a.start.get("bake")
+        if baked:
+            title += f", bake round {baked['round']} after batch {baked['batch']}"
+        else:
+            title += f" attempt {a.attempt}" if a.attempt > 1 else ""
         out = [
             "",
             title,
@@ -298,6 +362,27 @@ class _Report:
         elif end is not None:
             out += ["", "No output."]
         return out
+
+
+def _bake_row(b: _Bake) -> str:
+    s, end = b.start, b.end
+    if end is None:
+        result = "still baking / unknown"
+    else:
+        rounds = end.get("rounds", 0)
+        result = f"bake {end['result']}, {rounds} round{'s' * (rounds != 1)}"
+        failed = end.get("failed") or {}
+        result += "".join(f"; {k}: {v}" for k, v in failed.items())
+    cells = (
+        str(b.step or ""),
+        f"`{s['block']}` bake after batch {s['batch']}/{s['of']}",
+        ", ".join(s.get("hosts", [])),
+        _clock(s.get("time")),
+        _span(end["elapsed"]) if end and "elapsed" in end else "-",
+        result,
+        "; ".join(b.decisions),
+    )
+    return "| " + " | ".join(_cell(x) for x in cells) + " |"
 
 
 def _output(data: bytes, binary: bool) -> list[str]:
@@ -381,3 +466,8 @@ def _seconds(value: float) -> str:
         return f"{value:.1f} s"
     minutes, seconds = divmod(int(value), 60)
     return f"{minutes} min {seconds} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
+
+
+def _span(value: float) -> str:
+    """A bake's durations, which are often under a second in tests and minutes in use."""
+    return f"{value * 1000:.0f} ms" if value < 1 else _seconds(value)

@@ -3,7 +3,8 @@
 Hosts of a batch run concurrently (at most ``forks`` at once), each with the block's own
 retries. After each batch the failed hosts are counted against ``max-fail``; beyond it
 the rollout stops and the operator decides: retry only the failed hosts, skip, roll back
-or abort. Between batches the operator confirms the next one. Ctrl-C stops every host
+or abort. A block with ``bake`` then holds while health checks run (``bake.py``).
+Between batches the operator confirms the next one. Ctrl-C stops every host
 of the running batch. When the rollout is over a ``block.done`` event settles the block;
 until then a crash leaves it unknown, so a resumed run asks instead of re-running hosts.
 """
@@ -16,6 +17,7 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from runbook import events as ev
+from runbook.bake import bake
 from runbook.hosts import batches
 from runbook.model import Block, Host
 from runbook.transports.local import ExitStatus
@@ -75,6 +77,10 @@ async def rollout(
                 todo = []
                 if len(failed) > tolerated:
                     todo = await _over_budget(session, block, hosts, failed, tolerated, choices)
+            if opts.bake is not None and not opts.rollback and number < len(split):
+                stop = await bake(session, block, number, split, ok)
+                if stop is not None:
+                    raise RolloutStopped(stop.choice, stop.reason)
     finally:
         loop.remove_signal_handler(signal.SIGINT)
     session.emit(ev.BLOCK_DONE, durable=True, block=block.name, ok=ok, failed=failed)

@@ -187,3 +187,85 @@ def test_runbook_file_opens_the_console_and_reports_bad_input_first(write) -> No
     assert result.returncode == 2
     assert "the console needs a terminal; `runbook run` runs without one" in result.stderr
     assert "Traceback" not in result.stderr
+
+
+BAKED = """---
+variables:
+  GROUP:
+    prompt: Which group
+hosts:
+  web: [web-1, web-2, web-3, web-4]
+  lb: [lb-1]
+---
+
+## Roll out
+
+```sh
+#| name: deploy
+#| on: web
+#| serial: 1, 50%, 100%
+#| bake: 5m
+#| health-interval: 20s
+./deploy.sh
+```
+
+```sh
+#| name: healthz
+#| on: web
+#| health: true
+curl -fsS localhost/healthz
+```
+
+```sh
+#| name: lb-view
+#| on: lb
+#| health: true
+./lb-status.sh
+```
+
+## Later
+
+```sh
+#| name: elsewhere
+#| on: $GROUP
+#| serial: 1
+#| bake: 1m
+./deploy.sh
+```
+"""
+
+
+def test_plan_shows_each_bake_between_batches(write) -> None:  # type: ignore[no-untyped-def]
+    path = write(BAKED)
+    text = run_cli("plan", str(path))
+    assert text.returncode == 0, text.stderr
+    bake = (
+        "        then bake 5m, health every 20s: healthz, lb-view (a failing check stops the"
+        " rollout); then confirm the next batch\n"
+    )
+    assert (
+        "      batch 1/3: web-1\n"
+        + bake
+        + "      batch 2/3: web-2, web-3\n"
+        + bake
+        + "      batch 3/3: web-4\n      stops at the first failed host (max-fail 0)\n"
+    ) in text.stdout
+    assert text.stdout.count("health check: every bake of its step runs it too") == 2
+    # A target known only at run time: the bake is still said, without batches.
+    assert (
+        "      after each batch but the last: bake 1m (no health check: it only waits)\n"
+        in text.stdout
+    )
+
+    plan = json.loads(run_cli("plan", str(path), "--format", "json").stdout)
+    blocks = {b["name"]: b for s in plan["steps"] for b in s["blocks"]}
+    assert blocks["deploy"]["bake"] == {
+        "duration": "5m",
+        "seconds": 300.0,
+        "interval": "20s",
+        "interval_seconds": 20.0,
+        "checks": ["healthz", "lb-view"],
+    }
+    assert (blocks["deploy"]["health"], blocks["healthz"]["health"]) == (False, True)
+    assert blocks["healthz"]["bake"] is None
+    assert blocks["elsewhere"]["bake"]["checks"] == []

@@ -19,6 +19,7 @@ CORE = [
     "runbook.progress",
     "runbook.operator",
     "runbook.rollout",
+    "runbook.bake",
     "runbook.runs",
     "runbook.demo",
 ]

@@ -199,3 +199,60 @@ def test_crlf_and_bom_keep_the_same_model() -> None:
     assert plain is not None and crlf is not None
     assert crlf.steps == plain.steps
     assert crlf.variables == plain.variables
+
+
+BAKED = """\
+---
+hosts:
+  web: [web-1, web-2, web-3]
+---
+
+## Roll out
+
+```sh
+#| on: web
+#| health: true
+precheck
+```
+
+```sh {"on": "web", "serial": "1", "bake": "1m30s", "health-interval": "500ms"}
+deploy
+```
+
+```sh
+#| on: web
+#| health: yes
+#| run: false
+documentation
+```
+
+```sh
+#| rollback: true
+#| on: web
+undo
+```
+
+```sh
+#| on: web
+#| bake: 5m
+#| serial: 1
+other
+```
+"""
+
+
+def test_bake_options_and_the_health_checks_a_bake_runs() -> None:
+    result = parse_text(BAKED)
+    assert [d.message for d in result.diagnostics] == []
+    assert result.runbook is not None
+    step = result.runbook.steps[0]
+    precheck, deploy, doc, _, other = step.blocks
+    assert (precheck.options.health, precheck.options.bake) == (True, None)
+    assert precheck.options.health_interval == Duration("15s", 15.0), "the default"
+    assert deploy.options.bake == Duration("1m30s", 90.0)
+    assert deploy.options.health_interval == Duration("500ms", 0.5)
+    assert not deploy.options.health
+    # Written before the baked block counts too; documentation-only and rollback blocks don't.
+    assert step.health_checks(deploy) == (precheck,)
+    assert step.health_checks(other) == (precheck,)
+    assert doc.options.health and doc not in step.health_checks(deploy)

@@ -294,6 +294,8 @@ class RunbookApp(App[int]):
         elif kind == ev.BLOCK_START:
             target = event.get("host") or "local"
             attempt = f" (attempt {event['attempt']})" if event.get("attempt", 1) > 1 else ""
+            if event.get("bake"):
+                attempt = f" (bake round {event['bake']['round']})"
             buffer = self.output_for(target)
             buffer.end_line()
             buffer.add(f"── {event['block']}{attempt} on {event['target']} ──\n")
@@ -445,7 +447,7 @@ class RunbookApp(App[int]):
             "skip": waiting is not None,
             "skip_step": waiting == "proceed",
             "note": live,
-            "interrupt": live and self.progress.running,
+            "interrupt": live and (self.progress.running or bool(self.progress.baking)),
             "report": self.session is not None,
         }
         return allowed.get(action, True)
@@ -495,15 +497,22 @@ class RunbookApp(App[int]):
 
     def action_interrupt(self) -> None:
         name = self.progress.current_block or "the block"
+        baking = self.progress.baking
 
         def done(yes: bool | None) -> None:
-            if yes and self.session is not None and self.progress.running:
+            stoppable = self.progress.running or self.progress.baking
+            if yes and self.session is not None and stoppable:
                 self.session.interrupt.set()
 
         prompt = (
             f"Interrupt {name}? Its processes get SIGINT, then SIGTERM and SIGKILL if they"
             " do not stop; then you decide what happens next."
         )
+        if baking and not self.progress.running:
+            prompt = (
+                f"Stop the bake of {baking}? Then you decide: go on to the next batch,"
+                " bake again, roll back or abort."
+            )
         self.push_screen(ConfirmScreen(prompt, title="Interrupt"), done)
 
     def action_report(self) -> None:

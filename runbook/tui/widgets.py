@@ -6,6 +6,7 @@ runbook and asks it to refresh; widgets never talk to the engine.
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from datetime import datetime
@@ -15,11 +16,23 @@ from rich.table import Table
 from rich.text import Text
 from textual.await_complete import AwaitComplete
 from textual.containers import VerticalScroll
+from textual.timer import Timer
 from textual.widgets import Log, Markdown, OptionList, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
 from runbook.model import Block, Runbook, Step
-from runbook.progress import DONE, FAILED, ICONS, PENDING, RUNNING, SKIPPED, UNKNOWN, Progress
+from runbook.progress import (
+    DONE,
+    FAILED,
+    ICONS,
+    PENDING,
+    RUNNING,
+    SKIPPED,
+    UNKNOWN,
+    BakeProgress,
+    HealthRun,
+    Progress,
+)
 
 CARD_LINES = 8
 """Lines of a block's command a card shows; the gate's dialog shows all of them."""
@@ -49,6 +62,8 @@ class HeaderBar(Static):
             overall.stylize("green" if progress.result == "ok" else "red")
         elif progress.rolling_back:
             overall = Text(" ROLLING BACK ", style="bold reverse red")
+        elif progress.baking and not progress.running:
+            overall = Text(" BAKING ", style="bold reverse yellow")
         else:
             overall = Text(" RUNNING " if progress.running else " READY ", style="bold reverse")
         grid = Table.grid(expand=True, padding=(0, 2))
@@ -96,14 +111,24 @@ class StepOutline(OptionList):
 
 
 class BlockCard(Static):
-    """One block: its command, its options as badges, its state, exit and duration."""
+    """One block: its command, its options as badges, its state, exit and duration; while
+    its rollout bakes, a countdown that a timer redraws every second."""
 
     def __init__(self, block: Block) -> None:
         super().__init__(id=f"card-{_ident(block.name)}", classes="card")
         self.block = block
+        self.shown: tuple[Progress, bool] | None = None
+        self.ticker: Timer | None = None
 
     def show(self, progress: Progress, waiting: bool) -> None:
+        self.shown = (progress, waiting)
         b = progress.block(self.block.name)
+        baking = b.bake is not None and b.bake.active
+        if baking and self.ticker is None and self.is_mounted:
+            self.ticker = self.set_interval(1, self.tick)
+        elif not baking and self.ticker is not None:
+            self.ticker.stop()
+            self.ticker = None
         o = self.block.options
         badges = Text()
         for text, style in _badges(self.block):
@@ -129,6 +154,8 @@ class BlockCard(Static):
             for host, status in b.hosts.items():
                 hosts.append(f"{ICONS[status]} {host}  ", style=STATUS_STYLE[status])
             parts.append(hosts)
+        if b.bake is not None:
+            parts.append(bake_text(b.bake))
         lines = self.block.code.rstrip("\n").splitlines()
         code = Text("\n".join(lines[:CARD_LINES]), style="bright_white")
         if len(lines) > CARD_LINES:
@@ -137,6 +164,70 @@ class BlockCard(Static):
         self.set_class(o.rollback, "rollback")
         self.set_class(waiting, "waiting")
         self.update(Group(*parts))  # type: ignore[arg-type]
+
+    def tick(self) -> None:
+        """Once a second while baking: the countdown moves even when no event comes."""
+        if self.shown is not None:
+            self.show(*self.shown)
+
+
+def clock() -> float:
+    """Now, for the bake countdown; tests pin it, as they pin the elapsed time."""
+    return time.time()
+
+
+HISTORY_ROUNDS = 5
+"""Rounds of health history a card shows; the transcript and the report have them all."""
+
+
+def bake_text(bake: BakeProgress) -> Text:
+    """The bake's countdown (or how it ended) and its health history, round by round."""
+    where = f"after batch {bake.batch}/{bake.of}"
+    every = f"health every {_span(bake.interval)}" if bake.checks else "no health check"
+    if bake.active:
+        left = _countdown(bake.started, bake.seconds)
+        text = Text(f"baking {where} · {left} left · {every}", style="bold yellow")
+    else:
+        rounds = f"{bake.rounds} round{'s' * (bake.rounds != 1)}"
+        how = {
+            "ok": (f"ok after {rounds}", "green"),
+            "failed": (f"failed in round {bake.rounds}", "bold red"),
+            "interrupted": (f"interrupted after {rounds}", "magenta"),
+        }.get(bake.result or "", (f"{bake.result} after {rounds}", "bold magenta"))
+        text = Text.assemble((f"bake {where}: {how[0]}", how[1]), f" · {every}")
+    by_round: dict[int, list[HealthRun]] = {}
+    for run in bake.runs.values():
+        by_round.setdefault(run.round, []).append(run)
+    shown = sorted(by_round)[-HISTORY_ROUNDS:]
+    if len(by_round) > len(shown):
+        text.append(f"\n  … {len(by_round) - len(shown)} earlier rounds", style="dim")
+    named = len(bake.checks) > 1
+    for number in shown:
+        text.append(f"\n  round {number:<3}", style="dim")
+        for run in by_round[number]:
+            label = f"{run.check} {run.target}" if named else run.target
+            failed = f" ({run.detail})" if run.status == FAILED and run.detail else ""
+            text.append(f" {ICONS[run.status]} {label}{failed} ", style=STATUS_STYLE[run.status])
+    return text
+
+
+def _countdown(started: str | None, seconds: float) -> str:
+    try:
+        begun = datetime.fromisoformat((started or "").replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return "--:--"
+    left = max(0, math.ceil(begun + seconds - clock()))
+    return f"{left // 60}:{left % 60:02d}"
+
+
+def _span(seconds: float) -> str:
+    """``300ms``, ``15s``, ``1m30s``: an interval as an author would write it."""
+    if seconds < 1:
+        return f"{seconds * 1000:.0f}ms"
+    minutes, rest = divmod(seconds, 60)
+    if not minutes:
+        return f"{rest:g}s"
+    return f"{minutes:.0f}m" + (f"{rest:g}s" if rest else "")
 
 
 def _badges(block: Block) -> list[tuple[str, str]]:
@@ -162,6 +253,10 @@ def _badges(block: Block) -> list[tuple[str, str]]:
         found.append(("optional", "reverse"))
     if o.continue_on_error:
         found.append(("continue on error", "reverse"))
+    if o.bake:
+        found.append((f"bake {o.bake}", "reverse yellow"))
+    if o.health:
+        found.append(("health check", "reverse green"))
     return found
 
 
