@@ -325,7 +325,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         sys.stdout.write(listing())
         return EXIT_OK
     example, rb = demo.choose(args.target, args.broken)
-    values = demo.assignments(example, rb, args.var)
+    demo.assignments(example, rb, args.var)  # bad --var: said before anything starts
     headless = args.yes or not _terminal()
     if args.serve and (args.yes or args.on_failure):
         raise UsageError("--serve runs nothing itself: give --yes and --on-failure to the run")
@@ -340,6 +340,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         except DemoFleetError as e:
             raise inputs.Refused(f"the demo fleet could not start: {e}") from None
         try:
+            values = demo.assignments(example, rb, args.var, fleet.chat.url)
             for line in demo.describe(fleet, values):
                 _say(line)
             if args.serve:
@@ -359,6 +360,8 @@ def cmd_demo(args: argparse.Namespace) -> int:
             return _open(str(fleet.runbook), values, fleet.ssh_config, DEFAULT_FORKS, runs)
         finally:
             fleet.stop()
+            for line in demo.channel(fleet):
+                _say(line)
 
 
 def _terminal() -> bool:

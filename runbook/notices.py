@@ -23,6 +23,8 @@ if TYPE_CHECKING:
     from runbook.session import Session
 
 FINAL = frozenset({"delivered", "failed", "abandoned"})
+QUIET_WAIT = 1.0
+"""At the end, how long the last messages may take before the operator is told of the wait."""
 
 
 def warning(event: dict[str, Any]) -> str | None:
@@ -113,16 +115,18 @@ class Notices:
         if self.courier is None:
             return
         self.send("run-end", status=status, message=message)
-        self._flush()
-        if self.unsettled:
+        quick = min(QUIET_WAIT, self.wait)
+        settled = await asyncio.to_thread(self.courier.idle, quick)
+        if not settled and self.wait > quick:
+            self._flush()
             count = len(self.unsettled)
             self.session.emit(
                 ev.NOTE,
-                text=f"waiting up to {self.wait:g}s for {count} notification"
+                text=f"waiting up to {self.wait - quick:g}s more for {count} notification"
                 f"{'s' * (count != 1)} to be delivered",
                 by="runbook",
             )
-        await asyncio.to_thread(self.courier.close, self.wait)
+        await asyncio.to_thread(self.courier.close, self.wait - quick)
         self._flush()
 
     def abandon(self) -> None:

@@ -267,7 +267,14 @@ def body(
     )
     return {
         "text": _text(
-            event, rb, context, status, at_step.title if at_step else None, block, host, message
+            event,
+            rb,
+            context,
+            status,
+            f"{at_step.index}/{len(rb.steps)} “{at_step.title}”" if at_step else None,
+            block,
+            host,
+            message,
         ),
         "event": event,
         "status": status,
@@ -297,7 +304,7 @@ def _text(
     """One line a person reads in a chat channel; ``&<>`` escaped as Slack requires."""
     where = "".join(
         [
-            f" at step “{step}”" if step else "",
+            f" at step {step}" if step else "",
             f", block {block}" if block else "",
             f" on {host}" if host else "",
         ]
@@ -309,7 +316,7 @@ def _text(
     elif event == "gate-waiting":
         line = f"{rb.title}: waiting for {who}{where}: {message}"
     elif event == "step-done":
-        line = f"{rb.title}: step done{where}"
+        line = f"{rb.title}: step {step} done"
     elif event == "failure":
         line = f"{rb.title}: failed{where}: {message}"
     elif event == "rollback":

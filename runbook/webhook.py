@@ -172,6 +172,20 @@ class Courier:
                 queue = self._queues[target.index]
                 self._loop.call_soon_threadsafe(queue.put_nowait, (number, event, data))
 
+    def idle(self, wait: float) -> bool:
+        """Whether every queued message is settled within ``wait`` seconds (nothing cancelled)."""
+        if not self._thread.is_alive():
+            return True
+
+        async def settled() -> bool:
+            joins = [asyncio.create_task(q.join()) for q in self._queues.values()]
+            _, pending = await asyncio.wait(joins, timeout=wait)
+            for task in pending:
+                task.cancel()
+            return not pending
+
+        return asyncio.run_coroutine_threadsafe(settled(), self._loop).result()
+
     def close(self, wait: float) -> None:
         """Give queued messages up to ``wait`` seconds, record the rest as abandoned, stop."""
         if not self._thread.is_alive():

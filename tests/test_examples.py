@@ -41,12 +41,15 @@ def test_plan_deploy_web_shows_canary_then_batches() -> None:
     proc = run_cli("plan", "runbooks/deploy-web.md", "--var", "VERSION=v1.2.3")
     assert proc.returncode == 0, proc.stderr
     out = proc.stdout
-    assert "batch 1/3: web-1  then confirm the next batch" in out
-    assert "batch 2/3: web-2, web-3  then confirm the next batch" in out
+    bake = (
+        "        then bake 1m, health every 10s: healthz (a failing check stops the rollout);"
+        " then confirm the next batch\n"
+    )
+    assert f"      batch 1/3: web-1\n{bake}      batch 2/3: web-2, web-3\n{bake}" in out
     assert "batch 3/3: web-4" in out
     assert "gate: confirm: Switch staging web hosts to v1.2.3?" in out
     assert "retries 10 every 3s" in out
-    assert "<- rollback roll-out-2" in out
+    assert "<- rollback switch-back" in out
 
 
 def test_plan_json_of_db_migration() -> None:
@@ -91,7 +94,7 @@ def test_plan_json_shows_rollback_gates_order_and_ssh_defaults() -> None:
     undo = plan["steps"][1]["rollback"][0]
     assert undo["gates"] == [{"type": "confirm", "text": f"Run rollback block {undo['name']}?"}]
     proc = run_cli("plan", "runbooks/deploy-web.md", "--var", "VERSION=v1.2.3", "--format", "json")
-    assert json.loads(proc.stdout)["rollback_order"] == ["roll-out-2", "stage-the-release-2"]
+    assert json.loads(proc.stdout)["rollback_order"] == ["switch-back", "remove-release"]
 
 
 def test_plan_text_shows_the_full_hash_and_rollback_order() -> None:
@@ -100,10 +103,10 @@ def test_plan_text_shows_the_full_hash_and_rollback_order() -> None:
     assert f"  sha256 {digest}\n" in proc.stdout
     assert (
         "On rollback, the rollback blocks of completed steps run in this order:\n"
-        "  roll-out-2  (step 3. Roll out)\n"
-        "  stage-the-release-2  (step 2. Stage the release)\n"
+        "  switch-back  (step 3. Roll out)\n"
+        "  remove-release  (step 2. Stage the release)\n"
     ) in proc.stdout
-    assert "gate: confirm: Run rollback block roll-out-2?" in proc.stdout
+    assert "gate: confirm: Run rollback block switch-back?" in proc.stdout
 
 
 def test_plan_text_says_which_gate_values_come_later() -> None:

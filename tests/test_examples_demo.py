@@ -38,12 +38,26 @@ def fleet(tmp_path: Path, request: pytest.FixtureRequest) -> Iterator[DemoFleet]
         yield started
 
 
+def shorten_bakes(text: str) -> str:
+    """The example with its bakes cut to a second: the one change the tests make to it.
+
+    The rounds, the checks and the gates are the same; only the wall-clock wait is shorter
+    (the examples bake for 30s to a minute). Every bake must still happen: checked here.
+    """
+    short = re.sub(r"^#\| bake: .*$", "#| bake: 1s", text, flags=re.M)
+    short = re.sub(r"^#\| health-interval: .*$", "#| health-interval: 300ms", short, flags=re.M)
+    assert short.count("#| bake: 1s") == text.count("#| bake:") >= 1
+    return short
+
+
 def run(fleet: DemoFleet, operator: HeadlessOperator | None = None) -> launch.Finished:
-    """The fleet's runbook headless, with the values ``runbook demo`` would give it."""
+    """The fleet's runbook headless, with the values ``runbook demo`` would give it (bakes
+    shortened), its notifications going to the fleet's chat channel."""
+    fleet.runbook.write_text(shorten_bakes(fleet.runbook.read_text()))
     rb, _ = load_runbook(str(fleet.runbook))
     return launch.run(
         str(fleet.runbook),
-        assignments=command.assignments(fleet.example, rb, []),
+        assignments=command.assignments(fleet.example, rb, [], fleet.chat.url),
         runs=fleet.root / "runs",
         argv=[],
         announce=lambda _: None,
@@ -89,6 +103,21 @@ def test_blue_green_brings_up_green_switches_both_routers_and_retires_blue(
     order = [e.get("host") or e["gate"] for e in evs if e.get("block") == "switch"
              and (e["type"] == "block.start" or e["type"] == "gate.ask")]  # fmt: skip
     assert order == ["confirm", "lb1", "batch", "lb2"]
+    # Between them, lb1 baked: verify-live ran through lb1 alone, round by round.
+    bake = [e for e in evs if e["type"] in ("bake.start", "bake.end")]
+    assert [(e["type"], e.get("result")) for e in bake] == [
+        ("bake.start", None),
+        ("bake.end", "ok"),
+    ]
+    rounds = [e for e in evs if e["type"] == "block.end" and e.get("bake")]
+    assert rounds and {(e["block"], e["host"], e["exit"]) for e in rounds} == {
+        ("verify-live", "lb1", 0)
+    }
+    # And #deploys heard of it: every message went to the demo's chat channel.
+    said = fleet.chat.log.read_text().splitlines()
+    assert "▶ Blue-green deploy of shop-web: started by" in said[0]
+    assert "✔ Blue-green deploy of shop-web: step 4/5 “Switch traffic” done" in said[4]
+    assert "run ok: every step is done" in said[-1]
     assert ends(evs, "retire") == {"web1": 0, "web2": 0}
     assert routers(fleet) == ["green", "green"]
     assert services(fleet) == GREEN_SERVES
@@ -146,7 +175,9 @@ def test_a_failure_after_the_switch_sends_the_traffic_back_to_blue(fleet: DemoFl
     assert ends(evs, "switch") == {"lb1": 0, "lb2": 22}  # lb2 checks green through itself
     assert ends(evs, "switch-back") == {"lb1": 0, "lb2": 0}
     assert "lb2: live traffic green -> blue (web1 web2)" in "".join(
-        e.get("text", "") for e in evs if e["type"] == "output" and e.get("block") == "switch-back"
+        e.get("text", "")
+        for e in evs
+        if e["type"] == "output" and e.get("block") == "switch-back" and e.get("host") == "lb2"
     )
     assert routers(fleet) == ["blue", "blue"]
     assert services(fleet)["web1"] == services(fleet)["web2"] == "active"
@@ -266,6 +297,9 @@ def test_serve_keeps_the_fleet_up_for_a_separate_runbook_run(
         line = server.stdout.readline()
         assert line.startswith(f"run: runbook run runbooks/blue-green.md --ssh-config {config} ")
         words = line.removeprefix("run: runbook ").split()
+        short = tmp_path / "blue-green.md"  # the same runbook, baking for a second
+        short.write_text(shorten_bakes((ROOT / words[1]).read_text()))
+        words[1] = str(short)
         assert words[-1] == "--yes" and "APP_DIR=srv/app" in words, words
         ports = [int(p) for p in re.findall(r"^  Port (\d+)$", config.read_text(), re.M)]
         assert len(ports) == 6

@@ -247,7 +247,7 @@ def test_a_hanging_webhook_delays_nothing_and_is_recorded(
 ) -> None:
     webhook.mode = "hang"
     text = book(
-        f"  - url: {webhook.url}/hook\n    timeout: 1s\n    retries: 0\n",
+        f"  - url: {webhook.url}/hook\n    timeout: 2s\n    retries: 0\n",
         SIMPLE.replace("exit 3", "true"),
     )
     finished = run_inline(tmp_path, text, HeadlessOperator(yes=True))
@@ -259,12 +259,12 @@ def test_a_hanging_webhook_delays_nothing_and_is_recorded(
     assert max(i for i, k in enumerate(kinds) if k == "step.done") < first_record
     records = notify_events(finished.transcript)
     assert records[0]["event"] == "run-start"
-    assert (records[0]["result"], records[0]["error"]) == ("failed", "no answer within 1s")
+    assert (records[0]["result"], records[0]["error"]) == ("failed", "no answer within 2s")
     # What could not be delivered by the end is recorded as abandoned, never lost.
     assert {r["result"] for r in records} <= {"failed", "abandoned"}
     assert {r["message"] for r in records} == {1, 2, 3, 4}
     note = next(e for e in events(finished.transcript) if e["type"] == "note")
-    assert note["text"].startswith("waiting up to 1s for")
+    assert note["text"].startswith("waiting up to 1s more for")
 
 
 def test_secrets_in_headers_url_and_body_never_reach_the_transcript(

@@ -54,13 +54,15 @@ def choose(target: str | None, broken: Sequence[str] | None) -> tuple[Example, R
     return example, rb
 
 
-def assignments(example: Example, rb: Runbook, given: Sequence[str]) -> list[str]:
+def assignments(
+    example: Example, rb: Runbook, given: Sequence[str], webhook: str = ""
+) -> list[str]:
     """``--var`` assignments: the demo's values for what ``rb`` declares, then the user's.
 
     A value the user gives wins over the demo's.
     """
     mine = parse_vars(given)
-    known = {k: v for k, v in example.values(rb).items() if k not in mine}
+    known = {k: v for k, v in example.values(rb, webhook).items() if k not in mine}
     return [f"{k}={v}" for k, v in known.items()] + list(given)
 
 
@@ -88,10 +90,23 @@ def describe(fleet: DemoFleet, values: Sequence[str]) -> list[str]:
     ]
     if ex.pools:
         lines.append(f"runbook demo: the routers send live traffic to {ex.pools[0][0]}")
+    if any(v.startswith("DEPLOYS_WEBHOOK=") for v in values):
+        lines.append(f"runbook demo: #deploys stand-in: the notifications go to {fleet.chat.log}")
     if values:
         lines.append(f"runbook demo: the demo gives --var {' --var '.join(values)}")
     lines.append(f"runbook demo: runbook {fleet.runbook}")
     return lines
+
+
+def channel(fleet: DemoFleet) -> list[str]:
+    """What the #deploys stand-in received, as the channel would show it."""
+    try:
+        received = fleet.chat.log.read_text(encoding="utf-8").splitlines()
+    except OSError:
+        return []
+    if not received:
+        return []
+    return [f"#deploys received {len(received)} notifications:", *(f"  {m}" for m in received)]
 
 
 def run_command(fleet: DemoFleet, values: Sequence[str]) -> str:

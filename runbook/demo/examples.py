@@ -65,16 +65,19 @@ class Example:
             return self.path
         return (DEMO_DIR if self.packaged else examples_dir()) / self.file
 
-    def values(self, rb: Runbook) -> dict[str, str]:
+    def values(self, rb: Runbook, webhook: str = "") -> dict[str, str]:
         """The values the demo knows, for the variables ``rb`` declares.
 
         ``APP_DIR`` always (its real default, ``/srv/app``, is not in a sandbox);
+        ``DEPLOYS_WEBHOOK``, the demo's chat channel, once it listens;
         ``VERSION`` only where the runbook offers no default of its own.
         """
         known: dict[str, str] = {}
         for var in rb.variables:
             if var.name == "APP_DIR":
                 known[var.name] = self.app_dir
+            elif var.name == "DEPLOYS_WEBHOOK" and webhook:
+                known[var.name] = webhook
             elif var.name == "VERSION" and var.default is None:
                 known[var.name] = NEXT_RELEASE
         return known

@@ -22,6 +22,7 @@ from types import TracebackType
 
 import asyncssh
 
+from runbook.demo.chat import ChatChannel
 from runbook.demo.examples import DEFAULT, EXAMPLES, Example
 from runbook.demo.procs import alive_groups, process_groups
 from runbook.demo.sandbox import (
@@ -62,6 +63,8 @@ class DemoFleet:
         self.runbook = example.path or self.root / example.file
         """The runbook to run: a bundled example is copied next to the fleet's files."""
         self.known_hosts = self.root / "known_hosts"
+        self.chat = ChatChannel(self.root / "chat")
+        """Where the runbook's ``notify:`` goes in the demo (``$DEPLOYS_WEBHOOK``)."""
         self.identity = self.root / "id_ed25519"
         self.user = _user()
         self.ports: dict[str, int] = {}
@@ -204,6 +207,7 @@ class DemoFleet:
             )
             self._acceptors.append(acceptor)
             ports[host] = acceptor.get_port()
+        await self.chat.start()
         return ports
 
     async def _exec(self, host: str, process: asyncssh.SSHServerProcess[bytes]) -> None:
@@ -255,6 +259,7 @@ class DemoFleet:
 
     async def _shutdown(self) -> None:
         self._stopping = True
+        await self.chat.stop()
         for acceptor in self._acceptors:
             acceptor.close()
         await self._end_commands()
