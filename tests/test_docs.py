@@ -9,6 +9,7 @@ import pytest
 from conftest import ROOT, RUNBOOKS
 from runbook.cli import COMMANDS
 from runbook.frontmatter import SSH_KEYS, TOP_LEVEL_KEYS, VARIABLE_KEYS
+from runbook.notify import EVENTS, WEBHOOK_KEYS
 from runbook.options import OPTIONS, RUNME_IGNORED, RUNME_MAPPED
 from runbook.parser import Slugger, plain_title
 
@@ -32,6 +33,21 @@ def test_every_key_and_attribute_is_documented(key: str) -> None:
 def test_every_command_is_documented(command: str) -> None:
     assert f"runbook {command}" in README
     assert f"## `runbook {command}`" in FORMAT
+
+
+@pytest.mark.parametrize("word", sorted({*WEBHOOK_KEYS, *EVENTS}))
+def test_every_webhook_setting_and_event_is_documented(word: str) -> None:
+    assert f"| `{word}` |" in FORMAT
+
+
+@pytest.mark.parametrize(
+    "doc", ["README.md", *(f"docs/{p.name}" for p in (ROOT / "docs").glob("*.md"))]
+)
+def test_links_to_files_point_at_files(doc: str) -> None:
+    page = ROOT / doc
+    targets = re.findall(r"\]\(([^)#:\s]+)(?:#[^)]*)?\)", page.read_text(encoding="utf-8"))
+    missing = [t for t in targets if not (page.parent / t).exists()]
+    assert not missing, missing
 
 
 def test_every_example_is_listed_in_the_readme() -> None:

@@ -200,7 +200,8 @@ def bake_text(bake: BakeProgress) -> Text:
         by_round.setdefault(run.round, []).append(run)
     shown = sorted(by_round)[-HISTORY_ROUNDS:]
     if len(by_round) > len(shown):
-        text.append(f"\n  … {len(by_round) - len(shown)} earlier rounds", style="dim")
+        earlier = len(by_round) - len(shown)
+        text.append(f"\n  … {earlier} earlier round{'s' * (earlier != 1)}", style="dim")
     named = len(bake.checks) > 1
     for number in shown:
         text.append(f"\n  round {number:<3}", style="dim")
