@@ -70,7 +70,8 @@ async def bake(
         if decision.choice == "go-on":
             return None
         if decision.choice != "retry":
-            return Stop(decision.choice, decision.reason or problem)
+            why = f"{problem.rstrip('.')}; {decision.reason}" if decision.reason else problem
+            return Stop(decision.choice, why)
 
 
 async def _bake_once(
@@ -99,6 +100,13 @@ async def _bake_once(
         interval=opts.health_interval.seconds,
         checks=[c.name for c in checks],
     )
+    if checks and not any(_targets(session, c, batch, passed) for c in checks):
+        session.emit(
+            ev.NOTE,
+            text=f"the bake of {block.name} after batch {number} checks nothing: no host of the"
+            " batch succeeded (max-fail allowed it), so it only waits",
+            by="runbook",
+        )
     started = time.monotonic()
     deadline = started + opts.bake.seconds
     rounds = 0

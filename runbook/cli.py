@@ -340,11 +340,12 @@ def cmd_demo(args: argparse.Namespace) -> int:
         except DemoFleetError as e:
             raise inputs.Refused(f"the demo fleet could not start: {e}") from None
         try:
-            values = demo.assignments(example, rb, args.var, fleet.chat.url)
-            for line in demo.describe(fleet, values):
+            own = demo.assignments(example, rb, args.var, fleet.chat.url)
+            values = [*own, *args.var]
+            for line in demo.describe(fleet, own):
                 _say(line)
             if args.serve:
-                demo.serve(fleet, values, _say)
+                demo.serve(fleet, own, _say)
                 return EXIT_OK
             if operator is not None:
                 done = launch.run(

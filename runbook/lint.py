@@ -165,6 +165,14 @@ def bakes(rb: Runbook) -> Iterator[Diagnostic]:
                     "error",
                     "`health` on a rollback block: health checks watch the way forward",
                 )
+            gated = [o for o in ("confirm", "type_to_confirm") if getattr(opts, o) is not None]
+            if opts.health and gated:
+                yield _at(
+                    opts.where(gated[0], where),
+                    "error",
+                    f"a `health` check runs unattended in every bake round: its"
+                    f" `{gated[0].replace('_', '-')}` would be asked once and then ignored",
+                )
             if opts.bake is None:
                 if "health_interval" in opts.positions:
                     yield _at(

@@ -9,6 +9,7 @@ is recorded as a ``notify`` event. Nothing in here waits for a webhook, except
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import threading
 from collections import deque
@@ -90,7 +91,9 @@ class Notices:
             "operator": s.operator_name,
             "transcript": str(s.writer.path.resolve()),
         }
-        message = s.masker.deep(body(event, s.rb, context, **fields))
+        # Masked before the text is built: escaping `&<>` for Slack could split a secret.
+        masked = {k: s.masker.deep(v) for k, v in fields.items()}
+        message = s.masker.deep(body(event, s.rb, context, **masked))
         courier.send(self.sent, event, json.dumps(message, ensure_ascii=False).encode())
 
     def observe(self, event: dict[str, Any]) -> None:
@@ -116,7 +119,7 @@ class Notices:
             return
         self.send("run-end", status=status, message=message)
         quick = min(QUIET_WAIT, self.wait)
-        settled = await asyncio.to_thread(self.courier.idle, quick)
+        settled = await asyncio.wrap_future(self.courier.settled(quick))
         if not settled and self.wait > quick:
             self._flush()
             count = len(self.unsettled)
@@ -126,7 +129,9 @@ class Notices:
                 f"{'s' * (count != 1)} to be delivered",
                 by="runbook",
             )
-        await asyncio.to_thread(self.courier.close, self.wait - quick)
+        # A Ctrl-C here cancels only this wait; abandon() then ends the courier at once.
+        await asyncio.shield(asyncio.wrap_future(self.courier.drain(self.wait - quick)))
+        self.courier.close(0)  # the thread has stopped or is about to: join it
         self._flush()
 
     def abandon(self) -> None:
@@ -139,8 +144,9 @@ class Notices:
         """In the courier's thread: hand the attempt to the run's loop to be recorded."""
         with self._lock:
             self._inbox.append(attempt)
-        if self._loop is not None and not self._loop.is_closed():
-            self._loop.call_soon_threadsafe(self._flush)
+        if self._loop is not None:
+            with contextlib.suppress(RuntimeError):  # the run's loop is gone: abandon() flushes
+                self._loop.call_soon_threadsafe(self._flush)
 
     def _flush(self) -> None:
         s = self.session

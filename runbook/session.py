@@ -444,6 +444,9 @@ class Session:
             self.notices.send(
                 "failure", step=block.step, block=block.name, host=host, message=problem
             )
+        if self.interrupt.is_set() and not self.operator.interactive:
+            # Ctrl-C is someone stopping the run, not a failure to undo unattended.
+            choices = tuple(c for c in choices if c != "rollback")
         decision = await self.operator.choose(block, self.masker.text(problem), choices)
         if decision.choice not in choices:  # an operator must not invent a way out
             decision = Decision("abort", f"unexpected answer {decision.choice!r}")

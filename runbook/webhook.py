@@ -11,18 +11,22 @@ attempt's outcome is handed to ``report`` to be recorded.
 from __future__ import annotations
 
 import asyncio
+import concurrent.futures
 import contextlib
 import ssl
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import Any
 from urllib.parse import urlsplit
 
 from runbook import __version__
 
 FIRST_RETRY_DELAY = 0.5
 """Seconds before the first retry; each later one waits twice as long."""
+STOP_GRACE = 5.0
+"""How long stopping may take beyond the wait it was given (a last report, the thread)."""
 ERROR_SNIPPET = 200
 """How much of a failed response's body to keep as the reason (Slack says why there)."""
 
@@ -96,7 +100,10 @@ async def post(url: str, headers: Sequence[tuple[str, str]], data: bytes, timeou
                 return status
             snippet = b""
             if length:
-                snippet = await reader.readexactly(min(length, ERROR_SNIPPET))
+                try:
+                    snippet = await reader.readexactly(min(length, ERROR_SNIPPET))
+                except asyncio.IncompleteReadError as e:  # the reason, as far as it came
+                    snippet = e.partial
             why = snippet.decode(errors="replace").strip().splitlines()
             message = f"HTTP {status} {reason}".strip() + (f": {why[0]}" if why else "")
             if 300 <= status < 400:
@@ -126,6 +133,16 @@ async def _response_head(reader: asyncio.StreamReader) -> tuple[int, str, int]:
     return int(code), reason, length
 
 
+def scrub(error: str, url: str) -> str:
+    """``error`` without the URL's path and query: a server that echoes the request
+    (``Cannot POST /services/T0/B0/XyZ``) must not put a webhook's credential on record."""
+    parts = urlsplit(url)
+    for secret in (f"{parts.path}?{parts.query}", parts.query, parts.path):
+        if len(secret) > 1:
+            error = error.replace(secret, "/…")
+    return error
+
+
 def describe_error(e: BaseException, timeout: float) -> str:
     if isinstance(e, TimeoutError):
         return f"no answer within {timeout:g}s"
@@ -140,6 +157,8 @@ class Courier:
     """Sends messages to webhooks from its own thread; ``report`` hears every attempt.
 
     ``report`` is called in the courier's thread: the caller hands it on to its own loop.
+    Nothing here waits without a bound: the end (:meth:`drain`) can be hurried from any
+    thread, so a Ctrl-C during the last wait ends it at once.
     """
 
     def __init__(self, targets: Sequence[Target], report: Callable[[Attempt], None]) -> None:
@@ -147,8 +166,10 @@ class Courier:
         self._report = report
         self._loop = asyncio.new_event_loop()
         self._queues: dict[int, asyncio.Queue[tuple[int, str, bytes]]] = {}
-        self._current: dict[int, tuple[int, str, int]] = {}
         self._workers: list[asyncio.Task[None]] = []
+        self._hurry = asyncio.Event()
+        self._lock = threading.Lock()
+        self._drained: concurrent.futures.Future[None] | None = None
         self._thread = threading.Thread(target=self._serve, name="runbook-notify", daemon=True)
         self._started = threading.Event()
         self._thread.start()
@@ -172,42 +193,65 @@ class Courier:
                 queue = self._queues[target.index]
                 self._loop.call_soon_threadsafe(queue.put_nowait, (number, event, data))
 
-    def idle(self, wait: float) -> bool:
-        """Whether every queued message is settled within ``wait`` seconds (nothing cancelled)."""
-        if not self._thread.is_alive():
-            return True
+    def settled(self, wait: float) -> concurrent.futures.Future[bool]:
+        """Whether every queued message is settled within ``wait`` seconds; cancelling the
+        future stops the wait (nothing else is cancelled)."""
 
         async def settled() -> bool:
             joins = [asyncio.create_task(q.join()) for q in self._queues.values()]
-            _, pending = await asyncio.wait(joins, timeout=wait)
-            for task in pending:
-                task.cancel()
-            return not pending
+            try:
+                _, pending = await asyncio.wait(joins, timeout=wait)
+                return not pending
+            finally:
+                for task in joins:
+                    task.cancel()
 
-        return asyncio.run_coroutine_threadsafe(settled(), self._loop).result()
+        return asyncio.run_coroutine_threadsafe(settled(), self._loop)
+
+    def drain(self, wait: float) -> concurrent.futures.Future[None]:
+        """The end: queued messages get up to ``wait`` seconds, the rest is recorded as
+        abandoned, the thread stops. Asked again, it is the same end."""
+        with self._lock:
+            if self._drained is None:
+                self._drained = asyncio.run_coroutine_threadsafe(self._drain(wait), self._loop)
+            return self._drained
 
     def close(self, wait: float) -> None:
-        """Give queued messages up to ``wait`` seconds, record the rest as abandoned, stop."""
+        """:meth:`drain` and wait for it from a thread that is not the courier's; ``wait``
+        0 hurries a drain already under way."""
         if not self._thread.is_alive():
             return
-        done = asyncio.run_coroutine_threadsafe(self._drain(wait), self._loop)
-        with contextlib.suppress(Exception):
-            done.result()
-        self._loop.call_soon_threadsafe(self._loop.stop)
-        self._thread.join()
+        try:
+            done = self.drain(wait)
+            if wait == 0:
+                self._loop.call_soon_threadsafe(self._hurry.set)
+        except RuntimeError:  # the loop is closed already: the drain is over
+            pass
+        else:
+            with contextlib.suppress(Exception):
+                done.result(timeout=wait + STOP_GRACE)
+        self._thread.join(timeout=STOP_GRACE)
 
     async def _drain(self, wait: float) -> None:
-        waiting = [asyncio.create_task(q.join()) for q in self._queues.values()]
-        if waiting:
-            await asyncio.wait(waiting, timeout=wait)
-        for task in (*waiting, *self._workers):
-            task.cancel()
-        await asyncio.gather(*self._workers, *waiting, return_exceptions=True)
-        for target in self.targets:
-            queue = self._queues[target.index]
-            while not queue.empty():
-                number, event, _ = queue.get_nowait()
-                self._report(Attempt(target.index, target.origin, number, event, 0, "abandoned"))
+        try:
+            everything: asyncio.Future[Any] = asyncio.gather(
+                *(q.join() for q in self._queues.values())
+            )
+            hurry: asyncio.Future[Any] = asyncio.ensure_future(self._hurry.wait())
+            await asyncio.wait({everything, hurry}, timeout=wait, return_when="FIRST_COMPLETED")
+            for task in (everything, hurry, *self._workers):
+                task.cancel()
+            await asyncio.gather(everything, hurry, *self._workers, return_exceptions=True)
+            for target in self.targets:
+                queue = self._queues[target.index]
+                while not queue.empty():
+                    number, event, _ = queue.get_nowait()
+                    self._report(
+                        Attempt(target.index, target.origin, number, event, 0, "abandoned",
+                                error="never tried: the run ended first")
+                    )  # fmt: skip
+        finally:
+            self._loop.call_soon(self._loop.stop)
 
     async def _work(self, target: Target) -> None:
         queue = self._queues[target.index]
@@ -215,6 +259,8 @@ class Courier:
             number, event, data = await queue.get()
             try:
                 await self._deliver(target, number, event, data)
+            except Exception:  # pragma: no cover - only a report that cannot be made
+                pass  # ends here; the next message to this webhook must still go out
             finally:
                 queue.task_done()
 
@@ -232,7 +278,7 @@ class Courier:
                         status, error, seconds)
             )  # fmt: skip
 
-        delay, attempt, started = FIRST_RETRY_DELAY, 0, time.monotonic()
+        delay, attempt, started, waiting = FIRST_RETRY_DELAY, 0, time.monotonic(), False
         try:
             while True:
                 attempt += 1
@@ -241,17 +287,23 @@ class Courier:
                     status = await post(target.url, target.headers, data, target.timeout)
                 except Rejected as e:
                     error, code, retry = str(e), e.status, e.retry
-                except (OSError, TimeoutError, ssl.SSLError, ValueError) as e:
+                except Exception as e:  # any failure of one attempt is that attempt's outcome
                     error, code, retry = describe_error(e, target.timeout), None, True
                 else:
                     report(attempt, "delivered", started, status=status)
                     return
                 result = "retry" if retry and attempt <= target.retries else "failed"
-                report(attempt, result, started, status=code, error=error)
+                report(attempt, result, started, status=code, error=scrub(error, target.url))
                 if result == "failed":
                     return
+                waiting = True
                 await asyncio.sleep(delay)
+                waiting = False
                 delay *= 2
         except asyncio.CancelledError:
-            report(attempt, "abandoned", started, error="the run ended before it was delivered")
+            if waiting:  # between attempts: the next one was never made
+                attempt, why = attempt + 1, "never tried: the run ended first"
+            else:
+                why = "the run ended before the webhook answered"
+            report(attempt, "abandoned", started, error=why)
             raise

@@ -8,7 +8,10 @@ from __future__ import annotations
 
 import getpass
 import json
+import signal
 import socket
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -309,6 +312,23 @@ true
     assert {r["to"] for r in notify_events(finished.transcript)} == {webhook.url}
 
 
+def test_a_server_that_echoes_the_secret_path_does_not_put_it_on_record(
+    tmp_path: Path, webhook: WebhookServer
+) -> None:
+    webhook.mode = "missing"
+    hook = f"{webhook.url}/services/T0001/B0002/XyZsecretKEY"
+    text = book(
+        "  - url: $HOOK\n    events: [run-start]\n    retries: 0\n",
+        "## a\n",
+        variables="variables:\n  HOOK:\n    secret: true\n",
+    )
+    finished = run_inline(tmp_path, text, HeadlessOperator(yes=True), vars=(f"HOOK={hook}",))
+    (record,) = notify_events(finished.transcript)
+    assert record["error"] == "HTTP 404 Not Found: Cannot POST /…"
+    for file in finished.transcript.parent.iterdir():
+        assert b"XyZsecretKEY" not in file.read_bytes(), file.name
+
+
 def test_a_webhook_whose_certificate_is_not_trusted_is_refused(tmp_path: Path) -> None:
     server = WebhookServer(tls=self_signed(tmp_path))
     try:
@@ -392,3 +412,34 @@ async def test_the_console_shows_an_undelivered_notification_as_a_warning(
         await until(pilot, lambda: app.outcome is not None, "the end")
         await pilot.press("q")
     assert app.outcome is not None and app.outcome.result == "ok"
+
+
+def test_ctrl_c_while_the_end_waits_for_a_webhook_ends_at_once(
+    tmp_path: Path, webhook: WebhookServer
+) -> None:
+    webhook.mode = "hang"
+    path = tmp_path / "b.md"
+    path.write_text(book(f"  - url: {webhook.url}/h\n    timeout: 30s\n    retries: 0\n", "## a\n"))
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runbook", "run", str(path), "--yes", "--runs-dir", str(runs)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.startswith("note: waiting up to 29s more for"):
+                break
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)  # not the 29 s the webhook was given
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert "Traceback" not in err
+    (transcript,) = runs.glob("*/transcript.jsonl")
+    evs = events(transcript)
+    assert evs[-1]["type"] == "run.end" and evs[-1]["result"] == "aborted"
+    records = notify_events(transcript)
+    assert [r["message"] for r in records] == [1, 2, 3]  # start, step done, end: all on record
+    assert {r["result"] for r in records} == {"abandoned"}
+    assert verify(transcript).ok

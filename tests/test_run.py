@@ -15,7 +15,7 @@ from typing import Any
 import pytest
 
 from conftest import RUNBOOKS, live_processes, run_cli, run_inline, wait_for
-from runbook.operator import Decision, ScriptedOperator
+from runbook.operator import Decision, HeadlessOperator, ScriptedOperator
 from runbook.transcript import read_lines, verify
 
 
@@ -207,6 +207,44 @@ sleep 61.5
     skip = next(e for e in evs if e["type"] == "block.skip")
     assert skip["reason"] == "interrupted on purpose"
     assert live_processes("sleep 61.5") == []
+
+
+def test_a_headless_interrupt_aborts_even_where_the_runbook_rolls_back_failures(
+    tmp_path: Path,
+) -> None:
+    """`on-failure: rollback` is for failures; Ctrl-C is someone stopping the run."""
+    marker = tmp_path / "started"
+    text = f"""---
+on-failure: rollback
+---
+## Hang
+
+```bash
+#| timeout: 60s
+touch {marker}
+sleep 62.5
+```
+
+```bash
+#| rollback: true
+echo undoing
+```
+"""
+
+    def interrupt_when_started() -> None:
+        try:
+            wait_for(marker.exists, what="the block to start")
+        finally:
+            os.kill(os.getpid(), signal.SIGINT)
+
+    threading.Thread(target=interrupt_when_started, daemon=True).start()
+    done = run_inline(tmp_path, text, HeadlessOperator(yes=True))
+    assert done.outcome.result == "aborted"
+    evs = events(done.transcript)
+    decision = next(e for e in evs if e["type"] == "decision")
+    assert (decision["choice"], decision["by"]) == ("abort", "auto")
+    assert not any(e["type"] == "rollback.start" for e in evs)
+    assert live_processes("sleep 62.5") == []
 
 
 CHECKLIST = """---

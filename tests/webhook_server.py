@@ -1,8 +1,8 @@
 """A real HTTP server on 127.0.0.1 that stands in for a chat webhook, for the tests.
 
 It records every request (path, headers, JSON body) and answers as told: ``ok`` (200),
-``fail`` (500 with a reason in the body), or ``hang`` (holds the connection, answering
-nothing, until the test ends).
+``fail`` (500 with a reason in the body), ``missing`` (404 echoing the path), or ``hang``
+(holds the connection, answering nothing, until the test ends).
 """
 
 from __future__ import annotations
@@ -49,7 +49,11 @@ class WebhookServer:
                 if server.mode == "hang":
                     server.release.wait()
                     return
-                code, reply = (200, b"ok") if server.mode == "ok" else (500, b"chat is down\n")
+                code, reply = {
+                    "ok": (200, b"ok"),
+                    "fail": (500, b"chat is down\n"),
+                    "missing": (404, f"Cannot POST {self.path}".encode()),  # as Express says
+                }[server.mode]
                 self.send_response(code)
                 self.send_header("Content-Length", str(len(reply)))
                 self.end_headers()

@@ -57,13 +57,11 @@ def choose(target: str | None, broken: Sequence[str] | None) -> tuple[Example, R
 def assignments(
     example: Example, rb: Runbook, given: Sequence[str], webhook: str = ""
 ) -> list[str]:
-    """``--var`` assignments: the demo's values for what ``rb`` declares, then the user's.
-
-    A value the user gives wins over the demo's.
-    """
+    """The demo's own ``--var`` assignments for what ``rb`` declares and ``given`` (the
+    user's, which win) does not; only these are ever printed."""
     mine = parse_vars(given)
     known = {k: v for k, v in example.values(rb, webhook).items() if k not in mine}
-    return [f"{k}={v}" for k, v in known.items()] + list(given)
+    return [f"{k}={v}" for k, v in known.items()]
 
 
 def describe(fleet: DemoFleet, values: Sequence[str]) -> list[str]:
