@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 from runbook import events as ev
 from runbook.hosts import resolve_targets
 from runbook.model import Block, Host
+from runbook.questions import choose
 from runbook.transports.local import ExitStatus
 from runbook.values import ValueProblem, expand
 
@@ -66,7 +67,7 @@ async def bake(
             return None
         problem = _problem(block, number, len(split), baked)
         choices = INTERRUPTED_CHOICES if baked.result == "interrupted" else FAILED_CHOICES
-        decision = await session.choose(block, "bake", problem, choices)
+        decision = await choose(session, block, "bake", problem, choices)
         if decision.choice == "go-on":
             return None
         if decision.choice != "retry":

@@ -20,6 +20,7 @@ from runbook import events as ev
 from runbook.bake import bake
 from runbook.hosts import batches
 from runbook.model import Block, Host
+from runbook.questions import choose, gate
 from runbook.transports.local import ExitStatus
 from runbook.transports.ssh import HostKeyRefused
 
@@ -97,7 +98,8 @@ async def _host(
         while True:
             status = await session.run_attempt(block, attempt, host)
             if status.lost:  # never assumed, never re-run by itself: the operator decides
-                decision = await session.choose(
+                decision = await choose(
+                    session,
                     block,
                     "unknown",
                     f"{host.spec}: {status.problem}. Check the host, then decide.",
@@ -131,9 +133,10 @@ async def _next_batch(
     hosts = ", ".join(h.spec for h in split[number - 1])
     so_far = f"{len(ok)} ok" + (f", {len(failed)} failed" if failed else "")
     prompt = f"{block.name}: {so_far}. Go on with batch {number}/{len(split)}: {hosts}?"
-    if await session.gate(block, "batch", prompt):
+    if await gate(session, block, "batch", prompt):
         return True
-    decision = await session.choose(
+    decision = await choose(
+        session,
         block,
         "declined",
         f"Batch {number} of {block.name} was declined.",
@@ -159,7 +162,7 @@ async def _over_budget(
         f"{block.name} failed on {len(failed)} host{'s' * (len(failed) != 1)}, more than max-fail"
         f" {block.options.max_fail} allows ({tolerated}): {names}."
     )
-    decision = await session.choose(block, "failure", problem, choices)
+    decision = await choose(session, block, "failure", problem, choices)
     if decision.choice == "retry":
         return [h for h in hosts if h.spec in failed]
     why = f"{problem.rstrip('.')}; {decision.reason}" if decision.reason else problem
@@ -202,6 +205,6 @@ async def accept_host_key(
     if not accepted:
         return False
     path = session.ssh.known_hosts_file(host)
-    save = await session.gate(block, "known-hosts", f"Add {host.spec}'s key to {path}?")
+    save = await gate(session, block, "known-hosts", f"Add {host.spec}'s key to {path}?")
     session.ssh.trust(host, refused.key, save)
     return True

@@ -25,6 +25,7 @@ from runbook.masking import Masker
 from runbook.model import Block, CheckItem, Host, Runbook, Step
 from runbook.notices import Notices
 from runbook.operator import Decision, NeedsOperator, Operator
+from runbook.questions import block_gates, choose, gate
 from runbook.rollout import RolloutStopped, rollout
 from runbook.transcript import TranscriptError, TranscriptWriter
 from runbook.transports.local import ExitStatus, LocalTransport
@@ -53,8 +54,6 @@ MASKED_FIELDS = frozenset(
         "to",
     }
 )
-# Decisions that mean something went wrong: people watching are told at once.
-FAILURE_KINDS = frozenset({"failure", "unknown", "bake"})
 
 
 @dataclass(frozen=True)
@@ -301,7 +300,8 @@ class Session:
             return True
         if block.name not in self.state.running:
             return False
-        decision = await self.choose(
+        decision = await choose(
+            self,
             block,
             "unknown",
             f"Block {block.name} was running when the run stopped: its outcome is unknown.",
@@ -353,53 +353,20 @@ class Session:
         await self._gated_run(chosen)
 
     async def _gated_run(self, block: Block) -> None:
-        if block.options.manual and not await self.gate(
-            block, "optional", f"Run the optional block {block.name}?"
+        if block.options.manual and not await gate(
+            self, block, "optional", f"Run the optional block {block.name}?"
         ):
             self.skip(block, "not chosen")
             return
-        if not await self._gates(block):
-            decision = await self.choose(
-                block, "declined", f"The gate of {block.name} was declined.", DECLINED_CHOICES
+        if not await block_gates(self, block):
+            decision = await choose(
+                self, block, "declined", f"The gate of {block.name} was declined.", DECLINED_CHOICES
             )
             if decision.choice == "abort":
                 raise _Abort(f"gate of {block.name} declined")
             self.skip(block, decision.reason)
             return
         await self._run_block(block, FAILURE_CHOICES)
-
-    async def _gates(self, block: Block) -> bool:
-        opts = block.options
-        if opts.confirm is not None and not await self.gate(
-            block, "confirm", expand(opts.confirm, self.values)
-        ):
-            return False
-        if opts.type_to_confirm is not None:
-            # A value captured from output may hold a secret: mask what the operator sees.
-            expected = self.masker.text(expand(opts.type_to_confirm, self.values))
-            prompt = f"{block.name} needs typed confirmation."
-            self.emit(
-                ev.GATE_ASK,
-                durable=True,
-                block=block.name,
-                gate="type-to-confirm",
-                prompt=prompt,
-                expected=expected,
-                command=block.code,
-            )
-            typed = await self.operator.type_to_confirm(prompt, expected)
-            self.emit(
-                ev.GATE_ANSWER,
-                durable=True,
-                block=block.name,
-                gate="type-to-confirm",
-                answer=typed,
-                accepted=typed == expected,
-                by=self.by,
-            )
-            if typed != expected:
-                return False
-        return True
 
     def _hosts(self, block: Block) -> tuple[Host, ...]:
         """The block's hosts for the values known now (empty: it runs locally)."""
@@ -410,58 +377,6 @@ class Session:
 
     def skip(self, block: Block, reason: str) -> None:
         self.emit(ev.BLOCK_SKIP, durable=True, block=block.name, reason=reason, by=self.by)
-
-    async def gate(self, block: Block, gate: str, prompt: str) -> bool:
-        self.emit(
-            ev.GATE_ASK,
-            durable=True,
-            block=block.name,
-            gate=gate,
-            prompt=prompt,
-            command=block.code,
-        )
-        yes = await self.operator.confirm(self.masker.text(prompt))
-        self.emit(
-            ev.GATE_ANSWER,
-            durable=True,
-            block=block.name,
-            gate=gate,
-            answer="yes" if yes else "no",
-            accepted=yes,
-            by=self.by,
-        )
-        return yes
-
-    async def choose(
-        self,
-        block: Block,
-        kind: str,
-        problem: str,
-        choices: Sequence[str],
-        host: str | None = None,
-    ) -> Decision:
-        if kind in FAILURE_KINDS:
-            self.notices.send(
-                "failure", step=block.step, block=block.name, host=host, message=problem
-            )
-        if self.interrupt.is_set() and not self.operator.interactive:
-            # Ctrl-C is someone stopping the run, not a failure to undo unattended.
-            choices = tuple(c for c in choices if c != "rollback")
-        decision = await self.operator.choose(block, self.masker.text(problem), choices)
-        if decision.choice not in choices:  # an operator must not invent a way out
-            decision = Decision("abort", f"unexpected answer {decision.choice!r}")
-        self.emit(
-            ev.DECISION,
-            durable=True,
-            block=block.name,
-            kind=kind,
-            **({} if host is None else {"host": host}),
-            problem=problem,
-            choice=decision.choice,
-            reason=decision.reason or None,
-            by=self.by,
-        )
-        return decision
 
     async def _run_block(self, block: Block, choices: Sequence[str]) -> None:
         hosts = self._hosts(block)
@@ -489,8 +404,8 @@ class Session:
             if failures_in_a_row <= block.options.retries and not status.interrupted:
                 await asyncio.sleep(block.options.retry_delay.seconds)
                 continue
-            decision = await self.choose(
-                block, "failure", f"Block {block.name} failed: {status.describe()}.", choices
+            decision = await choose(
+                self, block, "failure", f"Block {block.name} failed: {status.describe()}.", choices
             )
             if decision.choice == "retry":
                 failures_in_a_row = 0
@@ -519,10 +434,10 @@ class Session:
             for block in step.rollback_blocks:
                 if not block.runs or await self._settled(block):
                     continue
-                if not await self.gate(block, "rollback", f"Run rollback block {block.name}?"):
+                if not await gate(self, block, "rollback", f"Run rollback block {block.name}?"):
                     self.skip(block, "declined")
                     continue
-                if not await self._gates(block):
+                if not await block_gates(self, block):
                     self.skip(block, "declined")
                     continue
                 await self._run_block(block, ROLLBACK_FAILURE_CHOICES)
