@@ -240,7 +240,7 @@ class _Report:
                 + " | ".join(
                     _cell(x)
                     for x in (
-                        str(step_of.get(a.block, "")),
+                        _step_label(step_of.get(a.block)),
                         f"`{name}`",
                         a.start.get("target", "local"),
                         _clock(a.start.get("time")),
@@ -383,6 +383,11 @@ def _bake_row(b: _Bake) -> str:
         "; ".join(b.decisions),
     )
     return "| " + " | ".join(_cell(x) for x in cells) + " |"
+
+
+def _step_label(index: int | None) -> str:
+    """A timeline row's step: its number, or ``rollback`` (rollback blocks are step 0 here)."""
+    return "" if index is None else "rollback" if index == 0 else str(index)
 
 
 def _output(data: bytes, binary: bool) -> list[str]:

@@ -153,6 +153,7 @@ def test_a_failed_smoke_test_rolls_back_and_blue_keeps_the_traffic(
     assert rendered.returncode == 0, rendered.stderr
     text = report.read_text()
     assert "**rolled-back**" in text and "`bring-up-undo` on web3" in text
+    assert "| rollback | `bring-up-undo` | web3 |" in text  # the timeline names the rollback
 
 
 class BreaksGreenAfterLb1(HeadlessOperator):
