@@ -39,6 +39,8 @@ def warning(event: dict[str, Any]) -> str | None:
 
 
 class Notices:
+    """One run's notifications: set up when its values are known, closed at its end."""
+
     def __init__(self, session: Session) -> None:
         self.session = session
         self.courier: Courier | None = None
@@ -80,11 +82,13 @@ class Notices:
         courier = self.courier
         if courier is None:
             return
+        wanted = [t for t in courier.targets if event in t.events]
+        if not wanted:
+            return
         s = self.session
-        self.sent += 1
-        for target in courier.targets:
-            if event in target.events:
-                self.unsettled[(target.index, self.sent)] = event
+        self.sent += 1  # numbered among the messages sent, so the record has no gaps
+        for target in wanted:
+            self.unsettled[(target.index, self.sent)] = event
         context = {
             "run": s.state.run_id,
             "resumed": "resumed_from" in s.start_fields,

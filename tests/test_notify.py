@@ -216,8 +216,9 @@ def test_events_filter_and_auto_approved_gates_wait_for_nobody(
 
     webhook.requests.clear()
     text = book(f"  - url: {webhook.url}/b\n    events: [run-end]\n", SIMPLE.replace("exit 3", ""))
-    run_inline(tmp_path, text, HeadlessOperator(yes=True))
+    finished = run_inline(tmp_path, text, HeadlessOperator(yes=True))
     assert [(b["event"], b["status"]) for b in webhook.bodies()] == [("run-end", "ok")]
+    assert [r["message"] for r in notify_events(finished.transcript)] == [1]
 
 
 def test_a_failing_webhook_is_retried_recorded_and_never_fails_the_run(

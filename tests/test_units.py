@@ -99,3 +99,30 @@ def test_stream_masker_sees_a_secret_split_anywhere() -> None:
         out = b"".join(stream.feed(data[i : i + size]) for i in range(0, len(data), size))
         out += stream.flush()
         assert out == b"before ******** middle **************** after s3cr3", size
+
+
+def test_console_output_keeps_the_lines_of_stdout_and_stderr_whole() -> None:
+    from runbook.tui.output import OutputBuffer
+
+    buffer = OutputBuffer(keep=100, patience=0.5)
+    buffer.add("503 Servi", "stdout")
+    buffer.add("curl: (22) The", "stderr")
+    buffer.add("ce Unavailable\n", "stdout")
+    buffer.add(" requested URL returned error: 503\n", "stderr")
+    assert buffer.drain(now=0.0) == (
+        ["503 Service Unavailable", "curl: (22) The requested URL returned error: 503"],
+        False,
+    )
+    buffer.add("Password: ", "stderr")  # an open line: held back, then shown as it stands
+    assert buffer.drain(now=1.0) == ([], False)
+    assert buffer.drain(now=1.6) == (["Password: "], False)
+    buffer.add("partial")
+    buffer.end_line()
+    buffer.add("── exit 0 ──\n")
+    assert buffer.drain(now=2.0) == (["partial", "── exit 0 ──"], False)
+    for _ in range(50):  # 3.2 MB on one line, held as it came, shown capped
+        buffer.add("x" * 64 * 1024, "stdout")
+    lines, _ = buffer.drain(now=3.0)
+    assert lines == []
+    lines, _ = buffer.drain(now=3.6)
+    assert lines == ["x" * 4096 + f" … ({50 * 64 * 1024 - 4096:,} more characters)"]

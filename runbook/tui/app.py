@@ -244,7 +244,7 @@ class RunbookApp(App[int]):
             text = event.get("text")
             if text is None:
                 text = base64.b64decode(event["b64"]).decode("utf-8", "replace")
-            self.output_for(event.get("host") or "local").add(text)
+            self.output_for(event.get("host") or "local").add(text, event["stream"])
             return
         self.progress.apply(event)
         self.dirty = True

@@ -37,12 +37,33 @@ class OutputBuffer:
     keep: int
     patience: float = 0.5
     chunks: list[str] = field(default_factory=list)
+    """Complete lines (each ends with a newline), oldest first."""
     size: int = 0
+    partial: dict[str, list[str]] = field(default_factory=dict)
+    """Per stream, text not ended by a newline yet: stdout and stderr of one command arrive
+    separately and must not be spliced into each other mid-line. Kept as pieces, joined
+    once, so a 50 MB line costs no more than 50 MB of lines."""
+    partial_size: dict[str, int] = field(default_factory=dict)
     open_since: float | None = None
-    """When the text held back without a newline was first seen."""
+    """When text held back without a newline was first seen."""
     dropped: int = 0
 
-    def add(self, text: str) -> None:
+    def add(self, text: str, stream: str = "stdout") -> None:
+        cut = text.rfind("\n") + 1
+        if cut:
+            pieces = self.partial.pop(stream, [])
+            self.partial_size.pop(stream, None)
+            self._lines("".join([*pieces, text[:cut]]))
+        if text[cut:]:
+            self.partial.setdefault(stream, []).append(text[cut:])
+            size = self.partial_size[stream] = self.partial_size.get(stream, 0) + len(text) - cut
+            if size > MAX_PENDING:  # the loop fell behind on one endless line
+                joined = "".join(self.partial[stream])
+                self.dropped += len(joined) - MAX_PENDING // 2
+                self.partial[stream] = [joined[-MAX_PENDING // 2 :]]
+                self.partial_size[stream] = MAX_PENDING // 2
+
+    def _lines(self, text: str) -> None:
         self.chunks.append(text)
         self.size += len(text)
         if self.size > MAX_PENDING:  # the loop fell behind: the oldest text goes
@@ -52,24 +73,24 @@ class OutputBuffer:
 
     def end_line(self) -> None:
         """Whatever is open ends here (the block ended, a marker line follows)."""
-        if self.chunks and not self.chunks[-1].endswith("\n"):
-            self.add("\n")
+        for pieces in self.partial.values():
+            self._lines("".join([*pieces, "\n"]))
+        self.partial.clear()
+        self.partial_size.clear()
+        self.open_since = None
 
     def drain(self, now: float) -> tuple[list[str], bool]:
         """The lines to write now, and whether they replace everything shown so far."""
+        if self.partial:
+            if self.open_since is None:
+                self.open_since = now
+            if now - self.open_since >= self.patience:
+                self.end_line()  # a prompt or a progress bar: shown as it stands
         if not self.chunks:
             return [], False
-        text = "".join(self.chunks)
-        lines = text.split("\n")
-        tail = lines.pop()
-        if tail and self.open_since is None:
-            self.open_since = now
-        if tail and now - (self.open_since or now) < self.patience:
-            self.chunks, self.size = [tail], len(tail)
-        else:
-            if tail:
-                lines.append(tail)
-            self.chunks, self.size, self.open_since = [], 0, None
+        lines = "".join(self.chunks).split("\n")
+        lines.pop()  # the empty text after the last newline
+        self.chunks, self.size = [], 0
         replace = len(lines) >= self.keep
         lines = lines[-self.keep :]
         if self.dropped:
