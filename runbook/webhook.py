@@ -259,8 +259,8 @@ class Courier:
             number, event, data = await queue.get()
             try:
                 await self._deliver(target, number, event, data)
-            except Exception:  # pragma: no cover - only a report that cannot be made
-                pass  # ends here; the next message to this webhook must still go out
+            except Exception:  # only a report that could not be made gets here: the next
+                pass  # message to this webhook must still go out
             finally:
                 queue.task_done()
 
