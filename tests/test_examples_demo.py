@@ -199,6 +199,35 @@ def test_deploy_web_runs_unchanged_against_the_fleet(fleet: DemoFleet) -> None:
         assert var(fleet, host, "lb") == "enabled"
 
 
+@pytest.mark.parametrize(
+    "fleet", [EXAMPLES["deploy-web"].with_broken(("web-3",))], indirect=True, ids=["web-3 bad"]
+)
+def test_deploy_web_bake_catches_a_release_that_breaks_a_host_and_rolls_back(
+    fleet: DemoFleet,
+) -> None:
+    """web-3 passes the pre-flight on v2.4.0 and fails once it runs v2.4.1: the bake after
+    the second batch finds it, the last batch never starts, the rollback undoes the rest."""
+    done = run(fleet, HeadlessOperator(yes=True, on_failure="rollback"))
+    assert done.outcome.result == "rolled-back", done.outcome.message
+    evs = events(done.transcript)
+    bakes = [(e["batch"], e["result"]) for e in evs if e["type"] == "bake.end"]
+    assert bakes == [(1, "ok"), (2, "failed")]
+    failed = next(e for e in evs if e["type"] == "bake.end" and e["result"] == "failed")
+    assert failed["failed"] == {"healthz on web-3": "exit 22"}
+    switched = [
+        e["host"] for e in evs if e["type"] == "block.start" and e["block"] == "switch-release"
+    ]
+    assert switched == ["web-1", "web-2", "web-3"]  # web-4, the last batch, never started
+    decision = next(e for e in evs if e["type"] == "decision")
+    assert (decision["kind"], decision["choice"], decision["by"]) == ("bake", "rollback", "auto")
+    assert sorted(ends(evs, "switch-back")) == ["web-1", "web-2", "web-3", "web-4"]
+    for host in fleet.hosts:  # every host serves the release it had
+        assert os.readlink(fleet.sandbox(host) / "srv/app/current") == "releases/v2.4.0", host
+    assert verify(done.transcript).ok
+    said = fleet.chat.log.read_text()
+    assert "failed at step 3/4 “Roll out”, block switch-release" in said
+
+
 def test_the_curl_stand_in_answers_the_app_only_and_contacts_nothing(fleet: DemoFleet) -> None:
     def on(host: str, script: str) -> subprocess.CompletedProcess[str]:
         return subprocess.run(

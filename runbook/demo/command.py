@@ -15,7 +15,7 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
 
-from runbook.demo.examples import DEFAULT, EXAMPLES, Example, for_runbook
+from runbook.demo.examples import DEFAULT, EXAMPLES, NEXT_RELEASE, Example, for_runbook
 from runbook.demo.fleet import DemoFleet
 from runbook.inputs import BadUsage, load_runbook, parse_vars
 from runbook.model import Runbook
@@ -81,7 +81,9 @@ def describe(fleet: DemoFleet, values: Sequence[str]) -> list[str]:
         " (nothing outside the demo's directory is touched)",
         "runbook demo: broken: "
         + (
-            f"{', '.join(ex.broken)} (its health check answers 503; --break none for none)"
+            f"{', '.join(ex.broken)} (its health check answers 503"
+            + (f" once it runs {NEXT_RELEASE}" if ex.breaks_release else "")
+            + "; --break none for none)"
             if ex.broken
             else "none (--break HOST makes a host's health check fail)"
         ),

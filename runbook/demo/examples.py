@@ -51,6 +51,9 @@ class Example:
     packaged: bool = False
     """True: the file ships inside ``runbook/demo``; False: one of the examples."""
     broken: tuple[str, ...] = ()
+    breaks_release: bool = False
+    """True: a broken host is fine until the new release runs on it (a bad release, found
+    by a smoke test or a bake); False: its health check fails whatever it runs."""
     """Hosts whose health check fails, unless ``--break`` says otherwise."""
     app_dir: str = SANDBOX_APP_DIR
     """Where the app lives in each sandbox; ``.`` is the sandbox itself."""
@@ -112,6 +115,7 @@ EXAMPLES: dict[str, Example] = {
             "runbooks/deploy-web.md: stage, drain, switch and restart, verify (web-1..web-4)",
             ("web-1", "web-2", "web-3", "web-4"),
             file="deploy-web.md",
+            breaks_release=True,
         ),
         Example(
             "blue-green",
@@ -120,6 +124,7 @@ EXAMPLES: dict[str, Example] = {
             file="blue-green.md",
             pools=(("blue", ("web1", "web2")), ("green", ("web3", "web4"))),
             routers=("lb1", "lb2"),
+            breaks_release=True,
         ),
     )
 }

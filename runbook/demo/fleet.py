@@ -23,7 +23,7 @@ from types import TracebackType
 import asyncssh
 
 from runbook.demo.chat import ChatChannel
-from runbook.demo.examples import DEFAULT, EXAMPLES, Example
+from runbook.demo.examples import DEFAULT, EXAMPLES, NEXT_RELEASE, Example
 from runbook.demo.procs import alive_groups, process_groups
 from runbook.demo.sandbox import (
     DemoFleetError,
@@ -129,7 +129,8 @@ class DemoFleet:
             seed = Seed(
                 host,
                 app_dir=ex.app_dir,
-                broken=host in ex.broken,
+                broken=host in ex.broken and not ex.breaks_release,
+                bad_release=NEXT_RELEASE if host in ex.broken and ex.breaks_release else None,
                 serving=host not in idle,
                 live=live if router else None,
             )

@@ -42,7 +42,9 @@ class Seed:
     app_dir: str = "."
     """The app's directory in the sandbox (``.``: the sandbox itself)."""
     broken: bool = False
-    """Its health check fails: the db pool is exhausted."""
+    """Its health check fails whatever it runs: the db pool is exhausted."""
+    bad_release: str | None = None
+    """The release whose health check fails here (it breaks the host once deployed)."""
     serving: bool = True
     """web.service is running (an idle colour's is stopped)."""
     live: str | None = None
@@ -81,6 +83,8 @@ def seed_sandbox(sandbox: Path, seed: Seed, standins: Mapping[str, str]) -> None
     (sandbox / "var" / "web.version").write_text(f"{SEEDED_RELEASE}\n")
     if seed.broken:
         (sandbox / "var" / "db-pool-exhausted").write_text("64/64 connections in use\n")
+    if seed.bad_release is not None:
+        (sandbox / "var" / "bad-release").write_text(f"{seed.bad_release}\n")
 
 
 def write_private(path: Path, data: bytes) -> None:
