@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import getpass
 import json
+import os
 import signal
 import socket
 import subprocess
@@ -17,11 +18,13 @@ from typing import Any
 
 from webhook_server import WebhookServer, self_signed
 
-from conftest import run_cli, run_inline
+from conftest import live_processes, run_cli, run_inline, wait_for
+from runbook import launch
 from runbook.operator import Decision, HeadlessOperator, ScriptedOperator
 from runbook.parser import parse_text
 from runbook.report import render_run
 from runbook.transcript import read_lines, verify
+from runbook.transports.local import LocalTransport
 
 BODY_KEYS = {
     "text",
@@ -444,3 +447,44 @@ def test_ctrl_c_while_the_end_waits_for_a_webhook_ends_at_once(
     assert [r["message"] for r in records] == [1, 2, 3]  # start, step done, end: all on record
     assert {r["result"] for r in records} == {"abandoned"}
     assert verify(transcript).ok
+
+
+def test_a_resumed_run_says_so_to_the_webhook(tmp_path: Path, webhook: WebhookServer) -> None:
+    mark = tmp_path / "mark"
+    path = tmp_path / "b.md"
+    path.write_text(
+        book(
+            f"  - url: {webhook.url}/h\n    events: [run-start, run-end]\n",
+            f"## Long\n\n```sh\n#| name: long\ntouch {mark}; sleep 63.25\n```\n",
+        )
+    )
+    runs = tmp_path / "runs"
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "runbook", "run", str(path), "--yes", "--runs-dir", str(runs)],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )  # fmt: skip
+    try:
+        wait_for(mark.exists, what="the block to start")
+        wait_for(lambda: webhook.requests, what="the run-start message")
+    finally:
+        runner.send_signal(signal.SIGKILL)  # a crash: no run.end, no run-end message
+        runner.wait()
+    for pid in live_processes("sleep 63.25"):
+        os.kill(pid, signal.SIGKILL)
+    (transcript,) = runs.glob("*/transcript.jsonl")
+    finished = launch.resume(
+        str(transcript),
+        allow_changed=False,
+        assignments=(),
+        argv=["runbook", "resume", str(transcript)],
+        announce=lambda _: None,
+        operator=ScriptedOperator([("choose", Decision("mark-done", "it finished by hand"))]),
+        transport=LocalTransport(grace=0.3),
+    )
+    assert finished.outcome.result == "ok"
+    sent = [(b["event"], b["resumed"], b["run"]) for b in webhook.bodies()]
+    run = events(transcript)[0]["run"]
+    assert sent == [("run-start", False, run), ("run-start", True, run), ("run-end", True, run)]
+    resumed = webhook.bodies()[1]
+    assert resumed["text"].startswith("▶ Ship it: resumed by")
+    assert resumed["transcript"] == str(finished.transcript.resolve())
