@@ -5,6 +5,7 @@ from __future__ import annotations
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -49,6 +50,28 @@ def run_inline(  # type: ignore[no-untyped-def]
         announce=lambda _: None,
         operator=operator or HeadlessOperator(yes=True),
         transport=LocalTransport(grace=grace),
+    )
+
+
+def events(path: Path) -> list[dict[str, Any]]:
+    """Every event of a transcript file, as recorded."""
+    from runbook.transcript import read_lines
+
+    return [line.event for line in read_lines(path)]
+
+
+def run_on_fleet(fleet, path: Path, operator):  # type: ignore[no-untyped-def]
+    """Run ``path`` against the sshd fleet (its ssh_config), recording next to it."""
+    from runbook import launch
+
+    return launch.run(
+        str(path),
+        assignments=(),
+        runs=path.parent / "runs",
+        argv=[],
+        announce=lambda _: None,
+        operator=operator,
+        ssh_config=fleet.ssh_config,
     )
 
 

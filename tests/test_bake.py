@@ -13,14 +13,15 @@ from typing import Any
 
 import pytest
 
-from conftest import ROOT, live_processes, wait_for
+from conftest import ROOT, events, live_processes, wait_for
+from conftest import run_on_fleet as run
 from runbook import launch
 from runbook.operator import Decision, HeadlessOperator, ScriptedOperator
 from runbook.parser import parse_file
 from runbook.progress import DONE, PENDING, UNKNOWN, Progress
 from runbook.report import render_run
 from runbook.runs import replay
-from runbook.transcript import read_lines, verify
+from runbook.transcript import verify
 
 # The host's own address: every sshd of the fleet runs on this machine, one per address.
 ADDRESS = "$(echo $SSH_CONNECTION | cut -d' ' -f3)"
@@ -45,22 +46,6 @@ def book(tmp_path: Path, hosts: str, bake: str, check: str, more: str = "") -> P
         f"```sh\n#| name: healthy\n#| on: web\n#| health: true\n{check}```\n{more}"
     )
     return path
-
-
-def run(fleet: Any, path: Path, operator: Any) -> launch.Finished:
-    return launch.run(
-        str(path),
-        assignments=(),
-        runs=path.parent / "runs",
-        argv=[],
-        announce=lambda _: None,
-        operator=operator,
-        ssh_config=fleet.ssh_config,
-    )
-
-
-def events(path: Path) -> list[dict[str, Any]]:
-    return [line.event for line in read_lines(path)]
 
 
 def of(evs: list[dict[str, Any]], type_: str, **match: Any) -> list[dict[str, Any]]:

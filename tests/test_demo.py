@@ -13,12 +13,12 @@ from typing import Any
 import asyncssh
 import pytest
 
-from conftest import live_processes, wait_for
+from conftest import events, live_processes, wait_for
 from runbook import launch
 from runbook.demo import DemoFleet, DemoFleetError
 from runbook.demo.fleet import THREAD_NAME
 from runbook.operator import Decision, ScriptedOperator
-from runbook.transcript import read_lines, verify
+from runbook.transcript import verify
 from runbook.transports.ssh import remote_command
 
 HOSTS = ["web1", "web2", "web3", "web4"]
@@ -43,10 +43,6 @@ def run_demo(fleet: DemoFleet, answers: list[tuple[str, Any]]) -> tuple[launch.F
     )
     assert not operator.answers, f"questions never asked: {list(operator.answers)}"
     return done, operator
-
-
-def events(path: Path) -> list[dict[str, Any]]:
-    return [line.event for line in read_lines(path)]
 
 
 def output_of(evs: list[dict[str, Any]], block: str, host: str) -> str:

@@ -17,13 +17,13 @@ from typing import Any
 
 import pytest
 
-from conftest import ROOT, RUNBOOKS, live_processes, run_cli
+from conftest import ROOT, RUNBOOKS, events, live_processes, run_cli
 from runbook import launch
 from runbook.demo import DemoFleet, command, examples
 from runbook.demo.examples import EXAMPLES, Example, examples_dir
 from runbook.inputs import load_runbook
 from runbook.operator import HeadlessOperator
-from runbook.transcript import read_lines, verify
+from runbook.transcript import verify
 
 BLUE_GREEN = EXAMPLES["blue-green"]
 BLUE_SERVES = {"web1": "active", "web2": "active", "web3": "inactive", "web4": "inactive"}
@@ -64,10 +64,6 @@ def run(fleet: DemoFleet, operator: HeadlessOperator | None = None) -> launch.Fi
         operator=operator or HeadlessOperator(yes=True),
         ssh_config=fleet.ssh_config,
     )
-
-
-def events(path: Path) -> list[dict[str, Any]]:
-    return [line.event for line in read_lines(path)]
 
 
 def ends(evs: list[dict[str, Any]], block: str) -> dict[str, int | None]:

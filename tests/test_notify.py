@@ -18,12 +18,12 @@ from typing import Any
 
 from webhook_server import WebhookServer, self_signed
 
-from conftest import live_processes, run_cli, run_inline, wait_for
+from conftest import events, live_processes, run_cli, run_inline, wait_for
 from runbook import launch
 from runbook.operator import Decision, HeadlessOperator, ScriptedOperator
 from runbook.parser import parse_text
 from runbook.report import render_run
-from runbook.transcript import read_lines, verify
+from runbook.transcript import verify
 from runbook.transports.local import LocalTransport
 
 BODY_KEYS = {
@@ -69,10 +69,6 @@ echo unpreparing
 echo switching; exit 3
 ```
 """
-
-
-def events(path: Path) -> list[dict[str, Any]]:
-    return [line.event for line in read_lines(path)]
 
 
 def notify_events(path: Path) -> list[dict[str, Any]]:

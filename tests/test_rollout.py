@@ -9,10 +9,11 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from conftest import live_processes, run_cli, wait_for
+from conftest import events, live_processes, run_cli, wait_for
+from conftest import run_on_fleet as run
 from runbook import launch
 from runbook.operator import Decision, ScriptedOperator
-from runbook.transcript import read_lines, verify
+from runbook.transcript import verify
 
 HOSTS = "hosts:\n  web: [host1, host2, host3, host4, host5, host6]\n"
 
@@ -21,22 +22,6 @@ def book(tmp_path: Path, body: str, front: str = "") -> Path:
     path = tmp_path / "book.md"
     path.write_text(f"---\n{HOSTS}{front}---\n\n{body}")
     return path
-
-
-def run(fleet, path: Path, operator: Any) -> launch.Finished:  # type: ignore[no-untyped-def]
-    return launch.run(
-        str(path),
-        assignments=(),
-        runs=path.parent / "runs",
-        argv=[],
-        announce=lambda _: None,
-        operator=operator,
-        ssh_config=fleet.ssh_config,
-    )
-
-
-def events(path: Path) -> list[dict[str, Any]]:
-    return [line.event for line in read_lines(path)]
 
 
 def test_canary_then_batches_with_gates(fleet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

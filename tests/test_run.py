@@ -10,17 +10,12 @@ import signal
 import stat
 import threading
 from pathlib import Path
-from typing import Any
 
 import pytest
 
-from conftest import RUNBOOKS, live_processes, run_cli, run_inline, wait_for
+from conftest import RUNBOOKS, events, live_processes, run_cli, run_inline, wait_for
 from runbook.operator import Decision, HeadlessOperator, ScriptedOperator
-from runbook.transcript import read_lines, verify
-
-
-def events(transcript: Path) -> list[dict[str, Any]]:
-    return [line.event for line in read_lines(transcript)]
+from runbook.transcript import verify
 
 
 def recorded(transcript: Path, block: str, stream: str = "stdout") -> bytes:

@@ -10,16 +10,12 @@ import sys
 import textwrap
 from pathlib import Path
 
-from conftest import ROOT, live_processes, run_cli
+from conftest import ROOT, events, live_processes, run_cli
 from runbook import launch
 from runbook.operator import Decision, HeadlessOperator, NeedsOperator, ScriptedOperator
 from runbook.report import render_run
-from runbook.transcript import read_lines, verify
+from runbook.transcript import verify
 from runbook.transports.local import LocalTransport
-
-
-def events(path: Path) -> list[dict]:  # type: ignore[type-arg]
-    return [line.event for line in read_lines(path)]
 
 
 def run(tmp_path: Path, text: str, operator=None, vars=()):  # type: ignore[no-untyped-def]
