@@ -60,6 +60,30 @@ def events(path: Path) -> list[dict[str, Any]]:
     return [line.event for line in read_lines(path)]
 
 
+def crash_mid_block(args: list[str], started: Path, orphan: str, also=None) -> None:  # type: ignore[no-untyped-def]
+    """``runbook ARGS`` in a subprocess, killed with SIGKILL once ``started`` exists (and
+    ``also()`` holds, if given): a crash, nothing more is recorded. Its block's process
+    ``orphan`` is killed after it."""
+    import os
+    import signal
+
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "runbook", *args],
+        cwd=ROOT,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        wait_for(started.exists, what=f"{started.name} to appear")
+        if also is not None:
+            wait_for(also, what="the moment to crash")
+    finally:
+        runner.send_signal(signal.SIGKILL)
+        runner.wait()
+    for pid in live_processes(orphan):  # the runner died; its block is an orphan
+        os.kill(pid, signal.SIGKILL)
+
+
 def run_on_fleet(fleet, path: Path, operator):  # type: ignore[no-untyped-def]
     """Run ``path`` against the sshd fleet (its ssh_config), recording next to it."""
     from runbook import launch

@@ -5,15 +5,13 @@ from __future__ import annotations
 
 import os
 import signal
-import subprocess
-import sys
 import threading
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from conftest import ROOT, events, live_processes, wait_for
+from conftest import crash_mid_block, events, wait_for
 from conftest import run_on_fleet as run
 from runbook import launch
 from runbook.operator import Decision, HeadlessOperator, ScriptedOperator
@@ -275,30 +273,16 @@ def test_resume_after_a_crash_while_baking(fleet: Any, tmp_path: Path) -> None:
     )
     path = book(tmp_path, "host1, host2", "#| bake: 5m\n#| health-interval: 100ms\n", check)
     runs = tmp_path / "runs"
-    runner = subprocess.Popen(
-        [
-            sys.executable,
-            "-m",
-            "runbook",
-            "run",
-            str(path),
-            "--yes",
-            "--runs-dir",
-            str(runs),
-            "--ssh-config",
-            str(fleet.ssh_config),
-        ],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for(mark.exists, what="the second round's check to start")
-    finally:
-        runner.send_signal(signal.SIGKILL)
-        runner.wait()
-    for pid in live_processes("sleep 61.375"):  # the runner died; its check is an orphan
-        os.kill(pid, signal.SIGKILL)
+    args = [
+        "run",
+        str(path),
+        "--yes",
+        "--runs-dir",
+        str(runs),
+        "--ssh-config",
+        str(fleet.ssh_config),
+    ]
+    crash_mid_block(args, mark, "sleep 61.375")  # in the second round's check
     transcript = next(runs.glob("*/transcript.jsonl"))
     last = [e for e in events(transcript) if e["type"] != "output"][-1]
     assert last["type"] == "block.start" and last["bake"]["round"] == 2, last

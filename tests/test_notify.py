@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import getpass
 import json
-import os
 import signal
 import socket
 import subprocess
@@ -18,7 +17,7 @@ from typing import Any
 
 from webhook_server import WebhookServer, self_signed
 
-from conftest import events, live_processes, run_cli, run_inline, wait_for
+from conftest import crash_mid_block, events, run_cli, run_inline
 from runbook import launch
 from runbook.operator import Decision, HeadlessOperator, ScriptedOperator
 from runbook.parser import parse_text
@@ -455,18 +454,9 @@ def test_a_resumed_run_says_so_to_the_webhook(tmp_path: Path, webhook: WebhookSe
         )
     )
     runs = tmp_path / "runs"
-    runner = subprocess.Popen(
-        [sys.executable, "-m", "runbook", "run", str(path), "--yes", "--runs-dir", str(runs)],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
-    )  # fmt: skip
-    try:
-        wait_for(mark.exists, what="the block to start")
-        wait_for(lambda: webhook.requests, what="the run-start message")
-    finally:
-        runner.send_signal(signal.SIGKILL)  # a crash: no run.end, no run-end message
-        runner.wait()
-    for pid in live_processes("sleep 63.25"):
-        os.kill(pid, signal.SIGKILL)
+    args = ["run", str(path), "--yes", "--runs-dir", str(runs)]
+    # Once run-start has arrived, a crash: no run.end, no run-end message.
+    crash_mid_block(args, mark, "sleep 63.25", also=lambda: webhook.requests)
     (transcript,) = runs.glob("*/transcript.jsonl")
     finished = launch.resume(
         str(transcript),

@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-import os
-import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, live_processes, run_cli, wait_for
+from conftest import crash_mid_block, run_cli
 from runbook import launch
 from runbook.operator import Decision, HeadlessOperator, ScriptedOperator
 from runbook.transcript import read_lines, verify
@@ -43,19 +39,7 @@ def kill_mid_block(tmp_path: Path) -> tuple[Path, Path, Path]:
     book = tmp_path / "book.md"
     book.write_text(BOOK.format(log=log, mark=mark))
     runs = tmp_path / "runs"
-    runner = subprocess.Popen(
-        [sys.executable, "-m", "runbook", "run", str(book), "--yes", "--runs-dir", str(runs)],
-        cwd=ROOT,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    try:
-        wait_for(mark.exists, what="block two to start")
-    finally:
-        runner.send_signal(signal.SIGKILL)
-        runner.wait()
-    for pid in live_processes("sleep 61.75"):  # the runner died; its block is an orphan
-        os.kill(pid, signal.SIGKILL)
+    crash_mid_block(["run", str(book), "--yes", "--runs-dir", str(runs)], mark, "sleep 61.75")
     return book, log, next(runs.glob("*/transcript.jsonl"))
 
 
