@@ -474,3 +474,28 @@ def test_a_resumed_run_says_so_to_the_webhook(tmp_path: Path, webhook: WebhookSe
     resumed = webhook.bodies()[1]
     assert resumed["text"].startswith("▶ Ship it: resumed by")
     assert resumed["transcript"] == str(finished.transcript.resolve())
+
+
+def test_plan_lists_webhooks_without_their_paths_or_header_values(tmp_path: Path) -> None:
+    path = tmp_path / "b.md"
+    path.write_text(
+        book(
+            "  - url: https://hooks.example.com/services/T0/B0/literalKEY\n"
+            "    events: [run-start, run-end]\n"
+            "    headers:\n"
+            "      Authorization: Bearer $TOKEN\n"
+            "  - url: $HOOK\n",
+            "## a\n",
+            variables="variables:\n  TOKEN:\n    secret: true\n  HOOK:\n    secret: true\n",
+        )
+    )
+    text = run_cli("plan", str(path))
+    assert text.returncode == 0, text.stderr
+    assert (
+        "  1. https://hooks.example.com  (run-start, run-end; timeout 5s, 2 retries;"
+        " headers Authorization)\n  2. $HOOK  (all events; timeout 5s, 2 retries)\n"
+    ) in text.stdout
+    plan = json.loads(run_cli("plan", str(path), "--format", "json").stdout)
+    assert [h["to"] for h in plan["notify"]] == ["https://hooks.example.com", "$HOOK"]
+    assert plan["notify"][0]["headers"] == ["Authorization"]
+    assert "literalKEY" not in text.stdout and "Bearer" not in text.stdout
