@@ -45,8 +45,8 @@ class Notices:
         self.session = session
         self.courier: Courier | None = None
         self.sent = 0
-        self.unsettled: dict[tuple[int, int], str] = {}
-        """(hook, message) -> event, until a final attempt is recorded."""
+        self.unsettled: set[tuple[int, int]] = set()
+        """(hook, message) of messages without a final attempt on record yet."""
         self._inbox: deque[Attempt] = deque()
         self._lock = threading.Lock()
         self._loop: asyncio.AbstractEventLoop | None = None
@@ -88,7 +88,7 @@ class Notices:
         s = self.session
         self.sent += 1  # numbered among the messages sent, so the record has no gaps
         for target in wanted:
-            self.unsettled[(target.index, self.sent)] = event
+            self.unsettled.add((target.index, self.sent))
         context = {
             "run": s.state.run_id,
             "resumed": "resumed_from" in s.start_fields,
@@ -160,7 +160,7 @@ class Notices:
                     return
                 a = self._inbox.popleft()
             if a.result in FINAL:
-                self.unsettled.pop((a.hook, a.message), None)
+                self.unsettled.discard((a.hook, a.message))
             if s.writer.closed or s.state.result is not None:
                 continue
             s.emit(

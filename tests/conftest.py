@@ -84,6 +84,22 @@ def crash_mid_block(args: list[str], started: Path, orphan: str, also=None) -> N
         os.kill(pid, signal.SIGKILL)
 
 
+def resume_run(transcript: Path, operator, **options):  # type: ignore[no-untyped-def]
+    """``runbook resume TRANSCRIPT`` in-process, answered by ``operator``; ``options`` are
+    launch.resume's others (``allow_changed``, ``transport``, ``ssh_config``...)."""
+    from runbook import launch
+
+    options.setdefault("allow_changed", False)
+    return launch.resume(
+        str(transcript),
+        assignments=(),
+        argv=["runbook", "resume", str(transcript)],
+        announce=lambda _: None,
+        operator=operator,
+        **options,
+    )
+
+
 def run_on_fleet(fleet, path: Path, operator):  # type: ignore[no-untyped-def]
     """Run ``path`` against the sshd fleet (its ssh_config), recording next to it."""
     from runbook import launch

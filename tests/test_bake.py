@@ -11,9 +11,8 @@ from typing import Any
 
 import pytest
 
-from conftest import crash_mid_block, events, wait_for
+from conftest import crash_mid_block, events, resume_run, wait_for
 from conftest import run_on_fleet as run
-from runbook import launch
 from runbook.operator import Decision, HeadlessOperator, ScriptedOperator
 from runbook.parser import parse_file
 from runbook.progress import DONE, PENDING, UNKNOWN, Progress
@@ -307,15 +306,7 @@ def test_resume_after_a_crash_while_baking(fleet: Any, tmp_path: Path) -> None:
     assert progress.baking is None
 
     operator = ScriptedOperator([("choose", Decision("mark-done", "host2 deployed by hand"))])
-    done = launch.resume(
-        str(transcript),
-        allow_changed=False,
-        assignments=(),
-        argv=[],
-        announce=lambda _: None,
-        operator=operator,
-        ssh_config=fleet.ssh_config,
-    )
+    done = resume_run(transcript, operator, ssh_config=fleet.ssh_config)
     assert done.outcome.result == "ok", done.outcome
     assert operator.asked == [
         ("choose", "Block deploy was running when the run stopped: its outcome is unknown.")

@@ -17,8 +17,7 @@ from typing import Any
 
 from webhook_server import WebhookServer, self_signed
 
-from conftest import crash_mid_block, events, run_cli, run_inline
-from runbook import launch
+from conftest import crash_mid_block, events, resume_run, run_cli, run_inline
 from runbook.operator import Decision, HeadlessOperator, ScriptedOperator
 from runbook.parser import parse_text
 from runbook.report import render_run
@@ -458,13 +457,9 @@ def test_a_resumed_run_says_so_to_the_webhook(tmp_path: Path, webhook: WebhookSe
     # Once run-start has arrived, a crash: no run.end, no run-end message.
     crash_mid_block(args, mark, "sleep 63.25", also=lambda: webhook.requests)
     (transcript,) = runs.glob("*/transcript.jsonl")
-    finished = launch.resume(
-        str(transcript),
-        allow_changed=False,
-        assignments=(),
-        argv=["runbook", "resume", str(transcript)],
-        announce=lambda _: None,
-        operator=ScriptedOperator([("choose", Decision("mark-done", "it finished by hand"))]),
+    finished = resume_run(
+        transcript,
+        ScriptedOperator([("choose", Decision("mark-done", "it finished by hand"))]),
         transport=LocalTransport(grace=0.3),
     )
     assert finished.outcome.result == "ok"

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import crash_mid_block, run_cli
+from conftest import crash_mid_block, resume_run, run_cli
 from runbook import launch
 from runbook.operator import Decision, HeadlessOperator, ScriptedOperator
 from runbook.transcript import read_lines, verify
@@ -54,15 +54,7 @@ def test_sigkill_mid_block_then_resume(tmp_path: Path) -> None:
     assert "**INCOMPLETE**" in report
 
     operator = ScriptedOperator([("choose", Decision("rerun"))])
-    done = launch.resume(
-        str(transcript),
-        allow_changed=False,
-        assignments=(),
-        argv=["runbook", "resume", str(transcript)],
-        announce=lambda _: None,
-        operator=operator,
-        transport=LocalTransport(grace=0.3),
-    )
+    done = resume_run(transcript, operator, transport=LocalTransport(grace=0.3))
     assert done.outcome.result == "ok"
     assert operator.asked == [
         ("choose", "Block two-1 was running when the run stopped: its outcome is unknown.")
@@ -85,14 +77,7 @@ def test_sigkill_mid_block_then_resume(tmp_path: Path) -> None:
 def test_unknown_block_can_be_marked_done(tmp_path: Path) -> None:
     _, log, transcript = kill_mid_block(tmp_path)
     operator = ScriptedOperator([("choose", Decision("mark-done", "checked by hand: it finished"))])
-    done = launch.resume(
-        str(transcript),
-        allow_changed=False,
-        assignments=(),
-        argv=[],
-        announce=lambda _: None,
-        operator=operator,
-    )
+    done = resume_run(transcript, operator)
     assert done.outcome.result == "ok"
     assert log.read_text() == "one\ntwo\nthree\n"
 
@@ -114,13 +99,10 @@ def test_resume_refuses_a_changed_runbook_unless_allowed(tmp_path: Path) -> None
     assert proc.returncode == 1
     assert "changed since the run started" in proc.stderr
     assert not (transcript.parent / "transcript-2.jsonl").exists()
-    done = launch.resume(
-        str(transcript),
+    done = resume_run(
+        transcript,
+        ScriptedOperator([("choose", Decision("skip", "redo by hand"))]),
         allow_changed=True,
-        assignments=(),
-        argv=[],
-        announce=lambda _: None,
-        operator=ScriptedOperator([("choose", Decision("skip", "redo by hand"))]),
     )
     start = next(read_lines(done.transcript)).event
     assert start["allow_changed"]["recorded_sha256"] != start["allow_changed"]["now_sha256"]
@@ -139,11 +121,4 @@ def test_a_finished_run_cannot_be_resumed(tmp_path: Path) -> None:
         operator=HeadlessOperator(yes=True),
     )
     with pytest.raises(launch.Refused, match="already ended"):
-        launch.resume(
-            str(done.transcript),
-            allow_changed=False,
-            assignments=(),
-            argv=[],
-            announce=lambda _: None,
-            operator=HeadlessOperator(yes=True),
-        )
+        resume_run(done.transcript, HeadlessOperator(yes=True))

@@ -10,7 +10,7 @@ import sys
 import textwrap
 from pathlib import Path
 
-from conftest import ROOT, events, live_processes, run_cli
+from conftest import ROOT, events, live_processes, resume_run, run_cli
 from runbook import launch
 from runbook.operator import Decision, HeadlessOperator, NeedsOperator, ScriptedOperator
 from runbook.report import render_run
@@ -75,14 +75,7 @@ def test_a_run_that_died_during_rollback_resumes_the_rollback(tmp_path: Path) ->
     assert died.returncode == -signal.SIGKILL
     transcript = next((tmp_path / "runs").glob("*/transcript.jsonl"))
     operator = ScriptedOperator([("choose", Decision("rerun")), ("confirm", True)])
-    done = launch.resume(
-        str(transcript),
-        allow_changed=False,
-        assignments=(),
-        argv=[],
-        announce=lambda _: None,
-        operator=operator,
-    )
+    done = resume_run(transcript, operator)
     assert done.outcome.result == "rolled-back"
     assert operator.asked[0] == (
         "choose",
