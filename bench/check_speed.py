@@ -31,7 +31,7 @@ from markdown_it import MarkdownIt
 
 import runbook
 from runbook.cli import main
-from runbook.parser import _gc_paused
+from runbook.format.parser import _gc_paused
 
 
 def generate(steps: int) -> str:

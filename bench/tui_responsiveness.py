@@ -230,9 +230,9 @@ class Typist:
 async def drive(book: Path, runs: Path, probe: str, want: int, interval: float) -> ChildResult:
     """Open the console on ``book``; a typist thread runs its first block and probes."""
     from runbook import launch
-    from runbook.inputs import load_runbook
-    from runbook.operator import Operator
-    from runbook.session import Session
+    from runbook.engine.operator import Operator
+    from runbook.engine.session import Session
+    from runbook.format.inputs import load_runbook
     from runbook.tui.app import Launch, RunbookApp
     from runbook.tui.widgets import StepOutline
 
@@ -322,7 +322,7 @@ def run_bounded(argv: list[str], timeout: float, *, stdout: bool = True) -> str:
 
 def block_facts(transcript: Path) -> tuple[float, int]:
     """The Stream block's seconds (block.start -> block.end) and its stdout bytes."""
-    from runbook.transcript import read_lines
+    from runbook.record.transcript import read_lines
 
     start = end = 0.0
     size = 0

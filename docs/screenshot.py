@@ -16,7 +16,7 @@ from pathlib import Path
 
 from runbook import launch
 from runbook.demo import DemoFleet
-from runbook.inputs import load_runbook
+from runbook.format.inputs import load_runbook
 from runbook.tui.app import Launch, RunbookApp
 from runbook.tui.screens import ConfirmScreen
 from runbook.tui.widgets import OutputPane

@@ -7,8 +7,8 @@ from __future__ import annotations
 
 __version__ = "0.1.0"
 
-from runbook.model import Block, CheckItem, Diagnostic, Runbook, Step, Variable
-from runbook.parser import ParseResult, parse_file, parse_text
+from runbook.format.model import Block, CheckItem, Diagnostic, Runbook, Step, Variable
+from runbook.format.parser import ParseResult, parse_file, parse_text
 
 __all__ = [
     "Block",

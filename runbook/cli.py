@@ -14,17 +14,18 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runbook import __version__, inputs
-from runbook.hosts import DEFAULT_FORKS
-from runbook.parser import ParseResult
-from runbook.plan import PlanProblem, build_plan, render_text
-from runbook.variables import VariableProblem, resolve
+from runbook import __version__
+from runbook.format import inputs
+from runbook.format.hosts import DEFAULT_FORKS
+from runbook.format.parser import ParseResult
+from runbook.format.plan import PlanProblem, build_plan, render_text
+from runbook.format.variables import VariableProblem, resolve
 
 if TYPE_CHECKING:
     from runbook import launch
-    from runbook.model import Runbook, Variable
-    from runbook.operator import Operator
-    from runbook.session import Session
+    from runbook.engine.operator import Operator
+    from runbook.engine.session import Session
+    from runbook.format.model import Runbook, Variable
     from runbook.tui.app import Starter
 
 # The engine (asyncio, asyncssh, the transcript) is imported only by the commands that
@@ -254,7 +255,7 @@ def cmd_plan(args: argparse.Namespace) -> int:
 
 def cmd_run(args: argparse.Namespace) -> int:
     from runbook import launch
-    from runbook.runs import runs_dir
+    from runbook.record.runs import runs_dir
 
     return _finished(
         launch.run(
@@ -271,7 +272,7 @@ def cmd_run(args: argparse.Namespace) -> int:
 
 
 def cmd_open(args: argparse.Namespace) -> int:
-    from runbook.runs import runs_dir
+    from runbook.record.runs import runs_dir
 
     if args.yes or args.on_failure:
         flag = "--yes" if args.yes else "--on-failure"
@@ -319,7 +320,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     from runbook.demo import DemoFleet, DemoFleetError
     from runbook.demo import command as demo
     from runbook.demo.examples import listing
-    from runbook.runs import runs_dir
+    from runbook.record.runs import runs_dir
 
     if args.list:
         sys.stdout.write(listing())
@@ -405,7 +406,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
 
 def _resume_console(args: argparse.Namespace) -> int:
     from runbook import launch
-    from runbook.runs import recorded_runbook
+    from runbook.record.runs import recorded_runbook
 
     # The runbook from the run's first event, for the console to show; prepare_resume
     # verifies the whole record once, inside the console, and refuses with its reasons.
@@ -447,8 +448,8 @@ def _say(text: str) -> None:
 
 
 def cmd_transcript(args: argparse.Namespace) -> int:
-    from runbook.report import render_run
-    from runbook.transcript import verify
+    from runbook.record.report import render_run
+    from runbook.record.transcript import verify
 
     path = Path(args.file)
     if not path.is_file():

@@ -16,16 +16,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TypeVar
 
-from runbook.hosts import DEFAULT_FORKS
-from runbook.inputs import BadUsage, Refused, load_runbook, parse_vars
-from runbook.model import Runbook
-from runbook.operator import HeadlessOperator, Operator, TerminalOperator
-from runbook.runs import Replay, replay, start_run
-from runbook.session import Outcome, Session
-from runbook.transcript import TranscriptError
+from runbook.engine.operator import HeadlessOperator, Operator, TerminalOperator
+from runbook.engine.session import Outcome, Session
+from runbook.format.hosts import DEFAULT_FORKS
+from runbook.format.inputs import BadUsage, Refused, load_runbook, parse_vars
+from runbook.format.model import Runbook
+from runbook.format.variables import VariableProblem, check_value, resolve
+from runbook.record.runs import Replay, replay, start_run
+from runbook.record.transcript import TranscriptError
 from runbook.transports.local import LocalTransport
 from runbook.transports.ssh import SSHTransport
-from runbook.variables import VariableProblem, check_value, resolve
 
 T = TypeVar("T")
 

@@ -37,7 +37,7 @@ def run_inline(  # type: ignore[no-untyped-def]
 ):
     """Run ``text`` as ``book.md`` in ``tmp_path`` (headless --yes unless told otherwise)."""
     from runbook import launch
-    from runbook.operator import HeadlessOperator
+    from runbook.engine.operator import HeadlessOperator
     from runbook.transports.local import LocalTransport
 
     path = tmp_path / "book.md"
@@ -55,7 +55,7 @@ def run_inline(  # type: ignore[no-untyped-def]
 
 def events(path: Path) -> list[dict[str, Any]]:
     """Every event of a transcript file, as recorded."""
-    from runbook.transcript import read_lines
+    from runbook.record.transcript import read_lines
 
     return [line.event for line in read_lines(path)]
 

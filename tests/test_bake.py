@@ -13,12 +13,12 @@ import pytest
 
 from conftest import crash_mid_block, events, resume_run, wait_for
 from conftest import run_on_fleet as run
-from runbook.operator import Decision, HeadlessOperator, ScriptedOperator
-from runbook.parser import parse_file
-from runbook.progress import DONE, PENDING, UNKNOWN, Progress
-from runbook.report import render_run
-from runbook.runs import replay
-from runbook.transcript import verify
+from runbook.engine.operator import Decision, HeadlessOperator, ScriptedOperator
+from runbook.format.parser import parse_file
+from runbook.record.progress import DONE, PENDING, UNKNOWN, Progress
+from runbook.record.report import render_run
+from runbook.record.runs import replay
+from runbook.record.transcript import verify
 
 # The host's own address: every sshd of the fleet runs on this machine, one per address.
 ADDRESS = "$(echo $SSH_CONNECTION | cut -d' ' -f3)"

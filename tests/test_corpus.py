@@ -14,9 +14,9 @@ from hypothesis import strategies as st
 
 from conftest import CORPUS, run_cli
 from runbook.cli import main
-from runbook.parser import parse_bytes
-from runbook.plan import PlanProblem, build_plan
-from runbook.variables import resolve
+from runbook.format.parser import parse_bytes
+from runbook.format.plan import PlanProblem, build_plan
+from runbook.format.variables import resolve
 
 CORPUS_FILES = sorted(p for p in CORPUS.rglob("*") if p.suffix in (".md", ".mdx"))
 

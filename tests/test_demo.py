@@ -17,8 +17,8 @@ from conftest import events, live_processes, wait_for
 from runbook import launch
 from runbook.demo import DemoFleet, DemoFleetError
 from runbook.demo.fleet import THREAD_NAME
-from runbook.operator import Decision, ScriptedOperator
-from runbook.transcript import verify
+from runbook.engine.operator import Decision, ScriptedOperator
+from runbook.record.transcript import verify
 from runbook.transports.ssh import remote_command
 
 HOSTS = ["web1", "web2", "web3", "web4"]

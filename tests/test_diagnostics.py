@@ -10,7 +10,7 @@ import pytest
 from markdown_it.utils import read_fixture_file
 
 from conftest import FIXTURES
-from runbook.parser import parse_text
+from runbook.format.parser import parse_text
 
 CASES = read_fixture_file(FIXTURES / "broken.txt")
 

@@ -8,10 +8,10 @@ import pytest
 
 from conftest import ROOT, RUNBOOKS
 from runbook.cli import COMMANDS
-from runbook.frontmatter import SSH_KEYS, TOP_LEVEL_KEYS, VARIABLE_KEYS
-from runbook.notify import EVENTS, WEBHOOK_KEYS
-from runbook.options import OPTIONS, RUNME_IGNORED, RUNME_MAPPED
-from runbook.parser import Slugger, plain_title
+from runbook.format.frontmatter import SSH_KEYS, TOP_LEVEL_KEYS, VARIABLE_KEYS
+from runbook.format.options import OPTIONS, RUNME_IGNORED, RUNME_MAPPED
+from runbook.format.parser import Slugger, plain_title
+from runbook.format.webhooks import EVENTS, WEBHOOK_KEYS
 
 FORMAT = (ROOT / "docs" / "format.md").read_text(encoding="utf-8")
 README = (ROOT / "README.md").read_text(encoding="utf-8")

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from conftest import RUNBOOKS, run_cli
-from runbook.parser import parse_file
+from runbook.format.parser import parse_file
 
 EXAMPLES = sorted(RUNBOOKS.glob("*.md"))
 

@@ -21,9 +21,9 @@ from conftest import ROOT, RUNBOOKS, events, live_processes, run_cli
 from runbook import launch
 from runbook.demo import DemoFleet, command, examples
 from runbook.demo.examples import EXAMPLES, Example, examples_dir
-from runbook.inputs import load_runbook
-from runbook.operator import HeadlessOperator
-from runbook.transcript import verify
+from runbook.engine.operator import HeadlessOperator
+from runbook.format.inputs import load_runbook
+from runbook.record.transcript import verify
 
 BLUE_GREEN = EXAMPLES["blue-green"]
 BLUE_SERVES = {"web1": "active", "web2": "active", "web3": "inactive", "web4": "inactive"}

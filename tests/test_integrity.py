@@ -10,9 +10,10 @@ from pathlib import Path
 import pytest
 
 from conftest import RUNBOOKS, run_cli
-from runbook import launch, transcript
-from runbook.operator import HeadlessOperator
-from runbook.transcript import verify
+from runbook import launch
+from runbook.engine.operator import HeadlessOperator
+from runbook.record import transcript
+from runbook.record.transcript import verify
 
 
 @pytest.fixture(scope="module")
@@ -157,7 +158,7 @@ def test_a_full_tmpfs_stops_the_run_before_the_next_command(tmp_path: Path) -> N
 def test_fast_output_lines_are_what_json_would_write(tmp_path: Path, data: bytes) -> None:
     import json
 
-    from runbook.transcript import TranscriptWriter
+    from runbook.record.transcript import TranscriptWriter
 
     fast = TranscriptWriter(tmp_path / "fast.jsonl", "r")
     event = fast.append_output(data, block="b", stream="stdout")

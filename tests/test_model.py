@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from runbook.model import Amount, Duration
-from runbook.parser import parse_text
+from runbook.format.model import Amount, Duration
+from runbook.format.parser import parse_text
 
 KITCHEN_SINK = """\
 ---

@@ -18,10 +18,10 @@ from typing import Any
 from webhook_server import WebhookServer, self_signed
 
 from conftest import crash_mid_block, events, resume_run, run_cli, run_inline
-from runbook.operator import Decision, HeadlessOperator, ScriptedOperator
-from runbook.parser import parse_text
-from runbook.report import render_run
-from runbook.transcript import verify
+from runbook.engine.operator import Decision, HeadlessOperator, ScriptedOperator
+from runbook.format.parser import parse_text
+from runbook.record.report import render_run
+from runbook.record.transcript import verify
 from runbook.transports.local import LocalTransport
 
 BODY_KEYS = {

@@ -6,8 +6,8 @@ import re
 from pathlib import Path
 
 from runbook import launch
-from runbook.operator import HeadlessOperator
-from runbook.report import render_run
+from runbook.engine.operator import HeadlessOperator
+from runbook.record.report import render_run
 
 NOISY = r"""## Noisy
 

@@ -8,8 +8,8 @@ import pytest
 
 from conftest import crash_mid_block, resume_run, run_cli
 from runbook import launch
-from runbook.operator import Decision, HeadlessOperator, ScriptedOperator
-from runbook.transcript import read_lines, verify
+from runbook.engine.operator import Decision, HeadlessOperator, ScriptedOperator
+from runbook.record.transcript import read_lines, verify
 from runbook.transports.local import LocalTransport
 
 BOOK = """## One

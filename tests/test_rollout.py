@@ -12,8 +12,8 @@ from typing import Any
 from conftest import events, live_processes, run_cli, wait_for
 from conftest import run_on_fleet as run
 from runbook import launch
-from runbook.operator import Decision, ScriptedOperator
-from runbook.transcript import verify
+from runbook.engine.operator import Decision, ScriptedOperator
+from runbook.record.transcript import verify
 
 HOSTS = "hosts:\n  web: [host1, host2, host3, host4, host5, host6]\n"
 

@@ -14,8 +14,8 @@ from pathlib import Path
 import pytest
 
 from conftest import RUNBOOKS, events, live_processes, run_cli, run_inline, wait_for
-from runbook.operator import Decision, HeadlessOperator, ScriptedOperator
-from runbook.transcript import verify
+from runbook.engine.operator import Decision, HeadlessOperator, ScriptedOperator
+from runbook.record.transcript import verify
 
 
 def recorded(transcript: Path, block: str, stream: str = "stdout") -> bytes:
@@ -120,7 +120,7 @@ echo "done"
 
 
 def launch_render(transcript: Path) -> str:
-    from runbook.report import render_run
+    from runbook.record.report import render_run
 
     return render_run(transcript)
 
@@ -416,7 +416,7 @@ def test_transcript_lines_are_json_with_the_documented_fields(tmp_path: Path) ->
 
 
 def test_the_transcript_is_never_overwritten_or_followed(tmp_path: Path) -> None:
-    from runbook.transcript import TranscriptError, TranscriptWriter
+    from runbook.record.transcript import TranscriptError, TranscriptWriter
 
     target = tmp_path / "elsewhere"
     link = tmp_path / "t.jsonl"

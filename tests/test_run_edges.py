@@ -12,9 +12,9 @@ from pathlib import Path
 
 from conftest import ROOT, events, live_processes, resume_run, run_cli
 from runbook import launch
-from runbook.operator import Decision, HeadlessOperator, NeedsOperator, ScriptedOperator
-from runbook.report import render_run
-from runbook.transcript import verify
+from runbook.engine.operator import Decision, HeadlessOperator, NeedsOperator, ScriptedOperator
+from runbook.record.report import render_run
+from runbook.record.transcript import verify
 from runbook.transports.local import LocalTransport
 
 
@@ -64,7 +64,7 @@ def test_a_run_that_died_during_rollback_resumes_the_rollback(tmp_path: Path) ->
         f"""
         from pathlib import Path
         from runbook import launch
-        from runbook.operator import Decision, ScriptedOperator
+        from runbook.engine.operator import Decision, ScriptedOperator
         launch.run({str(book)!r}, assignments=(), runs=Path({str(tmp_path / "runs")!r}),
                    argv=[], announce=lambda _: None,
                    operator=ScriptedOperator([("choose", Decision("rollback")),

@@ -12,8 +12,8 @@ import asyncssh
 import pytest
 
 from runbook import launch
-from runbook.operator import Decision, ScriptedOperator
-from runbook.transcript import read_lines
+from runbook.engine.operator import Decision, ScriptedOperator
+from runbook.record.transcript import read_lines
 
 
 class _NoAuth(asyncssh.SSHServer):

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from conftest import live_processes
-from runbook.hosts import parse_host
-from runbook.model import SSHDefaults
+from runbook.format.hosts import parse_host
+from runbook.format.model import SSHDefaults
 from runbook.transports.ssh import HostKeyRefused, SSHProblem, SSHTransport
 
 

@@ -6,8 +6,8 @@ from collections import deque
 from pathlib import Path
 
 from runbook import launch
-from runbook.operator import TerminalOperator
-from runbook.transcript import read_lines
+from runbook.engine.operator import TerminalOperator
+from runbook.record.transcript import read_lines
 
 BOOK = """---
 variables:

@@ -16,9 +16,9 @@ from tuikit import events, finished, kinds, make_app, modal, shown, until, waiti
 
 from conftest import RUNBOOKS, live_processes
 from runbook import launch
-from runbook.operator import TerminalOperator
-from runbook.progress import DONE, FAILED, SKIPPED
-from runbook.transcript import read_lines, verify
+from runbook.engine.operator import TerminalOperator
+from runbook.record.progress import DONE, FAILED, SKIPPED
+from runbook.record.transcript import read_lines, verify
 from runbook.tui.app import RunbookApp
 from runbook.tui.screens import (
     TYPING_SECONDS,

@@ -13,7 +13,7 @@ from tuikit import finished, kinds, make_app, modal, shown, until, waiting
 
 from conftest import live_processes
 from runbook.demo import DemoFleet
-from runbook.progress import DONE, FAILED
+from runbook.record.progress import DONE, FAILED
 from runbook.tui.screens import ChoiceScreen, ConfirmScreen, TextScreen, VariablesScreen
 from runbook.tui.widgets import OutputPane
 

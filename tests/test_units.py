@@ -4,9 +4,9 @@ from __future__ import annotations
 
 import pytest
 
-from runbook.hosts import batches, parse_host, resolve_targets
-from runbook.model import Amount, Host, HostGroup
-from runbook.values import ValueProblem, expand, parse_duration, parse_serial, variable_refs
+from runbook.format.hosts import batches, parse_host, resolve_targets
+from runbook.format.model import Amount, Host, HostGroup
+from runbook.format.values import ValueProblem, expand, parse_duration, parse_serial, variable_refs
 
 
 @pytest.mark.parametrize(
@@ -89,7 +89,7 @@ def test_variable_refs_and_expand() -> None:
 
 
 def test_stream_masker_sees_a_secret_split_anywhere() -> None:
-    from runbook.masking import Masker
+    from runbook.engine.masking import Masker
 
     secret = "s3cr3t-value"
     data = f"before {secret} middle {secret}{secret} after {secret[:5]}".encode()

@@ -12,10 +12,10 @@ from textual.pilot import Pilot
 from textual.widget import Widget
 
 from runbook import launch
-from runbook.inputs import load_runbook, parse_vars
-from runbook.operator import Operator
-from runbook.session import Session
-from runbook.transcript import read_lines
+from runbook.engine.operator import Operator
+from runbook.engine.session import Session
+from runbook.format.inputs import load_runbook, parse_vars
+from runbook.record.transcript import read_lines
 from runbook.tui.app import Launch, RunbookApp
 
 

@@ -17,9 +17,9 @@ from types import FrameType
 
 from runbook.demo.examples import DEFAULT, EXAMPLES, NEXT_RELEASE, Example, for_runbook
 from runbook.demo.fleet import DemoFleet
-from runbook.inputs import BadUsage, load_runbook, parse_vars
-from runbook.model import Runbook
-from runbook.values import did_you_mean
+from runbook.format.inputs import BadUsage, load_runbook, parse_vars
+from runbook.format.model import Runbook
+from runbook.format.values import did_you_mean
 
 
 def choose(target: str | None, broken: Sequence[str] | None) -> tuple[Example, Runbook]:

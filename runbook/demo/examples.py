@@ -12,7 +12,7 @@ from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from runbook.demo.sandbox import DemoFleetError
-from runbook.model import Runbook
+from runbook.format.model import Runbook
 
 PACKAGE = Path(__file__).resolve().parent.parent
 """The installed ``runbook`` package."""

@@ -31,9 +31,9 @@ from typing import Any
 
 import asyncssh
 
-from runbook.model import Host, SSHDefaults
+from runbook.format.model import Host, SSHDefaults
+from runbook.format.values import IDENTIFIER
 from runbook.transports.local import DEFAULT_GRACE, ExitStatus, OutputSink
-from runbook.values import IDENTIFIER
 
 READ_SIZE = 256 * 1024
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"

@@ -26,13 +26,13 @@ from textual.css.query import NoMatches
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, OptionList, Static
 
-from runbook import events as ev
-from runbook.inputs import BadUsage, Refused
-from runbook.model import Block, CheckItem, Runbook, Step, Variable
-from runbook.notices import warning as notice_warning
-from runbook.operator import Decision, NeedsOperator, Operator
-from runbook.progress import ICONS, Progress
-from runbook.session import Outcome, Session
+from runbook.engine.operator import Decision, NeedsOperator, Operator
+from runbook.engine.session import Outcome, Session
+from runbook.format.inputs import BadUsage, Refused
+from runbook.format.model import Block, CheckItem, Runbook, Step, Variable
+from runbook.notify.notices import warning as notice_warning
+from runbook.record import events as ev
+from runbook.record.progress import ICONS, Progress
 from runbook.tui.bridge import QUIT, TUIOperator
 from runbook.tui.keys import help_text
 from runbook.tui.output import OutputBuffer
@@ -487,7 +487,7 @@ class RunbookApp(App[int]):
         self.push_screen(ConfirmScreen(prompt, title="Interrupt"), done)
 
     def action_report(self) -> None:
-        from runbook.report import render_run
+        from runbook.record.report import render_run
 
         if self.session is None:
             return

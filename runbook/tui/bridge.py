@@ -9,8 +9,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from runbook.model import Block, CheckItem, Step, Variable
-from runbook.operator import Decision, NeedsOperator
+from runbook.engine.operator import Decision, NeedsOperator
+from runbook.format.model import Block, CheckItem, Step, Variable
 from runbook.tui.screens import ChoiceScreen, ConfirmScreen, TypeConfirmScreen, VariablesScreen
 
 if TYPE_CHECKING:

@@ -20,9 +20,9 @@ from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widgets import Button, Footer, Input, Label, Markdown, Static
 
-from runbook.model import Variable
-from runbook.operator import MENU, Decision
-from runbook.variables import VariableProblem, check_value
+from runbook.engine.operator import MENU, Decision
+from runbook.format.model import Variable
+from runbook.format.variables import VariableProblem, check_value
 
 T = TypeVar("T")
 

@@ -20,8 +20,8 @@ from textual.timer import Timer
 from textual.widgets import Log, Markdown, OptionList, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
-from runbook.model import Block, Runbook, Step
-from runbook.progress import (
+from runbook.format.model import Block, Runbook, Step
+from runbook.record.progress import (
     DONE,
     FAILED,
     ICONS,

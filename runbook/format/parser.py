@@ -19,9 +19,9 @@ from markdown_it.rules_block import StateBlock
 from markdown_it.rules_block import fence as commonmark_fence
 from markdown_it.token import Token
 
-from runbook.frontmatter import FrontMatter, load_front_matter
-from runbook.lint import lint
-from runbook.model import (
+from runbook.format.frontmatter import FrontMatter, load_front_matter
+from runbook.format.lint import lint
+from runbook.format.model import (
     ALERT_KINDS,
     SHELL_LANGUAGES,
     Alert,
@@ -33,7 +33,7 @@ from runbook.model import (
     Severity,
     Step,
 )
-from runbook.options import OPTIONS, BlockOptionsReader, is_option_line
+from runbook.format.options import OPTIONS, BlockOptionsReader, is_option_line
 
 _TASK = re.compile(r"\[([ xX])\](?:[ \t]+|\Z)")
 _ALERT = re.compile(r"\[!([A-Za-z]+)\][ \t]*(?:\n|\Z)")

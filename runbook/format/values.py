@@ -10,7 +10,7 @@ import difflib
 import re
 from collections.abc import Iterable, Iterator
 
-from runbook.model import Amount, Duration
+from runbook.format.model import Amount, Duration
 
 
 class ValueProblem(ValueError):

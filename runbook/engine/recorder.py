@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from runbook.session import Session
+    from runbook.engine.session import Session
 
 # A captured value travels in the environment, where one string may not exceed 128 KiB.
 CAPTURE_LIMIT = 64 * 1024

@@ -8,9 +8,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from pathlib import Path
 
-from runbook.model import Runbook
-from runbook.parser import ParseResult, parse_bytes
-from runbook.variables import VariableProblem, parse_assignment
+from runbook.format.model import Runbook
+from runbook.format.parser import ParseResult, parse_bytes
+from runbook.format.variables import VariableProblem, parse_assignment
 
 
 class Refused(Exception):

@@ -6,9 +6,11 @@ import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
-from runbook.masking import MASK
-from runbook.model import Runbook, Variable
-from runbook.values import did_you_mean
+from runbook.format.model import Runbook, Variable
+from runbook.format.values import did_you_mean
+
+MASK = "********"
+"""What is shown and written in place of a secret value."""
 
 
 class VariableProblem(ValueError):

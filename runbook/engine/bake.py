@@ -20,15 +20,15 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from runbook import events as ev
-from runbook.hosts import resolve_targets
-from runbook.model import Block, Host
-from runbook.questions import choose
+from runbook.engine.questions import choose
+from runbook.format.hosts import resolve_targets
+from runbook.format.model import Block, Host
+from runbook.format.values import ValueProblem, expand
+from runbook.record import events as ev
 from runbook.transports.local import ExitStatus
-from runbook.values import ValueProblem, expand
 
 if TYPE_CHECKING:
-    from runbook.session import Session
+    from runbook.engine.session import Session
 
 FAILED_CHOICES = ("retry", "rollback", "abort")
 INTERRUPTED_CHOICES = ("go-on", "retry", "rollback", "abort")
@@ -153,7 +153,7 @@ async def _check(
 ) -> dict[str, str]:
     """One round of one health check on its targets for this batch: what failed, by target."""
     # Imported here: attempt imports rollout, which imports this module.
-    from runbook.attempt import execute
+    from runbook.engine.attempt import execute
 
     try:
         targets = _targets(session, check, batch, passed)

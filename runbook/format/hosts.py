@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 
-from runbook.model import Amount, Host, HostGroup
-from runbook.values import ValueProblem, did_you_mean, parse_port
+from runbook.format.model import Amount, Host, HostGroup
+from runbook.format.values import ValueProblem, did_you_mean, parse_port
 
 _HOST = re.compile(
     r"(?:(?P<user>[A-Za-z0-9_][A-Za-z0-9_.-]*)@)?"

@@ -8,13 +8,12 @@ from __future__ import annotations
 
 from typing import Any
 
-from runbook.hosts import batches
-from runbook.lint import resolve_block_targets
-from runbook.masking import MASK
-from runbook.model import Block, Runbook, Step
-from runbook.notify import EVENTS, origin
-from runbook.values import expand, variable_refs
-from runbook.variables import Resolved
+from runbook.format.hosts import batches
+from runbook.format.lint import resolve_block_targets
+from runbook.format.model import Block, Runbook, Step
+from runbook.format.values import expand, variable_refs
+from runbook.format.variables import MASK, Resolved
+from runbook.format.webhooks import EVENTS, origin
 
 PLAN_FORMAT = "runbook-plan/1"
 DEFAULT_SHELLS = {"sh": "sh", "shell": "sh", "bash": "bash", "zsh": "zsh"}

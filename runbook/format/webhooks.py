@@ -1,22 +1,19 @@
-"""``notify:`` webhooks: the schema in the front matter and the messages they are sent.
+"""``notify:`` webhooks in the front matter: their schema, checked where it is written.
 
-People who are not at the keyboard learn from these what a run is doing: it started, it
-waits for someone at a gate, a step is done, something failed, it rolls back, it ended.
-A message is JSON with a Slack-compatible ``text`` and structured fields (documented in
-docs/format.md); delivery is :mod:`runbook.webhook`'s job.
+A runbook's webhooks are read and linted with the rest of it; what they are sent is
+:mod:`runbook.notify.messages`, delivery :mod:`runbook.notify.webhook`.
 """
 
 from __future__ import annotations
 
 import ipaddress
 import re
-from collections.abc import Callable, Mapping
-from datetime import UTC, datetime
+from collections.abc import Callable
 from typing import Any
 from urllib.parse import urlsplit
 
-from runbook.model import Duration, Position, Runbook, Severity, Webhook
-from runbook.values import (
+from runbook.format.model import Duration, Position, Runbook, Severity, Webhook
+from runbook.format.values import (
     ValueProblem,
     describe,
     did_you_mean,
@@ -26,7 +23,7 @@ from runbook.values import (
     parse_text,
     variable_refs,
 )
-from runbook.yamlstrict import YList, YMap
+from runbook.format.yamlstrict import YList, YMap
 
 EVENTS = ("run-start", "gate-waiting", "step-done", "failure", "rollback", "run-end")
 WEBHOOK_KEYS = ("url", "events", "headers", "timeout", "retries", "name")
@@ -35,22 +32,6 @@ MAX_RETRIES = 10
 # Set by runbook itself; a header of the runbook's must not contradict them.
 RESERVED_HEADERS = frozenset({"host", "content-length", "content-type", "connection"})
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
-# What each event tells the people watching, as the body's `status`.
-STATUS = {
-    "run-start": "started",
-    "gate-waiting": "waiting",
-    "step-done": "running",
-    "failure": "failed",
-    "rollback": "rolling-back",
-}
-SYMBOL = {
-    "run-start": "▶",
-    "gate-waiting": "⏸",
-    "step-done": "✔",
-    "failure": "✖",
-    "rollback": "↩",
-    "ok": "✔",
-}
 
 Report = Callable[[Position, Severity, str], None]
 
@@ -244,85 +225,3 @@ def references(rb: Runbook) -> list[tuple[Webhook, str]]:
         for text in (hook.url, *(v for _, v in hook.headers)):
             refs.extend((hook, name) for name, _ in variable_refs(text))
     return refs
-
-
-def body(
-    event: str,
-    rb: Runbook,
-    context: Mapping[str, Any],
-    *,
-    status: str | None = None,
-    step: int | None = None,
-    block: str | None = None,
-    host: str | None = None,
-    message: str | None = None,
-) -> dict[str, Any]:
-    """The JSON a webhook receives; ``context`` holds run, transcript, operator and resumed."""
-    status = status or STATUS[event]
-    at_step = next((s for s in rb.steps if s.index == step), None)
-    step_field = (
-        None
-        if at_step is None
-        else {"index": at_step.index, "title": at_step.title, "count": len(rb.steps)}
-    )
-    return {
-        "text": _text(
-            event,
-            rb,
-            context,
-            status,
-            f"{at_step.index}/{len(rb.steps)} “{at_step.title}”" if at_step else None,
-            block,
-            host,
-            message,
-        ),
-        "event": event,
-        "status": status,
-        "runbook": {"title": rb.title, "path": rb.path, "sha256": rb.sha256},
-        "run": context.get("run"),
-        "resumed": bool(context.get("resumed")),
-        "operator": context.get("operator"),
-        "step": step_field,
-        "block": block,
-        "host": host,
-        "message": message,
-        "transcript": context.get("transcript"),
-        "at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
-    }
-
-
-def _text(
-    event: str,
-    rb: Runbook,
-    context: Mapping[str, Any],
-    status: str,
-    step: str | None,
-    block: str | None,
-    host: str | None,
-    message: str | None,
-) -> str:
-    """One line a person reads in a chat channel; ``&<>`` escaped as Slack requires."""
-    where = "".join(
-        [
-            f" at step {step}" if step else "",
-            f", block {block}" if block else "",
-            f" on {host}" if host else "",
-        ]
-    )
-    who = context.get("operator") or "someone"
-    if event == "run-start":
-        verb = "resumed" if context.get("resumed") else "started"
-        line = f"{rb.title}: {verb} by {who} (run {context.get('run')})"
-    elif event == "gate-waiting":
-        line = f"{rb.title}: waiting for {who}{where}: {message}"
-    elif event == "step-done":
-        line = f"{rb.title}: step {step} done"
-    elif event == "failure":
-        line = f"{rb.title}: failed{where}: {message}"
-    elif event == "rollback":
-        line = f"{rb.title}: rolling back: {message}"
-    else:
-        line = f"{rb.title}: run {status}: {message} (run {context.get('run')})"
-    symbol = SYMBOL.get(event if event != "run-end" else status, "✖")
-    text = f"{symbol} {line}"
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -16,16 +16,16 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-from runbook import events as ev
-from runbook.model import Block, Host, Runbook
-from runbook.plan import shell_for
-from runbook.recorder import CAPTURE_LIMIT, Recorder
-from runbook.rollout import accept_host_key
+from runbook.engine.recorder import CAPTURE_LIMIT, Recorder
+from runbook.engine.rollout import accept_host_key
+from runbook.format.model import Block, Host, Runbook
+from runbook.format.plan import shell_for
+from runbook.record import events as ev
 from runbook.transports.local import ExitStatus
 from runbook.transports.ssh import HostKeyRefused, SSHProblem
 
 if TYPE_CHECKING:
-    from runbook.session import Session
+    from runbook.engine.session import Session
 
 
 async def run_attempt(

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runbook.events import BLOCK_START, OUTPUT, RUN_END
+from runbook.record.events import BLOCK_START, OUTPUT, RUN_END
 
 GENESIS = "0" * 64
 TRANSCRIPT = "transcript.jsonl"

@@ -23,7 +23,7 @@ from yaml.reader import Reader
 from yaml.resolver import BaseResolver
 from yaml.scanner import Scanner
 
-from runbook.model import Diagnostic, Position
+from runbook.format.model import Diagnostic, Position
 
 # What can go wrong while PyYAML builds a Python value from a well-formed node.
 _BUILD_ERRORS = (

@@ -12,8 +12,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runbook.model import BlockOptions, Diagnostic, Position, Severity
-from runbook.values import (
+from runbook.format.model import BlockOptions, Diagnostic, Position, Severity
+from runbook.format.values import (
     IDENTIFIER,
     NAME,
     ValueProblem,

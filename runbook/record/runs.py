@@ -13,8 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from runbook.events import RUN_START, RunState
-from runbook.transcript import (
+from runbook.record.events import RUN_START, RunState
+from runbook.record.transcript import (
     SNAPSHOT,
     TRANSCRIPT,
     TranscriptError,

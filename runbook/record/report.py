@@ -14,8 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from runbook.runs import transcript_files
-from runbook.transcript import Verdict, verify
+from runbook.record.runs import transcript_files
+from runbook.record.transcript import Verdict, verify
 
 FOLD_LINES = 30
 CAP_BYTES = 64 * 1024

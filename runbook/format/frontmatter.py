@@ -11,8 +11,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
-from runbook.hosts import LOCAL, parse_host
-from runbook.model import (
+from runbook.format.hosts import LOCAL, parse_host
+from runbook.format.model import (
     Diagnostic,
     Host,
     HostGroup,
@@ -22,8 +22,7 @@ from runbook.model import (
     Variable,
     Webhook,
 )
-from runbook.notify import read_notify
-from runbook.values import (
+from runbook.format.values import (
     IDENTIFIER,
     NAME,
     ValueProblem,
@@ -33,7 +32,8 @@ from runbook.values import (
     parse_port,
     parse_text,
 )
-from runbook.yamlstrict import YList, YMap, load
+from runbook.format.webhooks import read_notify
+from runbook.format.yamlstrict import YList, YMap, load
 
 TOP_LEVEL_KEYS = (
     "title",

@@ -15,13 +15,14 @@ import threading
 from collections import deque
 from typing import TYPE_CHECKING, Any
 
-from runbook import events as ev
-from runbook.notify import body, check_url, origin
-from runbook.values import expand
-from runbook.webhook import FIRST_RETRY_DELAY, Attempt, Courier, Target
+from runbook.format.values import expand
+from runbook.format.webhooks import check_url, origin
+from runbook.notify.messages import body
+from runbook.notify.webhook import FIRST_RETRY_DELAY, Attempt, Courier, Target
+from runbook.record import events as ev
 
 if TYPE_CHECKING:
-    from runbook.session import Session
+    from runbook.engine.session import Session
 
 FINAL = frozenset({"delivered", "failed", "abandoned"})
 QUIET_WAIT = 1.0

@@ -10,13 +10,13 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from runbook import events as ev
-from runbook.model import Block
-from runbook.operator import Decision
-from runbook.values import expand
+from runbook.engine.operator import Decision
+from runbook.format.model import Block
+from runbook.format.values import expand
+from runbook.record import events as ev
 
 if TYPE_CHECKING:
-    from runbook.session import Session
+    from runbook.engine.session import Session
 
 # Decisions that mean something went wrong: people watching are told at once.
 FAILURE_KINDS = frozenset({"failure", "unknown", "bake"})

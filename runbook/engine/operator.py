@@ -15,9 +15,9 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Any, Protocol
 
-from runbook.model import Block, CheckItem, Step, Variable
-from runbook.notices import warning as notice_warning
-from runbook.variables import VariableProblem, check_value
+from runbook.format.model import Block, CheckItem, Step, Variable
+from runbook.format.variables import VariableProblem, check_value
+from runbook.notify.notices import warning as notice_warning
 
 
 class NeedsOperator(Exception):

@@ -17,20 +17,20 @@ from pathlib import Path
 from typing import Any
 
 from runbook import __version__
-from runbook import events as ev
-from runbook.attempt import run_attempt
-from runbook.events import RunState
-from runbook.hosts import DEFAULT_FORKS, resolve_targets
-from runbook.masking import Masker
-from runbook.model import Block, CheckItem, Host, Runbook, Step
-from runbook.notices import Notices
-from runbook.operator import Decision, NeedsOperator, Operator
-from runbook.questions import block_gates, choose, gate
-from runbook.rollout import RolloutStopped, rollout
-from runbook.transcript import TranscriptError, TranscriptWriter
+from runbook.engine.attempt import run_attempt
+from runbook.engine.masking import Masker
+from runbook.engine.operator import Decision, NeedsOperator, Operator
+from runbook.engine.questions import block_gates, choose, gate
+from runbook.engine.rollout import RolloutStopped, rollout
+from runbook.format.hosts import DEFAULT_FORKS, resolve_targets
+from runbook.format.model import Block, CheckItem, Host, Runbook, Step
+from runbook.format.values import ValueProblem, expand
+from runbook.notify.notices import Notices
+from runbook.record import events as ev
+from runbook.record.events import RunState
+from runbook.record.transcript import TranscriptError, TranscriptWriter
 from runbook.transports.local import ExitStatus, LocalTransport
 from runbook.transports.ssh import SSHTransport
-from runbook.values import ValueProblem, expand
 
 FAILURE_CHOICES = ("retry", "skip", "rollback", "abort")
 ROLLBACK_FAILURE_CHOICES = ("retry", "skip", "abort")

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import Iterable
 from typing import Any
 
-MASK = "********"
+from runbook.format.variables import MASK
+
 _MASK_BYTES = MASK.encode()
 
 

@@ -11,8 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field, replace
 from typing import Any
 
-from runbook import events as ev
-from runbook.model import Runbook, Step
+from runbook.format.model import Runbook, Step
+from runbook.record import events as ev
 
 PENDING = "pending"
 RUNNING = "running"

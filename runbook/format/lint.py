@@ -10,10 +10,10 @@ from __future__ import annotations
 import itertools
 from collections.abc import Callable, Iterator
 
-from runbook.hosts import batches, resolve_targets
-from runbook.model import Block, Diagnostic, Host, Position, Runbook, Severity
-from runbook.notify import references
-from runbook.values import ValueProblem, did_you_mean, expand, variable_refs
+from runbook.format.hosts import batches, resolve_targets
+from runbook.format.model import Block, Diagnostic, Host, Position, Runbook, Severity
+from runbook.format.values import ValueProblem, did_you_mean, expand, variable_refs
+from runbook.format.webhooks import references
 
 Rule = Callable[[Runbook], Iterator[Diagnostic]]
 

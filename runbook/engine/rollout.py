@@ -16,16 +16,16 @@ import signal
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
-from runbook import events as ev
-from runbook.bake import bake
-from runbook.hosts import batches
-from runbook.model import Block, Host
-from runbook.questions import choose, gate
+from runbook.engine.bake import bake
+from runbook.engine.questions import choose, gate
+from runbook.format.hosts import batches
+from runbook.format.model import Block, Host
+from runbook.record import events as ev
 from runbook.transports.local import ExitStatus
 from runbook.transports.ssh import HostKeyRefused
 
 if TYPE_CHECKING:
-    from runbook.session import Session
+    from runbook.engine.session import Session
 
 
 class RolloutStopped(Exception):
