@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runbook.engine.questions import trust_host_key
 from runbook.engine.recorder import CAPTURE_LIMIT, Recorder
-from runbook.engine.rollout import accept_host_key
 from runbook.format.model import Block, Host, Runbook
 from runbook.format.plan import shell_for
 from runbook.record import events as ev
@@ -25,24 +25,24 @@ from runbook.transports.local import ExitStatus
 from runbook.transports.ssh import HostKeyRefused, SSHProblem
 
 if TYPE_CHECKING:
-    from runbook.engine.session import Session
+    from runbook.engine.context import Context
 
 
 async def run_attempt(
-    session: Session, block: Block, attempt: int, host: Host | None = None
+    ctx: Context, block: Block, attempt: int, host: Host | None = None
 ) -> ExitStatus:
     """One attempt, and its capture: output that cannot be captured fails the attempt."""
-    status, recorder = await execute(session, block, attempt, host)
+    status, recorder = await execute(ctx, block, attempt, host)
     if status.ok and block.options.capture:
-        problem = capture(session, block, recorder)
+        problem = capture(ctx, block, recorder)
         if problem is not None:
-            session.emit(ev.NOTE, text=problem, by="runbook")
+            ctx.journal.emit(ev.NOTE, text=problem, by="runbook")
             return dataclasses.replace(status, code=None, problem=problem)
     return status
 
 
 async def execute(
-    session: Session,
+    ctx: Context,
     block: Block,
     attempt: int,
     host: Host | None = None,
@@ -55,16 +55,15 @@ async def execute(
     of the attempt, so that it is never taken for the check's own run in the walk.
     """
     opts = block.options
-    shell = shell_for(session.rb, block)
+    shell = shell_for(ctx.rb, block)
+    cwd = opts.cwd or ctx.rb.cwd  # on a host: a path there, as written
     if host is None:
-        cwd = _resolve_cwd(session.rb, opts.cwd or session.rb.cwd)
-    else:
-        cwd = opts.cwd or session.rb.cwd  # a path on the host, as written
+        cwd = _resolve_cwd(ctx.rb, cwd)
     timeout = opts.timeout.seconds if opts.timeout else None
     where: dict[str, Any] = {} if host is None else {"host": host.spec}
     if bake is not None:
         where["bake"] = dict(bake)
-    session.emit(
+    ctx.journal.emit(
         ev.BLOCK_START,
         block=block.name,
         step=block.step,
@@ -76,22 +75,22 @@ async def execute(
         cwd=cwd,
         timeout=timeout,
     )
-    await session.durable()  # on disk before the command runs
-    recorder = Recorder(session, block.name, attempt, capture=bool(opts.capture), where=where)
+    await ctx.journal.durable()  # on disk before the command runs
+    recorder = Recorder(ctx.journal, block.name, attempt, capture=bool(opts.capture), where=where)
     if host is not None:
-        status = await _execute_remote(session, block, host, recorder, shell, cwd, timeout)
+        status = await _execute_remote(ctx, block, host, recorder, shell, cwd, timeout)
     else:
-        status = await _execute_local(session, block, recorder, shell, cwd, timeout)
+        status = await _execute_local(ctx, block, recorder, shell, cwd, timeout)
     recorder.finish()
     if status.detached:
-        session.emit(
+        ctx.journal.emit(
             ev.NOTE,
             text=f"{block.name}: a process outside the block's process group (setsid?) still"
             " holds its output open; it was not stopped and its later output is not recorded",
             by="runbook",
         )
     continued = not status.ok and opts.continue_on_error
-    session.emit(
+    ctx.journal.emit(
         ev.BLOCK_END,
         block=block.name,
         attempt=attempt,
@@ -107,12 +106,12 @@ async def execute(
         bytes=recorder.raw_bytes,
         recorded=recorder.offsets,
     )
-    await session.durable()
+    await ctx.journal.durable()
     return status, recorder
 
 
 async def _execute_local(
-    session: Session,
+    ctx: Context,
     block: Block,
     recorder: Recorder,
     shell: str,
@@ -120,17 +119,17 @@ async def _execute_local(
     timeout: float | None,
 ) -> ExitStatus:
     loop = asyncio.get_running_loop()
-    session.interrupt.clear()
-    loop.add_signal_handler(signal.SIGINT, session.interrupt.set)
+    ctx.interrupt.clear()
+    loop.add_signal_handler(signal.SIGINT, ctx.interrupt.set)
     try:
-        return await session.transport.run(
+        return await ctx.transport.run(
             block.code,
             shell=shell,
-            env={**os.environ, **session.values},
+            env={**os.environ, **ctx.values},
             cwd=cwd,
             timeout=timeout,
             on_output=recorder,
-            interrupt=session.interrupt,
+            interrupt=ctx.interrupt,
         )
     except OSError as e:  # the shell or the directory does not exist
         where = f"cwd {cwd} is not a directory" if cwd and not os.path.isdir(cwd) else ""
@@ -141,7 +140,7 @@ async def _execute_local(
 
 
 async def _execute_remote(
-    session: Session,
+    ctx: Context,
     block: Block,
     host: Host,
     recorder: Recorder,
@@ -150,23 +149,23 @@ async def _execute_remote(
     timeout: float | None,
 ) -> ExitStatus:
     """The caller (the rollout) owns Ctrl-C: one interrupt stops every host."""
-    if session.ssh is None:
+    if ctx.ssh is None:
         return ExitStatus(code=None, signal=None, duration=0.0, problem="no SSH transport")
     started = time.monotonic()
     while True:
         try:
-            return await session.ssh.run(
+            return await ctx.ssh.run(
                 host,
                 block.code,
                 shell=shell,
-                variables=session.values,
+                variables=ctx.values,
                 cwd=cwd,
                 timeout=timeout,
                 on_output=recorder,
-                interrupt=session.interrupt,
+                interrupt=ctx.interrupt,
             )
         except HostKeyRefused as e:
-            if e.kind == "host-key-unknown" and await accept_host_key(session, block, host, e):
+            if e.kind == "host-key-unknown" and await trust_host_key(ctx, block, host, e):
                 continue  # nothing ran yet: connect again with the accepted key
             problem = str(e)
         except SSHProblem as e:
@@ -176,7 +175,7 @@ async def _execute_remote(
         )
 
 
-def capture(session: Session, block: Block, recorder: Recorder) -> str | None:
+def capture(ctx: Context, block: Block, recorder: Recorder) -> str | None:
     """Set the captured variable; the problem when the output cannot be one."""
     name = block.options.capture
     assert name is not None
@@ -186,8 +185,8 @@ def capture(session: Session, block: Block, recorder: Recorder) -> str | None:
             f"capture {name}: {block.name} printed {recorder.raw_bytes['stdout']:,} bytes;"
             f" a captured value must be under {CAPTURE_LIMIT // 1024} KiB"
         )
-    session.values[name] = value
-    session.emit(ev.CAPTURE, durable=True, block=block.name, name=name, value=value)
+    ctx.values[name] = value
+    ctx.journal.emit(ev.CAPTURE, durable=True, block=block.name, name=name, value=value)
     return None
 
 

@@ -20,6 +20,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from runbook.engine.attempt import execute
 from runbook.engine.questions import choose
 from runbook.format.hosts import resolve_targets
 from runbook.format.model import Block, Host
@@ -28,7 +29,7 @@ from runbook.record import events as ev
 from runbook.transports.local import ExitStatus
 
 if TYPE_CHECKING:
-    from runbook.engine.session import Session
+    from runbook.engine.context import Context
 
 FAILED_CHOICES = ("retry", "rollback", "abort")
 INTERRUPTED_CHOICES = ("go-on", "retry", "rollback", "abort")
@@ -54,7 +55,7 @@ class Stop:
 
 
 async def bake(
-    session: Session,
+    ctx: Context,
     block: Block,
     number: int,
     split: Sequence[tuple[Host, ...]],
@@ -62,12 +63,12 @@ async def bake(
 ) -> Stop | None:
     """Hold after batch ``number``: ``None`` to go on to the next batch, else how to stop."""
     while True:
-        baked = await _bake_once(session, block, number, split, ok)
+        baked = await _bake_once(ctx, block, number, split, ok)
         if baked.result == "ok":
             return None
         problem = _problem(block, number, len(split), baked)
         choices = INTERRUPTED_CHOICES if baked.result == "interrupted" else FAILED_CHOICES
-        decision = await choose(session, block, "bake", problem, choices)
+        decision = await choose(ctx, block, "bake", problem, choices)
         if decision.choice == "go-on":
             return None
         if decision.choice != "retry":
@@ -76,7 +77,7 @@ async def bake(
 
 
 async def _bake_once(
-    session: Session,
+    ctx: Context,
     block: Block,
     number: int,
     split: Sequence[tuple[Host, ...]],
@@ -84,13 +85,13 @@ async def _bake_once(
 ) -> Baked:
     opts = block.options
     assert opts.bake is not None and block.step is not None
-    checks = session.rb.steps[block.step - 1].health_checks(block)
+    checks = ctx.rb.steps[block.step - 1].health_checks(block)
     batch = split[number - 1]
     passed = [h for h in batch if h.spec in ok]
     # Without a check there is nothing to do between rounds: one wait, the whole bake.
     interval = opts.health_interval.seconds if checks else opts.bake.seconds
-    session.interrupt.clear()  # a Ctrl-C answered already must not cut this bake short
-    session.emit(
+    ctx.interrupt.clear()  # a Ctrl-C answered already must not cut this bake short
+    ctx.journal.emit(
         ev.BAKE_START,
         durable=True,
         block=block.name,
@@ -101,8 +102,8 @@ async def _bake_once(
         interval=opts.health_interval.seconds,
         checks=[c.name for c in checks],
     )
-    if checks and not any(_targets(session, c, batch, passed) for c in checks):
-        session.emit(
+    if checks and not any(_targets(ctx, c, batch, passed) for c in checks):
+        ctx.journal.emit(
             ev.NOTE,
             text=f"the bake of {block.name} after batch {number} checks nothing: no host of the"
             " batch succeeded (max-fail allowed it), so it only waits",
@@ -112,20 +113,20 @@ async def _bake_once(
     deadline = started + opts.bake.seconds
     rounds = 0
     failed: dict[str, str] = {}
-    while not failed and not session.interrupt.is_set():
+    while not failed and not ctx.interrupt.is_set():
         left = deadline - time.monotonic()
         if rounds and left <= 0:
             break
-        await _pause(session.interrupt, min(interval, max(0.0, left)))
-        if session.interrupt.is_set():
+        await _pause(ctx.interrupt, min(interval, max(0.0, left)))
+        if ctx.interrupt.is_set():
             break
         rounds += 1
         tag = {"block": block.name, "batch": number, "round": rounds}
         for check in checks:
-            failed |= await _check(session, check, batch, passed, tag)
-    result = "interrupted" if session.interrupt.is_set() else "failed" if failed else "ok"
+            failed |= await _check(ctx, check, batch, passed, tag)
+    result = "interrupted" if ctx.interrupt.is_set() else "failed" if failed else "ok"
     elapsed = time.monotonic() - started
-    session.emit(
+    ctx.journal.emit(
         ev.BAKE_END,
         durable=True,
         block=block.name,
@@ -145,30 +146,27 @@ async def _pause(interrupt: asyncio.Event, seconds: float) -> None:
 
 
 async def _check(
-    session: Session,
+    ctx: Context,
     check: Block,
     batch: Sequence[Host],
     passed: Sequence[Host],
     tag: Mapping[str, Any],
 ) -> dict[str, str]:
     """One round of one health check on its targets for this batch: what failed, by target."""
-    # Imported here: attempt imports rollout, which imports this module.
-    from runbook.engine.attempt import execute
-
     try:
-        targets = _targets(session, check, batch, passed)
+        targets = _targets(ctx, check, batch, passed)
     except ValueProblem as e:
         return {check.name: str(e)}
-    limit = asyncio.Semaphore(max(1, session.forks))
+    limit = asyncio.Semaphore(max(1, ctx.forks))
 
     async def one(host: Host | None) -> ExitStatus | None:
         async with limit:
-            if session.interrupt.is_set():
+            if ctx.interrupt.is_set():
                 return None
-            status, _ = await execute(session, check, tag["round"], host, bake=tag)
+            status, _ = await execute(ctx, check, tag["round"], host, bake=tag)
             if host is None:  # a local run gives Ctrl-C back to the default handler
                 loop = asyncio.get_running_loop()
-                loop.add_signal_handler(signal.SIGINT, session.interrupt.set)
+                loop.add_signal_handler(signal.SIGINT, ctx.interrupt.set)
             return status
 
     try:
@@ -186,11 +184,11 @@ async def _check(
 
 
 def _targets(
-    session: Session, check: Block, batch: Sequence[Host], passed: Sequence[Host]
+    ctx: Context, check: Block, batch: Sequence[Host], passed: Sequence[Host]
 ) -> list[Host | None]:
     """Where a health check runs in a bake: its targets in the batch that passed; all its
     targets when none is in the batch (a check from a load balancer); else locally."""
-    own = resolve_targets(expand(check.options.on, session.values), session.rb.hosts)
+    own = resolve_targets(expand(check.options.on, ctx.values), ctx.rb.hosts)
     if not own:
         return [None]
     in_batch = {h.spec for h in batch}

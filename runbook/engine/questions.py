@@ -11,29 +11,30 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from runbook.engine.operator import Decision
-from runbook.format.model import Block
+from runbook.format.model import Block, Host
 from runbook.format.values import expand
 from runbook.record import events as ev
+from runbook.transports.ssh import HostKeyRefused
 
 if TYPE_CHECKING:
-    from runbook.engine.session import Session
+    from runbook.engine.context import Context
 
 # Decisions that mean something went wrong: people watching are told at once.
 FAILURE_KINDS = frozenset({"failure", "unknown", "bake"})
 
 
-async def block_gates(session: Session, block: Block) -> bool:
+async def block_gates(ctx: Context, block: Block) -> bool:
     """The block's own gates (``confirm``, ``type-to-confirm``): False if one is declined."""
     opts = block.options
     if opts.confirm is not None and not await gate(
-        session, block, "confirm", expand(opts.confirm, session.values)
+        ctx, block, "confirm", expand(opts.confirm, ctx.values)
     ):
         return False
     if opts.type_to_confirm is not None:
         # A value captured from output may hold a secret: mask what the operator sees.
-        expected = session.masker.text(expand(opts.type_to_confirm, session.values))
+        expected = ctx.journal.masker.text(expand(opts.type_to_confirm, ctx.values))
         prompt = f"{block.name} needs typed confirmation."
-        session.emit(
+        ctx.journal.emit(
             ev.GATE_ASK,
             durable=True,
             block=block.name,
@@ -42,24 +43,24 @@ async def block_gates(session: Session, block: Block) -> bool:
             expected=expected,
             command=block.code,
         )
-        typed = await session.operator.type_to_confirm(prompt, expected)
-        session.emit(
+        typed = await ctx.operator.type_to_confirm(prompt, expected)
+        ctx.journal.emit(
             ev.GATE_ANSWER,
             durable=True,
             block=block.name,
             gate="type-to-confirm",
             answer=typed,
             accepted=typed == expected,
-            by=session.by,
+            by=ctx.journal.by,
         )
         if typed != expected:
             return False
     return True
 
 
-async def gate(session: Session, block: Block, gate: str, prompt: str) -> bool:
+async def gate(ctx: Context, block: Block, gate: str, prompt: str) -> bool:
     """A yes/no gate, recorded as asked and as answered."""
-    session.emit(
+    ctx.journal.emit(
         ev.GATE_ASK,
         durable=True,
         block=block.name,
@@ -67,21 +68,21 @@ async def gate(session: Session, block: Block, gate: str, prompt: str) -> bool:
         prompt=prompt,
         command=block.code,
     )
-    yes = await session.operator.confirm(session.masker.text(prompt))
-    session.emit(
+    yes = await ctx.operator.confirm(ctx.journal.masker.text(prompt))
+    ctx.journal.emit(
         ev.GATE_ANSWER,
         durable=True,
         block=block.name,
         gate=gate,
         answer="yes" if yes else "no",
         accepted=yes,
-        by=session.by,
+        by=ctx.journal.by,
     )
     return yes
 
 
 async def choose(
-    session: Session,
+    ctx: Context,
     block: Block,
     kind: str,
     problem: str,
@@ -90,16 +91,14 @@ async def choose(
 ) -> Decision:
     """A decision (after a failure, a declined gate, an unknown outcome, a bake), recorded."""
     if kind in FAILURE_KINDS:
-        session.notices.send(
-            "failure", step=block.step, block=block.name, host=host, message=problem
-        )
-    if session.interrupt.is_set() and not session.operator.interactive:
+        ctx.alert("failure", step=block.step, block=block.name, host=host, message=problem)
+    if ctx.interrupt.is_set() and not ctx.operator.interactive:
         # Ctrl-C is someone stopping the run, not a failure to undo unattended.
         choices = tuple(c for c in choices if c != "rollback")
-    decision = await session.operator.choose(block, session.masker.text(problem), choices)
+    decision = await ctx.operator.choose(block, ctx.journal.masker.text(problem), choices)
     if decision.choice not in choices:  # an operator must not invent a way out
         decision = Decision("abort", f"unexpected answer {decision.choice!r}")
-    session.emit(
+    ctx.journal.emit(
         ev.DECISION,
         durable=True,
         block=block.name,
@@ -108,6 +107,45 @@ async def choose(
         problem=problem,
         choice=decision.choice,
         reason=decision.reason or None,
-        by=session.by,
+        by=ctx.journal.by,
     )
     return decision
+
+
+async def trust_host_key(ctx: Context, block: Block, host: Host, refused: HostKeyRefused) -> bool:
+    """Like ssh's StrictHostKeyChecking=ask: a person, never --yes, may trust a new key."""
+    if not ctx.operator.interactive or ctx.ssh is None or refused.key is None:
+        return False
+    prompt = (
+        f"{host.spec} presents a host key that is not in known_hosts: {refused.seen}."
+        " Compare it with the key on the host (ssh-keygen -lf /etc/ssh/ssh_host_*.pub)."
+    )
+    ctx.journal.emit(
+        ev.GATE_ASK,
+        durable=True,
+        block=block.name,
+        host=host.spec,
+        gate="host-key",
+        prompt=prompt,
+        expected="yes",
+        fingerprint=refused.seen,
+    )
+    typed = await ctx.operator.type_to_confirm(prompt, "yes")
+    accepted = typed == "yes"
+    ctx.journal.emit(
+        ev.GATE_ANSWER,
+        durable=True,
+        block=block.name,
+        host=host.spec,
+        gate="host-key",
+        answer=typed,
+        accepted=accepted,
+        fingerprint=refused.seen,
+        by=ctx.journal.by,
+    )
+    if not accepted:
+        return False
+    path = ctx.ssh.known_hosts_file(host)
+    save = await gate(ctx, block, "known-hosts", f"Add {host.spec}'s key to {path}?")
+    ctx.ssh.trust(host, refused.key, save)
+    return True

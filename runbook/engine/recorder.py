@@ -7,7 +7,7 @@ from collections.abc import Mapping
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from runbook.engine.session import Session
+    from runbook.engine.journal import Journal
 
 # A captured value travels in the environment, where one string may not exceed 128 KiB.
 CAPTURE_LIMIT = 64 * 1024
@@ -18,19 +18,19 @@ class Recorder:
 
     def __init__(
         self,
-        session: Session,
+        journal: Journal,
         block: str,
         attempt: int,
         *,
         capture: bool,
         where: Mapping[str, Any] | None = None,
     ) -> None:
-        self.session = session
+        self.journal = journal
         self.block = block
         self.attempt = attempt
         self.where = dict(where or {})
         """Fields every output event carries besides the block: ``host``, ``bake``."""
-        self.masks = {s: session.masker.stream() for s in ("stdout", "stderr")}
+        self.masks = {s: journal.masker.stream() for s in ("stdout", "stderr")}
         self.pending = {"stdout": b"", "stderr": b""}
         self.offsets = {"stdout": 0, "stderr": 0}
         self.raw_bytes = {"stdout": 0, "stderr": 0}
@@ -55,7 +55,7 @@ class Recorder:
         data, self.pending[stream] = data[:cut], data[cut:]
         if not data:
             return
-        event = self.session.writer.append_output(
+        self.journal.output(
             data,
             block=self.block,
             attempt=self.attempt,
@@ -65,7 +65,6 @@ class Recorder:
             size=len(data),
         )
         self.offsets[stream] += len(data)
-        self.session.show(event)
 
 
 def _utf8_boundary(data: bytes) -> int:

@@ -16,20 +16,20 @@ import signal
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
+from runbook.engine.attempt import run_attempt
 from runbook.engine.bake import bake
 from runbook.engine.questions import choose, gate
 from runbook.format.hosts import batches
 from runbook.format.model import Block, Host
 from runbook.record import events as ev
 from runbook.transports.local import ExitStatus
-from runbook.transports.ssh import HostKeyRefused
 
 if TYPE_CHECKING:
-    from runbook.engine.session import Session
+    from runbook.engine.context import Context
 
 
 class RolloutStopped(Exception):
-    """The operator chose ``rollback`` or ``abort``; ``choice`` says which."""
+    """The operator chose ``skip``, ``rollback`` or ``abort``; ``choice`` says which."""
 
     def __init__(self, choice: str, reason: str) -> None:
         super().__init__(reason)
@@ -37,32 +37,32 @@ class RolloutStopped(Exception):
 
 
 async def rollout(
-    session: Session, block: Block, hosts: Sequence[Host], choices: Sequence[str], forks: int
+    ctx: Context, block: Block, hosts: Sequence[Host], choices: Sequence[str], forks: int
 ) -> None:
     opts = block.options
     split = batches(hosts, opts.serial)
     tolerated = opts.max_fail.of(len(hosts))
-    base = session.state.attempts.get(block.name, 0)  # a resumed block goes on counting
+    base = ctx.journal.state.attempts.get(block.name, 0)  # a resumed block goes on counting
     tries = {h.spec: base for h in hosts}
     limit = asyncio.Semaphore(max(1, forks))
     failed: dict[str, str] = {}
     ok: list[str] = []
     loop = asyncio.get_running_loop()
-    session.interrupt.clear()
-    loop.add_signal_handler(signal.SIGINT, session.interrupt.set)
+    ctx.interrupt.clear()
+    loop.add_signal_handler(signal.SIGINT, ctx.interrupt.set)
     try:
         for number, batch in enumerate(split, start=1):
-            if number > 1 and not await _next_batch(session, block, number, split, ok, failed):
+            if number > 1 and not await _next_batch(ctx, block, number, split, ok, failed):
                 return
             todo = list(batch)
             while todo:
-                session.interrupt.clear()  # a Ctrl-C answered already must not stop the next hosts
+                ctx.interrupt.clear()  # a Ctrl-C answered already must not stop the next hosts
                 # A TaskGroup: if one host stops the run, the others are cancelled (and their
                 # remote commands stopped), never left running unrecorded.
                 try:
                     async with asyncio.TaskGroup() as group:
                         tasks = [
-                            group.create_task(_host(session, block, h, tries[h.spec] + 1, limit))
+                            group.create_task(_host(ctx, block, h, tries[h.spec] + 1, limit))
                             for h in todo
                         ]
                 except BaseExceptionGroup as failure:  # the first reason, as the caller expects
@@ -77,29 +77,29 @@ async def rollout(
                         failed[host.spec] = status.describe()
                 todo = []
                 if len(failed) > tolerated:
-                    todo = await _over_budget(session, block, hosts, failed, tolerated, choices)
+                    todo = await _over_budget(ctx, block, hosts, failed, tolerated, choices)
             if opts.bake is not None and not opts.rollback and number < len(split):
-                stop = await bake(session, block, number, split, ok)
+                stop = await bake(ctx, block, number, split, ok)
                 if stop is not None:
                     raise RolloutStopped(stop.choice, stop.reason)
     finally:
         loop.remove_signal_handler(signal.SIGINT)
-    session.emit(ev.BLOCK_DONE, durable=True, block=block.name, ok=ok, failed=failed)
+    ctx.journal.emit(ev.BLOCK_DONE, durable=True, block=block.name, ok=ok, failed=failed)
 
 
 async def _host(
-    session: Session, block: Block, host: Host, attempt: int, limit: asyncio.Semaphore
+    ctx: Context, block: Block, host: Host, attempt: int, limit: asyncio.Semaphore
 ) -> tuple[ExitStatus, int]:
     """One host: its attempts until success or its retries are used up, and the last one."""
     async with limit:
-        if session.interrupt.is_set():  # Ctrl-C while this host waited for a slot
+        if ctx.interrupt.is_set():  # Ctrl-C while this host waited for a slot
             return ExitStatus(code=None, signal=None, duration=0.0, interrupted=True), attempt - 1
         failures = 0
         while True:
-            status = await session.run_attempt(block, attempt, host)
+            status = await run_attempt(ctx, block, attempt, host)
             if status.lost:  # never assumed, never re-run by itself: the operator decides
                 decision = await choose(
-                    session,
+                    ctx,
                     block,
                     "unknown",
                     f"{host.spec}: {status.problem}. Check the host, then decide.",
@@ -123,7 +123,7 @@ async def _host(
 
 
 async def _next_batch(
-    session: Session,
+    ctx: Context,
     block: Block,
     number: int,
     split: list[tuple[Host, ...]],
@@ -133,23 +133,22 @@ async def _next_batch(
     hosts = ", ".join(h.spec for h in split[number - 1])
     so_far = f"{len(ok)} ok" + (f", {len(failed)} failed" if failed else "")
     prompt = f"{block.name}: {so_far}. Go on with batch {number}/{len(split)}: {hosts}?"
-    if await gate(session, block, "batch", prompt):
+    if await gate(ctx, block, "batch", prompt):
         return True
     decision = await choose(
-        session,
+        ctx,
         block,
         "declined",
         f"Batch {number} of {block.name} was declined.",
         ("skip", "rollback", "abort"),
     )
-    if decision.choice == "skip":
-        session.skip(block, decision.reason or f"stopped before batch {number}")
-        return False
+    if decision.choice == "skip":  # the session records the skip, with this reason
+        raise RolloutStopped("skip", decision.reason or f"stopped before batch {number}")
     raise RolloutStopped(decision.choice, f"{block.name}: batch {number} declined")
 
 
 async def _over_budget(
-    session: Session,
+    ctx: Context,
     block: Block,
     hosts: Sequence[Host],
     failed: dict[str, str],
@@ -162,49 +161,8 @@ async def _over_budget(
         f"{block.name} failed on {len(failed)} host{'s' * (len(failed) != 1)}, more than max-fail"
         f" {block.options.max_fail} allows ({tolerated}): {names}."
     )
-    decision = await choose(session, block, "failure", problem, choices)
+    decision = await choose(ctx, block, "failure", problem, choices)
     if decision.choice == "retry":
         return [h for h in hosts if h.spec in failed]
     why = f"{problem.rstrip('.')}; {decision.reason}" if decision.reason else problem
     raise RolloutStopped(decision.choice, why)
-
-
-async def accept_host_key(
-    session: Session, block: Block, host: Host, refused: HostKeyRefused
-) -> bool:
-    """Like ssh's StrictHostKeyChecking=ask: a person, never --yes, may trust a new key."""
-    if not session.operator.interactive or session.ssh is None or refused.key is None:
-        return False
-    prompt = (
-        f"{host.spec} presents a host key that is not in known_hosts: {refused.seen}."
-        " Compare it with the key on the host (ssh-keygen -lf /etc/ssh/ssh_host_*.pub)."
-    )
-    session.emit(
-        ev.GATE_ASK,
-        durable=True,
-        block=block.name,
-        host=host.spec,
-        gate="host-key",
-        prompt=prompt,
-        expected="yes",
-        fingerprint=refused.seen,
-    )
-    typed = await session.operator.type_to_confirm(prompt, "yes")
-    accepted = typed == "yes"
-    session.emit(
-        ev.GATE_ANSWER,
-        durable=True,
-        block=block.name,
-        host=host.spec,
-        gate="host-key",
-        answer=typed,
-        accepted=accepted,
-        fingerprint=refused.seen,
-        by=session.by,
-    )
-    if not accepted:
-        return False
-    path = session.ssh.known_hosts_file(host)
-    save = await gate(session, block, "known-hosts", f"Add {host.spec}'s key to {path}?")
-    session.ssh.trust(host, refused.key, save)
-    return True

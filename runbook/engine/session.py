@@ -1,7 +1,7 @@
 """The engine: runs a runbook's steps and blocks, asking an Operator for every decision.
 
 UI-free and async. Every fact is written to the transcript (fsynced when it is a decision
-or a block start) before it is shown: :meth:`Session.emit` masks, writes, folds into the
+or a block start) before it is shown: :meth:`Journal.emit` masks, writes, folds into the
 state and shows; output takes a faster path that is masked at the byte level and does not
 change the state. If the transcript cannot be written the run stops before anything else
 runs (fail closed).
@@ -18,6 +18,8 @@ from typing import Any
 
 from runbook import __version__
 from runbook.engine.attempt import run_attempt
+from runbook.engine.context import Context
+from runbook.engine.journal import Journal
 from runbook.engine.masking import Masker
 from runbook.engine.operator import Decision, NeedsOperator, Operator
 from runbook.engine.questions import block_gates, choose, gate
@@ -29,31 +31,13 @@ from runbook.notify.notices import Notices
 from runbook.record import events as ev
 from runbook.record.events import RunState
 from runbook.record.transcript import TranscriptError, TranscriptWriter
-from runbook.transports.local import ExitStatus, LocalTransport
+from runbook.transports.local import LocalTransport
 from runbook.transports.ssh import SSHTransport
 
 FAILURE_CHOICES = ("retry", "skip", "rollback", "abort")
 ROLLBACK_FAILURE_CHOICES = ("retry", "skip", "abort")
 UNKNOWN_CHOICES = ("rerun", "mark-done", "skip", "abort")
 DECLINED_CHOICES = ("skip", "abort")
-# Fields that carry what commands printed or people typed: masked for secrets. Names, paths,
-# hashes and commands are the runbook's own text and stay exact (resume matches on them).
-MASKED_FIELDS = frozenset(
-    {
-        "value",
-        "variables",
-        "argv",
-        "prompt",
-        "expected",
-        "answer",
-        "text",
-        "reason",
-        "problem",
-        "message",
-        "error",
-        "to",
-    }
-)
 
 
 @dataclass(frozen=True)
@@ -96,63 +80,43 @@ class Session:
         self.transport = transport or LocalTransport()
         self.ssh = ssh
         self.forks = forks
-        self.state = state or RunState()
         self.secret_names = {v.name for v in rb.variables if v.secret}
         self.masker = Masker(self.values[n] for n in self.secret_names if n in self.values)
         self.start_fields = dict(start_fields or {})
         self.interrupt = asyncio.Event()
-        self.display_lost = False
-        self._commit: asyncio.Future[None] | None = None
-        self.by = "auto" if operator.auto else "operator"
-        self.notices = Notices(self)
+        self.journal = Journal(writer, operator, self.masker, state or RunState())
+        self.state = self.journal.state
+        self.by = self.journal.by
+        self.emit = self.journal.emit
+        self.durable = self.journal.durable
+        self.notices = Notices(
+            self.journal,
+            rb,
+            self.values,
+            operator=self.operator_name,
+            resumed="resumed_from" in self.start_fields,
+            attended=not operator.auto,
+        )
+        self.journal.observers.append(self.notices.observe)
+        self.ctx = Context(
+            rb,
+            self.journal,
+            operator,
+            self.values,
+            self.interrupt,
+            self.transport,
+            ssh,
+            forks,
+            self.notices.send,
+        )
 
     # ------------------------------------------------------------------ recording
-
-    def emit(self, type_: str, durable: bool = False, **fields: Any) -> dict[str, Any]:
-        masked = {k: self.masker.deep(v) if k in MASKED_FIELDS else v for k, v in fields.items()}
-        event = self.writer.append(type_, durable=durable, **masked)
-        self.state.apply(event)
-        self.show(event)
-        self.notices.observe(event)
-        return event
 
     @property
     def operator_name(self) -> str:
         """Who runs it, as people watching know them: ``user@host``."""
         user, host = self.start_fields.get("user"), self.start_fields.get("host")
         return f"{user}@{host}" if user and host else self.operator.name
-
-    async def durable(self) -> None:
-        """fsync what was written, once for everyone who asks in the same moment.
-
-        The hosts of a batch each record their start and end; one fsync covers them all
-        (group commit) instead of one per host, which dominated a 50-host rollout.
-        """
-        if self._commit is None:
-            self._commit = asyncio.get_running_loop().create_future()
-            asyncio.get_running_loop().call_soon(self._sync_now)
-        await asyncio.shield(self._commit)
-
-    def _sync_now(self) -> None:
-        commit, self._commit = self._commit, None
-        assert commit is not None
-        try:
-            self.writer.sync()
-        except TranscriptError as e:
-            commit.set_exception(e)
-        else:
-            commit.set_result(None)
-
-    def show(self, event: dict[str, Any]) -> None:
-        """Display an event; a display that went away (``| head``) must not stop the run."""
-        if self.display_lost:
-            return
-        try:
-            self.operator.show(event)
-        except OSError as e:
-            self.display_lost = True
-            text = f"the display failed ({e.strerror or e}); the run goes on, recorded here"
-            self.state.apply(self.writer.append(ev.NOTE, text=text, by="runbook"))
 
     # ------------------------------------------------------------------ the run
 
@@ -272,7 +236,7 @@ class Session:
     def note(self, text: str) -> bool:
         """An operator's note, recorded at once (the TUI adds them while blocks run);
         False once the run has ended and its transcript is closed."""
-        if self.writer.closed or self.state.result is not None:
+        if self.journal.closed:
             return False
         self.emit(ev.NOTE, durable=True, text=text, by="operator")
         return True
@@ -301,7 +265,7 @@ class Session:
         if block.name not in self.state.running:
             return False
         decision = await choose(
-            self,
+            self.ctx,
             block,
             "unknown",
             f"Block {block.name} was running when the run stopped: its outcome is unknown.",
@@ -354,13 +318,17 @@ class Session:
 
     async def _gated_run(self, block: Block) -> None:
         if block.options.manual and not await gate(
-            self, block, "optional", f"Run the optional block {block.name}?"
+            self.ctx, block, "optional", f"Run the optional block {block.name}?"
         ):
             self.skip(block, "not chosen")
             return
-        if not await block_gates(self, block):
+        if not await block_gates(self.ctx, block):
             decision = await choose(
-                self, block, "declined", f"The gate of {block.name} was declined.", DECLINED_CHOICES
+                self.ctx,
+                block,
+                "declined",
+                f"The gate of {block.name} was declined.",
+                DECLINED_CHOICES,
             )
             if decision.choice == "abort":
                 raise _Abort(f"gate of {block.name} declined")
@@ -382,7 +350,7 @@ class Session:
         hosts = self._hosts(block)
         if hosts:
             try:
-                await rollout(self, block, hosts, choices, self.forks)
+                await rollout(self.ctx, block, hosts, choices, self.forks)
             except RolloutStopped as stop:
                 if stop.choice == "rollback":
                     raise _Rollback(str(stop)) from None
@@ -395,7 +363,7 @@ class Session:
         failures_in_a_row = 0
         while True:
             attempt += 1
-            status = await self.run_attempt(block, attempt)
+            status = await run_attempt(self.ctx, block, attempt)
             if status.ok:
                 return
             if block.options.continue_on_error and not block.options.rollback:
@@ -405,7 +373,11 @@ class Session:
                 await asyncio.sleep(block.options.retry_delay.seconds)
                 continue
             decision = await choose(
-                self, block, "failure", f"Block {block.name} failed: {status.describe()}.", choices
+                self.ctx,
+                block,
+                "failure",
+                f"Block {block.name} failed: {status.describe()}.",
+                choices,
             )
             if decision.choice == "retry":
                 failures_in_a_row = 0
@@ -416,10 +388,6 @@ class Session:
             if decision.choice == "rollback":
                 raise _Rollback(f"{block.name} failed ({status.describe()})")
             raise _Abort(f"{block.name} failed ({status.describe()})")
-
-    async def run_attempt(self, block: Block, attempt: int, host: Host | None = None) -> ExitStatus:
-        """One attempt of ``block``, locally or on ``host``, recorded (see ``attempt.py``)."""
-        return await run_attempt(self, block, attempt, host)
 
     async def _rollback(self, reason: str) -> None:
         if not self.state.rollback_started:
@@ -434,10 +402,10 @@ class Session:
             for block in step.rollback_blocks:
                 if not block.runs or await self._settled(block):
                     continue
-                if not await gate(self, block, "rollback", f"Run rollback block {block.name}?"):
+                if not await gate(self.ctx, block, "rollback", f"Run rollback block {block.name}?"):
                     self.skip(block, "declined")
                     continue
-                if not await block_gates(self, block):
+                if not await block_gates(self.ctx, block):
                     self.skip(block, "declined")
                     continue
                 await self._run_block(block, ROLLBACK_FAILURE_CHOICES)

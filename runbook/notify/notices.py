@@ -13,20 +13,37 @@ import contextlib
 import json
 import threading
 from collections import deque
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from runbook.format.model import Runbook
 from runbook.format.values import expand
 from runbook.format.webhooks import check_url, origin
 from runbook.notify.messages import body
 from runbook.notify.webhook import FIRST_RETRY_DELAY, Attempt, Courier, Target
 from runbook.record import events as ev
-
-if TYPE_CHECKING:
-    from runbook.engine.session import Session
+from runbook.record.events import RunState
+from runbook.record.transcript import TranscriptWriter
 
 FINAL = frozenset({"delivered", "failed", "abandoned"})
 QUIET_WAIT = 1.0
 """At the end, how long the last messages may take before the operator is told of the wait."""
+
+
+class Masks(Protocol):
+    def deep(self, obj: Any) -> Any: ...
+
+
+class Log(Protocol):
+    """What the notices need of the run's record (the engine's journal)."""
+
+    @property
+    def writer(self) -> TranscriptWriter: ...
+    @property
+    def state(self) -> RunState: ...
+    @property
+    def masker(self) -> Masks: ...
+
+    def emit(self, type_: str, durable: bool = False, **fields: Any) -> dict[str, Any]: ...
 
 
 def warning(event: dict[str, Any]) -> str | None:
@@ -42,8 +59,20 @@ def warning(event: dict[str, Any]) -> str | None:
 class Notices:
     """One run's notifications: set up when its values are known, closed at its end."""
 
-    def __init__(self, session: Session) -> None:
-        self.session = session
+    def __init__(
+        self,
+        log: Log,
+        rb: Runbook,
+        values: dict[str, str],
+        *,
+        operator: str,
+        resumed: bool,
+        attended: bool,
+    ) -> None:
+        self.log, self.rb, self.values = log, rb, values
+        self.operator, self.resumed = operator, resumed
+        self.attended = attended
+        """Whether a person answers the gates (with --yes nobody is kept waiting)."""
         self.courier: Courier | None = None
         self.sent = 0
         self.unsettled: set[tuple[int, int]] = set()
@@ -56,16 +85,15 @@ class Notices:
 
     def start(self) -> None:
         """Expand each webhook with the run's values; one that cannot be used is off."""
-        s = self.session
         targets = []
-        for index, hook in enumerate(s.rb.notify, start=1):
-            url = expand(hook.url, s.values, unknown="").strip()
+        for index, hook in enumerate(self.rb.notify, start=1):
+            url = expand(hook.url, self.values, unknown="").strip()
             why = "its URL is empty" if not url else check_url(url)
-            headers = tuple((name, expand(v, s.values)) for name, v in hook.headers)
+            headers = tuple((name, expand(v, self.values)) for name, v in hook.headers)
             if why is None and any("\r" in v or "\n" in v for _, v in headers):
                 why = "a header value holds a line break"
             if why is not None:
-                s.emit(ev.NOTIFY, hook=index, line=hook.line, result="off", error=why)
+                self.log.emit(ev.NOTIFY, hook=index, line=hook.line, result="off", error=why)
                 continue
             targets.append(
                 Target(
@@ -86,26 +114,26 @@ class Notices:
         wanted = [t for t in courier.targets if event in t.events]
         if not wanted:
             return
-        s = self.session
+        s = self.log
         self.sent += 1  # numbered among the messages sent, so the record has no gaps
         for target in wanted:
             self.unsettled.add((target.index, self.sent))
         context = {
             "run": s.state.run_id,
-            "resumed": "resumed_from" in s.start_fields,
-            "operator": s.operator_name,
+            "resumed": self.resumed,
+            "operator": self.operator,
             "transcript": str(s.writer.path.resolve()),
         }
         # Masked before the text is built: escaping `&<>` for Slack could split a secret.
         masked = {k: s.masker.deep(v) for k, v in fields.items()}
-        message = s.masker.deep(body(event, s.rb, context, **masked))
+        message = s.masker.deep(body(event, self.rb, context, **masked))
         courier.send(self.sent, event, json.dumps(message, ensure_ascii=False).encode())
 
     def observe(self, event: dict[str, Any]) -> None:
         """Tell the webhooks what people away from the keyboard want to know of an event."""
-        s, kind = self.session, event["type"]
-        if kind == ev.GATE_ASK and not s.operator.auto:  # --yes keeps nobody waiting
-            block = next((b for b in s.rb.blocks if b.name == event["block"]), None)
+        kind = event["type"]
+        if kind == ev.GATE_ASK and self.attended:  # --yes keeps nobody waiting
+            block = next((b for b in self.rb.blocks if b.name == event["block"]), None)
             self.send(
                 "gate-waiting",
                 step=block.step if block else None,
@@ -128,7 +156,7 @@ class Notices:
         if not settled and self.wait > quick:
             self._flush()
             count = len(self.unsettled)
-            self.session.emit(
+            self.log.emit(
                 ev.NOTE,
                 text=f"waiting up to {self.wait - quick:g}s more for {count} notification"
                 f"{'s' * (count != 1)} to be delivered",
@@ -154,7 +182,7 @@ class Notices:
                 self._loop.call_soon_threadsafe(self._flush)
 
     def _flush(self) -> None:
-        s = self.session
+        s = self.log
         while True:
             with self._lock:
                 if not self._inbox:

@@ -1,0 +1,31 @@
+"""What the engine's helpers (attempts, rollouts, bakes, questions) are handed instead of
+the session: the runbook, the journal, the operator, the transports and the values."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from runbook.engine.journal import Journal
+from runbook.engine.operator import Operator
+from runbook.format.model import Runbook
+from runbook.transports.local import LocalTransport
+from runbook.transports.ssh import SSHTransport
+
+
+@dataclass
+class Context:
+    """One run's shared means; ``values`` grows as the run asks and captures."""
+
+    rb: Runbook
+    journal: Journal
+    operator: Operator
+    values: dict[str, str]
+    interrupt: asyncio.Event
+    """Set by Ctrl-C while blocks run: stops them."""
+    transport: LocalTransport
+    ssh: SSHTransport | None
+    forks: int
+    alert: Callable[..., None]
+    """Tells the people watching of a failure at once (``Notices.send``)."""
