@@ -8,7 +8,6 @@ timer in batches, so megabytes of output never starve the keyboard.
 from __future__ import annotations
 
 import asyncio
-import base64
 import contextlib
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -16,7 +15,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, ClassVar, TypeVar, cast
 
-from rich.text import Text
 from textual import on, work
 from textual.app import App, ComposeResult, SystemCommand
 from textual.await_complete import AwaitComplete
@@ -24,7 +22,7 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, OptionList, Static
+from textual.widgets import Footer, OptionList
 
 from runbook.engine.operator import Decision, NeedsOperator, Operator
 from runbook.engine.session import Outcome, Session
@@ -32,10 +30,10 @@ from runbook.format.inputs import BadUsage, Refused
 from runbook.format.model import Block, CheckItem, Runbook, Step, Variable
 from runbook.notify.notices import warning as notice_warning
 from runbook.record import events as ev
-from runbook.record.progress import ICONS, Progress
+from runbook.record.progress import Progress
 from runbook.tui.bridge import QUIT, TUIOperator
+from runbook.tui.follow import Follow
 from runbook.tui.keys import help_text
-from runbook.tui.output import OutputBuffer
 from runbook.tui.screens import (
     ConfirmScreen,
     MarkdownScreen,
@@ -44,9 +42,8 @@ from runbook.tui.screens import (
 )
 from runbook.tui.widgets import (
     LOG_LINES,
-    STATUS_STYLE,
-    Checklist,
     HeaderBar,
+    HostStrip,
     OutputPane,
     StepOutline,
     StepView,
@@ -103,12 +100,8 @@ class RunbookApp(App[int]):
         self.ticks: dict[tuple[int, int], str] = {}
         self.viewed: int | None = None
         self.wanted: int | None = None
-        self.following: str | None = None
-        self.failed_shown = False
-        self.live_targets: set[str] = set()
-        self.shown_target: str | None = None
+        self.follow = Follow(keep=LOG_LINES)
         self.view_lock = asyncio.Lock()
-        self.pending_output: dict[str, OutputBuffer] = {}
         self.dirty = True
         self.quitting = False
         self.display_error = False
@@ -122,7 +115,7 @@ class RunbookApp(App[int]):
             yield StepOutline(id="outline")
             with Vertical(id="main"):
                 yield StepView()
-                yield Static("", id="hosts")
+                yield HostStrip(id="hosts")
                 yield OutputPane()
         yield Footer()
 
@@ -160,7 +153,7 @@ class RunbookApp(App[int]):
             self.record(event)
         self.progress.stopped()
         if history:
-            self.pending_output.clear()  # output of the earlier part stays in its transcript
+            self.follow.pending.clear()  # output of the earlier part stays in its transcript
             self.notify(
                 f"Resumed: {len(history)} earlier events replayed; their output is in the"
                 " earlier transcript files.",
@@ -241,10 +234,7 @@ class RunbookApp(App[int]):
         """Every event, as recorded: fold it and mark what must be redrawn."""
         kind = event["type"]
         if kind == ev.OUTPUT:
-            text = event.get("text")
-            if text is None:
-                text = base64.b64decode(event["b64"]).decode("utf-8", "replace")
-            self.output_for(event.get("host") or "local").add(text, event["stream"])
+            self.follow.output(event)
             return
         self.progress.apply(event)
         self.dirty = True
@@ -263,41 +253,18 @@ class RunbookApp(App[int]):
             if step is not None:
                 self.show_step(step)
         elif kind == ev.BLOCK_START:
-            target = event.get("host") or "local"
-            attempt = f" (attempt {event['attempt']})" if event.get("attempt", 1) > 1 else ""
-            if event.get("bake"):
-                attempt = f" (bake round {event['bake']['round']})"
-            buffer = self.output_for(target)
-            buffer.end_line()
-            buffer.add(f"── {event['block']}{attempt} on {event['target']} ──\n")
-            if event["block"] != self.following:
-                self.following, self.failed_shown = event["block"], False
-            if self.shown_target not in self.live_targets:  # follow what runs now
-                self.shown_target = target
-                self.call_later(self.query_one(OutputPane).focus_target, target)
-            self.live_targets.add(target)
+            self.focus_output(self.follow.started(event))
             index = event.get("step")
             if index and self.viewed != index and not self.waiting:
                 self.show_step(index)
         elif kind == ev.BLOCK_END:
-            target = event.get("host") or "local"
-            buffer = self.output_for(target)
-            buffer.end_line()
-            buffer.add(f"── {event['status']} ──\n")
-            self.live_targets.discard(target)
-            failed = event.get("exit") != 0 and not event.get("continued")
-            if failed and target != "local" and not self.failed_shown:
-                self.failed_shown = True  # the first failed host's output is what matters
-                self.shown_target = target
-                self.call_later(self.query_one(OutputPane).focus_target, target)
+            self.focus_output(self.follow.ended(event))
         elif kind == ev.RUN_END:
             self.refresh_bindings()
 
-    def output_for(self, target: str) -> OutputBuffer:
-        buffer = self.pending_output.get(target)
-        if buffer is None:
-            buffer = self.pending_output[target] = OutputBuffer(keep=LOG_LINES)
-        return buffer
+    def focus_output(self, target: str | None) -> None:
+        if target is not None:
+            self.call_later(self.query_one(OutputPane).focus_target, target)
 
     def display_failed(self, error: Exception) -> None:
         """The screen may be behind; the transcript is not."""
@@ -320,7 +287,7 @@ class RunbookApp(App[int]):
         # Under a dialog the output waits (bounded, in its buffer): drawing it there would
         # only slow down the dialog the operator is looking at.
         covered = self.screen is not self.screen_stack[0]
-        for target, buffer in () if covered else self.pending_output.items():
+        for target, buffer in () if covered else self.follow.pending.items():
             lines, replace = buffer.drain(now)
             if lines or replace:
                 log = pane.log_for(target)
@@ -339,24 +306,17 @@ class RunbookApp(App[int]):
         view = self.query_one(StepView)
         if view.step is None:
             return
-        waiting = self.waiting
-        for card in view.cards():
-            is_next = (
-                waiting is not None
-                and waiting.kind == "proceed"
-                and waiting.item.name == card.block.name  # type: ignore[union-attr]
-            )
-            card.show(self.progress, is_next)
-            if is_next:
-                self.reveal(card.block.name)
-        for checklist in view.query(Checklist):
-            answers = {i: r for (s, i), r in self.ticks.items() if s == view.step.index}
-            pending = None
-            if waiting and waiting.kind == "tick" and waiting.step.index == view.step.index:
-                assert isinstance(waiting.item, CheckItem)
-                pending = view.step.checklist.index(waiting.item)
-            checklist.show(view.step, answers, pending)
-        self.redraw_hosts()
+        waiting, index = self.waiting, view.step.index
+        ticks = {i: r for (s, i), r in self.ticks.items() if s == index}
+        ticking = None
+        if waiting and waiting.kind == "tick" and waiting.step.index == index:
+            assert isinstance(waiting.item, CheckItem)
+            ticking = view.step.checklist.index(waiting.item)
+        gated = waiting.item.name if waiting and waiting.kind == "proceed" else None  # type: ignore[union-attr]
+        if view.show_state(self.progress, ticks, gated, ticking) is not None:
+            assert gated is not None
+            self.reveal(gated)
+        self.query_one(HostStrip).show(self.progress)
 
     def reveal(self, block: str, now: bool = False) -> None:
         """Scroll the block's card into view: ``now``, or after the next layout (a step
@@ -366,17 +326,6 @@ class RunbookApp(App[int]):
                 card.scroll_visible(animate=False, immediate=True)
             elif card.block.name == block:
                 self.call_after_refresh(card.scroll_visible, animate=False, immediate=True)
-
-    def redraw_hosts(self) -> None:
-        name = self.progress.current_block
-        hosts = self.progress.block(name).hosts if name else {}
-        grid = self.query_one("#hosts", Static)
-        grid.display = bool(hosts)
-        if hosts:
-            text = Text(f"{name}: ", style="bold")
-            for host, status in hosts.items():
-                text.append(f" {ICONS[status]} {host} ", style=STATUS_STYLE[status])
-            grid.update(text)
 
     def show_step(self, index: int) -> None:
         """Show step ``index``; the latest request wins, loads never interleave."""

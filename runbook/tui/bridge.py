@@ -7,14 +7,31 @@ can await modal screens (``push_screen_wait``) and futures the key bindings reso
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol, TypeVar
+
+from textual.screen import ModalScreen
 
 from runbook.engine.operator import Decision, NeedsOperator
 from runbook.format.model import Block, CheckItem, Step, Variable
 from runbook.tui.screens import ChoiceScreen, ConfirmScreen, TypeConfirmScreen, VariablesScreen
 
-if TYPE_CHECKING:
-    from runbook.tui.app import RunbookApp
+T = TypeVar("T")
+
+
+class Console(Protocol):
+    """What the operator needs of the app (``RunbookApp``), so this module never imports it."""
+
+    quitting: bool
+    last_gate: dict[str, Any] | None
+    viewed: int | None
+
+    def record(self, event: dict[str, Any]) -> None: ...
+    def display_failed(self, error: Exception) -> None: ...
+    async def ask(self, screen: ModalScreen[T]) -> T: ...
+    async def wait_for(self, kind: str, step: Step, item: CheckItem | Block) -> Decision: ...
+    def show_step(self, index: int) -> None: ...
+    def reveal(self, block: str, now: bool = False) -> None: ...
+
 
 QUIT = "quit from the console"
 
@@ -24,7 +41,7 @@ class TUIOperator:
     auto = False
     interactive = True
 
-    def __init__(self, app: RunbookApp) -> None:
+    def __init__(self, app: Console) -> None:
         self.app = app
 
     def show(self, event: dict[str, Any]) -> None:

@@ -339,6 +339,35 @@ class StepView(VerticalScroll):
     def cards(self) -> list[BlockCard]:
         return list(self.query(BlockCard))
 
+    def show_state(
+        self, progress: Progress, ticks: dict[int, str], next_block: str | None, ticking: int | None
+    ) -> BlockCard | None:
+        """Redraw the cards and the checklist; the card of ``next_block`` (the block a
+        gate waits for) is highlighted and returned, to be scrolled into view."""
+        found = None
+        for card in self.cards():
+            is_next = card.block.name == next_block
+            card.show(progress, is_next)
+            found = card if is_next else found
+        if self.step is not None:
+            for checklist in self.query(Checklist):
+                checklist.show(self.step, ticks, ticking)
+        return found
+
+
+class HostStrip(Static):
+    """Each host of the block running now, with its status."""
+
+    def show(self, progress: Progress) -> None:
+        name = progress.current_block
+        hosts = progress.block(name).hosts if name else {}
+        self.display = bool(hosts)
+        if hosts:
+            text = Text(f"{name}: ", style="bold")
+            for host, status in hosts.items():
+                text.append(f" {ICONS[status]} {host} ", style=STATUS_STYLE[status])
+            self.update(text)
+
 
 def _unwrap(text: str) -> str:
     """Prose as written, re-flowed for the width on screen: paragraphs stay apart."""
