@@ -4,7 +4,7 @@ on what the screen shows, waiting on the engine's state, never on a clock."""
 from __future__ import annotations
 
 import asyncio
-import time
+import types
 from pathlib import Path
 from typing import Any
 
@@ -19,6 +19,7 @@ from runbook import launch
 from runbook.engine.operator import TerminalOperator
 from runbook.record.progress import DONE, FAILED, SKIPPED
 from runbook.record.transcript import read_lines, verify
+from runbook.tui import screens
 from runbook.tui.app import RunbookApp
 from runbook.tui.screens import (
     TYPING_SECONDS,
@@ -499,7 +500,10 @@ async def test_keys_never_answer_the_wrong_question(tmp_path: Path) -> None:
     """An engine question waits for the operator's note; Enter chooses nothing in a
     failure menu; a double key answers once."""
     book = tmp_path / "fails.md"
-    book.write_text("## Fail\n\n```sh\necho started; sleep 0.5; exit 4\n```\n")
+    go = tmp_path / "go"  # the block fails once the test says so, however slow the machine
+    book.write_text(
+        f"## Fail\n\n```sh\necho started; until [ -e '{go}' ]; do sleep 0.02; done; exit 4\n```\n"
+    )
     app = make_app(book, tmp_path / "runs")
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, waiting(app, "proceed"), "the block")
@@ -507,6 +511,7 @@ async def test_keys_never_answer_the_wrong_question(tmp_path: Path) -> None:
         await until(pilot, lambda: app.progress.running, "the block to run")
         await pilot.press("a")  # a note, typed while the block fails
         await until(pilot, modal(app, TextScreen), "the note dialog")
+        go.touch()
         await until(pilot, lambda: kinds(app, "block.end"), "the failure")
         await pilot.press(*"restarted web3")  # the "a" of "restarted" must not abort
         assert isinstance(app.screen, TextScreen)
@@ -526,8 +531,16 @@ async def test_keys_never_answer_the_wrong_question(tmp_path: Path) -> None:
     assert app.outcome is not None and app.outcome.result == "ok"
 
 
-async def test_text_typed_into_a_gate_does_not_answer_it(tmp_path: Path) -> None:
-    """A note typed as the gate opened ('canary ok') must not decline or approve it."""
+async def test_text_typed_into_a_gate_does_not_answer_it(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A note typed as the gate opened ('canary ok') must not decline or approve it.
+
+    The dialog's clock is the test's: however slowly a loaded machine delivers the keys,
+    they are typed in one instant, and the pause before the answer is exactly long enough.
+    """
+    now = [1000.0]
+    monkeypatch.setattr(screens, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
     app = make_app(RUNBOOKS / "hello.md", tmp_path / "runs", assignments=["GREETING=hi"])
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, waiting(app, "proceed"), "the first block")
@@ -540,8 +553,7 @@ async def test_text_typed_into_a_gate_does_not_answer_it(tmp_path: Path) -> None
         await until(pilot, modal(app, ConfirmScreen), "the gate")
         await pilot.press(*"canary ok, everything ready")  # holds an n and a y
         assert isinstance(app.screen, ConfirmScreen) and not kinds(app, "gate.answer")
-        gate = app.screen
-        await until(pilot, lambda: time.monotonic() - gate.stray >= TYPING_SECONDS, "a pause")
+        now[0] += TYPING_SECONDS
         await pilot.press("y")
         await until(pilot, waiting(app, "proceed", "clean-up-1"), "the last block")
     assert [e["answer"] for e in kinds(app, "gate.answer")] == ["yes"]
