@@ -27,7 +27,7 @@ import socket
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import asyncssh
 
@@ -47,6 +47,10 @@ class SSHProblem(Exception):
         super().__init__(f"{host}: {message}")
         self.host = host
         self.kind = kind
+
+
+class Unconfirmed(Exception):
+    """The exec request went out but its reply never came: the command may have run."""
 
 
 class HostKeyRefused(SSHProblem):
@@ -198,7 +202,19 @@ class SSHTransport:
         started = time.monotonic()
         pidfile = f"/tmp/.runbook-{secrets.token_hex(8)}.pid"
         command = remote_command(script, shell=shell, variables=variables, cwd=cwd, pidfile=pidfile)
-        conn, proc = await self._start(host, command)
+        try:
+            conn, proc = await self._start(host, command)
+        except Unconfirmed as e:
+            return ExitStatus(
+                code=None,
+                signal=None,
+                duration=time.monotonic() - started,
+                problem=(
+                    f"the command was sent but its start was never confirmed ({e}):"
+                    " it may have run; its outcome is unknown"
+                ),
+                lost=True,
+            )
         pumps = [
             asyncio.create_task(_pump(proc.stdout, "stdout", on_output)),
             asyncio.create_task(_pump(proc.stderr, "stderr", on_output)),
@@ -248,18 +264,32 @@ class SSHTransport:
     ) -> tuple[asyncssh.SSHClientConnection, asyncssh.SSHClientProcess[bytes]]:
         """Start the command; a reused connection that died since is replaced once.
 
-        Nothing ran yet when this fails, so trying again on a fresh connection is safe.
+        Only a failure before the exec request went out is retried: connecting, or opening
+        the session channel. Once the channel is open (asyncssh builds the session object
+        then, and sends the exec request next, with nothing in between), the host may have
+        run the command even if its reply never came, so the outcome is unknown.
         """
         for fresh in (False, True):
             conn = await self.connection(host)
+            sent = False
+
+            def session() -> asyncssh.SSHClientProcess[bytes]:
+                nonlocal sent
+                sent = True
+                return asyncssh.SSHClientProcess()
+
             try:
-                proc = await conn.create_process(command, encoding=None, stdin=asyncssh.DEVNULL)
+                _, made = await conn.create_session(session, command, encoding=None)
+                proc = cast("asyncssh.SSHClientProcess[bytes]", made)
+                await proc.redirect(asyncssh.DEVNULL, asyncssh.PIPE, asyncssh.PIPE)
                 return conn, proc
             except (asyncssh.Error, OSError) as e:
                 self._connections.pop(host.spec, None)
                 conn.close()
+                why = getattr(e, "reason", None) or str(e) or type(e).__name__
+                if sent:
+                    raise Unconfirmed(why) from None
                 if fresh:
-                    why = getattr(e, "reason", None) or str(e) or type(e).__name__
                     raise SSHProblem(host.spec, "unreachable", f"cannot start: {why}") from None
         raise AssertionError("unreachable")
 
