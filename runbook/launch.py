@@ -22,6 +22,7 @@ from runbook.format.hosts import DEFAULT_FORKS
 from runbook.format.inputs import BadUsage, Refused, load_runbook, parse_vars
 from runbook.format.model import Runbook
 from runbook.format.variables import VariableProblem, check_value, resolve
+from runbook.record.lock import RunBusy, RunLock
 from runbook.record.runs import Replay, replay, start_run
 from runbook.record.transcript import TranscriptError
 from runbook.transports.local import LocalTransport
@@ -147,18 +148,23 @@ def prepare_run(
     problems = preflight(rb, values, answers_gates=operator.auto or can_ask, asks_values=can_ask)
     if problems:
         raise Refused("\n".join([*problems, "nothing was run"]))
-    _, writer = _guard(lambda: start_run(runs, data))
-    session = Session(
-        rb,
-        operator,
-        writer,
-        values=values,
-        sources=sources,
-        transport=transport,
-        ssh=SSHTransport(config=ssh_config, defaults=rb.ssh),
-        forks=forks,
-        start_fields=_context(argv),
-    )
+    lock, writer = _guard(lambda: start_run(runs, data, _user()))
+    try:
+        session = Session(
+            rb,
+            operator,
+            writer,
+            values=values,
+            sources=sources,
+            transport=transport,
+            ssh=SSHTransport(config=ssh_config, defaults=rb.ssh),
+            forks=forks,
+            start_fields=_context(argv),
+            lock=lock,
+        )
+    except BaseException:
+        lock.release()
+        raise
     announce(f"runbook: recording to {writer.path}")
     return session
 
@@ -203,6 +209,42 @@ def prepare_resume(
     forks: int = DEFAULT_FORKS,
 ) -> tuple[Session, Replay]:
     """A session that continues the run, and the replay of what was recorded before."""
+    # The lock first: a live run must not append between the replay and this run's start.
+    try:
+        lock = RunLock(Path(transcript).resolve().parent, _user())
+    except (RunBusy, OSError) as e:
+        raise Refused(f"cannot resume: {e}") from None
+    try:
+        return _resume_locked(
+            lock,
+            transcript,
+            allow_changed=allow_changed,
+            assignments=assignments,
+            argv=argv,
+            announce=announce,
+            operator=operator,
+            transport=transport,
+            ssh_config=ssh_config,
+            forks=forks,
+        )
+    except BaseException:
+        lock.release()
+        raise
+
+
+def _resume_locked(
+    lock: RunLock,
+    transcript: str,
+    *,
+    allow_changed: bool,
+    assignments: Sequence[str],
+    argv: Sequence[str],
+    announce: Callable[[str], None],
+    operator: Operator,
+    transport: LocalTransport | None,
+    ssh_config: Path | None,
+    forks: int,
+) -> tuple[Session, Replay]:
     try:
         previous = replay(Path(transcript))
     except (TranscriptError, OSError) as e:
@@ -262,6 +304,7 @@ def prepare_resume(
         ssh=SSHTransport(config=ssh_config, defaults=rb.ssh),
         forks=forks,
         start_fields=fields,
+        lock=lock,
     )
     announce(f"runbook: resuming run {state.run_id}, recording to {writer.path}")
     return session, previous

@@ -30,6 +30,7 @@ from runbook.format.values import ValueProblem, expand
 from runbook.notify.notices import Notices
 from runbook.record import events as ev
 from runbook.record.events import RunState
+from runbook.record.lock import RunLock
 from runbook.record.transcript import TranscriptError, TranscriptWriter
 from runbook.transports.local import LocalTransport
 from runbook.transports.ssh import SSHTransport
@@ -71,6 +72,7 @@ class Session:
         forks: int = DEFAULT_FORKS,
         state: RunState | None = None,
         start_fields: Mapping[str, Any] | None = None,
+        lock: RunLock | None = None,
     ) -> None:
         self.rb = rb
         self.operator = operator
@@ -83,6 +85,7 @@ class Session:
         self.secret_names = {v.name for v in rb.variables if v.secret}
         self.masker = Masker(self.values[n] for n in self.secret_names if n in self.values)
         self.start_fields = dict(start_fields or {})
+        self.lock = lock
         self.interrupt = asyncio.Event()
         self.journal = Journal(writer, operator, self.masker, state or RunState())
         self.state = self.journal.state
@@ -155,6 +158,8 @@ class Session:
         finally:
             self.notices.abandon()  # idempotent: only an unexpected error gets here with some
             self.writer.close()
+            if self.lock is not None:
+                self.lock.release()  # after the end is recorded: now it may be resumed
             if self.ssh is not None:
                 await self.ssh.close()
 

@@ -1,8 +1,9 @@
 """Run directories: create one for a new run, and replay one to resume it.
 
 One run = one directory (0700) under the runs directory, holding the runbook as it was
-run (``runbook.md``) and its transcript files: ``transcript.jsonl``, then one more per
-resume (``transcript-2.jsonl``, ...), each chained to the last valid hash of the one before.
+run (``runbook.md``), the lock a live run holds (``run.lock``, see ``lock.py``) and its
+transcript files: ``transcript.jsonl``, then one more per resume (``transcript-2.jsonl``,
+...), each chained to the last valid hash of the one before.
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from pathlib import Path
 from typing import Any
 
 from runbook.record.events import RUN_START, RunState
+from runbook.record.lock import RunLock
 from runbook.record.transcript import (
     SNAPSHOT,
     TRANSCRIPT,
@@ -36,12 +38,17 @@ def runs_dir(option: str | None) -> Path:
     return Path(option or os.environ.get(ENV_RUNS_DIR) or DEFAULT_RUNS_DIR)
 
 
-def start_run(runs: Path, source: bytes) -> tuple[Path, TranscriptWriter]:
-    """A fresh run directory with the runbook's snapshot and an empty transcript."""
+def start_run(runs: Path, source: bytes, user: str) -> tuple[RunLock, TranscriptWriter]:
+    """A fresh run directory, locked, with the runbook's snapshot and an empty transcript."""
     run_id = new_run_id()
     directory = make_run_dir(runs, run_id)
-    write_private(directory / SNAPSHOT, source)
-    return directory, TranscriptWriter(directory / TRANSCRIPT, run_id)
+    lock = RunLock(directory, user)
+    try:
+        write_private(directory / SNAPSHOT, source)
+        return lock, TranscriptWriter(directory / TRANSCRIPT, run_id)
+    except BaseException:
+        lock.release()
+        raise
 
 
 def transcript_files(directory: Path) -> list[Path]:
