@@ -292,17 +292,12 @@ def _say(text: str) -> None:
 
 def cmd_transcript(args: argparse.Namespace) -> int:
     from runbook.record.report import render_run
-    from runbook.record.transcript import verify
 
     path = Path(args.file)
     if not path.is_file():
         raise UsageError(f"{path}: no such transcript file")
     if args.action == "verify":
-        verdict = verify(path)
-        print(verdict.describe(str(path)))
-        if verdict.ok:
-            print(f"last line sha256 {verdict.last_hash}")
-        return EXIT_OK if verdict.ok else EXIT_INVALID
+        return _verify(path)
     text = render_run(path)
     if args.output:
         Path(args.output).write_text(text, encoding="utf-8")
@@ -310,6 +305,31 @@ def cmd_transcript(args: argparse.Namespace) -> int:
     else:
         sys.stdout.write(text)
     return EXIT_OK
+
+
+def _verify(path: Path) -> int:
+    """Every file of the run ``path`` belongs to, each chained to the one before."""
+    from runbook.record.runs import transcript_files, verify_run
+    from runbook.record.transcript import read_lines
+
+    files = transcript_files(path.resolve().parent)
+    if path.resolve() not in [f.resolve() for f in files]:
+        first = next((line.event for line in read_lines(path)), {})
+        resumed = first.get("resumed_from")
+        if isinstance(resumed, dict):  # a resume's file, away from the files it continues
+            print(
+                f"{path}: not verified: it continues {resumed.get('transcript')!r} of run"
+                f" {first.get('run')!r}, which is not beside it; verify the run's directory"
+            )
+            return EXIT_INVALID
+        files = [path]
+    verdicts = verify_run(files)
+    for file, verdict in verdicts:
+        print(verdict.describe(str(file)))
+    ok = len(verdicts) == len(files) and all(v.ok for _, v in verdicts)
+    if ok:
+        print(f"last line sha256 {verdicts[-1][1].last_hash}")
+    return EXIT_OK if ok else EXIT_INVALID
 
 
 COMMANDS = {

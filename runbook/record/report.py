@@ -14,8 +14,8 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-from runbook.record.runs import transcript_files
-from runbook.record.transcript import Verdict, verify
+from runbook.record.runs import transcript_files, verify_run
+from runbook.record.transcript import Verdict
 
 FOLD_LINES = 30
 CAP_BYTES = 64 * 1024
@@ -59,7 +59,7 @@ def render_run(path: Path) -> str:
     if path.resolve() not in [f.resolve() for f in files]:
         files = [path]  # a file outside the run's own sequence is reported on its own
     events: list[dict[str, Any]] = []
-    verdicts = [(f, verify(f, on_event=events.append)) for f in files]
+    verdicts = verify_run(files, on_event=events.append)
     return _Report(events, verdicts).render()
 
 

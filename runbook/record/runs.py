@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -21,6 +22,7 @@ from runbook.record.transcript import (
     TRANSCRIPT,
     TranscriptError,
     TranscriptWriter,
+    Verdict,
     make_run_dir,
     new_run_id,
     read_lines,
@@ -93,6 +95,28 @@ def recorded_runbook(transcript: Path) -> str | None:
     return path if isinstance(path, str) else None
 
 
+def verify_run(
+    files: list[Path], on_event: Callable[[dict[str, Any]], None] | None = None
+) -> list[tuple[Path, Verdict]]:
+    """Each transcript file of a run, in order, each checked to continue the one before:
+    the same run id, ``seq`` going on by one, and its first ``prev`` the hash of the last
+    intact line before it. A file after a broken one is not checked (nothing can chain
+    onto a break), and a missing file in the numbering breaks the run there."""
+    verdicts: list[tuple[Path, Verdict]] = []
+    before: Verdict | None = None
+    for i, path in enumerate(files):
+        expected = TRANSCRIPT if i == 0 else f"transcript-{i + 1}.jsonl"
+        if path.name != expected and (i > 0 or _RESUMED.match(path.name)):
+            missing = Verdict(False, 0, False, f"{expected}, which it continues, is missing", 1)
+            return [*verdicts, (path, missing)]
+        if before is not None and not before.ok and not before.truncated:
+            why = f"not checked: {files[i - 1].name}, which it continues, is broken"
+            return [*verdicts, (path, Verdict(False, 0, False, why, 1))]
+        before = verify(path, on_event=on_event, follows=before)
+        verdicts.append((path, before))
+    return verdicts
+
+
 def replay(transcript: Path) -> Replay:
     """Verify and fold every transcript file of the run that ``transcript`` belongs to.
 
@@ -105,25 +129,21 @@ def replay(transcript: Path) -> Replay:
         raise TranscriptError(f"{directory}: no transcript.jsonl here")
     state = RunState()
     history: list[dict[str, Any]] = []
-    last_hash = ""
+
+    def apply(event: dict[str, Any]) -> None:
+        state.apply(event)
+        if event.get("type") != "output":
+            history.append(event)
+
+    verdicts = verify_run(files, on_event=apply)
     warning = None
-    for i, path in enumerate(files):
-
-        def apply(
-            event: dict[str, Any], path: Path = path, first: bool = i > 0, chain: str = last_hash
-        ) -> None:
-            if first and event.get("type") == RUN_START:
-                resumed = event.get("resumed_from") or {}
-                if resumed.get("last_hash") != chain:
-                    raise TranscriptError(f"{path}: does not continue the transcript before it")
-            state.apply(event)
-            if event.get("type") != "output":
-                history.append(event)
-
-        verdict = verify(path, on_event=apply)
-        if not verdict.ok and not verdict.truncated:
+    for i, (path, verdict) in enumerate(verdicts):
+        if verdict.truncated:  # a crash mid-write; a resume chained on the line before it
+            if i == len(files) - 1:
+                warning = (
+                    f"{path}: its last line was cut short when the run stopped; it is left out"
+                )
+        elif not verdict.ok:
             raise TranscriptError(verdict.describe(str(path)))
-        if verdict.truncated and i == len(files) - 1:
-            warning = f"{path}: its last line was cut short when the run stopped; it is left out"
-        last_hash = verdict.last_hash
+    last_hash = verdicts[-1][1].last_hash
     return Replay(directory, files, state, last_hash, warning, history)

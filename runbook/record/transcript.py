@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runbook.record.events import BLOCK_START, OUTPUT, RUN_END
+from runbook.record.events import BLOCK_START, OUTPUT, RUN_END, RUN_START
 
 GENESIS = "0" * 64
 TRANSCRIPT = "transcript.jsonl"
@@ -224,6 +224,9 @@ class Verdict:
     last_hash: str = GENESIS
     truncated: bool = False
     """Broken only by a last line cut short (the writer stopped mid-write, a full disk)."""
+    run_id: str | None = None
+    last_seq: int = 0
+    """The run and ``seq`` of the last intact line: where a next file must go on."""
 
     def describe(self, path: str) -> str:
         if self.ok:
@@ -247,8 +250,17 @@ def read_lines(path: Path) -> Iterator[Line]:
             yield Line(number, raw, event if isinstance(event, dict) else {})
 
 
-def verify(path: Path, on_event: Callable[[dict[str, Any]], None] | None = None) -> Verdict:
+def verify(
+    path: Path,
+    on_event: Callable[[dict[str, Any]], None] | None = None,
+    follows: Verdict | None = None,
+) -> Verdict:
     """Check JSON, ``seq``, the hash chain, one run id, nothing after run end, output offsets.
+
+    ``follows``: the verdict of the file this one continues (a resume's file). Its first
+    line must then be a ``run.start`` of the same run, ``seq`` one past that file's last,
+    and its ``prev`` that file's last hash; without it, a file starts its own chain (zeros,
+    or the ``resumed_from`` it claims, when checked alone).
 
     A changed line breaks the chain at the line after it; one line of lookahead tells
     whether the line before was changed or this line's own ``prev``, so the verdict names
@@ -256,7 +268,7 @@ def verify(path: Path, on_event: Callable[[dict[str, Any]], None] | None = None)
     order (one line behind, so a line found changed later is never passed on): callers that
     replay or report a transcript read it only once.
     """
-    chain = _Chain()
+    chain = _Chain(follows)
     lines = read_lines(path)
     cur = next(lines, None)
     if cur is None:
@@ -271,20 +283,37 @@ def verify(path: Path, on_event: Callable[[dict[str, Any]], None] | None = None)
                 on_event(held)
             truncated = nxt is None and not cur.raw.endswith(b"\n")
             intact = number - 1
-            return Verdict(False, intact, chain.ended, why, number, chain.last_hash, truncated)
+            return Verdict(
+                False,
+                intact,
+                chain.ended,
+                why,
+                number,
+                chain.last_hash,
+                truncated,
+                chain.run_id,
+                chain.seq or 0,
+            )
         if held is not None and on_event is not None:
             on_event(held)
         held = cur.event
         cur = nxt
     if held is not None and on_event is not None:
         on_event(held)
-    return Verdict(True, chain.count, chain.ended, last_hash=chain.last_hash)
+    return Verdict(
+        True,
+        chain.count,
+        chain.ended,
+        last_hash=chain.last_hash,
+        run_id=chain.run_id,
+        last_seq=chain.seq or 0,
+    )
 
 
 class _Chain:
     """The state of :func:`verify` between lines."""
 
-    def __init__(self) -> None:
+    def __init__(self, follows: Verdict | None = None) -> None:
         self.expected_prev: str | None = None
         self.run_id: str | None = None
         self.seq: int | None = None
@@ -292,6 +321,10 @@ class _Chain:
         self.offsets: dict[tuple[str, int, str, str], int] = {}
         self.count = 0
         self.last_hash = GENESIS
+        self.follows = follows
+        if follows is not None:
+            self.run_id, self.seq = follows.run_id, follows.last_seq
+            self.expected_prev = self.last_hash = follows.last_hash
 
     def add(self, cur: Line, nxt: Line | None) -> tuple[str, int] | None:
         """Check one line; the problem and the line to blame, or ``None``."""
@@ -305,6 +338,10 @@ class _Chain:
                 return f"no `{key}` field", here
         if self.ended:
             return "an event after the run's end", here
+        if self.follows is not None and self.count == 0:
+            problem = _continues(ev, self.follows)
+            if problem:
+                return f"does not continue the file before it: {problem}", here
         if self.seq is not None and ev["seq"] != self.seq + 1:
             how = "repeated" if ev["seq"] == self.seq else "out of order, or a line was removed"
             return f"`seq` is {ev['seq']}, expected {self.seq + 1} ({how})", here
@@ -325,6 +362,20 @@ class _Chain:
         self.ended = ev["type"] == RUN_END
         self.count += 1
         return None
+
+
+def _continues(first: dict[str, Any], before: Verdict) -> str | None:
+    """Why ``first`` (a file's first event) does not go on from ``before``, if it does not."""
+    resumed = first.get("resumed_from")
+    if first["type"] != RUN_START or not isinstance(resumed, dict):
+        return "its first line is not the run.start of a resume"
+    if first["run"] != before.run_id:
+        return f"run id {first['run']!r} differs from {before.run_id!r}"
+    if first["seq"] != before.last_seq + 1:
+        return f"`seq` is {first['seq']}, expected {before.last_seq + 1}"
+    if first["prev"] != before.last_hash or resumed.get("last_hash") != before.last_hash:
+        return f"its `prev` is not the hash of that file's last line ({before.last_hash})"
+    return None
 
 
 def _chain_start(first: dict[str, Any]) -> str:
