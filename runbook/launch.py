@@ -18,6 +18,7 @@ from typing import TypeVar
 
 from runbook.engine.operator import HeadlessOperator, Operator, TerminalOperator
 from runbook.engine.session import Outcome, Session
+from runbook.engine.stopping import stop_on_signals
 from runbook.format.hosts import DEFAULT_FORKS
 from runbook.format.inputs import BadUsage, Refused, load_runbook, parse_vars
 from runbook.format.model import Runbook
@@ -319,7 +320,8 @@ def _guard(make: Callable[[], T]) -> T:
 
 
 def _finish(session: Session) -> Finished:
-    """Run the session; Ctrl-C anywhere ends it with a recorded abort, never a traceback.
+    """Run the session; Ctrl-C, SIGTERM or SIGHUP anywhere ends it with a recorded abort,
+    never a traceback.
 
     Not ``asyncio.run``: its SIGINT handler only cancels the task, which cannot stop a
     prompt that is waiting for the operator's answer.
@@ -327,12 +329,13 @@ def _finish(session: Session) -> Finished:
     loop = asyncio.new_event_loop()
     task = loop.create_task(session.run())
     try:
-        while True:
-            try:
-                outcome = loop.run_until_complete(task)
-                break
-            except KeyboardInterrupt:
-                task.cancel()  # the session records the abort and returns
+        with stop_on_signals(loop, session.stop, session.interrupt, session.operator):
+            while True:
+                try:
+                    outcome = loop.run_until_complete(task)
+                    break
+                except KeyboardInterrupt:
+                    task.cancel()  # the session records the abort and returns
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()

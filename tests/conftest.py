@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import subprocess
 import sys
 from pathlib import Path
@@ -184,3 +185,72 @@ def webhook():  # type: ignore[no-untyped-def]
     server = WebhookServer()
     yield server
     server.close()
+
+
+class OnPty:
+    """``runbook ARGS`` on a real pseudo-terminal (its controlling terminal): what the
+    operator sees, and keys typed as an operator types them."""
+
+    def __init__(self, args: list[str], cwd: Path = ROOT) -> None:
+        import fcntl
+        import os
+        import termios
+
+        self.master, slave = os.openpty()
+
+        def take_terminal() -> None:
+            fcntl.ioctl(0, termios.TIOCSCTTY, 0)
+
+        self.proc = subprocess.Popen(
+            [sys.executable, "-m", "runbook", *args],
+            cwd=cwd,
+            stdin=slave,
+            stdout=slave,
+            stderr=slave,
+            start_new_session=True,
+            preexec_fn=take_terminal,
+        )
+        os.close(slave)
+        self.seen = b""
+
+    def expect(self, text: str, timeout: float = 30.0) -> None:
+        """Read the screen until ``text`` shows (a wait with a deadline)."""
+        import os
+        import select
+        import time
+
+        deadline = time.monotonic() + timeout
+        while text.encode() not in self.seen:
+            left = deadline - time.monotonic()
+            if left <= 0:
+                raise AssertionError(f"{text!r} never showed; the screen: {self.seen[-2000:]!r}")
+            ready, _, _ = select.select([self.master], [], [], left)
+            if ready:
+                try:
+                    chunk = os.read(self.master, 65536)
+                except OSError:  # the other side closed
+                    chunk = b""
+                if not chunk:
+                    raise AssertionError(f"{text!r} never showed: {self.seen[-2000:]!r}")
+                self.seen += chunk
+
+    def send(self, data: bytes) -> None:
+        import os
+
+        os.write(self.master, data)
+
+    def wait(self, timeout: float = 60.0) -> int:
+        """The exit code, reading the screen meanwhile so the runner never blocks on it."""
+        import os
+        import select
+        import time
+
+        deadline = time.monotonic() + timeout
+        while self.proc.poll() is None and time.monotonic() < deadline:
+            ready, _, _ = select.select([self.master], [], [], 0.1)
+            if ready:
+                with contextlib.suppress(OSError):
+                    self.seen += os.read(self.master, 65536)
+        code = self.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
+        os.close(self.master)
+        return code

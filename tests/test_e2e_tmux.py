@@ -149,3 +149,39 @@ def test_hello_runbook_in_a_real_terminal(terminal: Terminal, tmp_path: Path) ->
         if e["block"] == "write-a-file-1"
     )
     assert b"hello from runbook" in output
+
+
+def test_closing_the_terminal_stops_the_block_and_records_the_end(
+    terminal: Terminal, tmp_path: Path
+) -> None:
+    """The terminal goes away (the tmux server is killed: the console gets SIGHUP) while a
+    block runs: the block's processes are stopped and the run's end is recorded."""
+    from conftest import live_processes
+
+    long, started, runs = "sleep 300.75", tmp_path / "started", tmp_path / "runs"
+    book = tmp_path / "book.md"
+    book.write_text(f"## Work\n\n```sh\ntouch {started}\n{long} &\n{long}\n```\n")
+    terminal.start(tmp_path, shlex.join([str(BINARY), str(book), "--runs-dir", str(runs)]))
+    terminal.wait("the block to be next", "work-1  ▸ next: n runs it")
+    terminal.press("n")
+    deadline = time.monotonic() + DEADLINE
+    while len(live_processes(long)) < 3:  # the shell and both sleeps
+        assert time.monotonic() < deadline, f"the block never started:\n{terminal.screen()}"
+        time.sleep(0.05)
+    terminal.kill()
+
+    [path] = runs.glob("*/transcript.jsonl")
+
+    def ended() -> list[dict[str, Any]]:
+        events = [json.loads(line) for line in path.read_text().splitlines()]
+        return events if events[-1]["type"] == "run.end" else []
+
+    deadline = time.monotonic() + DEADLINE
+    while not (events := ended()):
+        assert time.monotonic() < deadline, path.read_text()[-2000:]
+        time.sleep(0.05)
+    assert live_processes(long) == [], "the block's processes outlived the console"
+    end, block_end = events[-1], events[-2]
+    assert (end["result"], end["exit_code"]) == ("aborted", 129), end
+    assert end["message"].startswith("stopped by SIGHUP"), end
+    assert block_end["type"] == "block.end" and block_end["interrupted"] is True

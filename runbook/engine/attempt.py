@@ -32,6 +32,7 @@ async def run_attempt(
     ctx: Context, block: Block, attempt: int, host: Host | None = None
 ) -> ExitStatus:
     """One attempt, and its capture: output that cannot be captured fails the attempt."""
+    ctx.stop.check()  # a stopped run starts nothing, not even a retry
     status, recorder = await execute(ctx, block, attempt, host)
     if status.ok and block.options.capture:
         problem = capture(ctx, block, recorder)

@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from runbook.engine.journal import Journal
 from runbook.engine.operator import Operator
+from runbook.engine.stopping import Stop
 from runbook.format.model import Runbook
 from runbook.transports.local import LocalTransport
 from runbook.transports.ssh import SSHTransport
@@ -24,6 +25,8 @@ class Context:
     values: dict[str, str]
     interrupt: asyncio.Event
     """Set by Ctrl-C while blocks run: stops them."""
+    stop: Stop
+    """Set by SIGTERM and SIGHUP: nothing more starts, nothing more is asked."""
     transport: LocalTransport
     ssh: SSHTransport | None
     forks: int

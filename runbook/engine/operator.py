@@ -149,6 +149,8 @@ class TerminalOperator:
     def __init__(
         self, read: Callable[[str], str] = input, read_secret: Callable[[str], str] | None = None
     ) -> None:
+        self.prompting = False
+        """Waiting in ``input()``: a signal that stops the run must interrupt the read."""
         self._read = read
         self._line_start: dict[tuple[str, str], bool] = {}
         self._read_secret = read_secret or getpass.getpass
@@ -160,7 +162,14 @@ class TerminalOperator:
         # In the main thread on purpose: Ctrl-C must interrupt the prompt itself, and no
         # block runs while the operator is being asked.
         reader = self._read_secret if secret else self._read
-        return reader(prompt).strip()
+        self.prompting = True
+        try:
+            return reader(prompt).strip()
+        except EOFError:  # Ctrl-D, or the input closed: nobody will answer
+            print()
+            raise NeedsOperator("the operator's input ended (Ctrl-D) at a prompt") from None
+        finally:
+            self.prompting = False
 
     async def confirm(self, prompt: str) -> bool:
         answer = await self._ask(f"{prompt} [y/N] ")

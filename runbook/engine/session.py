@@ -24,6 +24,7 @@ from runbook.engine.masking import Masker
 from runbook.engine.operator import Decision, NeedsOperator, Operator
 from runbook.engine.questions import block_gates, choose, gate
 from runbook.engine.rollout import RolloutStopped, rollout
+from runbook.engine.stopping import Guarded, Stop
 from runbook.format.hosts import DEFAULT_FORKS, resolve_targets
 from runbook.format.model import Block, CheckItem, Host, Runbook, Step
 from runbook.format.values import ValueProblem, expand
@@ -75,7 +76,8 @@ class Session:
         lock: RunLock | None = None,
     ) -> None:
         self.rb = rb
-        self.operator = operator
+        self.stop = Stop()
+        self.operator = Guarded(operator, self.stop)
         self.writer = writer
         self.values = dict(values)
         self.sources = dict(sources)
@@ -87,7 +89,7 @@ class Session:
         self.start_fields = dict(start_fields or {})
         self.lock = lock
         self.interrupt = asyncio.Event()
-        self.journal = Journal(writer, operator, self.masker, state or RunState())
+        self.journal = Journal(writer, self.operator, self.masker, state or RunState())
         self.state = self.journal.state
         self.by = self.journal.by
         self.emit = self.journal.emit
@@ -104,9 +106,10 @@ class Session:
         self.ctx = Context(
             rb,
             self.journal,
-            operator,
+            self.operator,
             self.values,
             self.interrupt,
+            self.stop,
             self.transport,
             ssh,
             forks,
@@ -150,7 +153,7 @@ class Session:
             self.notices.abandon()
             return Outcome("error", 1, str(e))
         except (KeyboardInterrupt, asyncio.CancelledError):
-            message = "interrupted by the operator"
+            message = self.stop.reason or "interrupted by the operator"
             with contextlib.suppress(TranscriptError):
                 self.notices.abandon()
                 return self._record_end("aborted", 130, message)
@@ -187,7 +190,12 @@ class Session:
         return self._record_end(result, code, message)
 
     def _record_end(self, result: str, code: int, message: str) -> Outcome:
+        if self.stop.reason is not None and result != "ok":  # a signal stopped it
+            code = self.stop.code
+            if not message.startswith(self.stop.reason):
+                message = f"{self.stop.reason}: {message}"
         self.emit(ev.RUN_END, durable=True, result=result, exit_code=code, message=message)
+        self.stop.ended = True
         return Outcome(result, code, message)
 
     async def _ask_values(self) -> None:

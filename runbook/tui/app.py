@@ -9,6 +9,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import signal
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,17 +23,21 @@ from textual.await_complete import AwaitComplete
 from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
+from textual.driver import Driver
+from textual.drivers.linux_driver import LinuxDriver
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, OptionList
 
 from runbook.engine.operator import Decision, NeedsOperator, Operator
 from runbook.engine.session import Outcome, Session
+from runbook.engine.stopping import SIGNALS as STOP_SIGNALS
 from runbook.format.inputs import BadUsage, Refused
 from runbook.format.model import Block, CheckItem, Runbook, Step, Variable
 from runbook.notify.notices import warning as notice_warning
 from runbook.record import events as ev
 from runbook.record.progress import Progress
 from runbook.tui.bridge import QUIT, TUIOperator
+from runbook.tui.driver import HangupSafeDriver
 from runbook.tui.follow import Follow
 from runbook.tui.keys import help_text
 from runbook.tui.screens import (
@@ -106,6 +112,8 @@ class RunbookApp(App[int]):
         self.quitting = False
         self.display_error = False
         self.dialogs_closed = asyncio.Event()
+        self.stopped = asyncio.Event()
+        """Set once the run is being stopped: an open question ends unanswered."""
 
     # ------------------------------------------------------------------ layout
 
@@ -119,7 +127,15 @@ class RunbookApp(App[int]):
                 yield OutputPane()
         yield Footer()
 
+    def get_driver_class(self) -> type[Driver]:
+        driver = super().get_driver_class()
+        return HangupSafeDriver if driver is LinuxDriver else driver
+
     def on_mount(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            with contextlib.suppress(ValueError, RuntimeError):  # not the main thread
+                loop.add_signal_handler(sig, self.signalled, sig)
         self.call_after_refresh(self.set_interval, 1 / 15, self.refresh_screen)
         self.query_one(StepOutline).show(self.rb, self.progress)
         if self.rb.steps:
@@ -131,6 +147,12 @@ class RunbookApp(App[int]):
             )
         else:
             self.begin({})
+
+    def on_unmount(self) -> None:
+        loop = asyncio.get_running_loop()
+        for sig in STOP_SIGNALS:
+            with contextlib.suppress(ValueError, RuntimeError):
+                loop.remove_signal_handler(sig)
 
     # ------------------------------------------------------------------ the run
 
@@ -214,9 +236,22 @@ class RunbookApp(App[int]):
             self.dialogs_closed.clear()
             await self.dialogs_closed.wait()
         if self.quitting:  # the dialog it waited for was the quit
-            raise NeedsOperator(QUIT)
+            raise NeedsOperator(self.why_stopped())
         self.refresh_screen()  # the output so far is on screen before the question covers it
-        return cast(T, await self.push_screen_wait(cast(Screen[Any], screen)))
+        answer = self.push_screen(cast(Screen[Any], screen), wait_for_dismiss=True)
+        stopped = asyncio.ensure_future(self.stopped.wait())
+        try:
+            await asyncio.wait({answer, stopped}, return_when=asyncio.FIRST_COMPLETED)
+        finally:
+            stopped.cancel()
+        if answer.done():
+            return cast(T, answer.result())
+        # Stopped (a confirmed quit, a signal) while the question was open: it ends
+        # unanswered, at once, and nothing more runs.
+        answer.cancel()
+        while screen in self.screen_stack:
+            await self.pop_screen()
+        raise NeedsOperator(self.why_stopped())
 
     def pop_screen(self) -> AwaitComplete:
         """Any screen closed: a question waiting in ``ask`` looks again."""
@@ -474,11 +509,33 @@ class RunbookApp(App[int]):
         could abandon a process group while it is being stopped."""
         assert self.session is not None
         self.quitting = True
+        self.stopped.set()
         self.session.interrupt.set()
         if self.waiting is not None and not self.waiting.future.done():
-            self.waiting.future.set_exception(NeedsOperator(QUIT))
+            self.waiting.future.set_exception(NeedsOperator(self.why_stopped()))
         if self.progress.running:
             self.notify("Stopping the running commands, then quitting.", timeout=30)
+
+    def why_stopped(self) -> str:
+        stop = self.session.stop.reason if self.session is not None else None
+        return stop or QUIT
+
+    def signalled(self, sig: signal.Signals) -> None:
+        """SIGTERM, SIGHUP (the terminal closed): what a confirmed quit does, recorded as
+        stopped by the signal."""
+        if sig == signal.SIGHUP:  # the terminal is gone: draw into nothing, never block
+            with contextlib.suppress(OSError):
+                null = os.open(os.devnull, os.O_RDWR)
+                for fd in (1, 2):  # the input thread ends by itself on the hung-up pty
+                    os.dup2(null, fd)
+                os.close(null)
+        if self.session is None or self.outcome is not None:
+            self.exit(return_code=128 + sig)
+            return
+        stop = self.session.stop
+        if stop.reason is None:
+            stop.reason, stop.code = f"stopped by {sig.name}", 128 + sig
+            self.stop_run()
 
     # ------------------------------------------------------------------ palette
 

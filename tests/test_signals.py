@@ -1,0 +1,97 @@
+"""Signals and end of input: SIGTERM, SIGHUP and Ctrl-D end a run as Ctrl-C does, with its
+commands stopped and its end recorded; checked on real runners, in /proc, on a real pty."""
+
+from __future__ import annotations
+
+import signal
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from conftest import ROOT, OnPty, events, live_processes, wait_for
+from runbook.record.transcript import verify
+
+LONG = "sleep 300.25"  # unique on this machine: the block's processes, found in /proc
+
+BLOCK = """## Work
+
+```sh
+echo started > '{started}'
+{long} &
+{long}
+```
+
+## Never
+
+```sh
+echo must-not-run
+```
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGTERM, signal.SIGHUP], ids=lambda s: s.name)
+def test_a_signal_stops_the_block_and_records_the_end(tmp_path: Path, sig: signal.Signals) -> None:
+    started = tmp_path / "started"
+    book = tmp_path / "book.md"
+    book.write_text(BLOCK.format(started=started, long=LONG))
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "runbook", "run", str(book), "--yes", "--runs-dir", str(tmp_path)],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    wait_for(started.exists, what="the block to start")
+    wait_for(lambda: len(live_processes(LONG)) >= 3, what="the shell and both sleeps")
+    runner.send_signal(sig)
+    out, err = runner.communicate(timeout=60)
+    assert runner.returncode == 128 + sig, out + err
+    assert live_processes(LONG) == [], "the block's processes outlived the run"
+    assert "Traceback" not in err, err
+    (transcript,) = tmp_path.glob("*/transcript.jsonl")
+    evs = events(transcript)
+    kinds = [e["type"] for e in evs]
+    assert kinds[-3:] == ["block.start", "block.end", "run.end"], kinds
+    assert evs[-2]["interrupted"] is True
+    end = evs[-1]
+    assert (end["result"], end["exit_code"]) == ("aborted", 128 + sig)
+    assert end["message"].startswith(f"stopped by {sig.name}"), end["message"]
+    assert "must-not-run" not in out
+    assert verify(transcript).complete
+
+
+def test_sigterm_at_a_prompt_records_the_end(tmp_path: Path) -> None:
+    book = tmp_path / "book.md"
+    book.write_text("## Go\n\n```sh\n#| confirm: Deploy now?\necho deployed\n```\n")
+    on = OnPty(["run", str(book), "--runs-dir", str(tmp_path)])
+    on.expect("Deploy now? [y/N]")
+    on.proc.send_signal(signal.SIGTERM)
+    assert on.wait() == 128 + signal.SIGTERM, on.seen.decode(errors="replace")
+    assert b"Traceback" not in on.seen
+    (transcript,) = tmp_path.glob("*/transcript.jsonl")
+    evs = events(transcript)
+    assert [e["type"] for e in evs][-2:] == ["gate.ask", "run.end"]
+    assert evs[-1]["message"] == "stopped by SIGTERM", evs[-1]
+    assert not any(e["type"] == "block.start" for e in evs)
+
+
+@pytest.mark.parametrize("where", ["confirm", "secret"])
+def test_ctrl_d_at_a_prompt_is_a_recorded_abort(tmp_path: Path, where: str) -> None:
+    book = tmp_path / "book.md"
+    book.write_text(
+        "---\nvariables:\n  TOKEN:\n    secret: true\n---\n\n## Go\n\n"
+        "```sh\n#| confirm: Deploy now?\necho deployed\n```\n"
+    )
+    args = ["run", str(book), "--runs-dir", str(tmp_path)]
+    on = OnPty(args if where == "secret" else [*args, "--var", "TOKEN=t0ken"])
+    on.expect("TOKEN: " if where == "secret" else "Deploy now? [y/N]")
+    on.send(b"\x04")  # Ctrl-D at the start of a line: end of input
+    assert on.wait() == 1, on.seen.decode(errors="replace")
+    assert b"Traceback" not in on.seen and b"EOFError" not in on.seen
+    (transcript,) = tmp_path.glob("*/transcript.jsonl")
+    end = events(transcript)[-1]
+    assert end["type"] == "run.end" and end["result"] == "aborted"
+    assert "Ctrl-D" in end["message"], end
+    assert verify(transcript).complete
