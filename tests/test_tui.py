@@ -561,7 +561,10 @@ async def test_text_typed_into_a_gate_does_not_answer_it(
 
 async def test_a_question_waiting_behind_the_quit_dialog_is_never_asked(tmp_path: Path) -> None:
     book = tmp_path / "fails.md"
-    book.write_text("## Fail\n\n```sh\necho started; sleep 0.5; exit 4\n```\n")
+    go = tmp_path / "go"  # the block fails once the test says so, however slow the machine
+    book.write_text(
+        f"## Fail\n\n```sh\necho started; until [ -e '{go}' ]; do sleep 0.02; done; exit 4\n```\n"
+    )
     app = make_app(book, tmp_path / "runs")
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, waiting(app, "proceed"), "the block")
@@ -569,6 +572,7 @@ async def test_a_question_waiting_behind_the_quit_dialog_is_never_asked(tmp_path
         await until(pilot, lambda: app.progress.running, "the block to run")
         await pilot.press("q")
         await until(pilot, modal(app, ConfirmScreen), "the quit dialog")
+        go.touch()
         await until(pilot, lambda: kinds(app, "block.end"), "the failure, behind the dialog")
         await pilot.press("y")
         await until(pilot, lambda: app.return_code is not None, "the app to exit")
