@@ -42,14 +42,13 @@ def _read(path: str) -> ParseResult:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    errors = warnings = 0
-    unreadable = False
+    errors = warnings = unreadable = 0
     for path in args.files:
         try:
             result = _read(path)
         except UsageError as e:
             print(f"runbook check: {e}", file=sys.stderr)
-            unreadable = True
+            unreadable += 1
             continue
         for d in result.diagnostics:
             if d.severity == "error":
@@ -60,10 +59,11 @@ def cmd_check(args: argparse.Namespace) -> int:
                     continue
             print(d.format(path))
     if not args.quiet:
-        files = len(args.files)
+        files = len(args.files) - unreadable
+        skipped = f"; {unreadable} not read" if unreadable else ""
         print(
             f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
-            f" in {files} file{'s' * (files != 1)}",
+            f" in {files} file{'s' * (files != 1)}{skipped}",
             file=sys.stderr,
         )
     if unreadable:
@@ -282,7 +282,10 @@ def _operator(yes: bool, on_failure: str | None = None) -> Operator:
 
 def _finished(done: launch.Finished) -> int:
     _say(f"runbook: {done.outcome.result}: {done.outcome.message}")
-    _say(f"runbook: transcript {done.transcript} (last line sha256 {done.last_hash})")
+    if done.end_unknown is not None:
+        _say(f"runbook: transcript {done.transcript}: its end is unknown. {done.end_unknown}")
+    else:
+        _say(f"runbook: transcript {done.transcript} (last line sha256 {done.last_hash})")
     return done.outcome.exit_code
 
 
@@ -300,7 +303,12 @@ def cmd_transcript(args: argparse.Namespace) -> int:
         return _verify(path)
     text = render_run(path)
     if args.output:
-        Path(args.output).write_text(text, encoding="utf-8")
+        try:  # a path that is not UTF-8 stays readable in the report, its bytes escaped
+            Path(args.output).write_text(text, encoding="utf-8", errors="backslashreplace")
+        except IsADirectoryError:
+            raise UsageError(f"-o {args.output}: is a directory; give a file name") from None
+        except OSError as e:
+            raise UsageError(f"-o {args.output}: cannot write: {e.strerror or e}") from None
         _say(f"runbook: report written to {args.output}")
     else:
         sys.stdout.write(text)

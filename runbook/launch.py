@@ -37,6 +37,8 @@ class Finished:
     outcome: Outcome
     transcript: Path
     last_hash: str
+    end_unknown: str | None = None
+    """Recording failed: the transcript's end on disk is not known; what is."""
 
 
 def preflight(
@@ -339,7 +341,12 @@ def _finish(session: Session) -> Finished:
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()
-    return Finished(outcome, session.writer.path, session.writer.prev)
+    writer = session.writer
+    unknown = None
+    if writer.failed is not None:  # the file may hold less, or more, than is durable
+        seq, durable = writer.synced
+        unknown = f"{writer.failed} The last line known to be on disk: seq {seq}, sha256 {durable}"
+    return Finished(outcome, writer.path, writer.prev, unknown)
 
 
 def _context(argv: Sequence[str]) -> dict[str, object]:

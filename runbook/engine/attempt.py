@@ -186,6 +186,8 @@ def capture(ctx: Context, block: Block, recorder: Recorder) -> str | None:
             f"capture {name}: {block.name} printed {recorder.raw_bytes['stdout']:,} bytes;"
             f" a captured value must be under {CAPTURE_LIMIT // 1024} KiB"
         )
+    if "\0" in value:
+        return f"capture {name}: {block.name} printed a NUL byte, which no command can be given"
     ctx.values[name] = value
     ctx.journal.emit(ev.CAPTURE, durable=True, block=block.name, name=name, value=value)
     return None

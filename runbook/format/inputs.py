@@ -5,8 +5,9 @@ Kept apart from the engine so that ``check`` and ``plan`` start without loading 
 
 from __future__ import annotations
 
+import os
+import stat
 from collections.abc import Sequence
-from pathlib import Path
 
 from runbook.format.model import Runbook
 from runbook.format.parser import ParseResult, parse_bytes
@@ -21,15 +22,49 @@ class BadUsage(Exception):
     """Bad command-line input (exit 2)."""
 
 
+MAX_RUNBOOK_BYTES = 16 * 1024 * 1024
+"""A runbook larger than this is refused: a file that size is not a runbook someone reads."""
+
+
 def read_runbook(path: str) -> tuple[ParseResult, bytes]:
-    """Parse the file at ``path``; an unreadable file is a usage error."""
+    """Parse the file at ``path``; an unreadable file is a usage error.
+
+    Only a regular file is read (a FIFO would block for ever, ``/dev/zero`` never ends),
+    checked on the opened descriptor so nothing can be swapped in between, and at most
+    ``MAX_RUNBOOK_BYTES``.
+    """
     try:
-        data = Path(path).read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK | os.O_CLOEXEC)
     except IsADirectoryError:
         raise BadUsage(f"{path}: is a directory, not a runbook") from None
     except OSError as e:
         raise BadUsage(f"{path}: cannot read: {e.strerror or e}") from None
+    try:
+        mode = os.fstat(fd).st_mode
+        if stat.S_ISDIR(mode):
+            raise BadUsage(f"{path}: is a directory, not a runbook")
+        if not stat.S_ISREG(mode):
+            raise BadUsage(f"{path}: is not a regular file ({_kind(mode)}), not a runbook")
+        with os.fdopen(fd, "rb", closefd=False) as f:
+            data = f.read(MAX_RUNBOOK_BYTES + 1)
+    except OSError as e:
+        raise BadUsage(f"{path}: cannot read: {e.strerror or e}") from None
+    finally:
+        os.close(fd)
+    if len(data) > MAX_RUNBOOK_BYTES:
+        limit = MAX_RUNBOOK_BYTES // (1024 * 1024)
+        raise BadUsage(f"{path}: larger than {limit} MiB, the most a runbook may be")
     return parse_bytes(data, path), data
+
+
+def _kind(mode: int) -> str:
+    kinds = [
+        (stat.S_ISFIFO, "a FIFO"),
+        (stat.S_ISCHR, "a character device"),
+        (stat.S_ISBLK, "a block device"),
+        (stat.S_ISSOCK, "a socket"),
+    ]
+    return next((name for test, name in kinds if test(mode)), "not a file")
 
 
 def load_runbook(path: str) -> tuple[Runbook, bytes]:

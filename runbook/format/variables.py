@@ -25,9 +25,17 @@ def parse_assignment(text: str) -> tuple[str, str]:
     return name, value
 
 
+_NOT_UTF8 = re.compile("[\udc80-\udcff]")
+"""What ``surrogateescape`` makes of a byte that is not UTF-8 (argv, the environment)."""
+
+
 def check_value(var: Variable, value: str) -> None:
     """Raise :class:`VariableProblem` unless ``value`` satisfies the declaration."""
     shown = MASK if var.secret else repr(value)
+    if "\0" in value:
+        raise VariableProblem(f"{var.name} holds a NUL byte, which no command can be given")
+    if _NOT_UTF8.search(value):  # undecodable bytes from the command line or a terminal
+        raise VariableProblem(f"{var.name} holds bytes that are not UTF-8 text")
     if var.required and value == "":
         raise VariableProblem(f"{var.name} is required and must not be empty")
     if var.choices and value not in var.choices:

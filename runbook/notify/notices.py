@@ -127,7 +127,7 @@ class Notices:
         # Masked before the text is built: escaping `&<>` for Slack could split a secret.
         masked = {k: s.masker.deep(v) for k, v in fields.items()}
         message = s.masker.deep(body(event, self.rb, context, **masked))
-        courier.send(self.sent, event, json.dumps(message, ensure_ascii=False).encode())
+        courier.send(self.sent, event, json.dumps(_text(message), ensure_ascii=False).encode())
 
     def observe(self, event: dict[str, Any]) -> None:
         """Tell the webhooks what people away from the keyboard want to know of an event."""
@@ -204,3 +204,15 @@ class Notices:
                 error=a.error,
                 seconds=round(a.seconds, 3),
             )
+
+
+def _text(value: Any) -> Any:
+    """Strings made UTF-8: a path that is not (``dir\\xff``) is shown with its bytes escaped."""
+    if isinstance(value, str):
+        return value.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    if isinstance(value, dict):
+        return {k: _text(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_text(v) for v in value]
+    return value
+

@@ -34,6 +34,31 @@ ROLLBACK_END = "rollback.end"
 RUN_END = "run.end"
 NOTIFY = "notify"  # one attempt to deliver a message to a webhook
 
+FIELDS: dict[str, dict[str, type | tuple[type, ...]]] = {
+    RUN_START: {"runbook": dict, "variables": dict},
+    VAR_SET: {"name": str},
+    STEP_ENTER: {"step": int, "title": str},
+    CHECK_TICK: {"step": int, "item": int, "result": str},
+    GATE_ASK: {"block": str, "gate": str},
+    GATE_ANSWER: {"block": str, "gate": str},
+    BLOCK_START: {"block": str, "attempt": int, "target": str},
+    OUTPUT: {"block": str, "stream": str},
+    BLOCK_END: {"block": str, "attempt": int, "status": str},
+    BLOCK_DONE: {"block": str, "ok": list, "failed": dict},
+    CAPTURE: {"block": str, "name": str},
+    BLOCK_SKIP: {"block": str},
+    BLOCK_MARK: {"block": str},
+    DECISION: {"block": str, "kind": str, "choice": str},
+    NOTE: {"text": str},
+    STEP_DONE: {"step": int},
+    BAKE_START: {"block": str, "batch": int, "of": int, "seconds": (int, float)},
+    BAKE_END: {"block": str, "batch": int, "result": str},
+    RUN_END: {"result": str, "exit_code": int, "message": str},
+    NOTIFY: {"hook": int},
+}
+"""The fields every reader of an event may rely on, and their types: a transcript that
+verifies has them, whoever wrote it."""
+
 
 @dataclass
 class RunState:

@@ -26,7 +26,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-from runbook.record.events import BLOCK_START, OUTPUT, RUN_END, RUN_START
+from runbook.record.events import BLOCK_START, FIELDS, OUTPUT, RUN_END, RUN_START
 
 GENESIS = "0" * 64
 TRANSCRIPT = "transcript.jsonl"
@@ -103,6 +103,8 @@ class TranscriptWriter:
         self._unsynced = 0
         self._last_sync = time.monotonic()
         self.failed: TranscriptError | None = None
+        self.synced = (self.seq, prev)
+        """``seq`` and hash of the last line known to be on disk (fsynced)."""
 
     def append(self, type_: str, durable: bool = False, **fields: Any) -> dict[str, Any]:
         """Write one event; ``durable`` ones are on disk (fsynced) when this returns."""
@@ -152,8 +154,19 @@ class TranscriptWriter:
         }
 
     def _commit(self, line: bytes, durable: bool) -> None:
-        self._write(line, durable)
-        self.prev = hashlib.sha256(line).hexdigest()
+        assert self._fd is not None, "transcript is closed"
+        try:
+            _write_all(self._fd, line)
+        except OSError as e:
+            self._fail(e)
+        self.prev = hashlib.sha256(line).hexdigest()  # the file's last line, synced or not
+        self._unsynced += len(line)
+        if (
+            durable
+            or self._unsynced >= FSYNC_BYTES
+            or time.monotonic() - self._last_sync >= FSYNC_SECONDS
+        ):
+            self.sync()
 
     def sync(self) -> None:
         """fsync what was written so far (durable events, full groups, closing)."""
@@ -165,6 +178,7 @@ class TranscriptWriter:
             self._fail(e)
         self._unsynced = 0
         self._last_sync = time.monotonic()
+        self.synced = (self.seq, self.prev)
 
     @property
     def closed(self) -> bool:
@@ -179,20 +193,6 @@ class TranscriptWriter:
         finally:
             os.close(self._fd)
             self._fd = None
-
-    def _write(self, line: bytes, durable: bool) -> None:
-        assert self._fd is not None, "transcript is closed"
-        try:
-            _write_all(self._fd, line)
-        except OSError as e:
-            self._fail(e)
-        self._unsynced += len(line)
-        if (
-            durable
-            or self._unsynced >= FSYNC_BYTES
-            or time.monotonic() - self._last_sync >= FSYNC_SECONDS
-        ):
-            self.sync()
 
     def _fail(self, e: OSError) -> None:
         self.failed = TranscriptError(
@@ -393,6 +393,11 @@ def _check_event(ev: dict[str, Any], offsets: dict[tuple[str, int, str, str], in
         datetime.fromisoformat(ev["time"].replace("Z", "+00:00"))
     except ValueError:
         return f"`time` {ev['time']!r} is not a timestamp"
+    for name, kind in FIELDS.get(ev["type"], {}).items():
+        if name not in ev:
+            return f"a `{ev['type']}` event without `{name}`"
+        if not isinstance(ev[name], kind) or (isinstance(ev[name], bool) and kind is int):
+            return f"`{name}` of a `{ev['type']}` event has the wrong type"
     attempt = ev.get("attempt", 1)
     if ev["type"] in (OUTPUT, BLOCK_START) and not isinstance(attempt, int):
         return "`attempt` must be a number"
