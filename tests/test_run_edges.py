@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import signal
@@ -217,3 +218,42 @@ def test_nobody_to_answer_during_a_rollback_still_ends_the_record(tmp_path: Path
     assert (end["type"], end["result"]) == ("run.end", "aborted")
     assert end["message"] == "rollback stopped: the operator left"
     assert verify(done.transcript).complete
+
+
+EDITS_ITSELF = """## One
+
+```sh
+printf '\\n## Three\\n\\n```sh\\necho added-later\\n```\\n' >> '{book}'
+```
+
+## Two
+
+```sh
+echo two
+```
+"""
+
+
+def test_a_runbook_edited_during_the_run_is_told_and_what_runs_is_the_snapshot(
+    tmp_path: Path,
+) -> None:
+    book = tmp_path / "book.md"
+    book.write_text(EDITS_ITSELF.format(book=book))
+    started = book.read_bytes()
+    done = run_cli("run", str(book), "--yes", "--runs-dir", str(tmp_path / "runs"))
+    assert done.returncode == 0, done.stderr
+    assert f"note: {book} changed on disk since the run started" in done.stdout
+    assert "added-later" not in done.stdout  # the edit did not add a step to this run
+    (path,) = (tmp_path / "runs").glob("*/transcript.jsonl")
+    evs = events(path)
+    (note,) = [e for e in evs if e["type"] == "note"]
+    assert note["by"] == "runbook"
+    assert note["runbook_changed"] == {
+        "recorded_sha256": hashlib.sha256(started).hexdigest(),
+        "now_sha256": hashlib.sha256(book.read_bytes()).hexdigest(),
+    }
+    enter_two = next(i for i, e in enumerate(evs) if e["type"] == "step.enter" and e["step"] == 2)
+    assert evs.index(note) == enter_two - 1, "told before the step runs"
+    assert (path.parent / "runbook.md").read_bytes() == started
+    report = run_cli("transcript", "render", str(path)).stdout
+    assert "changed on disk since the run started" in report

@@ -11,7 +11,7 @@ from typing import Any
 import pytest
 from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
-from textual.widgets import Button, Input
+from textual.widgets import Button, Input, Static
 from tuikit import events, finished, kinds, make_app, modal, shown, until, waiting
 
 from conftest import RUNBOOKS, live_processes
@@ -579,3 +579,24 @@ async def test_a_question_waiting_behind_the_quit_dialog_is_never_asked(tmp_path
     assert not kinds(app, "decision")  # the failure menu never opened
     end = kinds(app, "run.end")[0]
     assert (end["result"], end["message"]) == ("aborted", "quit from the console")
+
+
+async def test_a_runbook_edited_during_the_run_shows_a_banner(tmp_path: Path) -> None:
+    book = tmp_path / "book.md"
+    book.write_text(
+        f"## One\n\n```sh\necho '# edited' >> '{tmp_path / 'book.md'}'\n```\n\n"
+        "## Two\n\n```sh\necho two\n```\n"
+    )
+    app = make_app(book, tmp_path / "runs")
+    async with app.run_test(size=SIZE, notifications=True) as pilot:
+        await until(pilot, waiting(app, "proceed", "one-1"), "the first block")
+        await pilot.press("n")
+        await until(pilot, waiting(app, "proceed", "two-1"), "the second block")
+
+        def toasts() -> list[str]:
+            return [str(t.render()) for t in app.screen.query("Toast").results(Static)]
+
+        await until(pilot, lambda: any("changed on disk" in t for t in toasts()), "the banner")
+        await pilot.press("n")
+        await until(pilot, finished(app), "the end")
+    assert [e["by"] for e in kinds(app, "note")] == ["runbook"]

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -87,6 +88,7 @@ class Session:
         self.secret_names = {v.name for v in rb.variables if v.secret}
         self.masker = Masker(self.values[n] for n in self.secret_names if n in self.values)
         self.start_fields = dict(start_fields or {})
+        self._source_seen: str | None = rb.sha256
         self.lock = lock
         self.interrupt = asyncio.Event()
         self.journal = Journal(writer, self.operator, self.masker, state or RunState())
@@ -220,6 +222,7 @@ class Session:
         for step in self.rb.steps:
             if step.index in self.state.steps_done:
                 continue
+            self._watch_source()
             if step.index not in self.state.steps_entered:
                 self.emit(
                     ev.STEP_ENTER,
@@ -238,6 +241,25 @@ class Session:
                 else:
                     skipping = await self._forward_block(step, item)
             self.emit(ev.STEP_DONE, durable=True, step=step.index)
+
+    def _watch_source(self) -> None:
+        """Before each step: the runbook file on disk edited since the run started is told
+        (once per change, with both hashes). What runs stays the runbook as it started."""
+        now = _sha256_of(self.rb.path)
+        if now == self._source_seen:
+            return
+        self._source_seen = now
+        where = "is gone" if now is None else "changed on disk"
+        self.emit(
+            ev.NOTE,
+            durable=True,
+            text=(
+                f"{self.rb.path} {where} since the run started; the run goes on with the"
+                " runbook as it started (runbook.md in the run directory)"
+            ),
+            by="runbook",
+            runbook_changed={"recorded_sha256": self.rb.sha256, "now_sha256": now},
+        )
 
     def _skip_item(self, step: Step, item: CheckItem | Block, reason: str) -> None:
         if isinstance(item, Block):
@@ -430,3 +452,15 @@ def _in_written_order(step: Step) -> list[CheckItem | Block]:
     items: list[CheckItem | Block] = [*step.checklist]
     items += [b for b in step.forward_blocks if b.runs]
     return sorted(items, key=lambda i: i.line)
+
+
+def _sha256_of(path: str) -> str | None:
+    """The SHA-256 of the file at ``path`` now; ``None`` when it cannot be read."""
+    digest = hashlib.sha256()
+    try:
+        with open(path, "rb") as f:
+            while chunk := f.read(1 << 20):
+                digest.update(chunk)
+    except OSError:
+        return None
+    return digest.hexdigest()

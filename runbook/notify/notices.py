@@ -215,4 +215,3 @@ def _text(value: Any) -> Any:
     if isinstance(value, list):
         return [_text(v) for v in value]
     return value
-

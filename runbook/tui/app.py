@@ -278,7 +278,9 @@ class RunbookApp(App[int]):
             if problem:
                 self.notify(problem, title="Notification", severity="warning", timeout=10)
             return
-        if kind == ev.STEP_ENTER:
+        if kind == ev.NOTE and event.get("runbook_changed"):
+            self.notify(event["text"], title="The runbook changed", severity="warning", timeout=600)
+        elif kind == ev.STEP_ENTER:
             self.show_step(event["step"])
         elif kind == ev.CHECK_TICK:
             self.ticks[(event["step"], event["item"])] = event["result"]
