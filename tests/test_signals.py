@@ -75,6 +75,7 @@ def test_sigterm_at_a_prompt_records_the_end(tmp_path: Path) -> None:
     assert [e["type"] for e in evs][-2:] == ["gate.ask", "run.end"]
     assert evs[-1]["message"] == "stopped by SIGTERM", evs[-1]
     assert not any(e["type"] == "block.start" for e in evs)
+    assert verify(transcript).complete
 
 
 @pytest.mark.parametrize("where", ["confirm", "secret"])

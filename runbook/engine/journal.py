@@ -101,5 +101,7 @@ class Journal:
             self.operator.show(event)
         except OSError as e:
             self.display_lost = True
+            if event["type"] == ev.RUN_END:  # nothing may follow the end, not even this
+                return
             text = f"the display failed ({e.strerror or e}); the run goes on, recorded here"
             self.state.apply(self.writer.append(ev.NOTE, text=text, by="runbook"))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import base64
 import getpass
+import select
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
@@ -164,6 +165,14 @@ class TerminalOperator:
         reader = self._read_secret if secret else self._read
         self.prompting = True
         try:
+            if reader is input and _console():
+                # A signal that lands between the prompt being written and input() starting
+                # its read would wait for ever (the handler runs only between bytecodes):
+                # wait for the line here, where handlers get their turn.
+                print(prompt, end="", flush=True)
+                prompt = ""
+                while not select.select([sys.stdin], [], [], 0.2)[0]:
+                    pass
             return reader(prompt).strip()
         except EOFError:  # Ctrl-D, or the input closed: nobody will answer
             print()
@@ -346,3 +355,11 @@ def _show(
         out(f"warning: {problem}")
     elif kind == "run.end":
         out(f"\n== run {event['result']}: {event.get('message', '')}".rstrip(": "))
+
+
+def _console() -> bool:
+    """stdin is a terminal, read a line at a time (so select says when a line is there)."""
+    try:
+        return sys.stdin.isatty()
+    except (AttributeError, ValueError, OSError):
+        return False
