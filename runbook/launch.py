@@ -152,7 +152,7 @@ def prepare_run(
     if problems:
         raise Refused("\n".join([*problems, "nothing was run"]))
     lock, writer = _guard(lambda: start_run(runs, data, _user()))
-    try:
+    with lock.released_on_error():
         session = Session(
             rb,
             operator,
@@ -165,9 +165,6 @@ def prepare_run(
             start_fields=_context(argv),
             lock=lock,
         )
-    except BaseException:
-        lock.release()
-        raise
     announce(f"runbook: recording to {writer.path}")
     return session
 
@@ -217,100 +214,75 @@ def prepare_resume(
         lock = RunLock(Path(transcript).resolve().parent, _user())
     except (RunBusy, OSError) as e:
         raise Refused(f"cannot resume: {e}") from None
-    try:
-        return _resume_locked(
-            lock,
-            transcript,
-            allow_changed=allow_changed,
-            assignments=assignments,
-            argv=argv,
-            announce=announce,
-            operator=operator,
+    with lock.released_on_error():  # refused or failed: the run stays resumable
+        try:
+            previous = replay(Path(transcript))
+        except (TranscriptError, OSError) as e:
+            raise Refused(f"cannot resume: {e}") from None
+        if previous.warning:
+            announce(f"runbook: {previous.warning}")
+        state = previous.state
+        if state.result is not None:
+            raise Refused(f"cannot resume: the run already ended ({state.result})")
+        if state.runbook_path is None or state.runbook_sha256 is None:
+            raise Refused("cannot resume: the transcript has no run.start")
+        rb, _ = load_runbook(state.runbook_path)
+        if isinstance(operator, HeadlessOperator):
+            operator.follow(rb.on_failure)
+        changed = rb.sha256 != state.runbook_sha256
+        if changed and not allow_changed:
+            raise Refused(
+                f"cannot resume: {state.runbook_path} changed since the run started"
+                f" (was sha256 {state.runbook_sha256}, now {rb.sha256});"
+                " compare it with the snapshot in the run directory, or pass --allow-changed"
+            )
+        given = parse_vars(assignments)
+        try:
+            checked = resolve(rb, given)  # declared, and matching pattern and choices
+        except VariableProblem as e:
+            raise BadUsage(str(e)) from None
+        can_ask = operator.interactive
+        values = {**state.values, **{k: checked.values[k] for k in given}}
+        problems = preflight(
+            rb, values, answers_gates=operator.auto or can_ask, asks_values=can_ask
+        )
+        if state.running and not can_ask:
+            problems += [
+                f"block {name} was running when the run stopped; what to do about it is the"
+                " operator's decision: resume on a terminal"
+                for name in state.running
+            ]
+        if problems:
+            raise Refused("\n".join(["cannot resume:", *problems, "nothing was run"]))
+        sources = {name: "transcript" for name in state.values} | {n: "--var" for n in given}
+        writer = _guard(previous.next_writer)
+        fields = _context(argv) | {
+            "resumed_from": {
+                "transcript": previous.files[-1].name,
+                "last_seq": state.last_seq,
+                "last_hash": previous.last_hash,
+            },
+        }
+        if changed:
+            fields["allow_changed"] = {
+                "recorded_sha256": state.runbook_sha256,
+                "now_sha256": rb.sha256,
+            }
+        session = Session(
+            rb,
+            operator,
+            writer,
+            values=values,
+            sources=sources,
+            state=state,
             transport=transport,
-            ssh_config=ssh_config,
+            ssh=SSHTransport(config=ssh_config, defaults=rb.ssh),
             forks=forks,
+            start_fields=fields,
+            lock=lock,
         )
-    except BaseException:
-        lock.release()
-        raise
-
-
-def _resume_locked(
-    lock: RunLock,
-    transcript: str,
-    *,
-    allow_changed: bool,
-    assignments: Sequence[str],
-    argv: Sequence[str],
-    announce: Callable[[str], None],
-    operator: Operator,
-    transport: LocalTransport | None,
-    ssh_config: Path | None,
-    forks: int,
-) -> tuple[Session, Replay]:
-    try:
-        previous = replay(Path(transcript))
-    except (TranscriptError, OSError) as e:
-        raise Refused(f"cannot resume: {e}") from None
-    if previous.warning:
-        announce(f"runbook: {previous.warning}")
-    state = previous.state
-    if state.result is not None:
-        raise Refused(f"cannot resume: the run already ended ({state.result})")
-    if state.runbook_path is None or state.runbook_sha256 is None:
-        raise Refused("cannot resume: the transcript has no run.start")
-    rb, _ = load_runbook(state.runbook_path)
-    if isinstance(operator, HeadlessOperator):
-        operator.follow(rb.on_failure)
-    changed = rb.sha256 != state.runbook_sha256
-    if changed and not allow_changed:
-        raise Refused(
-            f"cannot resume: {state.runbook_path} changed since the run started"
-            f" (was sha256 {state.runbook_sha256}, now {rb.sha256});"
-            " compare it with the snapshot in the run directory, or pass --allow-changed"
-        )
-    given = parse_vars(assignments)
-    try:
-        checked = resolve(rb, given)  # declared, and matching pattern and choices
-    except VariableProblem as e:
-        raise BadUsage(str(e)) from None
-    can_ask = operator.interactive
-    values = {**state.values, **{k: checked.values[k] for k in given}}
-    problems = preflight(rb, values, answers_gates=operator.auto or can_ask, asks_values=can_ask)
-    if state.running and not can_ask:
-        problems += [
-            f"block {name} was running when the run stopped; what to do about it is the"
-            " operator's decision: resume on a terminal"
-            for name in state.running
-        ]
-    if problems:
-        raise Refused("\n".join(["cannot resume:", *problems, "nothing was run"]))
-    sources = {name: "transcript" for name in state.values} | {n: "--var" for n in given}
-    writer = _guard(previous.next_writer)
-    fields = _context(argv) | {
-        "resumed_from": {
-            "transcript": previous.files[-1].name,
-            "last_seq": state.last_seq,
-            "last_hash": previous.last_hash,
-        },
-    }
-    if changed:
-        fields["allow_changed"] = {"recorded_sha256": state.runbook_sha256, "now_sha256": rb.sha256}
-    session = Session(
-        rb,
-        operator,
-        writer,
-        values=values,
-        sources=sources,
-        state=state,
-        transport=transport,
-        ssh=SSHTransport(config=ssh_config, defaults=rb.ssh),
-        forks=forks,
-        start_fields=fields,
-        lock=lock,
-    )
-    announce(f"runbook: resuming run {state.run_id}, recording to {writer.path}")
-    return session, previous
+        announce(f"runbook: resuming run {state.run_id}, recording to {writer.path}")
+        return session, previous
 
 
 def _guard(make: Callable[[], T]) -> T:

@@ -18,6 +18,7 @@ import fcntl
 import json
 import os
 import socket
+from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -49,6 +50,16 @@ class RunLock:
         info = {"pid": os.getpid(), "user": user, "host": socket.gethostname(), "since": since}
         os.ftruncate(self.fd, 0)
         os.pwrite(self.fd, (json.dumps(info) + "\n").encode(), 0)
+
+    @contextlib.contextmanager
+    def released_on_error(self) -> Iterator[RunLock]:
+        """Hold the lock through what follows; an exception there releases it (the run
+        never started), success hands it on to whoever keeps the lock (the session)."""
+        try:
+            yield self
+        except BaseException:
+            self.release()
+            raise
 
     def release(self) -> None:
         if self.fd is not None:

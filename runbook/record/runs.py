@@ -44,13 +44,9 @@ def start_run(runs: Path, source: bytes, user: str) -> tuple[RunLock, Transcript
     """A fresh run directory, locked, with the runbook's snapshot and an empty transcript."""
     run_id = new_run_id()
     directory = make_run_dir(runs, run_id)
-    lock = RunLock(directory, user)
-    try:
+    with RunLock(directory, user).released_on_error() as lock:
         write_private(directory / SNAPSHOT, source)
         return lock, TranscriptWriter(directory / TRANSCRIPT, run_id)
-    except BaseException:
-        lock.release()
-        raise
 
 
 def transcript_files(directory: Path) -> list[Path]:
