@@ -61,6 +61,17 @@ def events(path: Path) -> list[dict[str, Any]]:
     return [line.event for line in read_lines(path)]
 
 
+def start_cli(*args: str) -> subprocess.Popen[str]:
+    """``runbook ARGS`` in a subprocess that runs on while the test acts on it."""
+    return subprocess.Popen(
+        [sys.executable, "-m", "runbook", *args],
+        cwd=ROOT,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+
+
 def crash_mid_block(args: list[str], started: Path, orphan: str, also=None) -> None:  # type: ignore[no-untyped-def]
     """``runbook ARGS`` in a subprocess, killed with SIGKILL once ``started`` exists (and
     ``also()`` holds, if given): a crash, nothing more is recorded. Its block's process

@@ -7,12 +7,11 @@ import os
 import signal
 import socket
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, events, run_cli, wait_for
+from conftest import events, run_cli, start_cli, wait_for
 from runbook.record.lock import RunBusy, RunLock
 
 WAITS = (
@@ -26,13 +25,7 @@ def _live_run(tmp_path: Path) -> tuple[subprocess.Popen[str], Path, Path]:
     started, go = tmp_path / "started", tmp_path / "go"
     book = tmp_path / "book.md"
     book.write_text(WAITS.format(started=started, go=go))
-    runner = subprocess.Popen(
-        [sys.executable, "-m", "runbook", "run", str(book), "--yes", "--runs-dir", str(tmp_path)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    runner = start_cli("run", str(book), "--yes", "--runs-dir", str(tmp_path))
     wait_for(started.exists, what="the block to start")
     (transcript,) = tmp_path.glob("*/transcript.jsonl")
     return runner, transcript, go

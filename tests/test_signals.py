@@ -4,13 +4,11 @@ commands stopped and its end recorded; checked on real runners, in /proc, on a r
 from __future__ import annotations
 
 import signal
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
-from conftest import ROOT, OnPty, events, live_processes, wait_for
+from conftest import OnPty, events, live_processes, start_cli, wait_for
 from runbook.record.transcript import verify
 
 LONG = "sleep 300.25"  # unique on this machine: the block's processes, found in /proc
@@ -36,13 +34,7 @@ def test_a_signal_stops_the_block_and_records_the_end(tmp_path: Path, sig: signa
     started = tmp_path / "started"
     book = tmp_path / "book.md"
     book.write_text(BLOCK.format(started=started, long=LONG))
-    runner = subprocess.Popen(
-        [sys.executable, "-m", "runbook", "run", str(book), "--yes", "--runs-dir", str(tmp_path)],
-        cwd=ROOT,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.PIPE,
-        text=True,
-    )
+    runner = start_cli("run", str(book), "--yes", "--runs-dir", str(tmp_path))
     wait_for(started.exists, what="the block to start")
     wait_for(lambda: len(live_processes(LONG)) >= 3, what="the shell and both sleeps")
     runner.send_signal(sig)
