@@ -94,16 +94,20 @@ def _authorize_plain_user(public_key: str) -> None:
     shutil.chown(keys, PLAIN_USER, PLAIN_USER)
 
 
-def start(root: Path, count: int) -> Fleet:
+def start(root: Path, count: int, *, extra_config: str = "", plain_user: bool = True) -> Fleet:
+    """``count`` hosts under ``root``. ``extra_config`` is appended to every sshd_config
+    (``ForceCommand ...``, say). ``plain_user=False`` leaves the plain user's account and
+    authorized_keys alone, so a second fleet does not replace the session fleet's key."""
     user = getpass.getuser()
-    if subprocess.run(["id", PLAIN_USER], capture_output=True).returncode != 0:
-        subprocess.run(
-            ["useradd", "--create-home", "--shell", "/bin/sh", PLAIN_USER],
-            check=True,
-            capture_output=True,
-        )
-    # No password, but not locked: sshd (without PAM) refuses locked accounts even for keys.
-    subprocess.run(["usermod", "--password", "*", PLAIN_USER], check=True, capture_output=True)
+    if plain_user:
+        if subprocess.run(["id", PLAIN_USER], capture_output=True).returncode != 0:
+            subprocess.run(
+                ["useradd", "--create-home", "--shell", "/bin/sh", PLAIN_USER],
+                check=True,
+                capture_output=True,
+            )
+        # No password, but not locked: sshd (without PAM) refuses locked accounts even for keys.
+        subprocess.run(["usermod", "--password", "*", PLAIN_USER], check=True, capture_output=True)
     root.mkdir(parents=True, exist_ok=True)
     os.chmod(root, 0o700)
     Path("/run/sshd").mkdir(mode=0o755, exist_ok=True)  # sshd's privilege-separation dir
@@ -112,7 +116,8 @@ def start(root: Path, count: int) -> Fleet:
     authorized = root / "authorized_keys"
     authorized.write_bytes(client_key.with_suffix(".pub").read_bytes())
     authorized.chmod(0o600)
-    _authorize_plain_user(client_key.with_suffix(".pub").read_text())
+    if plain_user:
+        _authorize_plain_user(client_key.with_suffix(".pub").read_text())
     fleet = Fleet(root, user, client_key, root / "known_hosts", root / "ssh_config")
     config, known = [], []
     for i in range(count):
@@ -131,6 +136,7 @@ def start(root: Path, count: int) -> Fleet:
             "PasswordAuthentication no\nKbdInteractiveAuthentication no\nUsePAM no\n"
             "StrictModes no\nUseDNS no\nMaxStartups 200\nMaxSessions 200\n"
             "PrintMotd no\nPrintLastLog no\nX11Forwarding no\nAcceptEnv NOTHING\n"
+            f"{extra_config}"
         )
         host.process = subprocess.Popen(
             [SSHD, "-D", "-e", "-f", str(sshd_config)],

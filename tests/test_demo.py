@@ -19,7 +19,7 @@ from runbook.demo import DemoFleet, DemoFleetError
 from runbook.demo.fleet import THREAD_NAME
 from runbook.engine.operator import Decision, ScriptedOperator
 from runbook.record.transcript import verify
-from runbook.transports.ssh import remote_command
+from runbook.transports.ssh import env_payload, remote_command
 
 HOSTS = ["web1", "web2", "web3", "web4"]
 
@@ -184,7 +184,6 @@ def test_stop_ends_every_command_thread_and_port(tmp_path: Path) -> None:
     command = remote_command(
         "echo ready; exec sleep 7331",
         shell="sh",
-        variables={},
         cwd=None,
         pidfile=str(tmp_path / "cmd.pid"),
     )
@@ -192,6 +191,8 @@ def test_stop_ends_every_command_thread_and_port(tmp_path: Path) -> None:
     async def scenario() -> asyncssh.SSHClientProcess[bytes]:
         async with asyncssh.connect("web1", config=[str(fleet.ssh_config)]) as conn:
             proc = await conn.create_process(command, encoding=None)
+            proc.stdin.write(env_payload({}))  # the wrapper starts the script once it has them
+            proc.stdin.write_eof()
             assert await proc.stdout.readline() == b"ready\n"
             wait_for(lambda: _sleepers("7331"), what="the remote sleep")
             await asyncio.to_thread(fleet.stop)  # while the client is still connected

@@ -7,12 +7,15 @@ can turn checking off (an OpenSSH config that says ``UserKnownHostsFile none`` g
 default file instead). A refused key says whether it is unknown, changed or revoked,
 with the fingerprints, because asyncssh reports all three as "not trusted".
 
-Output is read as bytes. Variables travel as quoted ``export`` assignments ahead of the
-command (sshd's AcceptEnv would filter ``env=``). The command runs as the leader of its
-own session under ``setsid -w``, its process id in a file, so that a timeout or an
-interrupt can stop its whole process group over a second channel: signal requests are
-refused for root sessions by OpenSSH 9.x, and closing the channel leaves a
-``sleep 600`` running.
+Output is read as bytes. Variables never ride the exec request: the login shell sshd
+starts holds that string in its argv, which any user of the host can read in ``ps`` or
+``/proc/*/cmdline``, and sshd's AcceptEnv would filter ``env=``. Their values go on the
+channel's stdin instead, as quoted ``export`` lines that a small wrapper reads and
+evaluates with shell builtins before the command starts (the command's own stdin is
+``/dev/null``, at EOF at once as before). The command runs as the leader of its own
+session under ``setsid -w``, its process id in a file, so that a timeout or an interrupt
+can stop its whole process group over a second channel: signal requests are refused for
+root sessions by OpenSSH 9.x, and closing the channel leaves a ``sleep 600`` running.
 """
 
 from __future__ import annotations
@@ -201,9 +204,10 @@ class SSHTransport:
     ) -> ExitStatus:
         started = time.monotonic()
         pidfile = f"/tmp/.runbook-{secrets.token_hex(8)}.pid"
-        command = remote_command(script, shell=shell, variables=variables, cwd=cwd, pidfile=pidfile)
+        command = remote_command(script, shell=shell, cwd=cwd, pidfile=pidfile)
+        payload = env_payload(variables)  # before anything is sent: a bad value sends nothing
         try:
-            conn, proc = await self._start(host, command)
+            conn, proc = await self._start(host, command, payload)
         except Unconfirmed as e:
             return ExitStatus(
                 code=None,
@@ -260,14 +264,23 @@ class SSHTransport:
         )
 
     async def _start(
-        self, host: Host, command: str
+        self, host: Host, command: str, payload: bytes
     ) -> tuple[asyncssh.SSHClientConnection, asyncssh.SSHClientProcess[bytes]]:
-        """Start the command; a reused connection that died since is replaced once.
+        """Start the command, then send it its variables; a reused connection that died
+        since is replaced once.
 
         Only a failure before the exec request went out is retried: connecting, or opening
         the session channel. Once the channel is open (asyncssh builds the session object
         then, and sends the exec request next, with nothing in between), the host may have
         run the command even if its reply never came, so the outcome is unknown.
+
+        ``payload`` (see ``env_payload``) is written to the channel's stdin once the exec
+        request is confirmed, then EOF. The wrapper does not start the command until it has
+        read it all: a payload cut short (the channel or the connection lost while it was
+        on its way) makes the wrapper exit 125 without running the command, never run it
+        with half its variables. A write that fails because the channel is already closing
+        is not an error here: whatever exit status the host sent says what happened, and
+        none at all is an unknown outcome (``run`` reports the connection lost).
         """
         for fresh in (False, True):
             conn = await self.connection(host)
@@ -281,7 +294,10 @@ class SSHTransport:
             try:
                 _, made = await conn.create_session(session, command, encoding=None)
                 proc = cast("asyncssh.SSHClientProcess[bytes]", made)
-                await proc.redirect(asyncssh.DEVNULL, asyncssh.PIPE, asyncssh.PIPE)
+                # Variables on stdin, never in the exec request: see env_payload.
+                with contextlib.suppress(BrokenPipeError):  # the channel is already closing
+                    proc.stdin.write(payload)
+                proc.stdin.write_eof()
                 return conn, proc
             except (asyncssh.Error, OSError) as e:
                 self._connections.pop(host.spec, None)
@@ -366,27 +382,49 @@ def _read(path: str) -> str:
     return text if text.endswith("\n") or not text else text + "\n"
 
 
-def remote_command(
-    script: str, *, shell: str, variables: Mapping[str, str], cwd: str | None, pidfile: str
-) -> str:
-    """The command line sent to sshd: quoted exports, then the script, verbatim, in its own
-    session (``setsid -w`` waits and passes its exit status on), the session's process
-    group id in ``pidfile`` while it runs."""
+ENV_END = "# runbook-env-end"
+"""The payload's last line. Outside quotes, ``#`` can only be this line (``shlex.quote``
+always quotes a value holding one), so a payload that ends with it outside quotes is whole."""
+
+
+def env_payload(variables: Mapping[str, str]) -> bytes:
+    """What the wrapper reads on stdin: one quoted ``export NAME='value'`` line per
+    variable, then ``ENV_END``. The values never appear on any command line."""
     bad = [name for name in variables if not IDENTIFIER.match(name)]
-    if bad:  # names are validated upstream; this guards the command line itself
+    if bad:  # names are validated upstream; this guards the wrapper's shell itself
         raise ValueError(f"not a variable name: {bad[0]!r}")
-    exports = "".join(f"export {name}={shlex.quote(value)}; " for name, value in variables.items())
+    held = [name for name, value in variables.items() if "\0" in value]
+    if held:  # refused upstream too: no environment variable can hold a NUL byte
+        raise ValueError(f"variable {held[0]} holds a NUL byte")
+    lines = [f"export {name}={shlex.quote(value)}\n" for name, value in variables.items()]
+    return "".join([*lines, ENV_END, "\n"]).encode("utf-8")
+
+
+def remote_command(script: str, *, shell: str, cwd: str | None, pidfile: str) -> str:
+    """The command line sent to sshd: the script, verbatim, in its own session (``setsid
+    -w`` waits and passes its exit status on), the session's process group id in
+    ``pidfile`` while it runs. It holds no variable's value: the wrapper reads them from
+    stdin (``env_payload``) and starts the script only once it has all of them, with its
+    stdin on ``/dev/null``; a payload that is not whole, or does not evaluate, is exit 125
+    and the script never runs."""
     chdir = f"cd {shlex.quote(cwd)} && " if cwd else ""
     # The wrapper removes its pid file itself: no second channel per command.
-    # set -C: the pid file is created, never an existing file or link followed. When the
-    # script is done, its leftover background jobs (same group) get SIGTERM, so they can
-    # neither outlive the block nor hold its output open.
+    # set -C: the pid file is created, never an existing file or link followed. The
+    # variables are read with `$(cat)` and set with `command eval` (builtins: no value on
+    # any argv; `command` keeps a syntax error from ending the wrapper before its rm).
+    # `__runbook_p` is not exported, so the script never sees it. When the script is
+    # done, its leftover background jobs (same group) get SIGTERM, so they can neither
+    # outlive the block nor hold its output open. "$rc" is quoted: IFS may be a variable.
+    refuse = 'rm -f "$0"; echo "runbook: the variables did not arrive whole: not run" >&2; exit 125'
     inner = (
-        'set -C; echo $$ > "$0" || exit 125; set +C; "$@"; rc=$?; rm -f "$0"; '
-        "trap '' TERM; kill -TERM 0 2>/dev/null; exit $rc"
+        'set -C; echo $$ > "$0" || exit 125; set +C; __runbook_p=$(cat); '
+        f'case "$__runbook_p" in *{shlex.quote(ENV_END)}) ;; *) {refuse};; esac; '
+        f'command eval "$__runbook_p" || {{ {refuse}; }}; '
+        '"$@" </dev/null; rc=$?; rm -f "$0"; '
+        "trap '' TERM; kill -TERM 0 2>/dev/null; exit \"$rc\""
     )
     return (
-        f"{exports}{chdir}exec setsid -w sh -c {shlex.quote(inner)} {shlex.quote(pidfile)}"
+        f"{chdir}exec setsid -w sh -c {shlex.quote(inner)} {shlex.quote(pidfile)}"
         f" {shlex.quote(shell)} -c {shlex.quote(script)}"
     )
 
