@@ -106,6 +106,7 @@ def parser() -> argparse.ArgumentParser:
     )  # fmt: skip
     _var_option(demo)
     _runs_dir_option(demo)
+    _signing_option(demo)
 
     transcript = sub.add_parser("transcript", help="verify or render a run's transcript")
     tsub = transcript.add_subparsers(dest="action", metavar="ACTION", required=True)
@@ -114,9 +115,20 @@ def parser() -> argparse.ArgumentParser:
         help="check the transcript's hash chain",
         description="Check JSON, seq, the hash chain, the run id, nothing after the run's end "
         "and output offsets. Exit 0 intact (says whether the run completed), 1 broken "
-        "(names the first bad line and why).",
+        "(names the first bad line and why), a signature or witness that does not match, or "
+        "a runbook.md that is not the runbook the run recorded.",
     )
     verify.add_argument("file", metavar="FILE", help="a transcript.jsonl")
+    verify.add_argument(
+        "--allowed-signers", metavar="FILE",
+        help="OpenSSH allowed_signers file: check the run's signatures (see docs/security.md);"
+        " fails unless a listed key signed up to the last line",
+    )  # fmt: skip
+    verify.add_argument(
+        "--expect", action="append", default=[], metavar="[SEQ:]SHA256",
+        help="fail unless the last line (or line SEQ) hashes to SHA256: the hash `run` printed"
+        " at the end, or one a chat message carried (repeatable)",
+    )  # fmt: skip
     render = tsub.add_parser(
         "render",
         help="a Markdown report of the run, for the post-mortem",
@@ -134,6 +146,7 @@ def _run_options(parser: argparse.ArgumentParser, runs_dir: bool = True) -> None
     _var_option(parser)
     if runs_dir:
         _runs_dir_option(parser)
+    _signing_option(parser)
     parser.add_argument(
         "--ssh-config", metavar="FILE", help="OpenSSH config to use instead of ~/.ssh/config"
     )
@@ -144,6 +157,14 @@ def _run_options(parser: argparse.ArgumentParser, runs_dir: bool = True) -> None
         metavar="N",
         help=f"hosts a batch runs on at once (default {DEFAULT_FORKS})",
     )
+
+
+def _signing_option(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument(
+        "--signing-key", metavar="KEY",
+        help="sign the transcript's head with this SSH key (a private key file, or a public"
+        " key whose private half is in the ssh-agent; default $RUNBOOK_SIGNING_KEY)",
+    )  # fmt: skip
 
 
 def _var_option(parser: argparse.ArgumentParser) -> None:

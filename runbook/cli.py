@@ -9,6 +9,7 @@ from __future__ import annotations
 import argparse
 import io
 import json
+import os
 import sys
 from collections.abc import Mapping, Sequence
 from pathlib import Path
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from runbook.engine.operator import Operator
     from runbook.engine.session import Session
     from runbook.format.model import Runbook, Variable
+    from runbook.record.signing import SigningKey
     from runbook.tui.app import Starter
 
 # The engine (asyncio, asyncssh, the transcript) is imported only by the commands that
@@ -110,6 +112,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             runs=runs_dir(args.runs_dir),
             argv=sys.argv,
             announce=_say,
+            signing=_signing(args),
         )
     )
 
@@ -121,11 +124,17 @@ def cmd_open(args: argparse.Namespace) -> int:
         flag = "--yes" if args.yes else "--on-failure"
         raise UsageError(f"{flag} is for a run without a person: use `runbook run {flag}`")
     ssh_config = Path(args.ssh_config) if args.ssh_config else None
-    return _open(args.file, args.var, ssh_config, args.forks, runs_dir(args.runs_dir))
+    runs = runs_dir(args.runs_dir)
+    return _open(args.file, args.var, ssh_config, args.forks, runs, _signing(args))
 
 
 def _open(
-    path: str, assignments: Sequence[str], ssh_config: Path | None, forks: int, runs: Path
+    path: str,
+    assignments: Sequence[str],
+    ssh_config: Path | None,
+    forks: int,
+    runs: Path,
+    signing: SigningKey | None,
 ) -> int:
     """The console on a new run of ``path``; the runbook and --var are checked first."""
     from runbook import launch
@@ -150,6 +159,7 @@ def _open(
             argv=sys.argv,
             announce=lambda _: None,
             entered=entered,
+            signing=signing,
         )
         return session, []
 
@@ -177,6 +187,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
         raise UsageError("--on-failure is for a run without a person: add --yes")
     operator = _operator(args.yes, args.on_failure) if headless and not args.serve else None
     runs = runs_dir(args.runs_dir).resolve()
+    signing = _signing(args)
     with tempfile.TemporaryDirectory(prefix="runbook-demo-") as root:
         fleet = DemoFleet(Path(root), example)
         try:
@@ -200,9 +211,11 @@ def cmd_demo(args: argparse.Namespace) -> int:
                     runs=runs,
                     argv=sys.argv,
                     announce=_say,
+                    signing=signing,
                 )
                 return _finished(done)
-            return _open(str(fleet.runbook), values, fleet.ssh_config, DEFAULT_FORKS, runs)
+            config = fleet.ssh_config
+            return _open(str(fleet.runbook), values, config, DEFAULT_FORKS, runs, signing)
         finally:
             fleet.stop()
             for line in demo.channel(fleet):
@@ -243,6 +256,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
             assignments=args.var,
             argv=sys.argv,
             announce=_say,
+            signing=_signing(args),
         )
     )
 
@@ -257,6 +271,7 @@ def _resume_console(args: argparse.Namespace) -> int:
     if path is None:
         raise inputs.Refused(f"cannot resume: {args.transcript} has no readable run.start")
     rb, _ = inputs.load_runbook(path)
+    signing = _signing(args)
 
     def start(operator: Operator, entered: Mapping[str, str]) -> tuple[Session, list[Any]]:
         session, previous = launch.prepare_resume(
@@ -268,10 +283,26 @@ def _resume_console(args: argparse.Namespace) -> int:
             assignments=args.var,
             argv=sys.argv,
             announce=lambda _: None,
+            signing=signing,
         )
         return session, previous.history
 
     return _console(rb, start, ())
+
+
+def _signing(args: argparse.Namespace) -> SigningKey | None:
+    """``--signing-key``, else ``$RUNBOOK_SIGNING_KEY``: checked by signing once, now."""
+    from runbook.record.signing import ENV_SIGNING_KEY, SigningError
+    from runbook.record.signing import SigningKey as Key
+
+    given = args.signing_key or os.environ.get(ENV_SIGNING_KEY)
+    if not given:
+        return None
+    where = "--signing-key" if args.signing_key else f"${ENV_SIGNING_KEY}"
+    try:
+        return Key.load(Path(given).expanduser())
+    except SigningError as e:
+        raise UsageError(f"{where} {given}: cannot sign with it: {e}") from None
 
 
 def _operator(yes: bool, on_failure: str | None = None) -> Operator:
@@ -286,6 +317,8 @@ def _finished(done: launch.Finished) -> int:
         _say(f"runbook: transcript {done.transcript}: its end is unknown. {done.end_unknown}")
     else:
         _say(f"runbook: transcript {done.transcript} (last line sha256 {done.last_hash})")
+    if done.signed is not None:
+        _say(f"runbook: transcript {done.signed}")
     return done.outcome.exit_code
 
 
@@ -300,7 +333,7 @@ def cmd_transcript(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise UsageError(f"{path}: no such transcript file")
     if args.action == "verify":
-        return _verify(path)
+        return _verify(path, args.allowed_signers, args.expect)
     text = render_run(path)
     if args.output:
         try:  # a path that is not UTF-8 stays readable in the report, its bytes escaped
@@ -315,29 +348,48 @@ def cmd_transcript(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _verify(path: Path) -> int:
-    """Every file of the run ``path`` belongs to, each chained to the one before."""
+def _verify(path: Path, allowed_signers: str | None, expect: Sequence[str]) -> int:
+    """Every file of the run ``path`` belongs to, each chained to the one before; then its
+    snapshot, witnesses and signatures (``record/proof.py``)."""
+    from runbook.record import proof
     from runbook.record.runs import transcript_files, verify_run
-    from runbook.record.transcript import read_lines
+    from runbook.record.signing import SigningError
 
+    try:
+        witnesses = [proof.parse_witness(w) for w in expect]
+    except proof.BadWitness as e:
+        raise UsageError(str(e)) from None
+    allowed = Path(allowed_signers) if allowed_signers else None
+    if allowed is not None and not allowed.is_file():
+        raise UsageError(f"--allowed-signers {allowed}: no such file")
     files = transcript_files(path.resolve().parent)
     if path.resolve() not in [f.resolve() for f in files]:
-        first = next((line.event for line in read_lines(path)), {})
-        resumed = first.get("resumed_from")
+        resumed = proof.first_event(path).get("resumed_from")
         if isinstance(resumed, dict):  # a resume's file, away from the files it continues
             print(
                 f"{path}: not verified: it continues {resumed.get('transcript')!r} of run"
-                f" {first.get('run')!r}, which is not beside it; verify the run's directory"
+                f" {proof.first_event(path).get('run')!r}, which is not beside it;"
+                " verify the run's directory"
             )
             return EXIT_INVALID
         files = [path]
     verdicts = verify_run(files)
     for file, verdict in verdicts:
         print(verdict.describe(str(file)))
-    ok = len(verdicts) == len(files) and all(v.ok for _, v in verdicts)
-    if ok:
-        print(f"last line sha256 {verdicts[-1][1].last_hash}")
-    return EXIT_OK if ok else EXIT_INVALID
+    if not (len(verdicts) == len(files) and all(v.ok for _, v in verdicts)):
+        return EXIT_INVALID
+    print(f"last line sha256 {verdicts[-1][1].last_hash}")
+    found = proof.Proof()
+    if proof.is_run_directory(files):
+        proof.check_snapshot(files[0].parent, proof.first_event(files[0]), found)
+    proof.check_witnesses(verdicts, witnesses, found)
+    try:
+        proof.check_signatures(verdicts, allowed, found)
+    except SigningError as e:
+        found.bad(f"signatures: {e}")
+    for line in found.lines:
+        print(line)
+    return EXIT_OK if found.ok else EXIT_INVALID
 
 
 COMMANDS = {

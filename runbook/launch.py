@@ -24,8 +24,10 @@ from runbook.format.inputs import BadUsage, Refused, load_runbook, parse_vars
 from runbook.format.model import Runbook
 from runbook.format.variables import VariableProblem, check_value, resolve
 from runbook.record.lock import RunBusy, RunLock
+from runbook.record.place import run_directory
 from runbook.record.runs import Replay, replay, start_run
-from runbook.record.transcript import TranscriptError
+from runbook.record.signing import Signer, SigningKey
+from runbook.record.transcript import TranscriptError, TranscriptWriter
 from runbook.transports.local import LocalTransport
 from runbook.transports.ssh import SSHTransport
 
@@ -39,6 +41,8 @@ class Finished:
     last_hash: str
     end_unknown: str | None = None
     """Recording failed: the transcript's end on disk is not known; what is."""
+    signed: str | None = None
+    """With a signing key: up to where the transcript is signed, or why it is not."""
 
 
 def preflight(
@@ -95,6 +99,7 @@ def run(
     transport: LocalTransport | None = None,
     ssh_config: Path | None = None,
     forks: int = DEFAULT_FORKS,
+    signing: SigningKey | None = None,
 ) -> Finished:
     """Start a new run of the runbook at ``path`` (``operator`` and ``transport`` for tests)."""
     session = prepare_run(
@@ -107,6 +112,7 @@ def run(
         transport=transport,
         ssh_config=ssh_config,
         forks=forks,
+        signing=signing,
     )
     return _finish(session)
 
@@ -123,6 +129,7 @@ def prepare_run(
     ssh_config: Path | None = None,
     forks: int = DEFAULT_FORKS,
     entered: Mapping[str, str] | None = None,
+    signing: SigningKey | None = None,
 ) -> Session:
     """A session ready to run, its transcript created; ``entered``: values from a form."""
     rb, data = load_runbook(path)
@@ -151,8 +158,9 @@ def prepare_run(
     problems = preflight(rb, values, answers_gates=operator.auto or can_ask, asks_values=can_ask)
     if problems:
         raise Refused("\n".join([*problems, "nothing was run"]))
-    lock, writer = _guard(lambda: start_run(runs, data, _user()))
+    lock, writer, real_runs = _guard(lambda: start_run(runs, data, _user()))
     with lock.released_on_error():
+        fields = _context(argv) | {"runs_dir": str(real_runs)} | _sign(writer, signing)
         session = Session(
             rb,
             operator,
@@ -162,7 +170,7 @@ def prepare_run(
             transport=transport,
             ssh=SSHTransport(config=ssh_config, defaults=rb.ssh),
             forks=forks,
-            start_fields=_context(argv),
+            start_fields=fields,
             lock=lock,
         )
     announce(f"runbook: recording to {writer.path}")
@@ -180,6 +188,7 @@ def resume(
     transport: LocalTransport | None = None,
     ssh_config: Path | None = None,
     forks: int = DEFAULT_FORKS,
+    signing: SigningKey | None = None,
 ) -> Finished:
     """Continue the run ``transcript`` belongs to, in a new transcript file chained to it."""
     session, _ = prepare_resume(
@@ -192,6 +201,7 @@ def resume(
         transport=transport,
         ssh_config=ssh_config,
         forks=forks,
+        signing=signing,
     )
     return _finish(session)
 
@@ -207,16 +217,20 @@ def prepare_resume(
     transport: LocalTransport | None = None,
     ssh_config: Path | None = None,
     forks: int = DEFAULT_FORKS,
+    signing: SigningKey | None = None,
 ) -> tuple[Session, Replay]:
     """A session that continues the run, and the replay of what was recorded before."""
-    # The lock first: a live run must not append between the replay and this run's start.
+    # The lock first: a live run must not append between the replay and this run's start;
+    # before it, the check that nobody else can write the run or runs directory (place.py).
     try:
-        lock = RunLock(Path(transcript).resolve().parent, _user())
-    except (RunBusy, OSError) as e:
+        where = Path(transcript).resolve()
+        directory = run_directory(where.parent)
+        lock = RunLock(directory, _user())
+    except (RunBusy, TranscriptError, OSError) as e:
         raise Refused(f"cannot resume: {e}") from None
     with lock.released_on_error():  # refused or failed: the run stays resumable
         try:
-            previous = replay(Path(transcript))
+            previous = replay(directory / where.name)
         except (TranscriptError, OSError) as e:
             raise Refused(f"cannot resume: {e}") from None
         if previous.warning:
@@ -256,13 +270,18 @@ def prepare_resume(
             raise Refused("\n".join(["cannot resume:", *problems, "nothing was run"]))
         sources = {name: "transcript" for name in state.values} | {n: "--var" for n in given}
         writer = _guard(previous.next_writer)
-        fields = _context(argv) | {
-            "resumed_from": {
-                "transcript": previous.files[-1].name,
-                "last_seq": state.last_seq,
-                "last_hash": previous.last_hash,
-            },
-        }
+        fields = (
+            _context(argv)
+            | _sign(writer, signing)
+            | {
+                "runs_dir": str(directory.parent),
+                "resumed_from": {
+                    "transcript": previous.files[-1].name,
+                    "last_seq": state.last_seq,
+                    "last_hash": previous.last_hash,
+                },
+            }
+        )
         if changed:
             fields["allow_changed"] = {
                 "recorded_sha256": state.runbook_sha256,
@@ -283,6 +302,14 @@ def prepare_resume(
         )
         announce(f"runbook: resuming run {state.run_id}, recording to {writer.path}")
         return session, previous
+
+
+def _sign(writer: TranscriptWriter, signing: SigningKey | None) -> dict[str, object]:
+    """Sign ``writer``'s heads with ``signing``; the run.start field that says so."""
+    if signing is None:
+        return {}
+    writer.signer = _guard(lambda: signing.signer(writer.path, writer.run_id))
+    return {"signing_key": signing.key_id}
 
 
 def _guard(make: Callable[[], T]) -> T:
@@ -318,7 +345,20 @@ def _finish(session: Session) -> Finished:
     if writer.failed is not None:  # the file may hold less, or more, than is durable
         seq, durable = writer.synced
         unknown = f"{writer.failed} The last line known to be on disk: seq {seq}, sha256 {durable}"
-    return Finished(outcome, writer.path, writer.prev, unknown)
+    return Finished(outcome, writer.path, writer.prev, unknown, _signed(writer))
+
+
+def _signed(writer: TranscriptWriter) -> str | None:
+    signer = writer.signer
+    if not isinstance(signer, Signer):
+        return None
+    if signer.signed is None:
+        return f"NOT signed: {signer.failed or 'no signature was made'}"
+    seq, _ = signer.signed
+    text = f"signed up to seq {seq} by {signer.key_id} ({signer.path.name})"
+    if signer.failed is not None:
+        text += f"; signing then failed: {signer.failed}"
+    return text
 
 
 def _context(argv: Sequence[str]) -> dict[str, object]:

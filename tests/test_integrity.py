@@ -137,7 +137,9 @@ def test_a_full_tmpfs_stops_the_run_before_the_next_command(tmp_path: Path) -> N
         pytest.skip("mounting a tmpfs needs root (the injected ENOSPC test covers the logic)")
     mount = tmp_path / "small"
     mount.mkdir()
-    subprocess.run(["mount", "-t", "tmpfs", "-o", "size=512k", "tmpfs", str(mount)], check=True)
+    subprocess.run(
+        ["mount", "-t", "tmpfs", "-o", "size=512k,mode=0700", "tmpfs", str(mount)], check=True
+    )
     try:
         marker = tmp_path / "next-ran"
         book = tmp_path / "b.md"

@@ -7,6 +7,7 @@ is ever contacted.
 from __future__ import annotations
 
 import getpass
+import hashlib
 import json
 import signal
 import socket
@@ -26,6 +27,7 @@ from runbook.transports.local import LocalTransport
 
 BODY_KEYS = {
     "text",
+    "head",
     "event",
     "status",
     "runbook",
@@ -171,6 +173,12 @@ def test_every_event_kind_reaches_the_webhook_with_the_documented_body(
         assert request.body["transcript"] == str(finished.transcript.resolve())
         assert request.body["runbook"]["title"] == "Ship it"
         assert request.body["text"]
+    # Each message witnesses the chain's head when it was made: that line, that hash.
+    lines = finished.transcript.read_bytes().splitlines(keepends=True)
+    for body in webhook.bodies():
+        seq, sha = body["head"]["seq"], body["head"]["sha256"]
+        assert hashlib.sha256(lines[seq - 1]).hexdigest() == sha
+        assert body["text"].endswith(f" · record `{seq}:{sha}`")
     by_kind = {b["event"]: b for b in reversed(webhook.bodies())}  # the first of each kind
     assert by_kind["run-start"]["status"] == "started"
     assert by_kind["step-done"]["step"] == {"index": 1, "title": "Prepare", "count": 2}

@@ -43,7 +43,8 @@ def body(
     host: str | None = None,
     message: str | None = None,
 ) -> dict[str, Any]:
-    """The JSON a webhook receives; ``context`` holds run, transcript, operator and resumed."""
+    """The JSON a webhook receives; ``context`` holds run, transcript, operator, resumed
+    and head (the transcript's ``seq`` and last line's sha256 when the message was made)."""
     status = status or STATUS[event]
     at_step = next((s for s in rb.steps if s.index == step), None)
     step_field = (
@@ -73,6 +74,7 @@ def body(
         "host": host,
         "message": message,
         "transcript": context.get("transcript"),
+        "head": context.get("head"),
         "at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
     }
 
@@ -111,4 +113,7 @@ def _text(
         line = f"{rb.title}: run {status}: {message} (run {context.get('run')})"
     symbol = SYMBOL.get(event if event != "run-end" else status, "✖")
     text = f"{symbol} {line}"
+    head = context.get("head")
+    if isinstance(head, Mapping):  # a witness of the record: `verify --expect SEQ:SHA256`
+        text += f" · record `{head.get('seq')}:{head.get('sha256')}`"
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -123,6 +123,9 @@ class Notices:
             "resumed": self.resumed,
             "operator": self.operator,
             "transcript": str(s.writer.path.resolve()),
+            # The chain's head now: a copy outside the run's files that a later forgery
+            # cannot match (`runbook transcript verify --expect SEQ:SHA256`).
+            "head": {"seq": s.writer.seq, "sha256": s.writer.prev},
         }
         # Masked before the text is built: escaping `&<>` for Slack could split a secret.
         masked = {k: s.masker.deep(v) for k, v in fields.items()}

@@ -14,7 +14,9 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
+from runbook.record import proof
 from runbook.record.runs import transcript_files, verify_run
+from runbook.record.signing import SigningError
 from runbook.record.transcript import Verdict
 
 FOLD_LINES = 30
@@ -60,7 +62,27 @@ def render_run(path: Path) -> str:
         files = [path]  # a file outside the run's own sequence is reported on its own
     events: list[dict[str, Any]] = []
     verdicts = verify_run(files, on_event=events.append)
-    return _Report(events, verdicts).render()
+    report = _Report(events, verdicts)
+    report.proof = _proof(files, verdicts)
+    return report.render()
+
+
+def _proof(files: list[Path], verdicts: list[tuple[Path, Verdict]]) -> dict[str, str]:
+    """The snapshot's check and what signed the record, for the header (not key-checked:
+    that needs the allowed signers, ``runbook transcript verify --allowed-signers``)."""
+    rows: dict[str, str] = {}
+    if proof.is_run_directory(files) and verdicts and verdicts[0][1].lines:
+        snapshot = proof.Proof()
+        proof.check_snapshot(files[0].parent, proof.first_event(files[0]), snapshot)
+        rows["Runbook snapshot"] = ("ok: " if snapshot.ok else "") + snapshot.lines[0]
+    if all(v.ok or v.truncated for _, v in verdicts):
+        signed = proof.Proof()
+        try:
+            proof.check_signatures(verdicts, None, signed)
+        except SigningError as e:
+            signed.bad(str(e))
+        rows["Signed"] = "; ".join(signed.lines) or "not signed"
+    return rows
 
 
 class _Report:
@@ -75,6 +97,8 @@ class _Report:
         self.bakes: dict[str, _Bake] = {}
         """The latest bake of each baked block."""
         self.notes: list[dict[str, Any]] = []
+        self.proof: dict[str, str] = {}
+        """Header rows: the snapshot's check, the signatures."""
         self._fold()
 
     def _fold(self) -> None:
@@ -198,6 +222,7 @@ class _Report:
             ("Result", result),
             ("Transcript", integrity),
             ("Last line SHA-256", f"`{self.verdicts[-1][1].last_hash}`" if self.verdicts else "?"),
+            *self.proof.items(),
         ]
         resumed = [e for e in self.events if e["type"] == "run.start" and e.get("resumed_from")]
         for e in resumed:

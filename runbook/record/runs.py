@@ -13,10 +13,11 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 from runbook.record.events import RUN_START, RunState
 from runbook.record.lock import RunLock
+from runbook.record.place import runs_directory
 from runbook.record.transcript import (
     SNAPSHOT,
     TRANSCRIPT,
@@ -40,13 +41,23 @@ def runs_dir(option: str | None) -> Path:
     return Path(option or os.environ.get(ENV_RUNS_DIR) or DEFAULT_RUNS_DIR)
 
 
-def start_run(runs: Path, source: bytes, user: str) -> tuple[RunLock, TranscriptWriter]:
-    """A fresh run directory, locked, with the runbook's snapshot and an empty transcript."""
+class NewRun(NamedTuple):
+    """A run just started: its lock, its transcript, and the real runs directory it is in."""
+
+    lock: RunLock
+    writer: TranscriptWriter
+    runs: Path
+
+
+def start_run(runs: Path, source: bytes, user: str) -> NewRun:
+    """A fresh run directory, locked, with the runbook's snapshot and an empty transcript,
+    under the real path of ``runs`` once it is checked to be the user's alone (place.py)."""
+    real = runs_directory(runs)
     run_id = new_run_id()
-    directory = make_run_dir(runs, run_id)
+    directory = make_run_dir(real, run_id)
     with RunLock(directory, user).released_on_error() as lock:
         write_private(directory / SNAPSHOT, source)
-        return lock, TranscriptWriter(directory / TRANSCRIPT, run_id)
+        return NewRun(lock, TranscriptWriter(directory / TRANSCRIPT, run_id), real)
 
 
 def transcript_files(directory: Path) -> list[Path]:

@@ -24,9 +24,21 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 from runbook.record.events import BLOCK_START, FIELDS, OUTPUT, RUN_END, RUN_START
+
+
+class HeadSigner(Protocol):
+    """What signs the head at each fsync (``signing.Signer``); kept apart to avoid a cycle."""
+
+    @property
+    def failed(self) -> Exception | None: ...
+
+    def request(self, seq: int, sha256: str) -> None: ...
+
+    def close(self, seq: int, sha256: str) -> None: ...
+
 
 GENESIS = "0" * 64
 TRANSCRIPT = "transcript.jsonl"
@@ -64,7 +76,7 @@ def make_run_dir(runs_dir: Path, run_id: str) -> Path:
 
 def write_private(path: Path, data: bytes) -> None:
     """Create ``path`` 0600 with O_EXCL (never follows or overwrites anything) and write it."""
-    fd = _open_exclusive(path)
+    fd = open_exclusive(path)
     try:
         _write_all(fd, data)
         os.fsync(fd)
@@ -74,7 +86,7 @@ def write_private(path: Path, data: bytes) -> None:
         os.close(fd)
 
 
-def _open_exclusive(path: Path) -> int:
+def open_exclusive(path: Path) -> int:
     flags = os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_NOFOLLOW | os.O_APPEND | os.O_CLOEXEC
     try:
         fd = os.open(path, flags, 0o600)
@@ -99,12 +111,14 @@ class TranscriptWriter:
         self.run_id = run_id
         self.prev = prev
         self.seq = first_seq - 1
-        self._fd: int | None = _open_exclusive(path)
+        self._fd: int | None = open_exclusive(path)
         self._unsynced = 0
         self._last_sync = time.monotonic()
         self.failed: TranscriptError | None = None
         self.synced = (self.seq, prev)
         """``seq`` and hash of the last line known to be on disk (fsynced)."""
+        self.signer: HeadSigner | None = None
+        """Signs the head at every fsync (``signing.py``); its failure stops the run."""
 
     def append(self, type_: str, durable: bool = False, **fields: Any) -> dict[str, Any]:
         """Write one event; ``durable`` ones are on disk (fsynced) when this returns."""
@@ -141,6 +155,11 @@ class TranscriptWriter:
         return event
 
     def _head(self, type_: str, fields: dict[str, Any]) -> dict[str, Any]:
+        if self.failed is None and self.signer is not None and self.signer.failed is not None:
+            self.failed = TranscriptError(
+                f"cannot sign the transcript {self.path}: {self.signer.failed}."
+                " The run is stopped: nothing more runs without a signed record."
+            )
         if self.failed is not None:
             raise self.failed
         self.seq += 1
@@ -179,6 +198,8 @@ class TranscriptWriter:
         self._unsynced = 0
         self._last_sync = time.monotonic()
         self.synced = (self.seq, self.prev)
+        if self.signer is not None:
+            self.signer.request(*self.synced)
 
     @property
     def closed(self) -> bool:
@@ -193,6 +214,8 @@ class TranscriptWriter:
         finally:
             os.close(self._fd)
             self._fd = None
+            if self.signer is not None:
+                self.signer.close(*self.synced)
 
     def _fail(self, e: OSError) -> None:
         self.failed = TranscriptError(
