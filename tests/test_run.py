@@ -99,7 +99,7 @@ variables:
 
 ```sh
 printf 'whole: %s\\n' "$TOKEN"
-printf '%s' "$TOKEN" | head -c 7; sleep 0.3; printf '%s\\n' "$TOKEN" | tail -c +8
+printf '%.7s' "$TOKEN"; printf '%s\\n' "${TOKEN#???????}"
 printf 'err: %s\\n' "$TOKEN" >&2
 echo "done"
 ```
