@@ -20,6 +20,7 @@ from runbook.format import inputs
 from runbook.format.hosts import DEFAULT_FORKS
 from runbook.format.parser import ParseResult
 from runbook.format.plan import PlanProblem, build_plan, render_text
+from runbook.format.screen import InertStream
 from runbook.format.variables import VariableProblem, resolve
 
 if TYPE_CHECKING:
@@ -411,6 +412,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
         argv.insert(0, "open")  # `runbook FILE` opens the console
+    # Every message may quote what runbook did not write (output, a host, a server, a
+    # file name): no byte of it may drive the terminal. The console draws on its own.
+    saved = sys.stdout, sys.stderr
+    sys.stdout, sys.stderr = InertStream(sys.stdout), InertStream(sys.stderr)
+    try:
+        return _main(argv)
+    finally:
+        sys.stdout, sys.stderr = saved
+
+
+def _main(argv: list[str]) -> int:
     args = parser().parse_args(argv)
     try:
         return COMMANDS[args.command](args)

@@ -1,7 +1,8 @@
 """A real HTTP server on 127.0.0.1 that stands in for a chat webhook, for the tests.
 
 It records every request (path, headers, JSON body) and answers as told: ``ok`` (200),
-``fail`` (500 with a reason in the body), ``missing`` (404 echoing the path), or ``hang``
+``fail`` (500 with a reason in the body), ``missing`` (404 echoing the path), ``hostile``
+(500, terminal escapes in its reason and body), or ``hang``
 (holds the connection, answering nothing, until the test ends).
 """
 
@@ -31,6 +32,11 @@ class Request:
     raw: bytes
 
 
+# A server that answers with bytes a terminal obeys: the clipboard, the window title.
+HOSTILE = b"\x1b]52;c;cHduZWQ=\x07\x1b]0;pwned-by-chat\x07down\n"
+HOSTILE_REASON = "\x1b]0;pwned-reason\x07Oops"
+
+
 class WebhookServer:
     def __init__(self, mode: str = "ok", tls: ssl.SSLContext | None = None) -> None:
         self.mode = mode
@@ -53,8 +59,9 @@ class WebhookServer:
                     "ok": (200, b"ok"),
                     "fail": (500, b"chat is down\n"),
                     "missing": (404, f"Cannot POST {self.path}".encode()),  # as Express says
+                    "hostile": (500, HOSTILE),
                 }[server.mode]
-                self.send_response(code)
+                self.send_response(code, HOSTILE_REASON if server.mode == "hostile" else None)
                 self.send_header("Content-Length", str(len(reply)))
                 self.end_headers()
                 self.wfile.write(reply)

@@ -17,6 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from runbook.format.model import Block, CheckItem, Step, Variable
+from runbook.format.screen import inert, inert_bytes
 from runbook.format.variables import VariableProblem, check_value
 from runbook.notify.notices import warning as notice_warning
 
@@ -163,6 +164,7 @@ class TerminalOperator:
         # In the main thread on purpose: Ctrl-C must interrupt the prompt itself, and no
         # block runs while the operator is being asked.
         reader = self._read_secret if secret else self._read
+        prompt = inert(prompt)  # it may hold a captured value, a host's words
         self.prompting = True
         try:
             if reader is input and _console():
@@ -214,7 +216,7 @@ class TerminalOperator:
             try:
                 check_value(variable, value)
             except VariableProblem as e:
-                print(e)
+                print(inert(str(e)))
                 continue
             return value
 
@@ -291,7 +293,7 @@ class ScriptedOperator:
 
 
 def _print(text: str) -> None:
-    print(text, flush=True)
+    print(inert(text), flush=True)
 
 
 def _show(
@@ -329,7 +331,7 @@ def _show(
                 raw += (prefix if len(lines) > 1 else b"") + lines[-1]
             line_start[key] = lines[-1] == b""
         stream = sys.stdout.buffer if event["stream"] == "stdout" else sys.stderr.buffer
-        stream.write(raw)
+        stream.write(inert_bytes(raw, colour=stream.isatty()))
         stream.flush()
     elif kind == "block.end":
         on = f" on {event['host']}" if event.get("host") else ""

@@ -25,6 +25,7 @@ from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.driver import Driver
 from textual.drivers.linux_driver import LinuxDriver
+from textual.notifications import SeverityLevel
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, OptionList
 
@@ -33,6 +34,7 @@ from runbook.engine.session import Outcome, Session
 from runbook.engine.stopping import SIGNALS as STOP_SIGNALS
 from runbook.format.inputs import BadUsage, Refused
 from runbook.format.model import Block, CheckItem, Runbook, Step, Variable
+from runbook.format.screen import inert
 from runbook.notify.notices import warning as notice_warning
 from runbook.record import events as ev
 from runbook.record.progress import Progress
@@ -130,6 +132,21 @@ class RunbookApp(App[int]):
     def get_driver_class(self) -> type[Driver]:
         driver = super().get_driver_class()
         return HangupSafeDriver if driver is LinuxDriver else driver
+
+    def notify(
+        self,
+        message: str,
+        *,
+        title: str = "",
+        severity: SeverityLevel = "information",
+        timeout: float | None = None,
+        markup: bool = False,
+    ) -> None:
+        """Every toast is plain text, its controls escaped: most quote a host, a server, a
+        note; none may drive the terminal or be read as markup."""
+        super().notify(
+            inert(message), title=inert(title), severity=severity, timeout=timeout, markup=False
+        )
 
     def on_mount(self) -> None:
         loop = asyncio.get_running_loop()

@@ -12,8 +12,9 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass, field
 
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f\x85\u2028\u2029]")
+from runbook.format.screen import inert
+
+_SGR = re.compile(r"\x1b\[[0-9;:]*m")
 
 MAX_PENDING = 4 * 1024 * 1024
 """Characters held per target between refreshes before the oldest are dropped."""
@@ -22,14 +23,11 @@ LINE_CHARS = 4096
 
 
 def visible(text: str) -> str:
-    """Output made safe for the screen: colours dropped, other controls shown as ^X."""
-    text = _ANSI.sub("", text).replace("\r\n", "\n").replace("\r", "\n")
-    return _CONTROL.sub(_caret, text)
-
-
-def _caret(match: re.Match[str]) -> str:
-    char = match.group()
-    return f"^{chr(ord(char) ^ 0x40)}" if ord(char) < 0x80 else f"\\u{ord(char):04x}"
+    """Output made safe for the screen: SGR colours dropped (the pane has its own), a
+    carriage return a new line, every other control shown escaped (``\\x1b]52;…``)."""
+    if "\x1b" in text:
+        text = _SGR.sub("", text)
+    return inert(text.replace("\r\n", "\n").replace("\r", "\n"))
 
 
 @dataclass

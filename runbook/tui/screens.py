@@ -22,7 +22,9 @@ from textual.widgets import Button, Footer, Input, Label, Markdown, Static
 
 from runbook.engine.operator import MENU, Decision
 from runbook.format.model import Variable
+from runbook.format.screen import inert
 from runbook.format.variables import VariableProblem, check_value
+from runbook.tui.plain import plain
 
 T = TypeVar("T")
 
@@ -36,7 +38,7 @@ def command_view(command: str) -> ComposeResult:
     says so: the end of a command is often the part that matters."""
     lines = command.rstrip("\n").splitlines()
     with VerticalScroll(classes="command"):
-        yield Static(Text("\n".join(lines), style="bright_white"))
+        yield Static(plain("\n".join(lines), style="bright_white"))
     if len(lines) > COMMAND_LINES:
         yield Static(
             f"{len(lines)} lines: scroll to read them all (mouse wheel, or tab to it and use"
@@ -93,8 +95,8 @@ class ConfirmScreen(Dialog[bool]):
     def compose(self) -> ComposeResult:
         yield Footer()
         with Vertical(classes="dialog"):
-            yield Label(self.heading, classes="dialog-title")
-            yield Static(Text(self.prompt), classes="prompt")
+            yield Label(plain(self.heading), classes="dialog-title")
+            yield Static(plain(self.prompt), classes="prompt")
             if self.command:
                 yield from command_view(self.command)
             with Horizontal(classes="buttons"):
@@ -130,10 +132,10 @@ class TypeConfirmScreen(Dialog[str | None]):
         yield Footer()
         with Vertical(classes="dialog"):
             yield Label("Typed confirmation", classes="dialog-title")
-            yield Static(Text(self.prompt), classes="prompt")
+            yield Static(plain(self.prompt), classes="prompt")
             if self.command:
                 yield from command_view(self.command)
-            yield Static(Text.assemble("Type ", (self.expected, "bold"), " to go on:"))
+            yield Static(Text.assemble("Type ", plain(self.expected, "bold"), " to go on:"))
             yield Input(placeholder=self.expected, id="typed")
             yield Static("", id="problem", classes="problem")
             yield Static("Enter to submit, Escape to decline", classes="hint")
@@ -146,7 +148,7 @@ class TypeConfirmScreen(Dialog[str | None]):
         if event.value == self.expected:
             self.answer(event.value)
         else:
-            self.query_one("#problem", Static).update(f"That is not {self.expected!r}.")
+            self.query_one("#problem", Static).update(plain(f"That is not {self.expected!r}."))
 
     def action_decline(self) -> None:
         self.answer(None)
@@ -166,8 +168,8 @@ class ChoiceScreen(Dialog[Decision]):
     def compose(self) -> ComposeResult:
         yield Footer()
         with Vertical(classes="dialog danger"):
-            yield Label(self.heading, classes="dialog-title")
-            yield Static(Text(self.problem), classes="prompt")
+            yield Label(plain(self.heading), classes="dialog-title")
+            yield Static(plain(self.problem), classes="prompt")
             with Horizontal(classes="buttons"):
                 for choice in self.choices:
                     yield Button(Content(MENU[choice][1]), id=f"choice-{choice}")
@@ -213,7 +215,7 @@ class TextScreen(Dialog[str | None]):
     def compose(self) -> ComposeResult:
         yield Footer()
         with Vertical(classes="dialog"):
-            yield Label(self.heading, classes="dialog-title")
+            yield Label(plain(self.heading), classes="dialog-title")
             yield Input(placeholder=self.placeholder, id="text")
             yield Static("Enter to record, Escape to cancel", classes="hint")
 
@@ -240,16 +242,16 @@ class VariablesScreen(Dialog[dict[str, str] | None]):
     def compose(self) -> ComposeResult:
         yield Footer()
         with VerticalScroll(classes="dialog form"):
-            yield Label(self.heading, classes="dialog-title")
+            yield Label(plain(self.heading), classes="dialog-title")
             for var in self.variables:
                 hints = [h for h in (var.description,) if h]
                 if var.choices:
                     hints.append("one of: " + ", ".join(var.choices))
                 if var.pattern:
                     hints.append(f"pattern: {var.pattern}")
-                yield Label(Text.assemble((var.prompt or var.name, "bold"), f"  ({var.name})"))
+                yield Label(Text.assemble(plain(var.prompt or var.name, "bold"), f"  ({var.name})"))
                 if hints:
-                    yield Static(Text("; ".join(hints)), classes="hint")
+                    yield Static(plain("; ".join(hints)), classes="hint")
                 yield Input(
                     value=var.default or "",
                     password=var.secret,
@@ -273,7 +275,7 @@ class VariablesScreen(Dialog[dict[str, str] | None]):
         try:
             check_value(var, value)
         except VariableProblem as e:
-            self.query_one(f"#problem-{var.name}", Static).update(str(e))
+            self.query_one(f"#problem-{var.name}", Static).update(plain(str(e)))
             return False
         self.query_one(f"#problem-{var.name}", Static).update("")
         return True
@@ -316,9 +318,9 @@ class MarkdownScreen(Dialog[None]):
     def compose(self) -> ComposeResult:
         yield Footer()
         with VerticalScroll(classes="dialog reader"):
-            yield Label(self.heading, classes="dialog-title")
+            yield Label(plain(self.heading), classes="dialog-title")
             if isinstance(self.body, str):
-                yield Markdown(self.body)
+                yield Markdown(inert(self.body))
             else:
                 yield Static(self.body)
 

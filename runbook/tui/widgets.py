@@ -21,6 +21,7 @@ from textual.widgets import Log, Markdown, OptionList, Static, TabbedContent, Ta
 from textual.widgets.option_list import Option
 
 from runbook.format.model import Block, Runbook, Step
+from runbook.format.screen import inert
 from runbook.record.progress import (
     DONE,
     FAILED,
@@ -33,6 +34,7 @@ from runbook.record.progress import (
     HealthRun,
     Progress,
 )
+from runbook.tui.plain import plain
 
 CARD_LINES = 8
 """Lines of a block's command a card shows; the gate's dialog shows all of them."""
@@ -147,17 +149,19 @@ class BlockCard(Static):
         shown = b.detail and b.detail != f"exit {b.exit}"
         if shown and b.status in (SKIPPED, DONE, FAILED) and not b.hosts:
             extra.append(b.detail)
-        head = Text.assemble((self.block.name, "bold"), "  ", state, "  ", " · ".join(extra))
+        head = Text.assemble(
+            plain(self.block.name, "bold"), "  ", state, "  ", plain(" · ".join(extra))
+        )
         parts: list[object] = [head, badges]
         if b.hosts:
             hosts = Text()
             for host, status in b.hosts.items():
-                hosts.append(f"{ICONS[status]} {host}  ", style=STATUS_STYLE[status])
+                hosts.append(plain(f"{ICONS[status]} {host}  ", style=STATUS_STYLE[status]))
             parts.append(hosts)
         if b.bake is not None:
             parts.append(bake_text(b.bake))
         lines = self.block.code.rstrip("\n").splitlines()
-        code = Text("\n".join(lines[:CARD_LINES]), style="bright_white")
+        code = plain("\n".join(lines[:CARD_LINES]), style="bright_white")
         if len(lines) > CARD_LINES:
             code.append(f"\n… {len(lines) - CARD_LINES} more lines (the gate shows all)", "dim")
         parts.append(code)
@@ -276,7 +280,7 @@ class Checklist(Static):
             style = "green" if answer == "ticked" else "magenta" if answer else ""
             if index == waiting:
                 style = "bold reverse cyan"
-            text.append(f"{mark} {item.text}", style=style)
+            text.append(plain(f"{mark} {item.text}", style=style))
             if index == waiting:
                 text.append("   space: tick · s: skip with a reason", style="cyan")
             text.append("\n")
@@ -295,13 +299,13 @@ class StepView(VerticalScroll):
         await self.remove_children()
         lines = rb.source.splitlines()
         widgets: list[Static | Markdown | Checklist | BlockCard] = [
-            Static(Text(f"{step.index}. {step.title}", style="bold underline"), id="step-title")
+            Static(plain(f"{step.index}. {step.title}", style="bold underline"), id="step-title")
         ]
         for alert in step.alerts:
             kind = alert.kind.lower()
             widgets.append(
                 Static(
-                    Text(f"{alert.kind.upper()}: {_unwrap(alert.text)}"),
+                    plain(f"{alert.kind.upper()}: {_unwrap(alert.text)}"),
                     classes=f"alert alert-{kind}",
                 )
             )
@@ -311,7 +315,7 @@ class StepView(VerticalScroll):
 
         def flush() -> None:
             if "".join(prose).strip():
-                widgets.append(Markdown("\n".join(prose)))
+                widgets.append(Markdown(inert("\n".join(prose))))
             prose.clear()
 
         starts = {b.line: b for b in step.blocks}
@@ -363,9 +367,9 @@ class HostStrip(Static):
         hosts = progress.block(name).hosts if name else {}
         self.display = bool(hosts)
         if hosts:
-            text = Text(f"{name}: ", style="bold")
+            text = plain(f"{name}: ", style="bold")
             for host, status in hosts.items():
-                text.append(f" {ICONS[status]} {host} ", style=STATUS_STYLE[status])
+                text.append(plain(f" {ICONS[status]} {host} ", style=STATUS_STYLE[status]))
             self.update(text)
 
 

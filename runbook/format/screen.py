@@ -1,0 +1,87 @@
+"""Text that runbook did not write, made inert before it reaches a terminal.
+
+Command output, captured values, a webhook server's error text, even a runbook's own
+headings can hold bytes a terminal obeys: ``ESC ] 52`` writes the clipboard, ``ESC ] 0``
+the window title, DCS and CSI sequences move the cursor or clear the screen, a carriage
+return overwrites what was shown, bidi overrides reorder it. On the screen, every control
+character but newline and tab is shown escaped (``\\x1b]52;…``, ``\\r``, ``\\u202e``);
+only SGR colour (``ESC [ … m``) may pass, and only where the caller says the output is a
+terminal. The transcript is never touched: it keeps the exact bytes.
+
+This sits with the format (the bottom layer) because every layer that shows text needs
+it: the headless display, the terminal prompts, the console, the command line.
+"""
+
+from __future__ import annotations
+
+import re
+from typing import Any, TextIO
+
+# C0 but \t and \n, DEL, C1 (U+0080-U+009F: U+009B is CSI to many terminals), line and
+# paragraph separators, bidi controls, and the surrogates that stand for bytes that
+# were not UTF-8 (surrogateescape).
+_CONTROL = re.compile(
+    "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
+    "\udc80-\udcff]"
+)
+_SGR = re.compile(r"\x1b\[[0-9;:]*m")
+_NAMED = {"\r": "\\r", "\x1b": "\\x1b"}
+_SAFE_BYTES = bytes(range(0x20, 0x7F)) + b"\n\t"
+
+
+def _escape(match: re.Match[str]) -> str:
+    char = match.group()
+    code = ord(char)
+    if char in _NAMED:
+        return _NAMED[char]
+    if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8
+        return f"\\x{code - 0xDC00:02x}"
+    return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+def inert(text: str, *, colour: bool = False) -> str:
+    """``text`` with every control but newline and tab escaped; SGR kept if ``colour``."""
+    if not _CONTROL.search(text):
+        return text
+    text = text.replace("\r\n", "\n")
+    if not colour:
+        return _CONTROL.sub(_escape, text)
+    parts = []
+    last = 0
+    for sgr in _SGR.finditer(text):
+        parts.append(_CONTROL.sub(_escape, text[last : sgr.start()]))
+        parts.append(sgr.group())
+        last = sgr.end()
+    parts.append(_CONTROL.sub(_escape, text[last:]))
+    return "".join(parts)
+
+
+def inert_bytes(data: bytes, *, colour: bool = False) -> bytes:
+    """:func:`inert` for raw output; bytes that are not UTF-8 are shown as ``\\xNN``."""
+    if data.isascii() and not data.translate(None, _SAFE_BYTES):
+        return data  # printable ASCII, newlines and tabs: nearly all output
+    text = data.decode("utf-8", "surrogateescape")
+    return inert(text, colour=colour).encode("utf-8")
+
+
+class InertStream:
+    """A text stream whose writes are made :func:`inert` (``sys.stdout``/``sys.stderr``
+    of the command line: every message there may quote a host, a file, a server).
+
+    Everything else (``buffer``, ``fileno``, ``isatty``, ``flush``) is the stream's own;
+    raw output written to ``buffer`` must be made inert by its writer.
+    """
+
+    def __init__(self, inner: TextIO) -> None:
+        self._inner = inner
+        try:
+            self._colour = inner.isatty()
+        except (AttributeError, ValueError, OSError):
+            self._colour = False
+
+    def write(self, text: str) -> int:
+        self._inner.write(inert(text, colour=self._colour))
+        return len(text)
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._inner, name)
