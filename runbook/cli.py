@@ -236,7 +236,12 @@ def _console(rb: Runbook, start: Starter, ask: Sequence[Variable]) -> int:
     if outcome is not None:
         _say(f"runbook: {outcome.result}: {outcome.message}")
     if app.session is not None:
+        from runbook import launch
+
         _say(f"runbook: transcript {app.session.writer.path}")
+        signed = launch.signed_status(app.session.writer)
+        if signed is not None:
+            _say(f"runbook: transcript {signed}")
     return app.return_code if app.return_code is not None else (code or 0)
 
 

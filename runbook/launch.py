@@ -345,10 +345,11 @@ def _finish(session: Session) -> Finished:
     if writer.failed is not None:  # the file may hold less, or more, than is durable
         seq, durable = writer.synced
         unknown = f"{writer.failed} The last line known to be on disk: seq {seq}, sha256 {durable}"
-    return Finished(outcome, writer.path, writer.prev, unknown, _signed(writer))
+    return Finished(outcome, writer.path, writer.prev, unknown, signed_status(writer))
 
 
-def _signed(writer: TranscriptWriter) -> str | None:
+def signed_status(writer: TranscriptWriter) -> str | None:
+    """With a signing key: up to where the transcript is signed, or why it is not."""
     signer = writer.signer
     if not isinstance(signer, Signer):
         return None
@@ -388,4 +389,5 @@ __all__ = [
     "prepare_run",
     "resume",
     "run",
+    "signed_status",
 ]
