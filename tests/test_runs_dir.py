@@ -68,23 +68,23 @@ def test_a_world_writable_runs_dir_is_refused_and_nothing_runs(
     assert list(runs.iterdir()) == []
 
 
-def test_a_group_writable_runs_dir_is_refused(write: WRITE, tmp_path: Path) -> None:
+@pytest.mark.parametrize(
+    ("mode", "why"),
+    [
+        (0o770, "is writable by its group (mode 0770)"),
+        (0o1777, "is writable by every user (mode 1777)"),  # sticky: others still add runs
+    ],
+)
+def test_a_run_is_refused_in_a_runs_dir_others_can_write(
+    write: WRITE, tmp_path: Path, mode: int, why: str
+) -> None:
     path, log = book(write, tmp_path)
     runs = tmp_path / "runs"
     runs.mkdir()
-    runs.chmod(0o770)
-    refused(run(path, runs), f"the runs directory {runs}", "writable by its group", "(mode 0770)")
+    runs.chmod(mode)
+    refused(run(path, runs), f"the runs directory {runs}", why)
     assert not log.exists()
     assert list(runs.iterdir()) == []
-
-
-def test_a_sticky_world_writable_runs_dir_is_still_refused(write: WRITE, tmp_path: Path) -> None:
-    path, log = book(write, tmp_path)
-    runs = tmp_path / "runs"
-    runs.mkdir()
-    runs.chmod(0o1777)
-    refused(run(path, runs), "is writable by every user (mode 1777)")
-    assert not log.exists()
 
 
 def test_a_parent_writable_by_all_without_the_sticky_bit_is_refused(
