@@ -14,6 +14,7 @@ it: the headless display, the terminal prompts, the console, the command line.
 
 from __future__ import annotations
 
+import codecs
 import re
 from typing import Any, TextIO
 
@@ -25,18 +26,29 @@ _CONTROL = re.compile(
     "\udc80-\udcff]"
 )
 _SGR = re.compile(r"\x1b\[[0-9;:]*m")
-_NAMED = {"\r": "\\r", "\x1b": "\\x1b"}
 _SAFE_BYTES = bytes(range(0x20, 0x7F)) + b"\n\t"
 
 
-def _escape(match: re.Match[str]) -> str:
-    char = match.group()
-    code = ord(char)
-    if char in _NAMED:
-        return _NAMED[char]
+def _escape(code: int) -> str:
+    if code in (0x0D, 0x1B):
+        return "\\r" if code == 0x0D else "\\x1b"
     if 0xDC80 <= code <= 0xDCFF:  # a byte that was not UTF-8
         return f"\\x{code - 0xDC00:02x}"
     return f"\\x{code:02x}" if code < 0x100 else f"\\u{code:04x}"
+
+
+_TABLE = {
+    code: _escape(code)
+    for code in (
+        *range(0x00, 0x09),
+        *range(0x0B, 0x20),
+        *range(0x7F, 0xA0),
+        0x061C, 0x200E, 0x200F, 0x2028, 0x2029,
+        *range(0x202A, 0x202F),
+        *range(0x2066, 0x206A),
+        *range(0xDC80, 0xDD00),
+    )
+}  # fmt: skip
 
 
 def inert(text: str, *, colour: bool = False) -> str:
@@ -45,23 +57,43 @@ def inert(text: str, *, colour: bool = False) -> str:
         return text
     text = text.replace("\r\n", "\n")
     if not colour:
-        return _CONTROL.sub(_escape, text)
+        return _CONTROL.sub(_escaped, text)
     parts = []
     last = 0
     for sgr in _SGR.finditer(text):
-        parts.append(_CONTROL.sub(_escape, text[last : sgr.start()]))
+        parts.append(_CONTROL.sub(_escaped, text[last : sgr.start()]))
         parts.append(sgr.group())
         last = sgr.end()
-    parts.append(_CONTROL.sub(_escape, text[last:]))
+    parts.append(_CONTROL.sub(_escaped, text[last:]))
     return "".join(parts)
 
 
+def _escaped(match: re.Match[str]) -> str:
+    return _TABLE[ord(match.group())]
+
+
 def inert_bytes(data: bytes, *, colour: bool = False) -> bytes:
-    """:func:`inert` for raw output; bytes that are not UTF-8 are shown as ``\\xNN``."""
+    """:func:`inert` for raw output; a chunk that is not UTF-8 has every byte but printable
+    ASCII, newline and tab shown as ``\\xNN`` (at C speed: binary output can be large)."""
     if data.isascii() and not data.translate(None, _SAFE_BYTES):
         return data  # printable ASCII, newlines and tabs: nearly all output
-    text = data.decode("utf-8", "surrogateescape")
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        return _escape_binary(data)
     return inert(text, colour=colour).encode("utf-8")
+
+
+def _escape_binary(data: bytes) -> bytes:
+    # escape_encode writes bytes as a bytes literal's body; newline and tab (and the quote
+    # it escapes) are then put back, between the escaped backslashes it made.
+    escaped = codecs.escape_encode(data)[0]  # type: ignore[attr-defined]
+    pieces = escaped.split(b"\\\\")
+    for i, piece in enumerate(pieces):
+        if b"\\" in piece:
+            piece = piece.replace(b"\\r\\n", b"\n").replace(b"\\n", b"\n")
+            pieces[i] = piece.replace(b"\\t", b"\t").replace(b"\\'", b"'")
+    return b"\\".join(pieces)
 
 
 class InertStream:
