@@ -125,6 +125,11 @@ def parser() -> argparse.ArgumentParser:
         " fails unless a listed key signed up to the last line",
     )  # fmt: skip
     verify.add_argument(
+        "--allow-incomplete", action="store_true",
+        help="with --allowed-signers: accept a run without a signed end (still running, or"
+        " crashed); otherwise a missing end fails, as a cut-back record would look",
+    )  # fmt: skip
+    verify.add_argument(
         "--expect", action="append", default=[], metavar="[SEQ:]SHA256",
         help="fail unless the last line (or line SEQ) hashes to SHA256: the hash `run` printed"
         " at the end, or one a chat message carried (repeatable)",

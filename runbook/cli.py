@@ -339,7 +339,7 @@ def cmd_transcript(args: argparse.Namespace) -> int:
     if not path.is_file():
         raise UsageError(f"{path}: no such transcript file")
     if args.action == "verify":
-        return _verify(path, args.allowed_signers, args.expect)
+        return _verify(path, args.allowed_signers, args.expect, args.allow_incomplete)
     text = render_run(path)
     if args.output:
         try:  # a path that is not UTF-8 stays readable in the report, its bytes escaped
@@ -354,7 +354,9 @@ def cmd_transcript(args: argparse.Namespace) -> int:
     return EXIT_OK
 
 
-def _verify(path: Path, allowed_signers: str | None, expect: Sequence[str]) -> int:
+def _verify(
+    path: Path, allowed_signers: str | None, expect: Sequence[str], allow_incomplete: bool
+) -> int:
     """Every file of the run ``path`` belongs to, each chained to the one before; then its
     snapshot, witnesses and signatures (``record/proof.py``)."""
     from runbook.record import proof
@@ -386,6 +388,7 @@ def _verify(path: Path, allowed_signers: str | None, expect: Sequence[str]) -> i
         return EXIT_INVALID
     print(f"last line sha256 {verdicts[-1][1].last_hash}")
     found = proof.Proof()
+    proof.check_identity(files, verdicts, found)
     if proof.is_run_directory(files):
         proof.check_snapshot(files[0].parent, proof.first_event(files[0]), found)
     proof.check_witnesses(verdicts, witnesses, found)
@@ -393,6 +396,7 @@ def _verify(path: Path, allowed_signers: str | None, expect: Sequence[str]) -> i
         proof.check_signatures(verdicts, allowed, found)
     except SigningError as e:
         found.bad(f"signatures: {e}")
+    proof.check_end(verdicts, allowed, allow_incomplete, found)
     for line in found.lines:
         print(line)
     return EXIT_OK if found.ok else EXIT_INVALID

@@ -229,3 +229,34 @@ def test_no_form_of_a_secret_reaches_any_file_or_the_screen(tmp_path: Path) -> N
             assert needle not in recorded, leak
             for shown in (proc.stdout, proc.stderr, report.stdout, report.stderr):
                 assert written not in shown, leak
+
+
+def test_the_forms_bash_itself_prints_are_masked() -> None:
+    """`set -x`, `${S@Q}` and `declare -p` quote a value their own ways: the most common
+    way a secret leaks into a log is a block run with `set -x`."""
+    import subprocess
+
+    from runbook.engine.masking import Masker
+
+    secret = 'pa\'ss word$1 "q" `x` \\ & <b>'
+    script = 'set -x; : "$S"; set +x; printf "%s\\n" "${S@Q}"; declare -p S'
+    done = subprocess.run(
+        ["bash", "-c", script], env={"S": secret}, capture_output=True, check=True
+    )
+    printed = done.stdout + done.stderr
+    assert secret.encode() not in printed  # each line quotes it
+    masked = Masker([secret]).data(printed)
+    assert masked.count(b"********") == 3, masked
+    assert b"ss word" not in masked and b"<b>" not in masked, masked
+
+
+def test_json_and_uri_forms_of_other_languages_are_masked() -> None:
+    from urllib.parse import quote
+
+    from runbook.engine.masking import Masker
+
+    secret = "p@ss!w0rd(x)*&<go>"
+    go_json = '"p@ss!w0rd(x)*\\u0026\\u003cgo\\u003e"'  # encoding/json's HTML-safe escapes
+    js_uri = quote(secret, safe="!'()*")  # encodeURIComponent
+    for form in (go_json, js_uri):
+        assert b"w0rd" not in Masker([secret]).data(form.encode()), form

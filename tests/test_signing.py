@@ -322,3 +322,61 @@ def _askpass(directory: Path) -> Path:
     script.write_text("#!/bin/sh\necho 'correct horse'\n")
     script.chmod(0o700)
     return script
+
+
+def test_a_record_cut_back_to_an_earlier_signature_fails(signed_run, tmp_path):
+    """Every remaining line signed, the failure and the end gone: only the end can tell."""
+    transcript, key, _ = signed_run
+    records = Path(f"{transcript}.sig").read_text().splitlines(keepends=True)
+    first = json.loads(records[0])
+    assert first["seq"] < len(events(transcript)), "the run must have signed mid-way"
+    lines = transcript.read_bytes().splitlines(keepends=True)
+    transcript.write_bytes(b"".join(lines[: first["seq"]]))
+    Path(f"{transcript}.sig").write_text(records[0])
+    signers = str(allowed(tmp_path, ("a@x", key)))
+    done = verify(transcript, "--allowed-signers", signers)
+    assert done.returncode == 1 and "the run has no signed end" in done.stdout
+    accepted = verify(transcript, "--allowed-signers", signers, "--allow-incomplete")
+    assert accepted.returncode == 0 and "INCOMPLETE" in accepted.stdout
+
+
+def test_another_signed_run_copied_over_this_one_fails(tmp_path):
+    key = keypair(tmp_path, "alice")
+    book = tmp_path / "book.md"
+    book.write_text(BOOK)
+    runs = tmp_path / "runs"
+    for _ in range(2):
+        args = ("run", str(book), "--yes", "--runs-dir", str(runs), "--signing-key", str(key))
+        assert run_cli(*args).returncode == 0
+    failed, other = sorted(runs.iterdir())
+    for name in ("transcript.jsonl", "transcript.jsonl.sig", "runbook.md"):
+        (failed / name).write_bytes((other / name).read_bytes())
+    done = verify(
+        failed / "transcript.jsonl", "--allowed-signers", str(allowed(tmp_path, ("a@x", key)))
+    )
+    assert done.returncode == 1
+    assert f"is not the name of its directory {failed.name}" in done.stdout
+
+
+def test_removed_signatures_fail_even_without_signers(signed_run):
+    transcript, _, _ = signed_run
+    Path(f"{transcript}.sig").unlink()
+    done = verify(transcript)
+    assert done.returncode == 1 and "the signatures were removed" in done.stdout
+
+
+def test_nothing_runs_once_signing_fails(tmp_path):
+    """A block takes the key away: the next block must not run, the run stops recorded."""
+    key = keypair(tmp_path, "alice")
+    ran = tmp_path / "second-ran"
+    book = tmp_path / "book.md"
+    book.write_text(
+        f"# Lose the key\n\n## One\n\n```sh\nrm {key}\n```\n\n## Two\n\n```sh\ntouch {ran}\n```\n"
+    )
+    runs = tmp_path / "runs"
+    done = run_cli("run", str(book), "--yes", "--runs-dir", str(runs), "--signing-key", str(key))
+    assert done.returncode == 1
+    assert "cannot sign the transcript" in done.stderr and "nothing more runs" in done.stderr
+    assert not ran.exists()
+    transcript = next(runs.glob("*/transcript.jsonl"))
+    assert [e["block"] for e in events(transcript) if e["type"] == "block.start"] == ["one-1"]

@@ -19,16 +19,26 @@ from webhook_server import WebhookServer
 from conftest import OnPty, events, run_cli
 from runbook.format.screen import inert, inert_bytes
 
-EVIL = r"a\033]52;c;SGVsbG8=\007b\033]0;pwned\007c\033P1$qm\033\\d\033[2J\033[31mred\033[0m\r\n"
-EXACT = "a\x1b]52;c;SGVsbG8=\x07b\x1b]0;pwned\x07c\x1bP1$qm\x1b\\d\x1b[2J\x1b[31mred\x1b[0m\r\n"
+EVIL = (
+    r"a\033]52;c;SGVsbG8=\007b\033]0;pwned\007c\033P1$qm\033\\d\033[2J"
+    r"\033[31mred\033[0m\033[8mhid\r\n"
+)
+EXACT = (
+    "a\x1b]52;c;SGVsbG8=\x07b\x1b]0;pwned\x07c\x1bP1$qm\x1b\\d\x1b[2J"
+    "\x1b[31mred\x1b[0m\x1b[8mhid\r\n"
+)
 # What the terminal must never receive: an ESC that starts an OSC, a DCS or a clear.
 # (A bare BEL is no marker in the console: Textual ends its own OSC 22 with one.)
-OBEYED = (b"\x1b]52", b"\x1b]0;pwned", b"\x1bP1", b"\x1b[2J", b"\x07b", b"\x07c")
+OBEYED = (
+    b"\x1b]52", b"\x1b]0;pwned", b"\x1bP1", b"\x1b[2J", b"\x07b", b"\x07c",
+    b"\x1b[8m",  # conceal: colour may pass, hiding what follows may not
+    b"\x1b]0;PWNTITLE", b"\x1b]2;PWNSTEP",  # the runbook's own headings
+)  # fmt: skip
 
 BOOK = f"""\
-# Hostile output
+# Hostile \x1b]0;PWNTITLE\x1b\\ output
 
-## Print
+## Print \x1b]2;PWNSTEP\x07
 
 ```sh {{name=evil capture=EVIL}}
 printf '{EVIL}'

@@ -78,10 +78,14 @@ async def execute(
     )
     await ctx.journal.durable()  # on disk before the command runs
     recorder = Recorder(ctx.journal, block.name, attempt, capture=bool(opts.capture), where=where)
-    if host is not None:
-        status = await _execute_remote(ctx, block, host, recorder, shell, cwd, timeout)
-    else:
-        status = await _execute_local(ctx, block, recorder, shell, cwd, timeout)
+    try:
+        if host is not None:
+            status = await _execute_remote(ctx, block, host, recorder, shell, cwd, timeout)
+        else:
+            status = await _execute_local(ctx, block, recorder, shell, cwd, timeout)
+    except BaseException:
+        recorder.abandon()
+        raise
     recorder.finish()
     if status.detached:
         ctx.journal.emit(

@@ -76,12 +76,20 @@ class Journal:
         """fsync what was written, once for everyone who asks in the same moment.
 
         The hosts of a batch each record their start and end; one fsync covers them all
-        (group commit) instead of one per host, which dominated a 50-host rollout.
+        (group commit) instead of one per host, which dominated a 50-host rollout. With a
+        signing key, it also waits for the signature of that head: a block start is
+        signed before its command runs, and a key that stopped signing stops the run.
         """
         if self._commit is None:
             self._commit = asyncio.get_running_loop().create_future()
             asyncio.get_running_loop().call_soon(self._sync_now)
         await asyncio.shield(self._commit)
+        signer = self.writer.signer
+        if signer is not None:  # signed too, before anything runs on the strength of it
+            seq = self.writer.synced[0]
+            failed = await asyncio.get_running_loop().run_in_executor(None, signer.wait, seq)
+            if failed is not None:
+                raise self.writer.unsigned(failed)
 
     def _sync_now(self) -> None:
         commit, self._commit = self._commit, None

@@ -173,14 +173,22 @@ class StreamMasker:
 def derived_forms(value: str) -> set[str]:
     """The forms of ``value`` a command may print it in, each long enough to mask."""
     raw = _encode(value)
+    as_json = json.dumps(value)[1:-1]
     forms = {
-        json.dumps(value)[1:-1],
+        as_json,
         json.dumps(value, ensure_ascii=False)[1:-1],
+        # Go's encoding/json also escapes &, < and > for HTML.
+        as_json.replace("&", "\\u0026").replace("<", "\\u003c").replace(">", "\\u003e"),
         shlex.quote(value),
         _bash_quote(value, utf8=True),
         _bash_quote(value, utf8=False),
+        # Inside '...' as `set -x`, ${V@Q} and jq's @sh write it; inside "..." as
+        # `declare -p` and `export -p` do.
+        value.replace("'", "'\\''"),
+        re.sub(r'([\\$"`])', r"\\\1", value),
     }
-    for url in (quote(value, safe=""), quote(value), quote_plus(value)):
+    urls = (quote(value, safe=""), quote(value), quote_plus(value), quote(value, safe="!'()*"))
+    for url in urls:  # the last: JavaScript's encodeURIComponent, jq's @uri
         forms |= {url, re.sub("%[0-9A-F]{2}", lambda m: m.group().lower(), url)}
     for encode in (base64.b64encode, base64.urlsafe_b64encode):
         whole = encode(raw).decode()

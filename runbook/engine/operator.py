@@ -17,7 +17,7 @@ from dataclasses import dataclass
 from typing import Any, Protocol
 
 from runbook.format.model import Block, CheckItem, Step, Variable
-from runbook.format.screen import inert, inert_bytes
+from runbook.format.screen import RESET, inert, inert_bytes
 from runbook.format.variables import VariableProblem, check_value
 from runbook.notify.notices import warning as notice_warning
 
@@ -331,7 +331,9 @@ def _show(
                 raw += (prefix if len(lines) > 1 else b"") + lines[-1]
             line_start[key] = lines[-1] == b""
         stream = sys.stdout.buffer if event["stream"] == "stdout" else sys.stderr.buffer
-        stream.write(inert_bytes(raw, colour=stream.isatty()))
+        colour = stream.isatty()  # a command may colour its output on a terminal, no more
+        shown = inert_bytes(raw, colour=colour)
+        stream.write(shown + RESET if colour and b"\x1b[" in shown else shown)
         stream.flush()
     elif kind == "block.end":
         on = f" on {event['host']}" if event.get("host") else ""

@@ -69,12 +69,18 @@ class Recorder:
         self._record("stderr", message.encode(), final=True)
 
     def finish(self) -> None:
-        self._finished = True
+        self.abandon()
         for stream, mask in self.masks.items():
-            timer, self._timers[stream] = self._timers[stream], None
+            self._record(stream, mask.flush(), final=True)
+
+    def abandon(self) -> None:
+        """No more output from this attempt: the quiet timers must never write later
+        (an attempt cancelled with its batch leaves what was held unrecorded)."""
+        self._finished = True
+        for stream, timer in self._timers.items():
             if timer is not None:
                 timer.cancel()
-            self._record(stream, mask.flush(), final=True)
+            self._timers[stream] = None
 
     def _quiet(self, stream: str) -> None:
         """The timer: release what is held once the stream has been quiet for ``QUIET``

@@ -25,7 +25,14 @@ _CONTROL = re.compile(
     "[\x00-\x08\x0b-\x1f\x7f-\x9f\u061c\u200e\u200f\u2028\u2029\u202a-\u202e\u2066-\u2069"
     "\udc80-\udcff]"
 )
-_SGR = re.compile(r"\x1b\[[0-9;:]*m")
+# SGR that only colours: reset, bold, faint, italic, underline and their ends, the 16, 256
+# and RGB colours. Not conceal (8), reverse (7) or blink (5): text a command prints may
+# colour itself, never hide the lines after it.
+_SGR = re.compile(
+    r"\x1b\[(?:(?:0|1|2|3|4|22|23|24|39|49|3[0-7]|4[0-7]|9[0-7]|10[0-7]"
+    r"|[34]8;5;\d{1,3}|[34]8;2;\d{1,3};\d{1,3};\d{1,3})(?:;(?=\d))?)*m"
+)
+RESET = b"\x1b[0m"
 _SAFE_BYTES = bytes(range(0x20, 0x7F)) + b"\n\t"
 
 
@@ -87,7 +94,7 @@ def inert_bytes(data: bytes, *, colour: bool = False) -> bytes:
 def _escape_binary(data: bytes) -> bytes:
     # escape_encode writes bytes as a bytes literal's body; newline and tab (and the quote
     # it escapes) are then put back, between the escaped backslashes it made.
-    escaped = codecs.escape_encode(data)[0]  # type: ignore[attr-defined]
+    escaped = codecs.escape_encode(data)[0]
     pieces = escaped.split(b"\\\\")
     for i, piece in enumerate(pieces):
         if b"\\" in piece:
@@ -97,22 +104,19 @@ def _escape_binary(data: bytes) -> bytes:
 
 
 class InertStream:
-    """A text stream whose writes are made :func:`inert` (``sys.stdout``/``sys.stderr``
-    of the command line: every message there may quote a host, a file, a server).
+    """A text stream whose writes are made :func:`inert`, colour included (``sys.stdout``
+    and ``sys.stderr`` of the command line: every message there may quote a runbook, a
+    host, a file, a server, and none of them may colour or hide what follows).
 
     Everything else (``buffer``, ``fileno``, ``isatty``, ``flush``) is the stream's own;
-    raw output written to ``buffer`` must be made inert by its writer.
+    command output written to ``buffer`` is made inert by its writer.
     """
 
     def __init__(self, inner: TextIO) -> None:
         self._inner = inner
-        try:
-            self._colour = inner.isatty()
-        except (AttributeError, ValueError, OSError):
-            self._colour = False
 
     def write(self, text: str) -> int:
-        self._inner.write(inert(text, colour=self._colour))
+        self._inner.write(inert(text))
         return len(text)
 
     def __getattr__(self, name: str) -> Any:

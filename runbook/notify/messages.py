@@ -43,8 +43,8 @@ def body(
     host: str | None = None,
     message: str | None = None,
 ) -> dict[str, Any]:
-    """The JSON a webhook receives; ``context`` holds run, transcript, operator, resumed
-    and head (the transcript's ``seq`` and last line's sha256 when the message was made)."""
+    """The JSON a webhook receives; ``context`` holds run, transcript, operator, resumed.
+    ``head`` is set by :func:`with_head`."""
     status = status or STATUS[event]
     at_step = next((s for s in rb.steps if s.index == step), None)
     step_field = (
@@ -74,9 +74,17 @@ def body(
         "host": host,
         "message": message,
         "transcript": context.get("transcript"),
-        "head": context.get("head"),
+        "head": None,
         "at": datetime.now(UTC).isoformat(timespec="seconds").replace("+00:00", "Z"),
     }
+
+
+def with_head(message: dict[str, Any], seq: int, sha256: str) -> None:
+    """Add the transcript's head (its last line's ``seq`` and sha256 when the message was
+    made) to a message, as a field and at the end of its text: a witness of the record
+    (``runbook transcript verify --expect SEQ:SHA256``)."""
+    message["head"] = {"seq": seq, "sha256": sha256}
+    message["text"] += f" · record `{seq}:{sha256}`"
 
 
 def _text(
@@ -113,7 +121,4 @@ def _text(
         line = f"{rb.title}: run {status}: {message} (run {context.get('run')})"
     symbol = SYMBOL.get(event if event != "run-end" else status, "✖")
     text = f"{symbol} {line}"
-    head = context.get("head")
-    if isinstance(head, Mapping):  # a witness of the record: `verify --expect SEQ:SHA256`
-        text += f" · record `{head.get('seq')}:{head.get('sha256')}`"
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

@@ -18,7 +18,7 @@ from typing import Any, Protocol
 from runbook.format.model import Runbook
 from runbook.format.values import expand
 from runbook.format.webhooks import check_url, origin
-from runbook.notify.messages import body
+from runbook.notify.messages import body, with_head
 from runbook.notify.webhook import FIRST_RETRY_DELAY, Attempt, Courier, Target
 from runbook.record import events as ev
 from runbook.record.events import RunState
@@ -123,13 +123,13 @@ class Notices:
             "resumed": self.resumed,
             "operator": self.operator,
             "transcript": str(s.writer.path.resolve()),
-            # The chain's head now: a copy outside the run's files that a later forgery
-            # cannot match (`runbook transcript verify --expect SEQ:SHA256`).
-            "head": {"seq": s.writer.seq, "sha256": s.writer.prev},
         }
         # Masked before the text is built: escaping `&<>` for Slack could split a secret.
         masked = {k: s.masker.deep(v) for k, v in fields.items()}
         message = s.masker.deep(body(event, self.rb, context, **masked))
+        # The chain's head now, after masking (a short secret must not mask a hash): a copy
+        # outside the run's files that a later forgery cannot match (`verify --expect`).
+        with_head(message, s.writer.seq, s.writer.prev)
         courier.send(self.sent, event, json.dumps(_text(message), ensure_ascii=False).encode())
 
     def observe(self, event: dict[str, Any]) -> None:

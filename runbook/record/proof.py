@@ -94,7 +94,7 @@ def _lines_at(path: Path, numbers: set[int]) -> dict[int, tuple[str, dict[str, A
             if number in numbers:
                 try:
                     event = json.loads(raw)
-                except ValueError:
+                except (ValueError, RecursionError):
                     event = {}
                 found[number] = (hashlib.sha256(raw).hexdigest(), event)
             if number >= last:
@@ -168,9 +168,11 @@ def check_signatures(
         per_file.append(found)
         covered_by = covered_by or signer
     findings = [f for found in reversed(per_file) for f in found]
-    if allowed is None:
-        if any(sig_path(f.path).exists() for f in files):
-            for _, text in findings:
+    if allowed is None:  # nothing checked: what is there is said; only a removal fails
+        for passed, text in findings:
+            if not passed and "signatures were removed" in text:
+                proof.bad(text)
+            elif any(sig_path(f.path).exists() for f in files):
                 proof.good(text)
         return
     for passed, text in findings:
@@ -184,6 +186,13 @@ def _check_file(
     name, last_line = file.path.name, file.line_of(file.last_seq)
     sigs, problems = _signatures_of(file.path)
     found: list[tuple[bool, str]] = [(False, p) for p in problems]
+    claimed = first_event(file.path).get("signing_key")
+    if claimed and not sig_path(file.path).exists():
+        why = f"{name}: its run.start says it is signed by {claimed}, but there is no"
+        return [
+            *found,
+            (False, f"{why} {sig_path(file.path).name}: the signatures were removed"),
+        ], None
     if not sigs:
         if covered_by is not None:
             return [*found, (True, f"{name}: not signed itself; covered by {covered_by}")], None
@@ -244,6 +253,40 @@ def _who(sig: Signature, run_id: str, allowed: Path | None, when: Any) -> str | 
 
 def first_event(path: Path) -> dict[str, Any]:
     return next((line.event for line in read_lines(path)), {})
+
+
+def check_identity(
+    files: Sequence[Path], verdicts: Sequence[tuple[Path, Verdict]], proof: Proof
+) -> None:
+    """Which run this is, said; a run directory must hold its own run (its id is the
+    directory's name): a whole signed run copied over another is not that run."""
+    first = first_event(files[0])
+    book = first.get("runbook")
+    book = book if isinstance(book, dict) else {}
+    run_id = verdicts[0][1].run_id
+    proof.good(f"run {run_id}, started {first.get('time')}, runbook {book.get('path')!r}")
+    if is_run_directory(files) and run_id != files[0].parent.name:
+        proof.bad(
+            f"the run id {run_id} is not the name of its directory {files[0].parent.name}:"
+            " this transcript was moved here from another run"
+        )
+
+
+def check_end(
+    verdicts: Sequence[tuple[Path, Verdict]], allowed: Path | None, allow_incomplete: bool,
+    proof: Proof,
+) -> None:  # fmt: skip
+    """With signers given, an end that is not signed is a finding: cutting the record back
+    to an earlier signature leaves every line signed, and only the missing end shows it."""
+    if allowed is None or verdicts[-1][1].complete:
+        return
+    if allow_incomplete:
+        proof.good("INCOMPLETE: no run end; accepted (--allow-incomplete)")
+    else:
+        proof.bad(
+            "INCOMPLETE: the run has no signed end, so lines may have been cut after the last"
+            " signature; for a run that is still going or crashed, give --allow-incomplete"
+        )
 
 
 def is_run_directory(files: Sequence[Path]) -> bool:

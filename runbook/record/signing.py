@@ -172,6 +172,13 @@ class Signer:
             self._wanted = (seq, sha256)
             self._cond.notify()
 
+    def wait(self, seq: int) -> SigningError | None:
+        """Block until a head at or past ``seq`` is signed (or signing failed)."""
+        with self._cond:
+            while self.failed is None and (self.signed is None or self.signed[0] < seq):
+                self._cond.wait()
+        return self.failed
+
     def close(self, seq: int, sha256: str) -> None:
         """Sign the final head, wait for it, stop the thread; ``failed`` says if it could not."""
         with self._cond:
@@ -193,6 +200,7 @@ class Signer:
                 except SigningError as e:
                     self.failed = e
             with self._cond:
+                self._cond.notify_all()  # wait() callers
                 if closing and (self._wanted == self.signed or self.failed is not None):
                     return
 
@@ -234,7 +242,7 @@ def read_signatures(path: Path) -> Iterator[Signature | str]:
                     str(record["signature"]),
                     number,
                 )
-            except (ValueError, KeyError, TypeError):
+            except (ValueError, KeyError, TypeError, OverflowError, RecursionError):
                 yield f"{path.name}:{number}: not a signature record"
 
 

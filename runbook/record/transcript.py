@@ -37,6 +37,8 @@ class HeadSigner(Protocol):
 
     def request(self, seq: int, sha256: str) -> None: ...
 
+    def wait(self, seq: int) -> Exception | None: ...
+
     def close(self, seq: int, sha256: str) -> None: ...
 
 
@@ -156,10 +158,7 @@ class TranscriptWriter:
 
     def _head(self, type_: str, fields: dict[str, Any]) -> dict[str, Any]:
         if self.failed is None and self.signer is not None and self.signer.failed is not None:
-            self.failed = TranscriptError(
-                f"cannot sign the transcript {self.path}: {self.signer.failed}."
-                " The run is stopped: nothing more runs without a signed record."
-            )
+            self.unsigned(self.signer.failed)
         if self.failed is not None:
             raise self.failed
         self.seq += 1
@@ -217,6 +216,14 @@ class TranscriptWriter:
             if self.signer is not None:
                 self.signer.close(*self.synced)
 
+    def unsigned(self, why: Exception) -> TranscriptError:
+        """Signing failed: like a failed write, nothing more may be recorded or run."""
+        self.failed = TranscriptError(
+            f"cannot sign the transcript {self.path}: {why}."
+            " The run is stopped: nothing more runs without a signed record."
+        )
+        return self.failed
+
     def _fail(self, e: OSError) -> None:
         self.failed = TranscriptError(
             f"cannot write the transcript {self.path}: {e.strerror or e}."
@@ -268,7 +275,7 @@ def read_lines(path: Path) -> Iterator[Line]:
         for number, raw in enumerate(f, start=1):
             try:
                 event = json.loads(raw)
-            except (ValueError, RecursionError):
+            except (ValueError, RecursionError, OverflowError):
                 event = {}
             yield Line(number, raw, event if isinstance(event, dict) else {})
 
@@ -359,6 +366,8 @@ class _Chain:
         for key in ("seq", "time", "mono", "run", "type", "prev"):
             if key not in ev:
                 return f"no `{key}` field", here
+        if not all(isinstance(ev[key], str) for key in ("run", "type", "prev")):
+            return "`run`, `type` and `prev` must be text", here
         if self.ended:
             return "an event after the run's end", here
         if self.follows is not None and self.count == 0:
@@ -425,6 +434,8 @@ def _check_event(ev: dict[str, Any], offsets: dict[tuple[str, int, str, str], in
     if ev["type"] in (OUTPUT, BLOCK_START) and not isinstance(attempt, int):
         return "`attempt` must be a number"
     if ev["type"] == OUTPUT:
+        if not isinstance(ev.get("text", ev.get("b64")), str):
+            return "output without its `text` or `b64`"
         key = (str(ev.get("block")), attempt, str(ev.get("host")), str(ev.get("stream")))
         expected = offsets.get(key, 0)
         if ev.get("offset") != expected:

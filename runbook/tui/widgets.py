@@ -72,17 +72,18 @@ class HeaderBar(Static):
         grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
         grid.add_column(justify="right", no_wrap=True)
         grid.add_row(
-            Text.assemble((rb.title, "bold"), "  ", (env, "cyan")),
+            Text.assemble(plain(rb.title, "bold"), "  ", plain(env, "cyan")),
             Text.assemble(
                 ("operator ", "dim"),
-                operator,
+                plain(operator),
                 "  ",
                 (_elapsed(progress.started), "bold"),
                 "  ",
                 overall,
             ),
         )
-        grid.add_row(Text(f"transcript {path}", style="dim", overflow="ellipsis", no_wrap=True), "")
+        where = Text(inert(f"transcript {path}"), style="dim", overflow="ellipsis", no_wrap=True)
+        grid.add_row(where, "")
         self.update(grid)
 
 
@@ -106,7 +107,7 @@ class StepOutline(OptionList):
         for step in rb.steps:
             status = progress.step_status(step.index)
             label = Text.assemble((ICONS[status], STATUS_STYLE[status]), f" {step.index}. ")
-            label.append(step.title, style="bold" if step.index == progress.current_step else "")
+            label.append(plain(step.title, "bold" if step.index == progress.current_step else ""))
             self.add_option(Option(label, id=f"step-{step.index}"))
         if highlighted is not None:
             self.highlighted = highlighted
@@ -134,7 +135,7 @@ class BlockCard(Static):
         o = self.block.options
         badges = Text()
         for text, style in _badges(self.block):
-            badges.append(f" {text} ", style=style)
+            badges.append(plain(f" {text} ", style=style))
             badges.append(" ")
         state = status_text(b.status)
         if waiting:
@@ -190,7 +191,7 @@ def bake_text(bake: BakeProgress) -> Text:
     every = f"health every {_span(bake.interval)}" if bake.checks else "no health check"
     if bake.active:
         left = _countdown(bake.started, bake.seconds)
-        text = Text(f"baking {where} · {left} left · {every}", style="bold yellow")
+        text = plain(f"baking {where} · {left} left · {every}", style="bold yellow")
     else:
         rounds = f"{bake.rounds} round{'s' * (bake.rounds != 1)}"
         how = {
@@ -212,7 +213,7 @@ def bake_text(bake: BakeProgress) -> Text:
         for run in by_round[number]:
             label = f"{run.check} {run.target}" if named else run.target
             failed = f" ({run.detail})" if run.status == FAILED and run.detail else ""
-            text.append(f" {ICONS[run.status]} {label}{failed} ", style=STATUS_STYLE[run.status])
+            text.append(plain(f" {ICONS[run.status]} {label}{failed} ", STATUS_STYLE[run.status]))
     return text
 
 
