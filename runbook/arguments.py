@@ -47,7 +47,8 @@ def parser() -> argparse.ArgumentParser:
         "failure is asked; --yes approves every gate (recorded as automatic). Without a "
         "terminal and without --yes, a runbook with gates is refused before anything runs. "
         "Exit 0 when every step is done, 1 when a step failed or the run was aborted or "
-        "rolled back, 2 usage errors.",
+        "rolled back, 2 usage errors, 3 when a rollback was incomplete (a rollback block "
+        "declined, skipped or failed, or the rollback stopped).",
     )
     run.add_argument("file", metavar="FILE", help="a Markdown runbook")
     _run_options(run)

@@ -337,7 +337,11 @@ def test_failure_then_rollback_in_reverse_order(tmp_path: Path) -> None:
     done = run_inline(tmp_path, ROLLBACK, operator)
     assert done.outcome.result == "rolled-back" and done.outcome.exit_code == 1
     asked = [about for kind, about in operator.asked if kind == "confirm"]
-    assert asked == ["Run rollback block two-2?", "Run rollback block one-2?"]
+    no = " (No: you choose next whether to skip it or to stop the rollback)"
+    assert asked == [
+        f"Run rollback block two-2 locally?{no}",
+        f"Run rollback block one-2 locally?{no}",
+    ]
     ran = [e["block"] for e in events(done.transcript) if e["type"] == "block.start"]
     assert ran == ["one-1", "two-1", "three-1", "two-2", "one-2"]
 

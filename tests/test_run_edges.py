@@ -215,8 +215,9 @@ def test_nobody_to_answer_during_a_rollback_still_ends_the_record(tmp_path: Path
     operator = _LeavesDuringRollback([("choose", Decision("rollback"))])
     done = run(tmp_path, book, operator=operator)
     end = events(done.transcript)[-1]
-    assert (end["type"], end["result"]) == ("run.end", "aborted")
-    assert end["message"] == "rollback stopped: the operator left"
+    # Neither the change nor its undo is whole: the record says so, with its own code.
+    assert (end["type"], end["result"], end["exit_code"]) == ("run.end", "rollback-incomplete", 3)
+    assert end["message"] == "rollback stopped: the operator left; not rolled back: change-2"
     assert verify(done.transcript).complete
 
 
@@ -257,3 +258,33 @@ def test_a_runbook_edited_during_the_run_is_told_and_what_runs_is_the_snapshot(
     assert (path.parent / "runbook.md").read_bytes() == started
     report = run_cli("transcript", "render", str(path)).stdout
     assert "changed on disk since the run started" in report
+
+
+def test_a_declined_rollback_block_never_ends_rolled_back(tmp_path: Path) -> None:
+    """Blue-green with a No to `switch-back`: the rest may go on only when chosen, and the
+    run ends rollback-incomplete (exit 3) naming what was not undone."""
+    for choice, undone in (("skip", True), ("abort", False)):
+        where = tmp_path / choice
+        where.mkdir()
+        book = (
+            "## Bring up\n\n```sh {name=up}\ntrue\n```\n\n```sh {name=up-undo rollback=true}\n"
+            f"touch {where}/up-undone\n```\n\n## Switch\n\n```sh {{name=switch}}\ntrue\n```\n\n"
+            f"```sh {{name=switch-back rollback=true}}\ntouch {where}/switched-back\n```\n\n"
+            "## Check\n\n```sh {name=check}\nexit 1\n```\n"
+        )
+        operator = ScriptedOperator(
+            [
+                ("choose", Decision("rollback")),
+                ("confirm", False),  # switch-back: No
+                ("choose", Decision(choice, "LB still points at green")),
+                *([("confirm", True)] if choice == "skip" else []),  # up-undo
+            ]
+        )
+        done = run(where, book, operator=operator)
+        assert (done.outcome.result, done.outcome.exit_code) == ("rollback-incomplete", 3)
+        assert "not rolled back: switch-back" in done.outcome.message
+        asked = [about for kind, about in operator.asked if kind == "choose"][1]
+        assert "skip it and go on" in asked.lower() and "stop the rollback" in asked
+        assert not (where / "switched-back").exists()
+        assert (where / "up-undone").exists() == undone, choice
+        assert verify(done.transcript).complete

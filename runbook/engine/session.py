@@ -39,13 +39,17 @@ from runbook.transports.ssh import SSHTransport
 
 FAILURE_CHOICES = ("retry", "skip", "rollback", "abort")
 ROLLBACK_FAILURE_CHOICES = ("retry", "skip", "abort")
+INCOMPLETE = "rollback-incomplete"
+EXIT_INCOMPLETE = 3
+"""A rollback that did not undo everything: neither the change nor its undo is whole."""
 UNKNOWN_CHOICES = ("rerun", "mark-done", "skip", "abort")
 DECLINED_CHOICES = ("skip", "abort")
 
 
 @dataclass(frozen=True)
 class Outcome:
-    """How a run ended: ``ok``, ``aborted``, ``rolled-back``, or ``error`` (not recordable)."""
+    """How a run ended: ``ok``, ``aborted``, ``rolled-back``, ``rollback-incomplete``, or
+    ``error`` (not recordable)."""
 
     result: str
     exit_code: int
@@ -145,7 +149,11 @@ class Session:
                 try:
                     await self._rollback(str(e))
                 except (_Abort, NeedsOperator) as abort:
-                    return await self._end("aborted", 1, f"rollback stopped: {abort}")
+                    message = f"rollback stopped: {abort}{self._not_rolled_back()}"
+                    return await self._end(INCOMPLETE, EXIT_INCOMPLETE, message)
+                if self.state.rollback_skipped:
+                    message = f"rolled back after: {e}{self._not_rolled_back()}"
+                    return await self._end(INCOMPLETE, EXIT_INCOMPLETE, message)
                 return await self._end("rolled-back", 1, f"rolled back after: {e}")
         except _Abort as e:
             return await self._end("aborted", 1, str(e))
@@ -427,24 +435,60 @@ class Session:
     async def _rollback(self, reason: str) -> None:
         if not self.state.rollback_started:
             self.emit(ev.ROLLBACK_START, durable=True, reason=reason)
+        for block in self._rollback_scope():
+            if await self._settled(block):
+                continue
+            where = _where(self._hosts(block))
+            prompt = (
+                f"Run rollback block {block.name} {where}?"
+                " (No: you choose next whether to skip it or to stop the rollback)"
+            )
+            if not await gate(self.ctx, block, "rollback", prompt) or not await block_gates(
+                self.ctx, block
+            ):
+                await self._declined_in_rollback(block, where)
+                continue
+            await self._run_block(block, ROLLBACK_FAILURE_CHOICES)
+        self.emit(ev.ROLLBACK_END, durable=True)
+
+    def _rollback_scope(self) -> list[Block]:
+        """The rollback blocks that undo what ran, latest step first."""
         started = self.state.attempts
         steps = [
             s
             for s in self.rb.steps
             if s.index in self.state.steps_done or any(b.name in started for b in s.forward_blocks)
         ]
-        for step in reversed(steps):
-            for block in step.rollback_blocks:
-                if not block.runs or await self._settled(block):
-                    continue
-                if not await gate(self.ctx, block, "rollback", f"Run rollback block {block.name}?"):
-                    self.skip(block, "declined")
-                    continue
-                if not await block_gates(self.ctx, block):
-                    self.skip(block, "declined")
-                    continue
-                await self._run_block(block, ROLLBACK_FAILURE_CHOICES)
-        self.emit(ev.ROLLBACK_END, durable=True)
+        return [b for step in reversed(steps) for b in step.rollback_blocks if b.runs]
+
+    async def _declined_in_rollback(self, block: Block, where: str) -> None:
+        """A rollback block declined: skipped (the rollback goes on, and ends incomplete)
+        or the rollback stopped here; never a silent skip."""
+        decision = await choose(
+            self.ctx,
+            block,
+            "declined",
+            f"Rollback block {block.name} {where} was declined. Skip it and go on with the"
+            " rest of the rollback, or abort: stop the rollback here? Either way the run ends"
+            " rollback-incomplete.",
+            DECLINED_CHOICES,
+        )
+        if decision.choice == "abort":
+            raise _Abort(f"rollback block {block.name} declined")
+        self.skip(block, decision.reason or "declined")
+
+    def _not_rolled_back(self) -> str:
+        """``; not rolled back: a, b``: skipped, declined, or never reached."""
+        skipped, settled = self.state.rollback_skipped, self.state.blocks_settled
+        left = [
+            b.name for b in self._rollback_scope() if b.name in skipped or b.name not in settled
+        ]
+        return f"; not rolled back: {', '.join(left)}" if left else ""
+
+
+def _where(hosts: tuple[Host, ...]) -> str:
+    """``on web1, web2`` (or ``locally``): every gate says where it will run."""
+    return "on " + ", ".join(h.spec for h in hosts) if hosts else "locally"
 
 
 def _in_written_order(step: Step) -> list[CheckItem | Block]:

@@ -82,6 +82,9 @@ class RunState:
     rollback_started: bool = False
     rollback_reason: str | None = None
     """Set once a rollback was decided: a resumed run continues the rollback, not the steps."""
+    rollback_skipped: list[str] = field(default_factory=list)
+    """Blocks skipped once the rollback started (declined, or failed and skipped): a
+    rollback with any is incomplete."""
     result: str | None = None
     last_seq: int = 0
 
@@ -118,6 +121,8 @@ class RunState:
             # A block on hosts stays unknown after a crash until its whole rollout is done.
             self.running.pop(ev["block"], None)
             self.blocks_settled.add(ev["block"])
+            if kind == BLOCK_SKIP and self.rollback_started:
+                self.rollback_skipped.append(ev["block"])
         elif kind == STEP_DONE:
             self.steps_done.add(ev["step"])
         elif kind == DECISION and ev.get("kind") == "run-chosen":
