@@ -64,7 +64,7 @@ def test_terminal_prompts(tmp_path: Path, capsys) -> None:  # type: ignore[no-un
     assert prompts[0] == "ENVIRONMENT (staging/production): "
     assert "not one of: staging, production" in capsys.readouterr().out  # "prod" was refused
     assert prompts[3] == "Restart the cache? [y/N] "  # empty answer: the default, No
-    assert prompts[4].endswith("[s]kip, [a]bort? ")
+    assert prompts[4].endswith("[s]kip, abort [x]? ")
     assert "Type 'production' to go on" in prompts[7]
     events = [line.event for line in read_lines(done.transcript)]
     skip = next(e for e in events if e["type"] == "block.skip")

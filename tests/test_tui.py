@@ -12,7 +12,7 @@ import pytest
 from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
 from textual.widgets import Button, Input, Static
-from tuikit import events, finished, kinds, make_app, modal, shown, until, waiting
+from tuikit import abort, events, finished, kinds, make_app, modal, shown, until, waiting
 
 from conftest import RUNBOOKS, live_processes
 from runbook import launch
@@ -273,7 +273,7 @@ async def test_a_gate_defaults_to_no_and_a_declined_gate_asks_what_next(tmp_path
         assert app.screen.focused is app.screen.query_one("#no", Button)
         await pilot.press("enter")  # a reflexive Enter declines
         await until(pilot, modal(app, ChoiceScreen), "the declined menu")
-        await pilot.press("a")
+        await abort(pilot, app)
         await until(pilot, finished(app), "the end")
     answer = kinds(app, "gate.answer")[0]
     assert (answer["answer"], answer["accepted"]) == ("no", False)
@@ -308,7 +308,7 @@ async def test_interrupt_asks_first_then_stops_the_block(tmp_path: Path) -> None
         await pilot.press("y")
         await until(pilot, modal(app, ChoiceScreen), "the failure menu")
         assert not live_processes("sleep 47.25")
-        await pilot.press("a")
+        await abort(pilot, app)
         await until(pilot, finished(app), "the end")
     end = kinds(app, "block.end")[0]
     assert end["interrupted"] is True
@@ -600,3 +600,40 @@ async def test_a_runbook_edited_during_the_run_shows_a_banner(tmp_path: Path) ->
         await pilot.press("n")
         await until(pilot, finished(app), "the end")
     assert [e["by"] for e in kinds(app, "note")] == ["runbook"]
+
+
+async def test_abort_in_the_failure_menu_has_a_key_of_its_own_and_asks_again(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """`a` adds a note everywhere; in the menu it must not abort. Abort is `x`, shown in the
+    footer with the other choices, and asks once more (No keeps the menu)."""
+    book = tmp_path / "book.md"
+    book.write_text(
+        f"# Fail\n\n## One\n\n```sh\nexit 3\n```\n\n## Two\n\n```sh\ntouch {tmp_path}/two\n```\n"
+    )
+    now = [1000.0]  # the dialogs' clock: `a` is a stray key; `x` comes after a pause
+    monkeypatch.setattr(screens, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    app = make_app(book, tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, waiting(app, "proceed"), "the first block")
+        await pilot.press("n")
+        await until(pilot, modal(app, ChoiceScreen), "the failure menu")
+        keys = {k: b.binding.description for k, b in app.screen.active_bindings.items()}
+        assert {"r", "s", "b", "x"} <= set(keys), keys
+        assert keys["x"] == "Abort" and keys.get("a") != "Abort"
+        await pilot.press("a")  # a note, not an answer
+        assert app.outcome is None
+        while not isinstance(app.screen, ChoiceScreen):  # close the note, if it opened
+            await pilot.press("escape")
+        now[0] += TYPING_SECONDS
+        await pilot.press("x")
+        await until(pilot, modal(app, ConfirmScreen, "Abort"), "the abort confirmation")
+        await pilot.press("n")
+        await until(pilot, modal(app, ChoiceScreen), "the failure menu again")
+        assert app.outcome is None
+        await abort(pilot, app)
+        await until(pilot, finished(app), "the end")
+    assert app.outcome is not None and app.outcome.result == "aborted"
+    assert not (tmp_path / "two").exists()
+    choice = kinds(app, "decision")[-1]
+    assert (choice["kind"], choice["choice"]) == ("failure", "abort")

@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 from test_ssh_faults import dropper  # noqa: F401  (a fixture)
-from tuikit import finished, kinds, make_app, modal, shown, until, waiting
+from tuikit import abort, finished, kinds, make_app, modal, shown, until, waiting
 
 from conftest import live_processes
 from runbook.demo import DemoFleet
@@ -138,7 +138,7 @@ async def test_interrupt_stops_every_host_of_the_batch(fleet: Any, tmp_path: Pat
         await until(pilot, modal(app, ChoiceScreen), "the failure menu")
         assert block.hosts == {"host1": FAILED, "host2": FAILED}
         await until(pilot, lambda: not live_processes("sleep 43.75"), "the remote commands to stop")
-        await pilot.press("a")
+        await abort(pilot, app)
         await until(pilot, finished(app), "the end")
     ends = [e for e in kinds(app, "block.end") if e["block"] == "wait-1"]
     assert sorted(e["host"] for e in ends) == ["host1", "host2"]

@@ -115,3 +115,12 @@ def shown(widget: Widget) -> str:
     """The text a widget shows on screen now, as its lines are drawn."""
     region = Region(0, 0, widget.size.width, widget.size.height)
     return "\n".join(strip.text for strip in widget.render_lines(region))
+
+
+async def abort(pilot: Pilot[Any], app: RunbookApp) -> None:
+    """Abort from a failure menu: its key, then the confirmation it asks for."""
+    from runbook.tui.screens import ConfirmScreen
+
+    await pilot.press("x")
+    await until(pilot, modal(app, ConfirmScreen, "Abort"), "the abort confirmation")
+    await pilot.press("y")

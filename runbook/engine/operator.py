@@ -134,7 +134,8 @@ MENU = {
     "retry": ("r", "[r]etry"),
     "skip": ("s", "[s]kip"),
     "rollback": ("b", "roll [b]ack"),
-    "abort": ("a", "[a]bort"),
+    # Not `a`: in the console that adds a note; a destructive choice gets a key of its own.
+    "abort": ("x", "abort [x]"),
     "rerun": ("r", "[r]e-run"),
     "mark-done": ("m", "[m]ark done"),
     "go-on": ("g", "[g]o on"),

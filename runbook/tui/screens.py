@@ -6,6 +6,7 @@ Each returns its answer with ``dismiss``; the operator bridge awaits it with
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Sequence
 from typing import ClassVar, TypeVar
@@ -164,6 +165,9 @@ class ChoiceScreen(Dialog[Decision]):
         super().__init__()
         self.heading, self.problem, self.choices = title, problem, tuple(choices)
         self.keys = {MENU[c][0]: c for c in self.choices}
+        for key, choice in self.keys.items():  # shown in the footer; on_key answers them
+            label = re.sub(r"\[(\w)\]", r"\1", re.sub(r"\s*\[\w\]$", "", MENU[choice][1]))
+            self._bindings.bind(key, f"decide('{choice}')", label.capitalize())
 
     def compose(self) -> ComposeResult:
         yield Footer()
@@ -180,7 +184,8 @@ class ChoiceScreen(Dialog[Decision]):
             if event.is_printable:
                 self.note_stray(event)
         else:
-            event.stop()  # the answer's key must not also reach the app (`a` is "add a note")
+            event.stop()  # the answer's key must not also reach the app
+            event.prevent_default()  # nor run its binding a second time
             if not self.typing():
                 self.decide(choice)
 
@@ -189,11 +194,23 @@ class ChoiceScreen(Dialog[Decision]):
         assert event.button.id is not None
         self.decide(event.button.id.removeprefix("choice-"))
 
+    def action_decide(self, choice: str) -> None:
+        self.decide(choice)
+
     def decide(self, choice: str) -> None:
+        if self.answered or self.app.screen is not self:
+            return
+        if choice == "abort":  # destructive: asked once more, No is focused
+
+            def sure(yes: bool | None) -> None:
+                if yes:
+                    self.answer(Decision("abort"))
+
+            prompt = "Abort: run nothing more and record the run as aborted here?"
+            self.app.push_screen(ConfirmScreen(prompt, title="Abort"), sure)
+            return
         if choice not in ("skip", "mark-done"):
             self.answer(Decision(choice))
-            return
-        if self.answered or self.app.screen is not self:
             return
 
         def with_reason(reason: str | None) -> None:
