@@ -310,7 +310,7 @@ def _show(
             for line in lines[1:]:
                 out(f"!! {line}")
     elif kind == "gate.ask":
-        out(f"--- {event['block']} will run:")
+        out(f"--- {event['block']} will run {event.get('where') or ''}:".replace(" :", ":"))
         for line in event.get("command", "").rstrip("\n").splitlines():
             out(f"    {line}")
     elif kind == "block.start":

@@ -11,8 +11,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from runbook.engine.operator import Decision
+from runbook.format.hosts import resolve_targets
 from runbook.format.model import Block, Host
-from runbook.format.values import expand
+from runbook.format.values import ValueProblem, expand
 from runbook.record import events as ev
 from runbook.transports.ssh import HostKeyRefused
 
@@ -42,6 +43,7 @@ async def block_gates(ctx: Context, block: Block) -> bool:
             prompt=prompt,
             expected=expected,
             command=block.code,
+            where=where(ctx, block),
         )
         typed = await ctx.operator.type_to_confirm(prompt, expected)
         ctx.journal.emit(
@@ -58,8 +60,17 @@ async def block_gates(ctx: Context, block: Block) -> bool:
     return True
 
 
+def where(ctx: Context, block: Block) -> str:
+    """``on web1, web2`` or ``locally``: every gate names where it will run, resolved."""
+    try:
+        hosts = resolve_targets(expand(block.options.on, ctx.values), ctx.rb.hosts)
+    except ValueProblem as e:
+        return f"on {block.options.on} (not resolved: {e})"
+    return "on " + ", ".join(h.spec for h in hosts) if hosts else "locally"
+
+
 async def gate(ctx: Context, block: Block, gate: str, prompt: str) -> bool:
-    """A yes/no gate, recorded as asked and as answered."""
+    """A yes/no gate, recorded as asked (with where it runs) and as answered."""
     ctx.journal.emit(
         ev.GATE_ASK,
         durable=True,
@@ -67,6 +78,7 @@ async def gate(ctx: Context, block: Block, gate: str, prompt: str) -> bool:
         gate=gate,
         prompt=prompt,
         command=block.code,
+        where=where(ctx, block),
     )
     yes = await ctx.operator.confirm(ctx.journal.masker.text(prompt))
     ctx.journal.emit(

@@ -24,6 +24,7 @@ from runbook.engine.journal import Journal
 from runbook.engine.masking import Masker
 from runbook.engine.operator import Decision, NeedsOperator, Operator
 from runbook.engine.questions import block_gates, choose, gate
+from runbook.engine.questions import where as where_of
 from runbook.engine.rollout import RolloutStopped, rollout
 from runbook.engine.stopping import Guarded, Stop
 from runbook.format.hosts import DEFAULT_FORKS, resolve_targets
@@ -438,7 +439,8 @@ class Session:
         for block in self._rollback_scope():
             if await self._settled(block):
                 continue
-            where = _where(self._hosts(block))
+            self._hosts(block)  # a value that does not resolve stops the rollback here
+            where = where_of(self.ctx, block)
             prompt = (
                 f"Run rollback block {block.name} {where}?"
                 " (No: you choose next whether to skip it or to stop the rollback)"
@@ -484,11 +486,6 @@ class Session:
             b.name for b in self._rollback_scope() if b.name in skipped or b.name not in settled
         ]
         return f"; not rolled back: {', '.join(left)}" if left else ""
-
-
-def _where(hosts: tuple[Host, ...]) -> str:
-    """``on web1, web2`` (or ``locally``): every gate says where it will run."""
-    return "on " + ", ".join(h.spec for h in hosts) if hosts else "locally"
 
 
 def _in_written_order(step: Step) -> list[CheckItem | Block]:

@@ -65,6 +65,8 @@ class TUIOperator:
             "known-hosts": "known_hosts",
         }
         title = titles.get(gate.get("gate", ""), "Confirm")
+        if gate.get("where") and gate.get("gate") != "known-hosts":
+            title = f"{title} · {gate['where']}"
         # Between batches the output matters more than the command: the dialog sits on top.
         command = gate.get("command") if gate.get("gate") not in ("known-hosts", "batch") else None
         screen = ConfirmScreen(prompt, command, title)
@@ -76,6 +78,8 @@ class TUIOperator:
         self._quitting()
         gate = self.app.last_gate or {}
         command = gate.get("command") if gate.get("gate") == "type-to-confirm" else None
+        if gate.get("where") and gate.get("gate") == "type-to-confirm":
+            prompt = f"{prompt} It runs {gate['where']}."
         answer = await self.app.ask(TypeConfirmScreen(prompt, expected, command))
         return answer if isinstance(answer, str) else None
 
