@@ -150,10 +150,11 @@ class Session:
                 try:
                     await self._rollback(str(e))
                 except (_Abort, NeedsOperator) as abort:
-                    message = f"rollback stopped: {abort}{self._not_rolled_back()}"
+                    message = f"rollback stopped: {str(abort).rstrip('.')}{self._not_rolled_back()}"
                     return await self._end(INCOMPLETE, EXIT_INCOMPLETE, message)
                 if self.state.rollback_skipped:
-                    message = f"rolled back after: {e}{self._not_rolled_back()}"
+                    message = f"rollback incomplete after: {str(e).rstrip('.')}"
+                    message += self._not_rolled_back()
                     return await self._end(INCOMPLETE, EXIT_INCOMPLETE, message)
                 return await self._end("rolled-back", 1, f"rolled back after: {e}")
         except _Abort as e:
