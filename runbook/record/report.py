@@ -74,7 +74,9 @@ def _proof(files: list[Path], verdicts: list[tuple[Path, Verdict]]) -> dict[str,
     if proof.is_run_directory(files) and verdicts and verdicts[0][1].lines:
         snapshot = proof.Proof()
         proof.check_snapshot(files[0].parent, proof.first_event(files[0]), snapshot)
-        rows["Runbook snapshot"] = ("ok: " if snapshot.ok else "") + snapshot.lines[0]
+        rows["Runbook snapshot"] = (
+            "`runbook.md` matches the SHA-256 above" if snapshot.ok else snapshot.lines[0]
+        )
     if all(v.ok or v.truncated for _, v in verdicts):
         signed = proof.Proof()
         try:
