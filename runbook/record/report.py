@@ -10,20 +10,24 @@ from __future__ import annotations
 import base64
 import re
 from dataclasses import dataclass, field
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 from runbook.record import proof
+from runbook.record.markdown import (
+    cell,
+    clock,
+    elapsed,
+    fence,
+    inline,
+    output_block,
+    seconds,
+    span,
+    when,
+)
 from runbook.record.runs import transcript_files, verify_run
 from runbook.record.signing import SigningError
 from runbook.record.transcript import Verdict
-
-FOLD_LINES = 30
-CAP_BYTES = 64 * 1024
-_ANSI = re.compile(r"\x1b\[[0-?]*[ -/]*[@-~]|\x1b\][^\x07\x1b]*(?:\x07|\x1b\\)|\x1b[@-Z\\-_]")
-_CONTROL = re.compile(r"[\x00-\x08\x0b-\x1f\x7f]")
-_BACKTICKS = re.compile(r"`+")
 
 
 @dataclass
@@ -175,7 +179,7 @@ class _Report:
 
     def render(self) -> str:
         out = [
-            f"# Run report: {_inline(self.start.get('runbook', {}).get('title', 'runbook'))}",
+            f"# Run report: {inline(self.start.get('runbook', {}).get('title', 'runbook'))}",
             "",
         ]
         if self.end is None:
@@ -200,7 +204,7 @@ class _Report:
         first = self.events[0] if self.events else {}
         last = self.events[-1] if self.events else {}
         # Wall time, not `mono`: a resumed run's files come from different boots.
-        duration = _elapsed(first.get("time"), last.get("time"))
+        duration = elapsed(first.get("time"), last.get("time"))
         result = (
             "INCOMPLETE"
             if self.end is None
@@ -218,9 +222,9 @@ class _Report:
                 "Operator",
                 f"{s.get('user', '?')} on {s.get('host', '?')} ({s.get('operator', '?')})",
             ),
-            ("Started (UTC)", _when(first.get("time"))),
-            ("Ended (UTC)", _when(self.end["time"]) if self.end else "not recorded"),
-            ("Duration", _seconds(duration)),
+            ("Started (UTC)", when(first.get("time"))),
+            ("Ended (UTC)", when(self.end["time"]) if self.end else "not recorded"),
+            ("Duration", seconds(duration)),
             ("Result", result),
             ("Transcript", integrity),
             ("Last line SHA-256", f"`{self.verdicts[-1][1].last_hash}`" if self.verdicts else "?"),
@@ -228,7 +232,7 @@ class _Report:
         ]
         resumed = [e for e in self.events if e["type"] == "run.start" and e.get("resumed_from")]
         for e in resumed:
-            rows.append(("Resumed", f"{_when(e['time'])} by {e.get('user', '?')}"))
+            rows.append(("Resumed", f"{when(e['time'])} by {e.get('user', '?')}"))
             if e.get("allow_changed"):
                 changed = e["allow_changed"]
                 rows.append(
@@ -239,7 +243,7 @@ class _Report:
                     )
                 )
         out = ["| | |", "|---|---|"]
-        out += [f"| {k} | {_cell(v)} |" for k, v in rows]
+        out += [f"| {k} | {cell(v)} |" for k, v in rows]
         return out
 
     def _timeline(self) -> list[str]:
@@ -265,13 +269,13 @@ class _Report:
             out.append(
                 "| "
                 + " | ".join(
-                    _cell(x)
+                    cell(x)
                     for x in (
                         _step_label(step_of.get(a.block)),
                         f"`{name}`",
                         a.start.get("target", "local"),
-                        _clock(a.start.get("time")),
-                        _seconds(end["duration"]) if end else "-",
+                        clock(a.start.get("time")),
+                        seconds(end["duration"]) if end else "-",
                         exit_,
                         "; ".join(a.decisions),
                     )
@@ -289,7 +293,7 @@ class _Report:
             return []
         out = ["## Notifications", ""]
         out += [
-            f"- webhook {e['hook']} (line {e['line']}) was off: {_inline(e['error'])}"
+            f"- webhook {e['hook']} (line {e['line']}) was off: {inline(e['error'])}"
             for e in records
             if e["result"] == "off"
         ]
@@ -306,29 +310,29 @@ class _Report:
             for (hook, number), e in sorted(last.items(), key=lambda kv: kv[0][::-1]):
                 result = e["result"] + (f": {e['error']}" if e.get("error") else "")
                 cells = (str(number), e["event"], f"{hook}: {e['to']}", result,
-                         str(e["attempt"]), _clock(e.get("time")))  # fmt: skip
-                out.append("| " + " | ".join(_cell(c) for c in cells) + " |")
+                         str(e["attempt"]), clock(e.get("time")))  # fmt: skip
+                out.append("| " + " | ".join(cell(c) for c in cells) + " |")
         return [*out, ""]
 
     def _step(self, step: _Step) -> list[str]:
         heading = "Rollback" if step.index == 0 else f"{step.index}. {step.title}"
-        out = [f"## {_inline(heading)}", ""]
+        out = [f"## {inline(heading)}", ""]
         for kind, item in step.items:
             if kind == "tick":
                 mark = "x" if item["result"] == "ticked" else " "
                 why = f" (skipped: {item['reason']})" if item.get("reason") else ""
                 out.append(
-                    f"- [{mark}] {_inline(item['text'])}{_inline(why)} ({item.get('by', '?')})"
+                    f"- [{mark}] {inline(item['text'])}{inline(why)} ({item.get('by', '?')})"
                 )
             elif kind == "text":
-                out += ["", _inline(item), ""]
+                out += ["", inline(item), ""]
             elif kind == "bake":
                 out += self._bake(item)
             elif kind == "skip":
                 e, decided = item
                 verb = "marked done" if e["type"] == "block.mark" else "skipped"
                 extra = f" [{'; '.join(decided)}]" if decided else ""
-                reason = _inline(f"{e.get('reason') or ''}{extra}")
+                reason = inline(f"{e.get('reason') or ''}{extra}")
                 out += ["", f"`{e['block']}` {verb} by {e.get('by', '?')}: {reason}", ""]
             else:
                 out += self._attempt(item)
@@ -343,20 +347,20 @@ class _Report:
         else:
             rounds = end.get("rounds", 0)
             result = f"**{end['result']}** after {rounds} round{'s' * (rounds != 1)}"
-            result += f" in {_span(end['elapsed'])}" if "elapsed" in end else ""
+            result += f" in {span(end['elapsed'])}" if "elapsed" in end else ""
         hosts = ", ".join(s.get("hosts", [])) or "no host passed"
         out = [
             "",
             f"### Bake of `{s['block']}`",
             "",
-            f"After batch {s['batch']}/{s['of']} ({_inline(hosts)}): {result}."
-            f" Bake {_span(s['seconds'])}, health every {_span(s['interval'])}: {checks}.",
+            f"After batch {s['batch']}/{s['of']} ({inline(hosts)}): {result}."
+            f" Bake {span(s['seconds'])}, health every {span(s['interval'])}: {checks}.",
         ]
         failing = [r for r in b.runs if r.end is None or r.end.get("exit") != 0]
         passed = len(b.runs) - len(failing)
         out += ["", f"Health runs: {passed} passed, {len(failing)} failed or unfinished."]
         if b.decisions:
-            out += ["", "Decisions: " + _inline("; ".join(b.decisions))]
+            out += ["", "Decisions: " + inline("; ".join(b.decisions))]
         for run in failing:
             out += self._attempt(run, level="####")
         return out
@@ -382,10 +386,10 @@ class _Report:
             f"On {a.start.get('target', 'local')} with `{a.start.get('shell', 'sh')}`, {status}.",
         ]
         if a.decisions:
-            out += ["", "Decisions: " + _inline("; ".join(a.decisions))]
-        out += ["", *_fence(a.start.get("command", ""), "sh")]
+            out += ["", "Decisions: " + inline("; ".join(a.decisions))]
+        out += ["", *fence(a.start.get("command", ""), "sh")]
         if a.output:
-            out += ["", *_output(bytes(a.output), a.binary)]
+            out += ["", *output_block(bytes(a.output), a.binary)]
         elif end is not None:
             out += ["", "No output."]
         return out
@@ -404,56 +408,17 @@ def _bake_row(b: _Bake) -> str:
         str(b.step or ""),
         f"`{s['block']}` bake after batch {s['batch']}/{s['of']}",
         ", ".join(s.get("hosts", [])),
-        _clock(s.get("time")),
-        _span(end["elapsed"]) if end and "elapsed" in end else "-",
+        clock(s.get("time")),
+        span(end["elapsed"]) if end and "elapsed" in end else "-",
         result,
         "; ".join(b.decisions),
     )
-    return "| " + " | ".join(_cell(x) for x in cells) + " |"
+    return "| " + " | ".join(cell(x) for x in cells) + " |"
 
 
 def _step_label(index: int | None) -> str:
     """A timeline row's step: its number, or ``rollback`` (rollback blocks are step 0 here)."""
     return "" if index is None else "rollback" if index == 0 else str(index)
-
-
-def _output(data: bytes, binary: bool) -> list[str]:
-    note = (
-        " Not valid UTF-8: shown with replacement characters; the transcript has the exact bytes."
-        if binary
-        else ""
-    )
-    shown = data
-    cut = ""
-    if len(data) > CAP_BYTES:
-        half = CAP_BYTES // 2
-        shown = data[:half] + b"\n" + data[-half:]
-        cut = (
-            f" Showing the first and last {half // 1024} KiB;"
-            f" the {len(data) - 2 * half:,} bytes between are in the transcript."
-        )
-    text = _visible(shown.decode("utf-8", "replace"))
-    lines = data.count(b"\n") + (not data.endswith(b"\n"))
-    summary = f"Output: {len(data):,} bytes, {lines:,} line{'' if lines == 1 else 's'}.{cut}{note}"
-    fenced = _fence(text, "text")
-    if text.count("\n") < FOLD_LINES and not cut:
-        return [summary, "", *fenced]
-    return ["<details>", f"<summary>{_html(summary)}</summary>", "", *fenced, "", "</details>"]
-
-
-def _visible(text: str) -> str:
-    """ANSI sequences removed; other control bytes shown as Unicode control pictures."""
-    text = _ANSI.sub("", text).replace("\r\n", "\n")
-    return _CONTROL.sub(
-        lambda m: chr(0x2400 + ord(m.group())) if m.group() != "\x7f" else "\u2421", text
-    )
-
-
-def _fence(text: str, language: str) -> list[str]:
-    """A fence longer than any backtick run inside, so the content cannot close it."""
-    longest = max((len(m.group()) for m in _BACKTICKS.finditer(text)), default=0)
-    fence = "`" * max(3, longest + 1)
-    return [f"{fence}{language}", text.rstrip("\n"), fence]
 
 
 def _gate_text(e: dict[str, Any]) -> str:
@@ -462,44 +427,3 @@ def _gate_text(e: dict[str, Any]) -> str:
         typed = e.get("answer")
         return f"typed {typed!r} ({'accepted' if e.get('accepted') else 'refused'}) by {by}"
     return f"{e['gate']}: {e.get('answer')} by {by}"
-
-
-def _inline(text: str) -> str:
-    return " ".join(_visible(str(text)).split())
-
-
-def _cell(text: str) -> str:
-    return _inline(text).replace("|", "\\|")
-
-
-def _html(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _when(stamp: str | None) -> str:
-    if not stamp:
-        return "?"
-    return datetime.fromisoformat(stamp.replace("Z", "+00:00")).strftime("%Y-%m-%d %H:%M:%S")
-
-
-def _clock(stamp: str | None) -> str:
-    return _when(stamp)[11:] if stamp else "?"
-
-
-def _elapsed(start: str | None, end: str | None) -> float:
-    if not start or not end:
-        return 0.0
-    parse = datetime.fromisoformat
-    return (parse(end.replace("Z", "+00:00")) - parse(start.replace("Z", "+00:00"))).total_seconds()
-
-
-def _seconds(value: float) -> str:
-    if value < 60:
-        return f"{value:.1f} s"
-    minutes, seconds = divmod(int(value), 60)
-    return f"{minutes} min {seconds} s" if minutes < 60 else f"{minutes // 60} h {minutes % 60} min"
-
-
-def _span(value: float) -> str:
-    """A bake's durations, which are often under a second in tests and minutes in use."""
-    return f"{value * 1000:.0f} ms" if value < 1 else _seconds(value)
