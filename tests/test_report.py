@@ -75,3 +75,86 @@ def test_report_header_and_checklist(tmp_path: Path) -> None:
     assert f"| Run | `{done.transcript.parent.name}` |" in report
     assert "| Transcript | `transcript.jsonl` intact (" in report
     assert f"| Last line SHA-256 | `{done.last_hash}` |" in report
+
+
+INCIDENT = """\
+---
+variables:
+  VERSION:
+    default: v1.4.2
+  REGION:
+    prompt: Region
+  TOKEN:
+    secret: true
+---
+# Ship it
+
+## Deploy
+
+```sh {name=deploy confirm="Deploy $VERSION to $REGION?"}
+echo "deploying $VERSION"
+```
+
+```sh {name=deploy-undo rollback=true}
+echo undo
+```
+
+## Check
+
+```sh {name=check capture=STATE}
+echo degraded
+exit 1
+```
+
+## Announce
+
+```sh {name=announce}
+echo never
+```
+"""
+
+
+def test_the_report_an_incident_lead_reads_first(tmp_path: Path) -> None:
+    """Variables and where they came from, each gate's question and hosts, a declined
+    rollback block, the steps that never ran, in time order; valid tables on GitHub."""
+    from markdown_it import MarkdownIt
+
+    from runbook.engine.operator import Decision, ScriptedOperator
+
+    book = tmp_path / "book.md"
+    book.write_text(INCIDENT)
+    operator = ScriptedOperator(
+        [
+            ("confirm", True),
+            ("choose", Decision("rollback")),
+            ("confirm", False),  # deploy-undo: No
+            ("choose", Decision("skip", "undo by hand")),
+        ]
+    )
+    done = launch.run(
+        str(book),
+        assignments=["REGION=eu-west-1", "TOKEN=s3cr3t-t0ken"],
+        runs=tmp_path / "runs",
+        argv=["runbook", "run", str(book)],
+        announce=lambda _: None,
+        operator=operator,
+    )
+    assert done.outcome.result == "rollback-incomplete"
+    report = render_run(done.transcript)
+    sections = re.split(r"^## ", report, flags=re.M)
+    titles = [s.split("\n", 1)[0] for s in sections[1:]]
+    assert titles == ["Variables", "Timeline", "1. Deploy", "2. Check", "Rollback", "Not run"]
+    variables = sections[1]
+    assert "| `VERSION` | v1.4.2 | default |" in variables
+    assert "| `REGION` | eu-west-1 | --var |" in variables
+    assert "| `TOKEN` | ******** | --var |" in variables and "s3cr3t" not in report
+    deploy = sections[3]
+    assert "confirm: “Deploy v1.4.2 to eu-west-1?” (locally) yes by operator" in deploy
+    rollback = sections[5]
+    assert "“Run rollback block deploy-undo locally?" in rollback
+    assert "`deploy-undo` skipped by operator: undo by hand" in rollback
+    assert "- 3. Announce" in sections[6]
+    assert report.count('echo "deploying $VERSION"') == 1
+    html = MarkdownIt("commonmark").enable("table").render(report)
+    empty_row = re.compile(r"<tr>\s*(?:<t[hd]>\s*</t[hd]>\s*)+</tr>")
+    assert not empty_row.search(html), "a table row with nothing in it"

@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runbook.format.parser import parse_file
+from runbook.format.variables import MASK as MASKED
 from runbook.record import proof
 from runbook.record.markdown import (
     cell,
@@ -27,7 +29,7 @@ from runbook.record.markdown import (
 )
 from runbook.record.runs import transcript_files, verify_run
 from runbook.record.signing import SigningError
-from runbook.record.transcript import Verdict
+from runbook.record.transcript import SNAPSHOT, Verdict
 
 
 @dataclass
@@ -68,7 +70,19 @@ def render_run(path: Path) -> str:
     verdicts = verify_run(files, on_event=events.append)
     report = _Report(events, verdicts)
     report.proof = _proof(files, verdicts)
+    report.all_steps = (
+        _steps_of(files[0].parent / SNAPSHOT) if proof.is_run_directory(files) else []
+    )
     return report.render()
+
+
+def _steps_of(snapshot: Path) -> list[tuple[int, str]]:
+    """The steps of the runbook as run; none when the snapshot cannot be read or parsed."""
+    try:
+        book = parse_file(snapshot).runbook
+    except (OSError, ValueError):
+        return []
+    return [(st.index, st.title) for st in book.steps] if book is not None else []
 
 
 def _proof(files: list[Path], verdicts: list[tuple[Path, Verdict]]) -> dict[str, str]:
@@ -105,11 +119,16 @@ class _Report:
         self.notes: list[dict[str, Any]] = []
         self.proof: dict[str, str] = {}
         """Header rows: the snapshot's check, the signatures."""
+        self.all_steps: list[tuple[int, str]] = []
+        """The runbook's steps (index, title), from the snapshot, for those never started."""
+        self.printed: set[tuple[str, str]] = set()
+        """Scripts already printed: a block on ten hosts shows its script once."""
         self._fold()
 
     def _fold(self) -> None:
         current: dict[tuple[str, int, str | None], _Attempt] = {}
         pending: dict[str, list[str]] = {}
+        asked: dict[str, dict[str, Any]] = {}
         step: _Step | None = None
         for e in self.events:
             kind = e["type"]
@@ -120,8 +139,10 @@ class _Report:
                 step.items.append(("text", f"Rollback started: {e.get('reason', '')}"))
             elif kind == "check.tick" and step is not None:
                 step.items.append(("tick", e))
+            elif kind == "gate.ask":
+                asked[e["block"]] = e
             elif kind == "gate.answer":
-                pending.setdefault(e["block"], []).append(_gate_text(e))
+                pending.setdefault(e["block"], []).append(_gate_text(e, asked.get(e["block"])))
             elif kind == "decision":
                 text = f"{e['kind']}: {e['choice']}" + (
                     f" ({e['reason']})" if e.get("reason") else ""
@@ -194,9 +215,11 @@ class _Report:
             out += ["> [!WARNING]"]
             out += [f"> **Transcript not intact**: {v.describe(f.name)}" for f, v in broken]
             out += ["> Only the lines before the break are reported.", ""]
-        out += [*self._header(), "", *self._timeline(), "", *self._notifications()]
-        for index in sorted(self.steps):
-            out += self._step(self.steps[index])
+        out += [*self._header(), "", *self._variables(), *self._timeline(), ""]
+        out += self._notifications()
+        for step in self.steps.values():  # in the order they happened: a rollback comes last
+            out += self._step(step)
+        out += self._not_run()
         return re.sub(r"\n{3,}", "\n\n", "\n".join(out)).rstrip("\n") + "\n"
 
     def _header(self) -> list[str]:
@@ -242,9 +265,43 @@ class _Report:
                         f" -> `{changed['now_sha256'][:12]}…`",
                     )
                 )
-        out = ["| | |", "|---|---|"]
+        out = ["| Run | |", "|---|---|"]  # no empty header: GitHub shows one as a blank row
         out += [f"| {k} | {cell(v)} |" for k, v in rows]
         return out
+
+    def _variables(self) -> list[str]:
+        """Every variable, its value (secrets masked) and where it came from; captures too."""
+        known = self.start.get("variables") or {}
+        sources = self.start.get("sources") or {}
+        secrets = set(self.start.get("secrets") or [])
+        rows: dict[str, tuple[str, str]] = {}
+        for name, value in known.items():
+            shown = MASKED if name in secrets else "(asked later)" if value is None else value
+            rows[name] = (shown, sources.get(name, "asked" if value is None else "?"))
+        for e in self.events:
+            if e["type"] == "var.set":  # asked during the run: replaces "asked later"
+                shown = MASKED if e.get("secret") or e["name"] in secrets else e.get("value")
+                rows[e["name"]] = (str(shown), f"asked at {clock(e.get('time'))} ({e.get('by')})")
+            elif e["type"] == "capture":
+                shown = MASKED if e["name"] in secrets else str(e.get("value", ""))
+                rows[e["name"]] = (shown, f"captured from `{e['block']}`")
+        if not rows:
+            return []
+        out = ["## Variables", "", "| Name | Value | From |", "|---|---|---|"]
+        out += [
+            f"| `{n}` | {cell(v) if v else '(empty)'} | {cell(f)} |" for n, (v, f) in rows.items()
+        ]
+        return [*out, ""]
+
+    def _not_run(self) -> list[str]:
+        """The runbook's steps that never started, from the snapshot: absent is not done."""
+        entered = {e["step"] for e in self.events if e["type"] == "step.enter"}
+        missing = [(i, t) for i, t in self.all_steps if i not in entered]
+        if not missing:
+            return []
+        out = ["## Not run", "", "These steps of the runbook never started:", ""]
+        out += [f"- {i}. {inline(t)}" for i, t in missing]
+        return [*out, ""]
 
     def _timeline(self) -> list[str]:
         out = [
@@ -387,7 +444,12 @@ class _Report:
         ]
         if a.decisions:
             out += ["", "Decisions: " + inline("; ".join(a.decisions))]
-        out += ["", *fence(a.start.get("command", ""), "sh")]
+        command = a.start.get("command", "")
+        if (a.block, command) in self.printed:
+            out += ["", "The same script as above."]
+        else:
+            self.printed.add((a.block, command))
+            out += ["", *fence(command, "sh")]
         if a.output:
             out += ["", *output_block(bytes(a.output), a.binary)]
         elif end is not None:
@@ -421,9 +483,15 @@ def _step_label(index: int | None) -> str:
     return "" if index is None else "rollback" if index == 0 else str(index)
 
 
-def _gate_text(e: dict[str, Any]) -> str:
+def _gate_text(e: dict[str, Any], asked: dict[str, Any] | None) -> str:
+    """The answer, after the question as it was put and where the block was to run."""
     by = e.get("by", "?")
+    question = ""
+    if asked is not None and asked.get("gate") == e.get("gate"):
+        where = f" ({asked['where']})" if asked.get("where") else ""
+        question = f"“{asked.get('prompt', '')}”{where} "
     if e["gate"] == "type-to-confirm":
         typed = e.get("answer")
-        return f"typed {typed!r} ({'accepted' if e.get('accepted') else 'refused'}) by {by}"
-    return f"{e['gate']}: {e.get('answer')} by {by}"
+        verdict = "accepted" if e.get("accepted") else "refused"
+        return f"{e['gate']}: {question}typed {typed!r} ({verdict}) by {by}"
+    return f"{e['gate']}: {question}{e.get('answer')} by {by}"
