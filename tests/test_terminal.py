@@ -74,3 +74,18 @@ def test_terminal_prompts(tmp_path: Path, capsys) -> None:  # type: ignore[no-un
     assert all(b"tok-123456" not in p.read_bytes() for p in done.transcript.parent.iterdir())
     typed = [e for e in events if e["type"] == "gate.answer" and e["gate"] == "type-to-confirm"]
     assert [(e["answer"], e["accepted"]) for e in typed] == [("production", True)]
+
+
+def test_the_command_is_printed_at_its_gate_not_again_before_each_batch(capsys) -> None:  # type: ignore[no-untyped-def]
+    """Between batches the canary's output matters: the 17-line script must not push it
+    off the screen again."""
+    from runbook.engine.operator import _show
+
+    lines: list[str] = []
+    command = "\n".join(f"step {i}" for i in range(17)) + "\n"
+    base = {"type": "gate.ask", "block": "deploy", "command": command, "where": "on web1, web2"}
+    _show({**base, "gate": "confirm", "prompt": "Deploy?"}, lines.append, {})
+    assert lines[0] == "--- deploy will run on web1, web2:" and len(lines) == 18
+    lines.clear()
+    _show({**base, "gate": "batch", "prompt": "Go on with batch 2/3: web2?"}, lines.append, {})
+    assert lines == []

@@ -309,6 +309,8 @@ def _show(
             out(f"!! {alert['kind']}: {lines[0]}")
             for line in lines[1:]:
                 out(f"!! {line}")
+    elif kind == "gate.ask" and event.get("gate") in ("batch", "host-key", "known-hosts"):
+        pass  # the command was shown at its first gate; the canary's output stays in view
     elif kind == "gate.ask":
         out(f"--- {event['block']} will run {event.get('where') or ''}:".replace(" :", ":"))
         for line in event.get("command", "").rstrip("\n").splitlines():
