@@ -27,3 +27,17 @@ def test_diagnostic(line: int, title: str, source: str, expected: str) -> None:
     got = "".join(f"{d.line}:{d.col}: {d.severity}: {d.message}\n" for d in result.diagnostics)
     assert got == expected, f"fixture at broken.txt:{line}"
     assert got, "every fixture must be broken in some way"
+
+
+def test_a_value_cut_by_a_yaml_comment_is_a_warning() -> None:
+    """`URL of #deploys` is `URL of` to YAML; a real comment (`# why`) is left alone."""
+    text = (
+        "---\nvariables:\n  HOOK:\n    prompt: Incoming-webhook URL of #deploys\n"
+        "    secret: true   # a webhook URL is a credential\n  T:\n    prompt: 'Ticket #42'\n"
+        "---\n# T\n\n## S\n\n```sh\necho $HOOK $T\n```\n"
+    )
+    found = [(d.line, d.col, d.severity, d.message) for d in parse_text(text, "b.md").diagnostics]
+    assert len(found) == 1, found
+    line, col, severity, message = found[0]
+    assert (line, col, severity) == (4, 37, "warning")
+    assert "`prompt:` ends before `#deploys`" in message and "`Incoming-webhook URL of`" in message

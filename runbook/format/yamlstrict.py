@@ -56,6 +56,9 @@ class YList(list[Any]):
         self.item_pos: list[Position] = []
 
 
+_CUT = re.compile(r"[ \t]+(#\S+)")
+
+
 class _Resolver(BaseResolver):
     pass
 
@@ -101,6 +104,27 @@ class _Loader(Reader, Scanner, Parser, Composer, SafeConstructor, _Resolver):
             self.report(node, f"invalid YAML value: {problem}")
             return False, None
 
+    def check_cut(self, key: str, node: yaml.Node) -> None:
+        """``prompt: URL of #deploys`` is ``URL of``: a ``#`` after a space starts a comment.
+        A comment written as one (``# why``) is fine; ``#deploys`` or ``#42`` is a value cut."""
+        if not isinstance(node, yaml.ScalarNode) or node.style is not None:
+            return
+        end = node.end_mark
+        rest = end.buffer[end.pointer :].split("\n", 1)[0] if end.buffer else ""
+        cut = _CUT.match(rest)
+        if cut:
+            p = Position(end.line + 1 + self.line_offset, end.column + 1 + cut.start(1))
+            self.problems.append(
+                Diagnostic(
+                    p.line,
+                    p.col,
+                    "warning",
+                    f"`{key}:` ends before `{cut.group(1)}`: YAML reads a `#` after a space as"
+                    f" a comment, so the value is `{node.value}`; quote it if the `#` is"
+                    " part of it",
+                )
+            )
+
     def construct_ymap(self, node: yaml.MappingNode) -> Iterator[YMap]:
         data = YMap(self.pos(node))
         yield data
@@ -123,6 +147,7 @@ class _Loader(Reader, Scanner, Parser, Composer, SafeConstructor, _Resolver):
                         " YAML would silently keep only this one",
                     )
                 seen.add(key)
+            self.check_cut(key, value_node)
             ok, value = self.build(value_node)
             if ok:
                 data[key] = value
