@@ -637,3 +637,23 @@ async def test_abort_in_the_failure_menu_has_a_key_of_its_own_and_asks_again(
     assert not (tmp_path / "two").exists()
     choice = kinds(app, "decision")[-1]
     assert (choice["kind"], choice["choice"]) == ("failure", "abort")
+
+
+async def test_a_card_says_which_hosts_on_a_variable_means(tmp_path: Path) -> None:
+    """Blue-green's `on: $IDLE` said nothing; the card names the hosts it resolves to."""
+    from runbook.tui.widgets import BlockCard
+
+    book = tmp_path / "book.md"
+    book.write_text(
+        "---\nhosts:\n  blue: [web1, web2]\n  green: [web3, web4]\nvariables:\n"
+        "  IDLE:\n    default: green\n---\n# Switch\n\n## Bring up\n\n"
+        "```sh {name=up on=$IDLE}\ntrue\n```\n"
+    )
+    app = make_app(book, tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, modal(app, VariablesScreen), "the start form")
+        await pilot.press("enter")  # IDLE keeps its default, green
+        await until(pilot, waiting(app, "proceed", "up"), "the block")
+        card = app.query_one(BlockCard)
+        await until(pilot, lambda: "on web3, web4" in shown(card), "the resolved hosts")
+        assert "$IDLE" not in shown(card)

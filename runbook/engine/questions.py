@@ -11,9 +11,9 @@ from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from runbook.engine.operator import Decision
-from runbook.format.hosts import resolve_targets
+from runbook.format.hosts import where as hosts_where
 from runbook.format.model import Block, Host
-from runbook.format.values import ValueProblem, expand
+from runbook.format.values import expand
 from runbook.record import events as ev
 from runbook.transports.ssh import HostKeyRefused
 
@@ -62,11 +62,7 @@ async def block_gates(ctx: Context, block: Block) -> bool:
 
 def where(ctx: Context, block: Block) -> str:
     """``on web1, web2`` or ``locally``: every gate names where it will run, resolved."""
-    try:
-        hosts = resolve_targets(expand(block.options.on, ctx.values), ctx.rb.hosts)
-    except ValueProblem as e:
-        return f"on {block.options.on} (not resolved: {e})"
-    return "on " + ", ".join(h.spec for h in hosts) if hosts else "locally"
+    return hosts_where(block.options.on, ctx.values, ctx.rb.hosts)
 
 
 async def gate(ctx: Context, block: Block, gate: str, prompt: str) -> bool:

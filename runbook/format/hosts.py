@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import re
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 
 from runbook.format.model import Amount, Host, HostGroup
-from runbook.format.values import ValueProblem, did_you_mean, parse_port
+from runbook.format.values import ValueProblem, did_you_mean, expand, parse_port
 
 _HOST = re.compile(
     r"(?:(?P<user>[A-Za-z0-9_][A-Za-z0-9_.-]*)@)?"
@@ -40,6 +40,16 @@ def parse_host(spec: str) -> Host:
 def looks_like_host(item: str) -> bool:
     """A target item that cannot be a group name: it has a user, a port or a domain."""
     return any(c in item for c in "@:.[")
+
+
+def where(on: str, values: Mapping[str, str], groups: Sequence[HostGroup]) -> str:
+    """``on web1, web2`` or ``locally``: an ``on:`` as the hosts it resolves to now, for a
+    person deciding; ``on $IDLE (…)`` when it does not resolve (yet)."""
+    try:
+        hosts = resolve_targets(expand(on, dict(values)), groups)
+    except ValueProblem as e:
+        return f"on {on} (not resolved: {e})"
+    return "on " + ", ".join(h.spec for h in hosts) if hosts else "locally"
 
 
 def resolve_targets(on: str, groups: Sequence[HostGroup]) -> tuple[Host, ...]:

@@ -100,6 +100,8 @@ class Progress:
     started: str | None = None
     """The run's start time (ISO), for the elapsed clock."""
     notes: int = 0
+    values: dict[str, str] = field(default_factory=dict)
+    """The values known so far (secrets never arrive here): what ``on $IDLE`` resolves to."""
 
     def __post_init__(self) -> None:
         self.step_of = {b.name: b.step for b in self.rb.blocks}
@@ -146,6 +148,11 @@ class Progress:
                 bake.result, bake.rounds = e["result"], e.get("rounds", 0)
         elif kind == ev.RUN_START:
             self.started = self.started or e.get("time")
+            known = e.get("variables") or {}
+            self.values |= {k: v for k, v in known.items() if isinstance(v, str)}
+        elif kind in (ev.VAR_SET, ev.CAPTURE) and isinstance(e.get("value"), str):
+            if not e.get("secret"):
+                self.values[e["name"]] = e["value"]
         elif kind == ev.STEP_ENTER:
             self.current_step = e["step"]
             self.steps[e["step"]] = RUNNING

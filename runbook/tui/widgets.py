@@ -20,6 +20,7 @@ from textual.timer import Timer
 from textual.widgets import Log, Markdown, OptionList, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
+from runbook.format.hosts import where
 from runbook.format.model import Block, Runbook, Step
 from runbook.format.screen import inert
 from runbook.record.progress import (
@@ -123,6 +124,13 @@ class BlockCard(Static):
         self.shown: tuple[Progress, bool] | None = None
         self.ticker: Timer | None = None
 
+    def where(self, progress: Progress) -> str:
+        """Where it runs: the hosts ``on:`` names with the values known now (``on $IDLE``
+        said nothing); unresolved, as written."""
+        on = self.block.options.on
+        found = where(on, progress.values, progress.rb.hosts)
+        return f"on {on}" if "not resolved" in found else found
+
     def show(self, progress: Progress, waiting: bool) -> None:
         self.shown = (progress, waiting)
         b = progress.block(self.block.name)
@@ -134,7 +142,7 @@ class BlockCard(Static):
             self.ticker = None
         o = self.block.options
         badges = Text()
-        for text, style in _badges(self.block):
+        for text, style in _badges(self.block, self.where(progress)):
             badges.append(plain(f" {text} ", style=style))
             badges.append(" ")
         state = status_text(b.status)
@@ -236,9 +244,9 @@ def _span(seconds: float) -> str:
     return f"{minutes:.0f}m" + (f"{rest:g}s" if rest else "")
 
 
-def _badges(block: Block) -> list[tuple[str, str]]:
+def _badges(block: Block, where: str) -> list[tuple[str, str]]:
     o = block.options
-    found: list[tuple[str, str]] = [(f"on {o.on}", "reverse cyan")]
+    found: list[tuple[str, str]] = [(where, "reverse cyan")]
     if o.serial:
         found.append(("batches " + " → ".join(str(a) for a in o.serial), "reverse blue"))
     if o.max_fail.value:
