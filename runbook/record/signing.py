@@ -16,11 +16,13 @@ find-principals`` and ``-Y verify`` against an ``allowed_signers`` file.
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
 import shutil
 import subprocess
+import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -111,25 +113,16 @@ def probe(key: Path) -> str:
     return key_of(sign(key, message), message)
 
 
-class _signature_file:
+@contextlib.contextmanager
+def _signature_file(signature: str) -> Iterator[Path]:
     """A signature in a private temporary file, for ``ssh-keygen -s``; removed after."""
-
-    def __init__(self, signature: str) -> None:
-        self.signature = signature
-        self.path: Path | None = None
-
-    def __enter__(self) -> Path:
-        import tempfile
-
-        fd, name = tempfile.mkstemp(prefix="runbook-", suffix=".sig")
+    fd, name = tempfile.mkstemp(prefix="runbook-", suffix=".sig")
+    try:
         with os.fdopen(fd, "w") as f:
-            f.write(self.signature)
-        self.path = Path(name)
-        return self.path
-
-    def __exit__(self, *exc: object) -> None:
-        if self.path is not None:
-            self.path.unlink(missing_ok=True)
+            f.write(signature)
+        yield Path(name)
+    finally:
+        Path(name).unlink(missing_ok=True)
 
 
 @dataclass(frozen=True)
