@@ -7,10 +7,11 @@ a rollback after a Ctrl-C (stopping is not a failure to undo unattended).
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import contextlib
+from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING
 
-from runbook.engine.operator import Decision
+from runbook.engine.operator import Decision, NeedsOperator
 from runbook.format.hosts import where as hosts_where
 from runbook.format.model import Block, Host
 from runbook.format.values import expand
@@ -45,7 +46,8 @@ async def block_gates(ctx: Context, block: Block) -> bool:
             command=block.code,
             where=where(ctx, block),
         )
-        typed = await ctx.operator.type_to_confirm(prompt, expected)
+        with _unanswered(ctx, block, "type-to-confirm"):
+            typed = await ctx.operator.type_to_confirm(prompt, expected)
         ctx.journal.emit(
             ev.GATE_ANSWER,
             durable=True,
@@ -65,6 +67,26 @@ def where(ctx: Context, block: Block) -> str:
     return hosts_where(block.options.on, ctx.values, ctx.rb.hosts)
 
 
+@contextlib.contextmanager
+def _unanswered(ctx: Context, block: Block, gate: str) -> Iterator[None]:
+    """A gate the run stopped at (a confirmed quit, a signal, input closed): its answer is
+    that, on the record, before the run ends; nothing it guards runs."""
+    try:
+        yield
+    except NeedsOperator as e:
+        ctx.journal.emit(
+            ev.GATE_ANSWER,
+            durable=True,
+            block=block.name,
+            gate=gate,
+            answer="stopped",
+            accepted=False,
+            reason=str(e),
+            by=ctx.journal.by,
+        )
+        raise
+
+
 async def gate(ctx: Context, block: Block, gate: str, prompt: str) -> bool:
     """A yes/no gate, recorded as asked (with where it runs) and as answered."""
     ctx.journal.emit(
@@ -76,7 +98,8 @@ async def gate(ctx: Context, block: Block, gate: str, prompt: str) -> bool:
         command=block.code,
         where=where(ctx, block),
     )
-    yes = await ctx.operator.confirm(ctx.journal.masker.text(prompt))
+    with _unanswered(ctx, block, gate):
+        yes = await ctx.operator.confirm(ctx.journal.masker.text(prompt))
     ctx.journal.emit(
         ev.GATE_ANSWER,
         durable=True,
