@@ -185,3 +185,38 @@ def test_closing_the_terminal_stops_the_block_and_records_the_end(
     assert (end["result"], end["exit_code"]) == ("aborted", 129), end
     assert end["message"].startswith("stopped by SIGHUP"), end
     assert block_end["type"] == "block.end" and block_end["interrupted"] is True
+
+
+def test_a_confirmed_quit_at_a_gate_ends_the_process_and_runs_nothing(
+    terminal: Terminal, tmp_path: Path
+) -> None:
+    """The installed console at a gate: ctrl+q, y ends the process within 2 s; the gated
+    block never ran and the gate's answer is the quit."""
+    runs, rc, deployed = tmp_path / "runs", tmp_path / "rc", tmp_path / "deployed"
+    book = tmp_path / "book.md"
+    book.write_text(
+        f'## Deploy\n\n```sh {{name=deploy confirm="Deploy it?"}}\ntouch {deployed}\n```\n'
+    )
+    run = shlex.join([str(BINARY), str(book), "--runs-dir", str(runs)])
+    terminal.start(tmp_path, f"sh -c {shlex.quote(f'{run}; echo $? > {rc}')}")
+    terminal.wait("the block to be next", "deploy  ▸ next: n runs it")
+    terminal.press("n")
+    terminal.wait("the gate", "Deploy it?", "Yes (y)")
+    terminal.press("C-q")
+    terminal.wait("the quit dialog", "Quit and record the run as aborted?")
+    terminal.press("y")
+    deadline = time.monotonic() + 2.0
+    while not (rc.exists() and rc.read_text().endswith("\n")):
+        assert time.monotonic() < deadline, (
+            f"still running 2 s after the quit:\n{terminal.screen()}"
+        )
+        time.sleep(0.05)
+    terminal.press("y")  # a late answer meant for the gate reaches only the shell
+    assert rc.read_text().strip() == "1"
+    assert not deployed.exists()
+    [path] = runs.glob("*/transcript.jsonl")
+    events = [json.loads(line) for line in path.read_text().splitlines()]
+    answers = [(e["answer"], e["accepted"]) for e in events if e["type"] == "gate.answer"]
+    assert answers == [("stopped", False)]
+    assert not [e for e in events if e["type"] == "block.start"]
+    assert (events[-1]["type"], events[-1]["result"]) == ("run.end", "aborted")
