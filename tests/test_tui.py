@@ -682,3 +682,41 @@ async def test_a_confirmed_quit_at_a_gate_is_its_answer_and_runs_nothing(tmp_pat
     answer = kinds(app, "gate.answer")[-1]
     assert (answer["block"], answer["answer"], answer["accepted"]) == ("deploy", "stopped", False)
     assert not kinds(app, "block.start")
+
+
+async def test_the_header_says_when_the_run_waits_and_when_a_rollback_really_runs(
+    tmp_path: Path,
+) -> None:
+    """Not READY while a question waits; not ROLLING BACK before a rollback block ran."""
+    from runbook.tui.widgets import HeaderBar
+
+    book = tmp_path / "book.md"
+    book.write_text(
+        '# H\n\n## Deploy\n\n```sh {name=deploy confirm="Deploy?"}\ntrue\n```\n\n'
+        "```sh {name=undo rollback=true}\ntrue\n```\n\n"
+        "## Check\n\n```sh {name=check}\nexit 1\n```\n"
+    )
+    app = make_app(book, tmp_path / "runs")
+
+    def header() -> str:
+        return shown(app.query_one(HeaderBar))
+
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, waiting(app, "proceed", "deploy"), "the block")
+        await until(pilot, lambda: "WAITING" in header(), "the header to say so")
+        await pilot.press("n")
+        await until(pilot, modal(app, ConfirmScreen, "Deploy?"), "the gate")
+        await until(pilot, lambda: "WAITING" in header(), "the header at the gate")
+        await pilot.press("y")
+        await until(pilot, waiting(app, "proceed", "check"), "the check")
+        await pilot.press("n")
+        await until(pilot, modal(app, ChoiceScreen), "the failure menu")
+        await pilot.press("b")
+        await until(
+            pilot, modal(app, ConfirmScreen, "Run rollback block undo"), "the rollback gate"
+        )
+        await until(pilot, lambda: "ROLLBACK?" in header(), "rollback decided")
+        assert "ROLLING BACK" not in header()
+        await pilot.press("y")
+        await until(pilot, finished(app), "the end")
+        await until(pilot, lambda: "ROLLED-BACK" in header(), "the result")

@@ -95,6 +95,8 @@ class Progress:
     current_step: int | None = None
     current_block: str | None = None
     rolling_back: bool = False
+    rollback_ran: bool = False
+    """A rollback block has started: until then a rollback is decided, not running."""
     result: str | None = None
     message: str = ""
     started: str | None = None
@@ -204,6 +206,7 @@ class Progress:
                     b.hosts[host] = UNKNOWN
 
     def _start(self, e: dict[str, Any]) -> None:
+        self.rollback_ran = self.rollback_ran or self.rolling_back
         b = self.block(e["block"])
         b.status, b.attempt = RUNNING, e.get("attempt", 1)
         self.current_block = e["block"]

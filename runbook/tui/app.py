@@ -114,6 +114,8 @@ class RunbookApp(App[int]):
         self.quitting = False
         self.display_error = False
         self.dialogs_closed = asyncio.Event()
+        self.asking = False
+        """A question of the run's is open (the header says the run waits for the operator)."""
         self.stopped = asyncio.Event()
         """Set once the run is being stopped: an open question ends unanswered."""
 
@@ -257,9 +259,11 @@ class RunbookApp(App[int]):
         self.refresh_screen()  # the output so far is on screen before the question covers it
         answer = self.push_screen(cast(Screen[Any], screen), wait_for_dismiss=True)
         stopped = asyncio.ensure_future(self.stopped.wait())
+        self.asking = True
         try:
             await asyncio.wait({answer, stopped}, return_when=asyncio.FIRST_COMPLETED)
         finally:
+            self.asking = False
             stopped.cancel()
         if answer.done():
             return cast(T, answer.result())
@@ -349,7 +353,10 @@ class RunbookApp(App[int]):
                     log.clear()
                 log.write_lines(lines)
         header = self.query_one(HeaderBar)
-        header.show(self.rb, self.progress, self.environment(), "tui", self.launch.transcript)
+        asking = self.waiting is not None or self.asking
+        header.show(
+            self.rb, self.progress, self.environment(), "tui", self.launch.transcript, asking
+        )
         if not self.dirty:
             return
         self.dirty = False

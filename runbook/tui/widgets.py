@@ -12,6 +12,7 @@ import time
 from datetime import datetime
 
 from rich.console import Group
+from rich.padding import Padding
 from rich.table import Table
 from rich.text import Text
 from textual.await_complete import AwaitComplete
@@ -59,33 +60,45 @@ def status_text(status: str) -> Text:
 class HeaderBar(Static):
     """Title, environment, operator, elapsed time, transcript, overall status."""
 
-    def show(self, rb: Runbook, progress: Progress, env: str, operator: str, path: str) -> None:
+    def show(
+        self,
+        rb: Runbook,
+        progress: Progress,
+        env: str,
+        operator: str,
+        path: str,
+        asking: bool = False,
+    ) -> None:
+        """``asking``: the run waits for the operator (a question open, a key awaited)."""
         if progress.result:
             overall = Text(f" {progress.result.upper()} ", style="bold reverse")
             overall.stylize("green" if progress.result == "ok" else "red")
+        elif asking and not progress.running:
+            what = " ROLLBACK? " if progress.rolling_back else " WAITING "
+            overall = Text(what, style="bold reverse yellow")
+        elif progress.rolling_back and not progress.rollback_ran:
+            overall = Text(" ROLLBACK NEXT ", style="bold reverse red")
         elif progress.rolling_back:
             overall = Text(" ROLLING BACK ", style="bold reverse red")
         elif progress.baking and not progress.running:
             overall = Text(" BAKING ", style="bold reverse yellow")
         else:
             overall = Text(" RUNNING " if progress.running else " READY ", style="bold reverse")
+        status = Text.assemble(
+            ("operator ", "dim"),
+            plain(operator),
+            "  ",
+            (_elapsed(progress.started), "bold"),
+            "  ",
+            overall,
+        )
         grid = Table.grid(expand=True, padding=(0, 2))
         grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
         grid.add_column(justify="right", no_wrap=True)
-        grid.add_row(
-            Text.assemble(plain(rb.title, "bold"), "  ", plain(env, "cyan")),
-            Text.assemble(
-                ("operator ", "dim"),
-                plain(operator),
-                "  ",
-                (_elapsed(progress.started), "bold"),
-                "  ",
-                overall,
-            ),
-        )
+        grid.add_row(Text.assemble(plain(rb.title, "bold"), "  ", plain(env, "cyan")), status)
         where = Text(inert(f"transcript {path}"), style="dim", overflow="ellipsis", no_wrap=True)
         grid.add_row(where, "")
-        self.update(grid)
+        self.update(Padding(grid, (0, 1)))
 
 
 def _elapsed(started: str | None) -> str:
