@@ -382,8 +382,9 @@ def _verify(
             return EXIT_INVALID
         files = [path]
     verdicts = verify_run(files)
-    for file, verdict in verdicts:
-        print(verdict.describe(str(file)))
+    for i, (file, verdict) in enumerate(verdicts):
+        after = verdicts[i + 1][0].name if i + 1 < len(verdicts) else None
+        print(verdict.describe(str(file), after))
     if not (len(verdicts) == len(files) and all(v.ok for _, v in verdicts)):
         return EXIT_INVALID
     print(f"last line sha256 {verdicts[-1][1].last_hash}")

@@ -72,6 +72,10 @@ def test_sigkill_mid_block_then_resume(tmp_path: Path) -> None:
     report = run_cli("transcript", "render", str(second)).stdout
     assert "**INCOMPLETE**" not in report
     assert "| Resumed |" in report
+    # The first file has no end of its own: verify says where the run went on.
+    said = run_cli("transcript", "verify", str(transcript)).stdout.splitlines()
+    assert said[0].endswith("stopped here, continued in transcript-2.jsonl"), said
+    assert said[1].endswith("complete") and "INCOMPLETE" not in "\n".join(said)
 
 
 def test_unknown_block_can_be_marked_done(tmp_path: Path) -> None:

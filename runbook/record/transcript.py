@@ -258,11 +258,14 @@ class Verdict:
     last_seq: int = 0
     """The run and ``seq`` of the last intact line: where a next file must go on."""
 
-    def describe(self, path: str) -> str:
+    def describe(self, path: str, continued_in: str | None = None) -> str:
+        """One line; ``continued_in``: the file a resume went on in (this one has no end)."""
         if self.ok:
             state = (
                 "complete"
                 if self.complete
+                else f"stopped here, continued in {continued_in}"
+                if continued_in
                 else "INCOMPLETE (no run end: the run stopped or is running)"
             )
             return f"{path}: intact, {self.lines} events, {state}"
