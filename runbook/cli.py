@@ -372,11 +372,12 @@ def _verify(
         raise UsageError(f"--allowed-signers {allowed}: no such file")
     files = transcript_files(path.resolve().parent)
     if path.resolve() not in [f.resolve() for f in files]:
-        resumed = proof.first_event(path).get("resumed_from")
+        first = proof.first_event(path)
+        resumed = first.get("resumed_from")
         if isinstance(resumed, dict):  # a resume's file, away from the files it continues
             print(
                 f"{path}: not verified: it continues {resumed.get('transcript')!r} of run"
-                f" {proof.first_event(path).get('run')!r}, which is not beside it;"
+                f" {first.get('run')!r}, which is not beside it;"
                 " verify the run's directory"
             )
             return EXIT_INVALID

@@ -84,12 +84,6 @@ class Journal:
             self._commit = asyncio.get_running_loop().create_future()
             asyncio.get_running_loop().call_soon(self._sync_now)
         await asyncio.shield(self._commit)
-        signer = self.writer.signer
-        if signer is not None:  # signed too, before anything runs on the strength of it
-            seq = self.writer.synced[0]
-            failed = await asyncio.get_running_loop().run_in_executor(None, signer.wait, seq)
-            if failed is not None:
-                raise self.writer.unsigned(failed)
 
     def _sync_now(self) -> None:
         commit, self._commit = self._commit, None
@@ -98,8 +92,23 @@ class Journal:
             self.writer.sync()
         except TranscriptError as e:
             commit.set_exception(e)
-        else:
+            return
+        signer = self.writer.signer
+        if signer is None:
             commit.set_result(None)
+            return
+        # Signed too, before anything runs on the strength of it: one wait for the group.
+        loop = asyncio.get_running_loop()
+        waited = loop.run_in_executor(None, signer.wait, self.writer.synced[0])
+
+        def signed(done: asyncio.Future[Exception | None]) -> None:
+            failed = done.result()
+            if failed is None:
+                commit.set_result(None)
+            else:
+                commit.set_exception(self.writer.unsigned(failed))
+
+        waited.add_done_callback(signed)
 
     def show(self, event: dict[str, Any]) -> None:
         """Display an event; a display that went away (``| head``) must not stop the run."""

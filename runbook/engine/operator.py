@@ -312,7 +312,8 @@ def _show(
     elif kind == "gate.ask" and event.get("gate") in ("batch", "host-key", "known-hosts"):
         pass  # the command was shown at its first gate; the canary's output stays in view
     elif kind == "gate.ask":
-        out(f"--- {event['block']} will run {event.get('where') or ''}:".replace(" :", ":"))
+        where = f" {event['where']}" if event.get("where") else ""
+        out(f"--- {event['block']} will run{where}:")
         for line in event.get("command", "").rstrip("\n").splitlines():
             out(f"    {line}")
     elif kind == "block.start":

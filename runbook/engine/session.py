@@ -24,10 +24,9 @@ from runbook.engine.journal import Journal
 from runbook.engine.masking import Masker
 from runbook.engine.operator import Decision, NeedsOperator, Operator
 from runbook.engine.questions import block_gates, choose, gate
-from runbook.engine.questions import where as where_of
 from runbook.engine.rollout import RolloutStopped, rollout
 from runbook.engine.stopping import Guarded, Stop
-from runbook.format.hosts import DEFAULT_FORKS, resolve_targets
+from runbook.format.hosts import DEFAULT_FORKS, describe, resolve_targets
 from runbook.format.model import Block, CheckItem, Host, Runbook, Step
 from runbook.format.values import ValueProblem, expand
 from runbook.notify.notices import Notices
@@ -440,8 +439,7 @@ class Session:
         for block in self._rollback_scope():
             if await self._settled(block):
                 continue
-            self._hosts(block)  # a value that does not resolve stops the rollback here
-            where = where_of(self.ctx, block)
+            where = describe(self._hosts(block))  # one that does not resolve stops it here
             prompt = (
                 f"Run rollback block {block.name} {where}?"
                 " (No: you choose next whether to skip it or to stop the rollback)"

@@ -42,14 +42,18 @@ def looks_like_host(item: str) -> bool:
     return any(c in item for c in "@:.[")
 
 
+def describe(hosts: Sequence[Host]) -> str:
+    """``on web1, web2`` or ``locally``: where a block runs, for a person deciding."""
+    return "on " + ", ".join(h.spec for h in hosts) if hosts else "locally"
+
+
 def where(on: str, values: Mapping[str, str], groups: Sequence[HostGroup]) -> str:
-    """``on web1, web2`` or ``locally``: an ``on:`` as the hosts it resolves to now, for a
-    person deciding; ``on $IDLE (…)`` when it does not resolve (yet)."""
+    """:func:`describe` of what an ``on:`` resolves to now; ``on $IDLE (…)`` when it does
+    not resolve (yet)."""
     try:
-        hosts = resolve_targets(expand(on, dict(values)), groups)
+        return describe(resolve_targets(expand(on, dict(values)), groups))
     except ValueProblem as e:
         return f"on {on} (not resolved: {e})"
-    return "on " + ", ".join(h.spec for h in hosts) if hosts else "locally"
 
 
 def resolve_targets(on: str, groups: Sequence[HostGroup]) -> tuple[Host, ...]:

@@ -17,6 +17,7 @@ find-principals`` and ``-Y verify`` against an ``allowed_signers`` file.
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import re
@@ -51,6 +52,7 @@ def sig_path(transcript: Path) -> Path:
     return transcript.with_name(transcript.name + SUFFIX)
 
 
+@functools.cache
 def _keygen() -> str:
     found = shutil.which("ssh-keygen")
     if found is None:

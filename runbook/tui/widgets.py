@@ -21,9 +21,10 @@ from textual.timer import Timer
 from textual.widgets import Log, Markdown, OptionList, Static, TabbedContent, TabPane
 from textual.widgets.option_list import Option
 
-from runbook.format.hosts import where
+from runbook.format.hosts import describe, resolve_targets
 from runbook.format.model import Block, Runbook, Step
 from runbook.format.screen import inert
+from runbook.format.values import ValueProblem, expand
 from runbook.record.progress import (
     DONE,
     FAILED,
@@ -141,8 +142,10 @@ class BlockCard(Static):
         """Where it runs: the hosts ``on:`` names with the values known now (``on $IDLE``
         said nothing); unresolved, as written."""
         on = self.block.options.on
-        found = where(on, progress.values, progress.rb.hosts)
-        return f"on {on}" if "not resolved" in found else found
+        try:
+            return describe(resolve_targets(expand(on, dict(progress.values)), progress.rb.hosts))
+        except ValueProblem:
+            return f"on {on}"
 
     def show(self, progress: Progress, waiting: bool) -> None:
         self.shown = (progress, waiting)
