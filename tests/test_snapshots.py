@@ -1,4 +1,4 @@
-"""Snapshots of the console at 80x24 and 160x50: the main screen, a gate, the failure menu.
+"""Snapshots of the console at 80x24 and 160x50: the main screen and every dialog.
 
 What changes from run to run (the clock, the transcript's path) is pinned, so a snapshot
 changes only when the screen does. Update with ``pytest tests/test_snapshots.py
@@ -13,11 +13,18 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
-from tuikit import make_app, modal, until, waiting
+from tuikit import make_app, modal, shown, until, waiting
 
 from runbook.tui import widgets
 from runbook.tui.app import RunbookApp
-from runbook.tui.screens import ChoiceScreen, ConfirmScreen
+from runbook.tui.screens import (
+    ChoiceScreen,
+    ConfirmScreen,
+    MarkdownScreen,
+    TextScreen,
+    TypeConfirmScreen,
+    VariablesScreen,
+)
 
 BOOK = Path(__file__).parent / "fixtures" / "console.md"
 SIZES = [(80, 24), (160, 50)]
@@ -25,8 +32,12 @@ Snap = Callable[..., bool]
 
 
 @pytest.fixture
-def app(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> RunbookApp:
+def pinned(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(widgets, "_elapsed", lambda started: "0:04:12")
+
+
+@pytest.fixture
+def app(tmp_path: Path, pinned: None) -> RunbookApp:
     return make_app(BOOK, tmp_path / "runs", assignments=["ENVIRONMENT=production"])
 
 
@@ -81,23 +92,75 @@ def test_main_screen(snap_compare: Snap, app: RunbookApp, size: tuple[int, int])
     assert snap_compare(app, terminal_size=size, run_before=before)
 
 
+async def _to_failure(pilot: Pilot[Any], app: RunbookApp) -> None:
+    await _to_gate(pilot, app)
+    await until(pilot, modal(app, ConfirmScreen), "the gate")
+    await pilot.press("y")
+    await until(pilot, waiting(app, "proceed", "revoke"), "the failing block")
+    await pilot.press("n")
+    await until(pilot, lambda: modal(app, ChoiceScreen)() and not app.progress.running, "menu")
+
+
+async def _press(pilot: Pilot[Any], *keys: str) -> None:
+    await pilot.press(*keys)
+
+
+async def _main(pilot: Pilot[Any], app: RunbookApp) -> None:
+    await _ticked(pilot, app)
+    await until(pilot, waiting(app, "proceed", "announce-1"), "the first block")
+
+
+async def _to_typed_gate(pilot: Pilot[Any], app: RunbookApp) -> None:
+    await _to_failure(pilot, app)
+    await pilot.press("s")
+    await until(pilot, modal(app, TextScreen), "the reason")
+    await pilot.press(*"in use", "enter")
+    await until(pilot, waiting(app, "proceed", "publish"), "the typed gate's block")
+    await pilot.press("n")
+
+
+# Every dialog the console opens: how to get there, and the dialog then on top.
+DIALOGS: dict[str, tuple[Callable[[Pilot[Any], RunbookApp], Awaitable[None]], type, str]] = {
+    "start-form": (lambda pilot, app: _press(pilot), VariablesScreen, "variables"),
+    "gate": (_to_gate, ConfirmScreen, "Start the rotation"),
+    "failure-menu": (_to_failure, ChoiceScreen, "failed"),
+    "skip-reason": (lambda p, a: _then(_to_failure, "s")(p, a), TextScreen, ""),
+    "abort": (lambda p, a: _then(_to_failure, "x")(p, a), ConfirmScreen, "Abort"),
+    "rollback-gate": (lambda p, a: _then(_to_failure, "b")(p, a), ConfirmScreen, "restore"),
+    "typed-gate": (_to_typed_gate, TypeConfirmScreen, "publish"),
+    "quit": (lambda p, a: _then(_main, "q")(p, a), ConfirmScreen, "Quit"),
+    "note": (lambda p, a: _then(_main, "a")(p, a), TextScreen, ""),
+    "help": (lambda p, a: _then(_main, "question_mark")(p, a), MarkdownScreen, ""),
+}
+
+
+def _then(
+    first: Callable[[Pilot[Any], RunbookApp], Awaitable[None]], key: str
+) -> Callable[[Pilot[Any], RunbookApp], Awaitable[None]]:
+    async def go(pilot: Pilot[Any], app: RunbookApp) -> None:
+        await first(pilot, app)
+        await pilot.press(key)
+
+    return go
+
+
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-def test_gate_modal(snap_compare: Snap, app: RunbookApp, size: tuple[int, int]) -> None:
+@pytest.mark.parametrize("dialog", DIALOGS)
+def test_dialog(
+    snap_compare: Snap, tmp_path: Path, size: tuple[int, int], dialog: str, pinned: None
+) -> None:
+    """Each dialog whole at 80x24 (its buttons, its hints, its footer) and at 160x50."""
+    go, cls, text = DIALOGS[dialog]
+    assignments = [] if dialog == "start-form" else ["ENVIRONMENT=production"]
+    app = make_app(BOOK, tmp_path / "runs", assignments=assignments)
+
     async def before(pilot: Pilot[Any]) -> None:
-        await _to_gate(pilot, app)
-        await _settled(app, modal(app, ConfirmScreen))(pilot)
+        await go(pilot, app)
+        await _settled(app, lambda: modal(app, cls)() and text in _prompt(app))(pilot)
 
     assert snap_compare(app, terminal_size=size, run_before=before)
 
 
-@pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")
-def test_failure_menu(snap_compare: Snap, app: RunbookApp, size: tuple[int, int]) -> None:
-    async def before(pilot: Pilot[Any]) -> None:
-        await _to_gate(pilot, app)
-        await until(pilot, modal(app, ConfirmScreen), "the gate")
-        await pilot.press("y")
-        await until(pilot, waiting(app, "proceed", "revoke"), "the failing block")
-        await pilot.press("n")
-        await _settled(app, lambda: modal(app, ChoiceScreen)() and not app.progress.running)(pilot)
-
-    assert snap_compare(app, terminal_size=size, run_before=before)
+def _prompt(app: RunbookApp) -> str:
+    prompts = app.screen.query(".prompt, .dialog-title")
+    return " ".join(shown(p) for p in prompts) if prompts else ""

@@ -23,7 +23,12 @@ from runbook.notify.notices import warning as notice_warning
 
 
 class NeedsOperator(Exception):
-    """A question came up that nobody can answer (headless run without --yes)."""
+    """A question came up that nobody can answer (headless run without --yes), or the run
+    was stopped (a quit, a signal, input closed) while it was open."""
+
+
+class NotAsked(NeedsOperator):
+    """The run stopped before a question reached anyone: there is no answer to record."""
 
 
 @dataclass(frozen=True)
@@ -126,7 +131,7 @@ class HeadlessOperator:
 
     def _need(self, what: str) -> None:
         if not self.auto:
-            raise NeedsOperator(f"{what!r} needs an operator: run in a terminal, or pass --yes")
+            raise NotAsked(f"{what!r} needs an operator: run in a terminal, or pass --yes")
 
 
 # choice -> (key, how the menu shows it)

@@ -9,9 +9,9 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterator, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
-from runbook.engine.operator import Decision, NeedsOperator
+from runbook.engine.operator import Decision, NeedsOperator, NotAsked
 from runbook.format.hosts import where as hosts_where
 from runbook.format.model import Block, Host
 from runbook.format.values import expand
@@ -68,7 +68,7 @@ def where(ctx: Context, block: Block) -> str:
 
 
 @contextlib.contextmanager
-def _unanswered(ctx: Context, block: Block, gate: str) -> Iterator[None]:
+def _unanswered(ctx: Context, block: Block, gate: str, **where: Any) -> Iterator[None]:
     """A gate the run stopped at (a confirmed quit, a signal, input closed): its answer is
     that, on the record, before the run ends; nothing it guards runs."""
     try:
@@ -78,6 +78,7 @@ def _unanswered(ctx: Context, block: Block, gate: str) -> Iterator[None]:
             ev.GATE_ANSWER,
             durable=True,
             block=block.name,
+            **where,
             gate=gate,
             answer="stopped",
             accepted=False,
@@ -126,7 +127,15 @@ async def choose(
     if ctx.interrupt.is_set() and not ctx.operator.interactive:
         # Ctrl-C is someone stopping the run, not a failure to undo unattended.
         choices = tuple(c for c in choices if c != "rollback")
-    decision = await ctx.operator.choose(block, ctx.journal.masker.text(problem), choices)
+    try:
+        decision = await ctx.operator.choose(block, ctx.journal.masker.text(problem), choices)
+    except NotAsked:
+        raise
+    except NeedsOperator as e:  # stopped at the menu: the run aborts here, on the record
+        decision = Decision("abort", str(e))
+        stopped: NeedsOperator | None = e
+    else:
+        stopped = None
     if decision.choice not in choices:  # an operator must not invent a way out
         decision = Decision("abort", f"unexpected answer {decision.choice!r}")
     ctx.journal.emit(
@@ -139,7 +148,10 @@ async def choose(
         choice=decision.choice,
         reason=decision.reason or None,
         by=ctx.journal.by,
+        **({} if stopped is None else {"stopped": True}),
     )
+    if stopped is not None:
+        raise stopped
     return decision
 
 
@@ -161,7 +173,8 @@ async def trust_host_key(ctx: Context, block: Block, host: Host, refused: HostKe
         expected="yes",
         fingerprint=refused.seen,
     )
-    typed = await ctx.operator.type_to_confirm(prompt, "yes")
+    with _unanswered(ctx, block, "host-key", host=host.spec):
+        typed = await ctx.operator.type_to_confirm(prompt, "yes")
     accepted = typed == "yes"
     ctx.journal.emit(
         ev.GATE_ANSWER,

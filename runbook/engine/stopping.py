@@ -21,7 +21,7 @@ from dataclasses import dataclass
 from types import FrameType
 from typing import Any
 
-from runbook.engine.operator import Decision, NeedsOperator, Operator
+from runbook.engine.operator import Decision, NotAsked, Operator
 from runbook.format.model import Block, CheckItem, Step, Variable
 
 SIGNALS = (signal.SIGTERM, signal.SIGHUP)
@@ -38,7 +38,7 @@ class Stop:
 
     def check(self) -> None:
         if self.reason is not None:
-            raise NeedsOperator(self.reason)
+            raise NotAsked(self.reason)
 
 
 class Guarded:

@@ -29,7 +29,7 @@ from textual.notifications import SeverityLevel
 from textual.screen import ModalScreen, Screen
 from textual.widgets import Footer, OptionList
 
-from runbook.engine.operator import Decision, NeedsOperator, Operator
+from runbook.engine.operator import Decision, NeedsOperator, NotAsked, Operator
 from runbook.engine.session import Outcome, Session
 from runbook.engine.stopping import SIGNALS as STOP_SIGNALS
 from runbook.format.inputs import BadUsage, Refused
@@ -112,6 +112,7 @@ class RunbookApp(App[int]):
         self.view_lock = asyncio.Lock()
         self.dirty = True
         self.quitting = False
+        self.quit_dialog: ConfirmScreen | None = None
         self.display_error = False
         self.dialogs_closed = asyncio.Event()
         self.asking = False
@@ -255,7 +256,7 @@ class RunbookApp(App[int]):
             self.dialogs_closed.clear()
             await self.dialogs_closed.wait()
         if self.quitting:  # the dialog it waited for was the quit
-            raise NeedsOperator(self.why_stopped())
+            raise NotAsked(self.why_stopped())
         self.refresh_screen()  # the output so far is on screen before the question covers it
         answer = self.push_screen(cast(Screen[Any], screen), wait_for_dismiss=True)
         stopped = asyncio.ensure_future(self.stopped.wait())
@@ -518,6 +519,8 @@ class RunbookApp(App[int]):
         if self.quitting:
             self.notify("Still stopping: the running commands get SIGTERM, then SIGKILL.")
             return
+        if self.quit_dialog is not None and self.quit_dialog in self.screen_stack:
+            return  # already asking
 
         def done(yes: bool | None) -> None:
             if yes and self.outcome is None:
@@ -525,9 +528,9 @@ class RunbookApp(App[int]):
 
         running = self.progress.current_block if self.progress.running else None
         what = f"{running} is running: it will be stopped. " if running else ""
-        self.push_screen(
-            ConfirmScreen(f"{what}Quit and record the run as aborted?", title="Quit"), done
-        )
+        ends = "rollback-incomplete" if self.progress.rolling_back else "aborted"
+        self.quit_dialog = ConfirmScreen(f"{what}Quit and record the run as {ends}?", title="Quit")
+        self.push_screen(self.quit_dialog, done)
 
     def stop_run(self) -> None:
         """Quit: stop what runs (each attempt ends and is recorded as interrupted), then

@@ -11,7 +11,7 @@ from typing import Any, Protocol, TypeVar
 
 from textual.screen import ModalScreen
 
-from runbook.engine.operator import Decision, NeedsOperator
+from runbook.engine.operator import Decision, NeedsOperator, NotAsked
 from runbook.format.model import Block, CheckItem, Step, Variable
 from runbook.tui.screens import ChoiceScreen, ConfirmScreen, TypeConfirmScreen, VariablesScreen
 
@@ -53,7 +53,7 @@ class TUIOperator:
     def _quitting(self) -> None:
         """After a quit, every question ends the run (recorded as aborted)."""
         if self.app.quitting:
-            raise NeedsOperator(QUIT)
+            raise NotAsked(QUIT)
 
     async def confirm(self, prompt: str) -> bool:
         self._quitting()

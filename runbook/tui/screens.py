@@ -19,7 +19,8 @@ from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
-from textual.widgets import Button, Footer, Input, Label, Markdown, Static
+from textual.widget import Widget
+from textual.widgets import Button, Footer, Input, Label, Markdown, Select, Static
 
 from runbook.engine.operator import MENU, Decision
 from runbook.format.model import Variable
@@ -54,13 +55,28 @@ dialog that never opened): it is not taken as an answer."""
 
 
 class Dialog(ModalScreen[T]):
-    """A modal that answers once: a second key or click never dismisses another screen."""
+    """A modal that answers once: a second key or click never dismisses another screen.
+
+    ctrl+q quits from any dialog (shown in its footer); where letters answer, so does ``q``.
+    """
+
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("ctrl+q", "app.quit_run", "Quit", key_display="^q", priority=True)
+    ]
 
     def __init__(self) -> None:
         super().__init__(classes="modal")
         self.answered = False
         self.stray = 0.0
         """When a key this dialog has no use for was last pressed."""
+
+    def on_screen_suspend(self) -> None:
+        """Another dialog opened on top (the reason for a skip, the quit): this one steps
+        back rather than showing its edges around the new one."""
+        self.query(".dialog").set(display=False)
+
+    def on_screen_resume(self) -> None:
+        self.query(".dialog").set(display=True)
 
     def answer(self, value: T) -> None:
         if self.answered or self.app.screen is not self:
@@ -87,6 +103,7 @@ class ConfirmScreen(Dialog[bool]):
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("y", "answer(True)", "Yes"),
         Binding("n,escape", "answer(False)", "No"),
+        Binding("q", "app.quit_run", "Quit", show=False),
     ]
 
     def __init__(self, prompt: str, command: str | None = None, title: str = "Confirm") -> None:
@@ -112,7 +129,7 @@ class ConfirmScreen(Dialog[bool]):
             self.answer(yes)
 
     def on_key(self, event: events.Key) -> None:
-        if event.is_printable and event.character not in ("y", "n"):
+        if event.is_printable and event.character not in ("y", "n", "q"):
             self.note_stray(event)
 
     @on(Button.Pressed)
@@ -160,6 +177,9 @@ class ChoiceScreen(Dialog[Decision]):
     focused, so Enter chooses nothing: re-running or retrying takes its letter."""
 
     AUTO_FOCUS = ""  # "" focuses nothing (None would fall back to the first button)
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("q", "app.quit_run", "Quit", show=False),
+    ]
 
     def __init__(self, title: str, problem: str, choices: Sequence[str]) -> None:
         super().__init__()
@@ -217,7 +237,8 @@ class ChoiceScreen(Dialog[Decision]):
             if reason:
                 self.answer(Decision(choice, reason))
 
-        self.app.push_screen(TextScreen(f"Why {MENU[choice][1]}? (recorded)"), with_reason)
+        what = re.sub(r"\[(\w)\]", r"\1", MENU[choice][1])  # "[s]kip": the key, not the word
+        self.app.push_screen(TextScreen(f"Why {what}? (recorded)"), with_reason)
 
 
 class TextScreen(Dialog[str | None]):
@@ -248,13 +269,19 @@ class TextScreen(Dialog[str | None]):
 
 
 class VariablesScreen(Dialog[dict[str, str] | None]):
-    """The start form: one field per variable, checked as typed, secrets masked."""
+    """The start form: one field per variable (a list to pick from where the runbook names
+    the choices), checked as typed, secrets masked. A field says what is wrong with it only
+    once it was edited, or Start was pressed: not before anyone typed."""
 
-    BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
+    BINDINGS: ClassVar[list[BindingType]] = [
+        Binding("escape", "cancel", "Cancel"),
+        Binding("ctrl+s", "start", "Start"),
+    ]
 
     def __init__(self, variables: Sequence[Variable], title: str = "Variables") -> None:
         super().__init__()
         self.variables, self.heading = tuple(variables), title
+        self.touched: set[str] = set()
 
     def compose(self) -> ComposeResult:
         yield Footer()
@@ -262,65 +289,88 @@ class VariablesScreen(Dialog[dict[str, str] | None]):
             yield Label(plain(self.heading), classes="dialog-title")
             for var in self.variables:
                 hints = [h for h in (var.description,) if h]
-                if var.choices:
-                    hints.append("one of: " + ", ".join(var.choices))
                 if var.pattern:
                     hints.append(f"pattern: {var.pattern}")
-                yield Label(Text.assemble(plain(var.prompt or var.name, "bold"), f"  ({var.name})"))
+                name = plain(var.prompt or var.name, "bold")
+                yield Label(Text.assemble(name, f"  ({var.name})") if var.prompt else name)
                 if hints:
                     yield Static(plain("; ".join(hints)), classes="hint")
-                yield Input(
-                    value=var.default or "",
-                    password=var.secret,
-                    id=f"var-{var.name}",
-                    classes="variable",
-                )
+                yield self._field(var)
                 yield Static("", id=f"problem-{var.name}", classes="problem")
+            yield Static(
+                "ctrl+s to start (or Enter in a text field) · tab: the next field · escape: cancel",
+                classes="hint",
+            )
             with Horizontal(classes="buttons"):
                 yield Button("Start", id="start", variant="primary")
                 yield Button("Cancel", id="cancel")
 
+    def _field(self, var: Variable) -> Input | Select[str]:
+        if var.choices and not var.secret:
+            default = var.default if var.default in var.choices else None
+            return Select(
+                [(plain(c), c) for c in var.choices],
+                prompt=f"choose one of {len(var.choices)}",
+                allow_blank=default is None,
+                value=Select.NULL if default is None else default,
+                id=f"var-{var.name}",
+                classes="variable",
+            )
+        return Input(
+            value=var.default or "",
+            password=var.secret,
+            id=f"var-{var.name}",
+            classes="variable",
+        )
+
     def on_mount(self) -> None:
-        self.query(Input).first().focus()
-        for var in self.variables:
-            self._check(var, self._value(var))
+        self.query(".variable").first().focus()
 
     def _value(self, var: Variable) -> str:
-        return self.query_one(f"#var-{var.name}", Input).value
+        field = self.query_one(f"#var-{var.name}")
+        if isinstance(field, Select):
+            return "" if field.value is Select.NULL else str(field.value)
+        assert isinstance(field, Input)
+        return field.value
 
     def _check(self, var: Variable, value: str) -> bool:
+        problem = self.query_one(f"#problem-{var.name}", Static)
         try:
             check_value(var, value)
         except VariableProblem as e:
-            self.query_one(f"#problem-{var.name}", Static).update(plain(str(e)))
+            if var.name in self.touched:
+                problem.update(plain(str(e)))
             return False
-        self.query_one(f"#problem-{var.name}", Static).update("")
+        problem.update("")
         return True
+
+    def _edited(self, field: Widget) -> None:
+        var = next(v for v in self.variables if f"var-{v.name}" == field.id)
+        self.touched.add(var.name)
+        self._check(var, self._value(var))
 
     @on(Input.Changed)
     def changed(self, event: Input.Changed) -> None:
-        var = next(v for v in self.variables if f"var-{v.name}" == event.input.id)
-        self._check(var, event.value)
+        self._edited(event.input)
+
+    @on(Select.Changed)
+    def chosen(self, event: Select.Changed) -> None:
+        self._edited(event.select)
 
     @on(Input.Submitted)
-    def submitted(self) -> None:
-        self._submit()
-
     @on(Button.Pressed, "#start")
-    def start(self) -> None:
-        self._submit()
+    def action_start(self) -> None:
+        values = {v.name: self._value(v) for v in self.variables}
+        self.touched.update(values)
+        bad = [v for v in self.variables if not self._check(v, values[v.name])]
+        if bad:
+            self.query_one(f"#var-{bad[0].name}").focus()
+            return
+        self.answer(values)
 
     @on(Button.Pressed, "#cancel")
     def action_cancel(self) -> None:
         self.answer(None)
-
-    def _submit(self) -> None:
-        values = {v.name: self._value(v) for v in self.variables}
-        bad = [v for v in self.variables if not self._check(v, values[v.name])]
-        if bad:
-            self.query_one(f"#var-{bad[0].name}", Input).focus()
-            return
-        self.answer(values)
 
 
 class MarkdownScreen(Dialog[None]):

@@ -1,0 +1,242 @@
+"""Quit at every kind of question the console asks: the question ends at once, recorded as
+stopped by the quit, nothing it guards (nor anything after it) runs, and the run ends aborted.
+
+Each case reaches its question for real (a failing block, a rollout on the sshd fleet, an
+unknown host key, a bake), then quits with the key the dialog's footer shows: ``q`` where
+letters answer, ``ctrl+q`` everywhere (also where a text field takes the letters)."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+from tuikit import events, finished, kinds, make_app, modal, until, waiting
+
+from runbook.format.inputs import load_runbook
+from runbook.tui.app import Launch, RunbookApp
+from runbook.tui.screens import (
+    ChoiceScreen,
+    ConfirmScreen,
+    Dialog,
+    TypeConfirmScreen,
+    VariablesScreen,
+)
+
+SIZE = (120, 40)
+Reach = Callable[[Any, RunbookApp], Awaitable[None]]
+
+
+async def quit_here(pilot: Any, app: RunbookApp, key: str, ends: str = "aborted") -> None:
+    """The question is open: its footer offers quit; quit, confirm, and the run ends."""
+    keys = {k for k, b in app.screen.active_bindings.items() if b.binding.show}
+    assert "ctrl+q" in keys, f"the footer of {type(app.screen).__name__} shows no quit"
+    question = app.screen
+    await pilot.press(key)
+    await until(pilot, modal(app, ConfirmScreen, f"record the run as {ends}?"), "the quit")
+    await pilot.press("q")  # on the quit dialog itself: no second dialog
+    assert sum(isinstance(s, ConfirmScreen) and s.heading == "Quit" for s in app.screen_stack) == 1
+    await pilot.press("y")
+    await until(pilot, finished(app), "the end of the run")
+    assert question not in app.screen_stack, "the question stayed up after the quit"
+    await pilot.press("y")  # meant for the question: there is none now
+
+
+def stopped_answer(app: RunbookApp, gate: str) -> dict[str, Any]:
+    answer = kinds(app, "gate.answer")[-1]
+    assert (answer["gate"], answer["answer"], answer["accepted"]) == (gate, "stopped", False)
+    assert answer["reason"] == "quit from the console"
+    return answer
+
+
+def ended_aborted(app: RunbookApp, result: str = "aborted") -> None:
+    assert app.outcome is not None and app.outcome.result == result, app.outcome
+    end = events(app)[-1]
+    assert end["type"] == "run.end" and end["result"] == result
+    assert "quit from the console" in end["message"]
+
+
+async def first_block(pilot: Any, app: RunbookApp, name: str) -> None:
+    await until(pilot, waiting(app, "proceed", name), f"block {name}")
+    await pilot.press("n")
+
+
+@pytest.mark.parametrize("key", ["q", "ctrl+q"])
+async def test_quit_at_a_gate(tmp_path: Path, key: str) -> None:
+    book = tmp_path / "book.md"
+    book.write_text(
+        f'# G\n\n## Deploy\n\n```sh {{name=deploy confirm="Deploy?"}}\ntouch {tmp_path}/ran\n```\n'
+    )
+    app = make_app(book, tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await first_block(pilot, app, "deploy")
+        await until(pilot, modal(app, ConfirmScreen, "Deploy?"), "the gate")
+        await quit_here(pilot, app, key)
+    ended_aborted(app)
+    assert stopped_answer(app, "confirm")["block"] == "deploy"
+    assert not (tmp_path / "ran").exists() and not kinds(app, "block.start")
+
+
+async def test_quit_at_a_typed_gate_takes_ctrl_q_and_q_is_a_letter(tmp_path: Path) -> None:
+    book = tmp_path / "book.md"
+    book.write_text(
+        "# T\n\n## Deploy\n\n```sh\n#| name: deploy\n#| type-to-confirm: quiet\n"
+        f"touch {tmp_path}/ran\n```\n"
+    )
+    app = make_app(book, tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await first_block(pilot, app, "deploy")
+        await until(pilot, modal(app, TypeConfirmScreen), "the typed gate")
+        await pilot.press("q")  # typed into the field: "quiet" starts with it
+        assert isinstance(app.screen, TypeConfirmScreen)
+        assert app.screen.query_one("Input").value == "q"  # type: ignore[attr-defined]
+        await quit_here(pilot, app, "ctrl+q")
+    ended_aborted(app)
+    assert stopped_answer(app, "type-to-confirm")["block"] == "deploy"
+    assert not (tmp_path / "ran").exists() and not kinds(app, "block.start")
+
+
+def failing(tmp_path: Path, rollback: str = "") -> Path:
+    book = tmp_path / "book.md"
+    book.write_text(
+        f"# F\n\n## Check\n\n```sh {{name=check}}\nexit 3\n```\n\n{rollback}"
+        f"## After\n\n```sh {{name=after}}\ntouch {tmp_path}/after\n```\n"
+    )
+    return book
+
+
+@pytest.mark.parametrize("key", ["q", "ctrl+q"])
+async def test_quit_at_the_failure_menu(tmp_path: Path, key: str) -> None:
+    rollback = f"```sh {{name=undo rollback=true}}\ntouch {tmp_path}/undone\n```\n\n"
+    app = make_app(failing(tmp_path, rollback), tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await first_block(pilot, app, "check")
+        await until(pilot, modal(app, ChoiceScreen), "the failure menu")
+        await quit_here(pilot, app, key)
+    ended_aborted(app)
+    decision = kinds(app, "decision")[-1]
+    assert (decision["block"], decision["choice"], decision["stopped"]) == ("check", "abort", True)
+    assert decision["reason"] == "quit from the console"
+    assert not (tmp_path / "after").exists() and not (tmp_path / "undone").exists()
+
+
+async def test_quit_at_the_rollback_gate(tmp_path: Path) -> None:
+    rollback = f"```sh {{name=undo rollback=true}}\ntouch {tmp_path}/undone\n```\n\n"
+    app = make_app(failing(tmp_path, rollback), tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await first_block(pilot, app, "check")
+        await until(pilot, modal(app, ChoiceScreen), "the failure menu")
+        await pilot.press("b")
+        await until(pilot, modal(app, ConfirmScreen, "Run rollback block undo"), "the gate")
+        await quit_here(pilot, app, "q", ends="rollback-incomplete")
+    # The rollback was decided, then stopped: the record must not hide that it is not done.
+    ended_aborted(app, "rollback-incomplete")
+    assert stopped_answer(app, "rollback")["block"] == "undo"
+    assert not (tmp_path / "undone").exists() and not (tmp_path / "after").exists()
+
+
+async def test_quit_at_a_form_the_run_asks_for(tmp_path: Path) -> None:
+    """A value asked while the run is on (here: no start form) ends with the quit."""
+    book = tmp_path / "book.md"
+    book.write_text(
+        "---\nvariables:\n  TOKEN:\n    secret: true\n---\n# V\n\n## Use\n\n"
+        f"```sh {{name=use}}\ntouch {tmp_path}/ran\n```\n"
+    )
+    made = make_app(book, tmp_path / "runs")
+    app = RunbookApp(Launch(made.launch.rb, made.launch.start, ()))
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, modal(app, VariablesScreen), "the form")
+        await pilot.press("q")  # a letter of the value
+        await quit_here(pilot, app, "ctrl+q")
+    ended_aborted(app)
+    assert not kinds(app, "var.set") and not kinds(app, "block.start")
+    assert not (tmp_path / "ran").exists()
+
+
+async def test_quit_at_the_start_form_runs_and_records_nothing(tmp_path: Path) -> None:
+    book = tmp_path / "book.md"
+    book.write_text(
+        "---\nvariables:\n  VERSION: {}\n---\n# V\n\n## Use\n\n"
+        f"```sh {{name=use}}\ntouch {tmp_path}/ran\n```\n"
+    )
+    load_runbook(str(book))
+    app = make_app(book, tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, modal(app, VariablesScreen), "the start form")
+        assert isinstance(app.screen, Dialog)
+        keys = {k for k, b in app.screen.active_bindings.items() if b.binding.show}
+        assert "ctrl+q" in keys
+        await pilot.press("ctrl+q")
+        await until(pilot, lambda: app.return_code is not None, "the exit")
+    assert app.return_code == 1 and app.session is None
+    assert not (tmp_path / "runs").exists() and not (tmp_path / "ran").exists()
+
+
+# ----------------------------------------------------------------- on the sshd fleet
+
+
+def fleet_book(tmp_path: Path, body: str, front: str = "") -> Path:
+    book = tmp_path / "book.md"
+    book.write_text(
+        f"---\nhosts:\n  web: [host1, host2]\n  other: [host4]\n{front}---\n# R\n\n{body}"
+    )
+    return book
+
+
+async def test_quit_at_the_batch_gate(fleet: Any, tmp_path: Path) -> None:
+    book = fleet_book(
+        tmp_path,
+        "## Roll out\n\n```sh\n#| name: deploy\n#| on: web\n#| serial: 1\necho deployed\n```\n",
+    )
+    app = make_app(book, tmp_path / "runs", ssh_config=fleet.ssh_config)
+    async with app.run_test(size=SIZE) as pilot:
+        await first_block(pilot, app, "deploy")
+        await until(pilot, modal(app, ConfirmScreen, "batch 2/2"), "the next batch's gate")
+        await quit_here(pilot, app, "q")
+    ended_aborted(app)
+    assert stopped_answer(app, "batch")["block"] == "deploy"
+    assert [e["host"] for e in kinds(app, "block.start")] == ["host1"]
+
+
+async def test_quit_at_an_unknown_host_key(fleet: Any, tmp_path: Path) -> None:
+    known = tmp_path / "known_hosts"
+    known.write_text("")
+    book = fleet_book(
+        tmp_path,
+        "## Go\n\n```sh\n#| name: go\n#| on: host4\necho in\n```\n",
+        f"ssh:\n  known_hosts: {known}\n",
+    )
+    app = make_app(book, tmp_path / "runs", ssh_config=fleet.ssh_config)
+    async with app.run_test(size=SIZE) as pilot:
+        await first_block(pilot, app, "go")
+        await until(pilot, modal(app, TypeConfirmScreen, "host4 presents"), "the host key")
+        await quit_here(pilot, app, "ctrl+q")
+    ended_aborted(app)
+    answer = stopped_answer(app, "host-key")
+    assert (answer["block"], answer["host"]) == ("go", "host4")
+    assert known.read_text() == ""
+    assert all(e.get("status") != "done" for e in kinds(app, "block.end"))
+
+
+async def test_quit_while_baking_stops_the_bake_and_the_next_batch_never_runs(
+    fleet: Any, tmp_path: Path
+) -> None:
+    book = fleet_book(
+        tmp_path,
+        "## Roll out\n\n```sh\n#| name: deploy\n#| on: web\n#| serial: 1\n#| bake: 10m\n"
+        "#| health-interval: 5m\necho deployed\n```\n\n"
+        "```sh\n#| name: healthy\n#| on: web\n#| health: true\ntrue\n```\n",
+    )
+    app = make_app(book, tmp_path / "runs", ssh_config=fleet.ssh_config)
+    async with app.run_test(size=SIZE) as pilot:
+        await first_block(pilot, app, "deploy")
+        await until(pilot, lambda: app.progress.baking == "deploy", "the bake")
+        await pilot.press("q")
+        await until(pilot, modal(app, ConfirmScreen, "Quit and record"), "the quit dialog")
+        await pilot.press("y")
+        await until(pilot, finished(app), "the end of the run")
+    ended_aborted(app)
+    assert [e["result"] for e in kinds(app, "bake.end")] == ["interrupted"]
+    assert [e["host"] for e in kinds(app, "block.start") if e["block"] == "deploy"] == ["host1"]
+    assert not kinds(app, "decision"), "the bake's menu never opened: nothing answered it"
