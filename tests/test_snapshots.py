@@ -13,6 +13,7 @@ from typing import Any
 
 import pytest
 from textual.pilot import Pilot
+from textual.widgets import Input
 from tuikit import make_app, modal, shown, until, waiting
 
 from runbook.tui import widgets
@@ -51,6 +52,8 @@ def _settled(app: RunbookApp, ready: Callable[[], bool]) -> Callable[[Pilot[Any]
         app.dirty = True
         app.refresh_screen()
         for screen in app.screen_stack:  # a screen under a modal may be drawn stale
+            for field in screen.query(Input):  # a blinking cursor is drawn on or off
+                field.cursor_blink = False
             for widget in screen.query("*"):
                 widget.refresh()
         await until(pilot, _still(app), "the screen to settle")

@@ -726,3 +726,77 @@ async def test_the_header_says_when_the_run_waits_and_when_a_rollback_really_run
         await pilot.press("y")
         await until(pilot, finished(app), "the end")
         await until(pilot, lambda: "ROLLED-BACK" in header(), "the result")
+        outline = shown(app.query_one(StepOutline))
+        assert "↶ 1. Deploy" in outline, outline  # undone: no longer shown as done
+        assert "✗ 2. Check" in outline, outline
+
+
+async def test_checklist_items_after_a_block_are_drawn_after_it_and_ticked_there(
+    tmp_path: Path,
+) -> None:
+    """Blue-green's last step: items to check before its block, and after. Each list is
+    drawn where the author wrote it, and the item waiting is the one shown, in view."""
+    from runbook.tui.widgets import BlockCard, StepView
+
+    book = tmp_path / "book.md"
+    book.write_text(
+        "# C\n\n## Retire\n\n- [ ] before one\n- [ ] before two\n\n"
+        "```sh {name=retire}\necho retired\n```\n\nThen check:\n\n"
+        "- [ ] after one\n\n- [ ] after two\n"
+    )
+    app = make_app(book, tmp_path / "runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        view = app.query_one(StepView)
+        for text in ("before one", "before two"):
+            await until(pilot, waiting(app, "tick", text), text)
+            await pilot.press("space")
+        await until(pilot, waiting(app, "proceed", "retire"), "the block")
+        order = [type(w).__name__ for w in view.children if type(w) in (Checklist, BlockCard)]
+        assert order == ["Checklist", "BlockCard", "Checklist"]
+        first, last = view.query(Checklist)
+        assert "before two" in shown(first) and "after" not in shown(first)
+        await pilot.press("n")
+        for text in ("after one", "after two"):
+            await until(pilot, waiting(app, "tick", text), text)
+            await until(pilot, lambda t=text: f"[ ] {t}   space: tick" in shown(last), "shown")  # type: ignore[misc]
+            await until(
+                pilot,
+                lambda: view.scrollable_content_region.overlaps(last.region),
+                "the list in view",
+            )
+            await pilot.press("space")
+        await until(pilot, finished(app), "the end")
+        assert "[x] after one" in shown(last) and "[x] after two" in shown(last)
+    ticks = [(e["item"], e["result"]) for e in kinds(app, "check.tick")]
+    assert ticks == [(0, "ticked"), (1, "ticked"), (2, "ticked"), (3, "ticked")]
+    order = [
+        (e["type"], e.get("item"))
+        for e in events(app)
+        if e["type"] in ("check.tick", "block.start")
+    ]
+    assert order == [
+        ("check.tick", 0),
+        ("check.tick", 1),
+        ("block.start", None),
+        ("check.tick", 2),
+        ("check.tick", 3),
+    ]
+
+
+async def test_a_long_output_line_can_be_scrolled_to_its_end(tmp_path: Path) -> None:
+    from textual.widgets import Log
+
+    book = tmp_path / "book.md"
+    book.write_text("# L\n\n## Print\n\n```sh {name=p}\nprintf 'start-%0300d-END\\n' 7\n```\n")
+    app = make_app(book, tmp_path / "runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, waiting(app, "proceed", "p"), "the block")
+        await pilot.press("n")
+        await until(pilot, finished(app), "the end")
+        log = app.query(Log).first()
+        await until(pilot, lambda: log.max_scroll_x > 200, "the line in the log, whole")
+        log.focus()
+        await pilot.press("right", "right")
+        assert log.scroll_x == 2
+        log.scroll_to(x=log.max_scroll_x, animate=False, immediate=True)
+        await until(pilot, lambda: "-END" in shown(log), "the line's end on screen")

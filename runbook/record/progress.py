@@ -20,6 +20,7 @@ DONE = "done"
 FAILED = "failed"
 SKIPPED = "skipped"
 UNKNOWN = "unknown"
+ROLLED_BACK = "rolled-back"  # a step whose rollback block ran to the end
 
 # Plain symbols, no emoji: terminals agree on their width.
 ICONS = {
@@ -29,6 +30,7 @@ ICONS = {
     FAILED: "✗",
     SKIPPED: "↷",
     UNKNOWN: "?",
+    ROLLED_BACK: "↶",
 }
 
 
@@ -108,6 +110,7 @@ class Progress:
     def __post_init__(self) -> None:
         self.step_of = {b.name: b.step for b in self.rb.blocks}
         """The step each block belongs to, by name (events name blocks)."""
+        self.undoes = {b.name for b in self.rb.blocks if b.options.rollback}
         for step in self.rb.steps:
             self.steps[step.index] = PENDING
             for block in step.blocks:
@@ -167,6 +170,7 @@ class Progress:
         elif kind == ev.BLOCK_DONE:
             b = self.block(e["block"])
             b.status = DONE
+            self._undone(e["block"])
             failed = e.get("failed") or {}
             b.detail = f"{len(e.get('ok') or [])} ok" + (
                 f", {len(failed)} failed" if failed else ""
@@ -231,6 +235,14 @@ class Progress:
             return
         b.status, b.exit = status, e.get("exit")
         b.duration, b.detail = e.get("duration"), e.get("status") or ""
+        if ok:
+            self._undone(e["block"])
+
+    def _undone(self, block: str) -> None:
+        """A rollback block finished: its step is no longer done, it is rolled back."""
+        step = self.step_of.get(block)
+        if block in self.undoes and step is not None:
+            self.steps[step] = ROLLED_BACK
 
     def _stop_bakes(self) -> None:
         """A bake without its end (a crash, a lost record) holds nothing any more."""

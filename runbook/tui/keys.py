@@ -16,6 +16,10 @@ KEYS = [
     ("ctrl+p", "command palette: go to any step, run a chosen block, re-run one"),
     ("o", "the run's report, as `runbook transcript render` writes it"),
     ("tab", "move between the outline, the step and the output tabs"),
+    (
+        "← / →",
+        "in the output: scroll a long line sideways (or shift+wheel)",
+    ),
     ("q / ctrl+q", "quit (while the run is in progress: asks, stops it, records an abort)"),
 ]
 

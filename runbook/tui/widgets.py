@@ -30,6 +30,7 @@ from runbook.record.progress import (
     FAILED,
     ICONS,
     PENDING,
+    ROLLED_BACK,
     RUNNING,
     SKIPPED,
     UNKNOWN,
@@ -51,6 +52,7 @@ STATUS_STYLE = {
     FAILED: "bold red",
     SKIPPED: "magenta",
     UNKNOWN: "bold magenta",
+    ROLLED_BACK: "yellow",
 }
 
 
@@ -295,11 +297,18 @@ def _ident(name: str) -> str:
 
 
 class Checklist(Static):
-    """The step's checklist: ticked, skipped, or waiting for the operator."""
+    """Checklist items written together (a step may have one list before its block and
+    one after): ticked, skipped, or waiting for the operator."""
+
+    def __init__(self, indexes: list[int]) -> None:
+        super().__init__(classes="checklist")
+        self.indexes = indexes
+        """Which of the step's items, by their index in ``step.checklist``."""
 
     def show(self, step: Step, answers: dict[int, str], waiting: int | None) -> None:
         text = Text()
-        for index, item in enumerate(step.checklist):
+        for index in self.indexes:
+            item = step.checklist[index]
             answer = answers.get(index)
             mark = {"ticked": "[x]", "skipped": "[-]"}.get(answer or "", "[ ]")
             style = "green" if answer == "ticked" else "magenta" if answer else ""
@@ -336,7 +345,7 @@ class StepView(VerticalScroll):
             )
         skip = _alert_lines(step, lines)
         prose: list[str] = []
-        placed_checklist = False
+        group: Checklist | None = None  # the list being read, until prose or a block
 
         def flush() -> None:
             if "".join(prose).strip():
@@ -344,20 +353,23 @@ class StepView(VerticalScroll):
             prose.clear()
 
         starts = {b.line: b for b in step.blocks}
-        checklist_lines = {c.line for c in step.checklist}
+        items = {c.line: i for i, c in enumerate(step.checklist)}
         number = step.line + 1
         while number <= step.end_line:
             if number in starts:
                 flush()
+                group = None
                 block = starts[number]
                 widgets.append(BlockCard(block))
                 number = block.end_line + 1
                 continue
-            if number in checklist_lines:
-                if not placed_checklist:
+            if number in items:
+                if group is None or "".join(prose).strip():
                     flush()
-                    widgets.append(Checklist(id="checklist"))
-                    placed_checklist = True
+                    group = Checklist([])
+                    widgets.append(group)
+                prose.clear()  # blank lines between items keep one list
+                group.indexes.append(items[number])
             elif number not in skip:
                 prose.append(lines[number - 1])
             number += 1
@@ -381,6 +393,8 @@ class StepView(VerticalScroll):
         if self.step is not None:
             for checklist in self.query(Checklist):
                 checklist.show(self.step, ticks, ticking)
+                if ticking in checklist.indexes:  # the item waiting is in view
+                    self.call_after_refresh(checklist.scroll_visible, animate=False)
         return found
 
 
