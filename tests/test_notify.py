@@ -502,3 +502,20 @@ def test_plan_lists_webhooks_without_their_paths_or_header_values(tmp_path: Path
     assert [h["to"] for h in plan["notify"]] == ["https://hooks.example.com", "$HOOK"]
     assert plan["notify"][0]["headers"] == ["Authorization"]
     assert "literalKEY" not in text.stdout and "Bearer" not in text.stdout
+
+
+def test_a_step_whose_failed_block_was_skipped_is_not_posted_as_done(
+    tmp_path: Path, webhook: WebhookServer
+) -> None:
+    body = (
+        "\n## Check\n\n```sh\n#| name: check\nexit 3\n```\n\n"
+        "## Tidy\n\n```sh\n#| name: tidy\ntrue\n```\n"
+    )
+    text = book(f"  - url: {webhook.url}/hooks/deploys\n    events: [step-done]\n", body)
+    operator = ScriptedOperator([("choose", Decision("skip", "known flaky"))])
+    finished = run_inline(tmp_path, text, operator)
+    assert finished.outcome.result == "ok"
+    first, second = (b["text"] for b in webhook.bodies())
+    assert first.startswith("↷ Ship it: step 1/2 “Check” finished, skipped: check, after failing")
+    assert "✔" not in first and "done" not in first.split(" · record")[0]
+    assert second.startswith("✔ Ship it: step 2/2 “Tidy” done")

@@ -111,6 +111,8 @@ def _text(
         line = f"{rb.title}: {verb} by {who} (run {context.get('run')})"
     elif event == "gate-waiting":
         line = f"{rb.title}: waiting for {who}{where}: {message}"
+    elif event == "step-done" and message:  # not all of it ran: not "done" with a tick
+        line = f"{rb.title}: step {step} finished, {message}"
     elif event == "step-done":
         line = f"{rb.title}: step {step} done"
     elif event == "failure":
@@ -120,5 +122,7 @@ def _text(
     else:
         line = f"{rb.title}: run {status}: {message} (run {context.get('run')})"
     symbol = SYMBOL.get(event if event != "run-end" else status, "✖")
+    if event == "step-done" and message:
+        symbol = "↷"
     text = f"{symbol} {line}"
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")

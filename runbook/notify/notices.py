@@ -82,6 +82,10 @@ class Notices:
         self._loop: asyncio.AbstractEventLoop | None = None
         self.wait = 0.0
         """How long the end of the run waits for deliveries in flight."""
+        self.failed: set[str] = set()
+        self.skipped: dict[int, list[str]] = {}
+        """Per step, its blocks that were skipped ("revoke, after failing"): a step with
+        these is not simply done, and the chat must not say so."""
 
     def start(self) -> None:
         """Expand each webhook with the run's values; one that cannot be used is off."""
@@ -144,8 +148,17 @@ class Notices:
                 host=event.get("host"),
                 message=event["prompt"],
             )
+        elif kind == ev.BLOCK_END and not event.get("continued") and event.get("exit") != 0:
+            self.failed.add(event["block"])
+        elif kind == ev.BLOCK_SKIP:
+            block = next((b for b in self.rb.blocks if b.name == event["block"]), None)
+            if block is not None and block.step is not None:
+                after = ", after failing" if block.name in self.failed else ""
+                self.skipped.setdefault(block.step, []).append(f"{block.name}{after}")
         elif kind == ev.STEP_DONE:
-            self.send("step-done", step=event["step"])
+            skipped = self.skipped.pop(event["step"], [])
+            message = f"skipped: {'; '.join(skipped)}" if skipped else None
+            self.send("step-done", step=event["step"], message=message)
         elif kind == ev.ROLLBACK_START:
             self.send("rollback", message=event["reason"])
 
