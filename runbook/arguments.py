@@ -66,6 +66,12 @@ def parser() -> argparse.ArgumentParser:
         action="store_true",
         help="resume even though the runbook changed since the run started (recorded)",
     )
+    resume.add_argument(
+        "--allow-other-ssh-config",
+        action="store_true",
+        help="resume with an --ssh-config other than the run's, or the run's though it"
+        " changed since (recorded)",
+    )
     _run_options(resume, runs_dir=False)
 
     open_ = sub.add_parser(
@@ -159,9 +165,9 @@ def _run_options(parser: argparse.ArgumentParser, runs_dir: bool = True) -> None
     parser.add_argument(
         "--forks",
         type=int,
-        default=DEFAULT_FORKS,
+        default=None,
         metavar="N",
-        help=f"hosts a batch runs on at once (default {DEFAULT_FORKS})",
+        help=f"hosts a batch runs on at once (default {DEFAULT_FORKS}; a resume: the run's)",
     )
 
 

@@ -133,7 +133,7 @@ def _open(
     path: str,
     assignments: Sequence[str],
     ssh_config: Path | None,
-    forks: int,
+    forks: int | None,
     runs: Path,
     signing: SigningKey | None,
 ) -> int:
@@ -189,7 +189,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
     operator = _operator(args.yes, args.on_failure) if headless and not args.serve else None
     runs = runs_dir(args.runs_dir).resolve()
     signing = _signing(args)
-    with tempfile.TemporaryDirectory(prefix="runbook-demo-") as root:
+    with demo.cleaned_up_on_signals(), tempfile.TemporaryDirectory(prefix="runbook-demo-") as root:
         fleet = DemoFleet(Path(root), example)
         try:
             fleet.start()
@@ -218,6 +218,7 @@ def cmd_demo(args: argparse.Namespace) -> int:
             config = fleet.ssh_config
             return _open(str(fleet.runbook), values, config, DEFAULT_FORKS, runs, signing)
         finally:
+            demo.ignore_signals()  # the cleanup runs to its end: nothing is left behind
             fleet.stop()
             for line in demo.channel(fleet):
                 _say(line)
@@ -259,6 +260,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
             ssh_config=Path(args.ssh_config) if args.ssh_config else None,
             forks=args.forks,
             allow_changed=args.allow_changed,
+            allow_other_ssh_config=args.allow_other_ssh_config,
             assignments=args.var,
             argv=sys.argv,
             announce=_say,
@@ -286,6 +288,7 @@ def _resume_console(args: argparse.Namespace) -> int:
             ssh_config=Path(args.ssh_config) if args.ssh_config else None,
             forks=args.forks,
             allow_changed=args.allow_changed,
+            allow_other_ssh_config=args.allow_other_ssh_config,
             assignments=args.var,
             argv=sys.argv,
             announce=lambda _: None,

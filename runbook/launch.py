@@ -9,12 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import getpass
+import hashlib
 import os
 import socket
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 from runbook.engine.operator import HeadlessOperator, Operator, TerminalOperator
 from runbook.engine.session import Outcome, Session
@@ -98,7 +99,7 @@ def run(
     operator: Operator,
     transport: LocalTransport | None = None,
     ssh_config: Path | None = None,
-    forks: int = DEFAULT_FORKS,
+    forks: int | None = None,
     signing: SigningKey | None = None,
 ) -> Finished:
     """Start a new run of the runbook at ``path`` (``operator`` and ``transport`` for tests)."""
@@ -127,7 +128,7 @@ def prepare_run(
     operator: Operator,
     transport: LocalTransport | None = None,
     ssh_config: Path | None = None,
-    forks: int = DEFAULT_FORKS,
+    forks: int | None = None,
     entered: Mapping[str, str] | None = None,
     signing: SigningKey | None = None,
 ) -> Session:
@@ -160,7 +161,12 @@ def prepare_run(
         raise Refused("\n".join([*problems, "nothing was run"]))
     lock, writer, real_runs = _guard(lambda: start_run(runs, data, _user()))
     with lock.released_on_error():
-        fields = _context(argv) | {"runs_dir": str(real_runs)} | _sign(writer, signing)
+        forks = DEFAULT_FORKS if forks is None else forks
+        fields = (
+            _context(argv)
+            | {"runs_dir": str(real_runs), "ssh": _ssh_record(ssh_config, forks)}
+            | _sign(writer, signing)
+        )
         session = Session(
             rb,
             operator,
@@ -187,8 +193,9 @@ def resume(
     operator: Operator,
     transport: LocalTransport | None = None,
     ssh_config: Path | None = None,
-    forks: int = DEFAULT_FORKS,
+    forks: int | None = None,
     signing: SigningKey | None = None,
+    allow_other_ssh_config: bool = False,
 ) -> Finished:
     """Continue the run ``transcript`` belongs to, in a new transcript file chained to it."""
     session, _ = prepare_resume(
@@ -202,6 +209,7 @@ def resume(
         ssh_config=ssh_config,
         forks=forks,
         signing=signing,
+        allow_other_ssh_config=allow_other_ssh_config,
     )
     return _finish(session)
 
@@ -216,8 +224,9 @@ def prepare_resume(
     operator: Operator,
     transport: LocalTransport | None = None,
     ssh_config: Path | None = None,
-    forks: int = DEFAULT_FORKS,
+    forks: int | None = None,
     signing: SigningKey | None = None,
+    allow_other_ssh_config: bool = False,
 ) -> tuple[Session, Replay]:
     """A session that continues the run, and the replay of what was recorded before."""
     # The lock first: a live run must not append between the replay and this run's start;
@@ -268,13 +277,18 @@ def prepare_resume(
             ]
         if problems:
             raise Refused("\n".join(["cannot resume:", *problems, "nothing was run"]))
+        ssh_config, forks, other = _resumed_ssh(
+            state.ssh, ssh_config, forks, allow_other_ssh_config
+        )
         sources = {name: "transcript" for name in state.values} | {n: "--var" for n in given}
         writer = _guard(previous.next_writer)
         fields = (
             _context(argv)
             | _sign(writer, signing)
+            | other
             | {
                 "runs_dir": str(directory.parent),
+                "ssh": _ssh_record(ssh_config, forks),
                 "resumed_from": {
                     "transcript": previous.files[-1].name,
                     "last_seq": state.last_seq,
@@ -302,6 +316,60 @@ def prepare_resume(
         )
         announce(f"runbook: resuming run {state.run_id}, recording to {writer.path}")
         return session, previous
+
+
+def _ssh_record(config: Path | None, forks: int) -> dict[str, object]:
+    """What a resume reuses: the ssh config (another one can reach other machines under
+    the same host names), the file's sha256 to tell it was edited, and the forks."""
+    return {
+        "config": str(config.resolve()) if config is not None else None,
+        "config_sha256": _sha256_file(config),
+        "forks": forks,
+    }
+
+
+def _sha256_file(path: Path | None) -> str | None:
+    if path is None:
+        return None
+    try:
+        return hashlib.sha256(path.read_bytes()).hexdigest()
+    except OSError:
+        return None
+
+
+def _resumed_ssh(
+    recorded: Mapping[str, Any] | None, given: Path | None, forks: int | None, allow_other: bool
+) -> tuple[Path | None, int, dict[str, object]]:
+    """The ssh config and forks a resume runs with: the run's, unless told otherwise.
+
+    A config other than the run's, or the run's edited since, is refused unless
+    ``allow_other`` (then recorded as ``allow_other_ssh_config``)."""
+    if recorded is None:  # a record from before these were kept: what the resume is given
+        return given, DEFAULT_FORKS if forks is None else forks, {}
+    was, was_sha = recorded.get("config"), recorded.get("config_sha256")
+    use = given if given is not None else (Path(was) if isinstance(was, str) else None)
+    now = str(use.resolve()) if use is not None else None
+    sha = _sha256_file(use)
+    problem = None
+    if now != was:
+        said = f"--ssh-config {was}" if was else "no --ssh-config (~/.ssh/config)"
+        problem = f"the run used {said}; this resume gives {now or 'none'}"
+    elif use is not None and sha != was_sha:
+        problem = (
+            f"{was} changed since the run started (sha256 {was_sha}, now {sha or 'unreadable'})"
+        )
+    fields: dict[str, object] = {}
+    if problem is not None:
+        if not allow_other:
+            raise Refused(
+                f"cannot resume: {problem}. Another ssh config can reach other machines under"
+                " the same host names: resume with the run's, or pass --allow-other-ssh-config"
+            )
+        fields["allow_other_ssh_config"] = {"recorded": dict(recorded), "problem": problem}
+    recorded_forks = recorded.get("forks")
+    if forks is None:
+        forks = recorded_forks if isinstance(recorded_forks, int) else DEFAULT_FORKS
+    return use, forks, fields
 
 
 def _sign(writer: TranscriptWriter, signing: SigningKey | None) -> dict[str, object]:

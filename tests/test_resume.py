@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import crash_mid_block, resume_run, run_cli
+from conftest import crash_mid_block, events, resume_run, run_cli
 from runbook import launch
 from runbook.engine.operator import Decision, HeadlessOperator, ScriptedOperator
 from runbook.record.transcript import read_lines, verify
@@ -126,3 +126,41 @@ def test_a_finished_run_cannot_be_resumed(tmp_path: Path) -> None:
     )
     with pytest.raises(launch.Refused, match="already ended"):
         resume_run(done.transcript, HeadlessOperator(yes=True))
+
+
+def test_resume_reuses_the_runs_ssh_config_and_refuses_another(fleet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The ssh config decides which machine `host1` is: a resume runs with the run's (and
+    its forks) unless told otherwise, and never with one edited or swapped unnoticed."""
+    config = tmp_path / "ssh_config"
+    config.write_text(fleet.ssh_config.read_text())
+    log, mark = tmp_path / "log", tmp_path / "mark"
+    book = tmp_path / "book.md"
+    book.write_text(
+        "---\nhosts:\n  web: [host1]\n---\n"
+        + BOOK.format(log=log, mark=mark).replace("```sh\n", "```sh\n#| on: web\n")
+    )
+    runs = tmp_path / "runs"
+    args = ["run", str(book), "--yes", "--runs-dir", str(runs), "--ssh-config", str(config)]
+    crash_mid_block([*args, "--forks", "3"], mark, "sleep 61.75")
+    transcript = next(runs.glob("*/transcript.jsonl"))
+    recorded = next(read_lines(transcript)).event["ssh"]
+    assert recorded["config"] == str(config.resolve()) and recorded["forks"] == 3
+
+    other = tmp_path / "other_config"
+    other.write_text(config.read_text())
+    with pytest.raises(launch.Refused, match=r"the run used --ssh-config .*this resume gives"):
+        resume_run(transcript, ScriptedOperator([]), ssh_config=other)
+    config.write_text(config.read_text() + "# edited\n")
+    with pytest.raises(launch.Refused, match="ssh_config changed since the run started"):
+        resume_run(transcript, ScriptedOperator([]))
+    assert not (transcript.parent / "transcript-2.jsonl").exists(), "refused: nothing recorded"
+
+    operator = ScriptedOperator([("choose", Decision("rerun"))])
+    done = resume_run(transcript, operator, allow_other_ssh_config=True)  # no --ssh-config
+    assert done.outcome.result == "ok", done.outcome
+    assert log.read_text() == "one\ntwo\ntwo\ntwo-done\nthree\n"
+    start = next(read_lines(done.transcript)).event
+    assert start["ssh"]["config"] == str(config.resolve()) and start["ssh"]["forks"] == 3
+    assert "changed since the run started" in start["allow_other_ssh_config"]["problem"]
+    hosts = {e["host"] for e in events(done.transcript) if e["type"] == "block.start"}
+    assert hosts == {"host1"}

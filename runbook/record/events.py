@@ -87,6 +87,9 @@ class RunState:
     rollback with any is incomplete."""
     result: str | None = None
     last_seq: int = 0
+    ssh: dict[str, Any] | None = None
+    """The latest run.start's ``ssh`` (its config file and that file's sha256, its forks):
+    a resume reuses them. ``None`` for a record from before they were recorded."""
 
     def apply(self, ev: dict[str, Any]) -> None:
         self.last_seq = int(ev.get("seq", self.last_seq))
@@ -100,6 +103,8 @@ class RunState:
             book = ev.get("runbook") or {}
             self.runbook_path = book.get("abspath") or book.get("path")
             self.runbook_sha256 = book.get("sha256")
+            if isinstance(ev.get("ssh"), dict):
+                self.ssh = ev["ssh"]
             for name, value in (ev.get("variables") or {}).items():
                 if value is not None:
                     self.values[name] = value
