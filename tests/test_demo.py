@@ -227,3 +227,41 @@ def _sleepers(seconds: str) -> list[int]:
         except OSError:
             continue
     return found
+
+
+@pytest.mark.parametrize("moment", ["directory", "fleet", "run"])
+def test_sigterm_leaves_no_demo_directory_behind(tmp_path: Path, moment: str) -> None:
+    """Killed with SIGTERM as its directory appears, once the fleet is up, or mid-run: the
+    demo's temporary directory (keys, sandboxes, ssh_config) is removed."""
+    import signal
+    import subprocess
+    import sys
+
+    scratch = tmp_path / "tmp"
+    scratch.mkdir()
+    out = tmp_path / "out"
+    with out.open("wb") as sink:
+        runner = subprocess.Popen(
+            [sys.executable, "-m", "runbook", "demo", "--yes", "--runs-dir", str(tmp_path / "r")],
+            env={**os.environ, "TMPDIR": str(scratch)},
+            stdout=sink,
+            stderr=subprocess.STDOUT,
+        )
+        try:
+            wait_for(lambda: ours(scratch), what="the demo's directory")
+            if moment != "directory":
+                wait_for(lambda: b"runbook demo: runbook " in out.read_bytes(), what="the fleet")
+            if moment == "run":
+                wait_for(lambda: b"deploy" in out.read_bytes().split(b"recording to")[-1],
+                         what="the run to be under way")  # fmt: skip
+            runner.send_signal(signal.SIGTERM)
+            assert runner.wait(timeout=60) == 128 + signal.SIGTERM, out.read_text()
+        finally:
+            if runner.poll() is None:
+                runner.kill()
+    assert ours(scratch) == [], out.read_text()
+
+
+def ours(scratch: Path) -> list[Path]:
+    # Not what imports leave there (asyncssh's ctypes.util.find_library runs gcc).
+    return list(scratch.glob("runbook-demo-*"))

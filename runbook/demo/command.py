@@ -7,11 +7,12 @@ the values it gives) and ``--serve``: the fleet alone, until Ctrl-C or SIGTERM, 
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shlex
 import signal
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
 
@@ -120,6 +121,31 @@ def run_command(fleet: DemoFleet, values: Sequence[str]) -> str:
     for value in values:
         words += ["--var", value]
     return shlex.join([*words, "--yes"])
+
+
+STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
+
+
+@contextlib.contextmanager
+def cleaned_up_on_signals() -> Iterator[None]:
+    """SIGTERM or SIGHUP while the fleet starts or stops (a run has its own handling) end
+    the demo through its cleanup, not around it: no keys, sandboxes or servers left."""
+
+    def stop(signum: int, frame: FrameType | None) -> None:
+        ignore_signals()
+        raise SystemExit(128 + signum)
+
+    previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
+    try:
+        yield
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+
+
+def ignore_signals() -> None:
+    for sig in STOP_SIGNALS:
+        signal.signal(sig, signal.SIG_IGN)
 
 
 def serve(fleet: DemoFleet, values: Sequence[str], say: Callable[[str], None]) -> None:
