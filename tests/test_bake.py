@@ -309,7 +309,11 @@ def test_resume_after_a_crash_while_baking(fleet: Any, tmp_path: Path) -> None:
     done = resume_run(transcript, operator, ssh_config=fleet.ssh_config)
     assert done.outcome.result == "ok", done.outcome
     assert operator.asked == [
-        ("choose", "Block deploy was running when the run stopped: its outcome is unknown.")
+        (
+            "choose",
+            "Block deploy was running on hosts when the run stopped. It finished on host1;"
+            " on host2 its outcome is unknown. Re-run runs it on those only.",
+        )
     ]
     after = events(done.transcript)
     walk = [(e["block"], e["host"], e["attempt"]) for e in of(after, "block.start")]

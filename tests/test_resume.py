@@ -164,3 +164,36 @@ def test_resume_reuses_the_runs_ssh_config_and_refuses_another(fleet, tmp_path: 
     assert "changed since the run started" in start["allow_other_ssh_config"]["problem"]
     hosts = {e["host"] for e in events(done.transcript) if e["type"] == "block.start"}
     assert hosts == {"host1"}
+
+
+def test_a_rollout_killed_mid_host_resumes_on_the_hosts_that_had_not_finished(
+    fleet, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """kill -9 while host2 runs (host1 done, host3 not started, one host at a time): the
+    resume says which hosts finished, and re-run runs on host2 and host3 only."""
+    mark = tmp_path / "mark"
+    book = tmp_path / "book.md"
+    book.write_text(
+        "---\nhosts:\n  web: [host1, host2, host3]\n---\n## Deploy\n\n```sh\n#| name: deploy\n"
+        "#| on: web\n"
+        f'case "$SSH_CONNECTION" in *" {fleet.hosts[1].address} "*)\n'
+        f"  [ -e {mark}.again ] || {{ touch {mark} {mark}.again; sleep 62.25; }};;\nesac\n"
+        "echo deployed\n```\n"
+    )
+    runs = tmp_path / "runs"
+    config = str(fleet.ssh_config)
+    args = ["run", str(book), "--yes", "--runs-dir", str(runs), "--ssh-config", config]
+    crash_mid_block([*args, "--forks", "1"], mark, "sleep 62.25")
+    transcript = next(runs.glob("*/transcript.jsonl"))
+    first = [(e["type"], e.get("host")) for e in events(transcript) if e["type"] == "block.end"]
+    assert first == [("block.end", "host1")], first
+
+    operator = ScriptedOperator([("choose", Decision("rerun"))])
+    done = resume_run(transcript, operator)
+    assert done.outcome.result == "ok", done.outcome
+    asked = operator.asked[0][1]
+    assert "It finished on host1; on host2, host3 its outcome is unknown." in asked, asked
+    again = [e for e in events(done.transcript) if e["type"] in ("block.start", "block.done")]
+    assert [e.get("host") for e in again if e["type"] == "block.start"] == ["host2", "host3"]
+    assert again[-1]["ok"] == ["host1", "host2", "host3"] and again[-1]["failed"] == {}
+    assert verify(done.transcript).complete

@@ -37,16 +37,24 @@ class RolloutStopped(Exception):
 
 
 async def rollout(
-    ctx: Context, block: Block, hosts: Sequence[Host], choices: Sequence[str], forks: int
+    ctx: Context,
+    block: Block,
+    hosts: Sequence[Host],
+    choices: Sequence[str],
+    forks: int,
+    before: frozenset[str] = frozenset(),
 ) -> None:
+    """Run ``block`` on ``hosts`` in its batches. ``before``: hosts it finished on before
+    the run was resumed; it goes on with the others (batches and gates anew for them)."""
     opts = block.options
-    split = batches(hosts, opts.serial)
-    tolerated = opts.max_fail.of(len(hosts))
+    ok: list[str] = [h.spec for h in hosts if h.spec in before]
+    hosts = [h for h in hosts if h.spec not in before]
+    tolerated = opts.max_fail.of(len(hosts) + len(ok))  # of the block's hosts, all of them
+    split = batches(hosts, opts.serial) if hosts else []
     base = ctx.journal.state.attempts.get(block.name, 0)  # a resumed block goes on counting
     tries = {h.spec: base for h in hosts}
     limit = asyncio.Semaphore(max(1, forks))
     failed: dict[str, str] = {}
-    ok: list[str] = []
     loop = asyncio.get_running_loop()
     ctx.interrupt.clear()
     loop.add_signal_handler(signal.SIGINT, ctx.interrupt.set)

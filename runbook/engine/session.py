@@ -89,6 +89,8 @@ class Session:
         self.transport = transport or LocalTransport()
         self.ssh = ssh
         self.forks = forks
+        self._went_on: dict[str, frozenset[str]] = {}
+        """Blocks resumed mid-rollout and re-run: the hosts they had finished on."""
         self.secret_names = {v.name for v in rb.variables if v.secret}
         self.masker = Masker(self.values[n] for n in self.secret_names if n in self.values)
         self.start_fields = dict(start_fields or {})
@@ -308,16 +310,20 @@ class Session:
             return True
         if block.name not in self.state.running:
             return False
-        decision = await choose(
-            self.ctx,
-            block,
-            "unknown",
-            f"Block {block.name} was running when the run stopped: its outcome is unknown.",
-            UNKNOWN_CHOICES,
-        )
+        problem = f"Block {block.name} was running when the run stopped: its outcome is unknown."
+        finished = self.state.hosts_finished.get(block.name, set())
+        if finished and block.options.on:
+            rest = [h.spec for h in self._hosts(block) if h.spec not in finished]
+            problem = (
+                f"Block {block.name} was running on hosts when the run stopped. It finished on"
+                f" {', '.join(sorted(finished))}; on {', '.join(rest) or 'no other host'} its"
+                " outcome is unknown. Re-run runs it on those only."
+            )
+        decision = await choose(self.ctx, block, "unknown", problem, UNKNOWN_CHOICES)
         if decision.choice == "abort":
             raise _Abort(f"{block.name}: outcome unknown, and nobody decided what to do")
         if decision.choice == "rerun":
+            self._went_on[block.name] = frozenset(finished)
             return False
         kind = ev.BLOCK_MARK if decision.choice == "mark-done" else ev.BLOCK_SKIP
         self.emit(kind, durable=True, block=block.name, reason=decision.reason, by=self.by)
@@ -394,7 +400,8 @@ class Session:
         hosts = self._hosts(block)
         if hosts:
             try:
-                await rollout(self.ctx, block, hosts, choices, self.forks)
+                before = self._went_on.pop(block.name, frozenset())
+                await rollout(self.ctx, block, hosts, choices, self.forks, before)
             except RolloutStopped as stop:
                 if stop.choice == "rollback":
                     raise _Rollback(str(stop)) from None

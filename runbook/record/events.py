@@ -77,6 +77,9 @@ class RunState:
     """Blocks started and not ended (name -> attempt): *unknown* after a crash."""
     attempts: dict[str, int] = field(default_factory=dict)
     """The last attempt number of every block that started."""
+    hosts_finished: dict[str, set[str]] = field(default_factory=dict)
+    """Per block on hosts whose rollout is not over: the hosts it succeeded on. A resume
+    that re-runs the block runs it on the others only."""
     ticked: set[tuple[int, int]] = field(default_factory=set)
     """Checklist items (step, item) answered, ticked or skipped."""
     rollback_started: bool = False
@@ -118,6 +121,9 @@ class RunState:
         elif kind == BLOCK_START:
             self.running[ev["block"]] = ev.get("attempt", 1)
             self.attempts[ev["block"]] = ev.get("attempt", 1)
+        elif kind == BLOCK_END and ev.get("host") is not None:
+            if ev.get("exit") == 0 or ev.get("continued"):
+                self.hosts_finished.setdefault(ev["block"], set()).add(ev["host"])
         elif kind == BLOCK_END and ev.get("host") is None:
             self.running.pop(ev["block"], None)
             if ev.get("exit") == 0 or ev.get("continued"):
@@ -125,6 +131,7 @@ class RunState:
         elif kind in (BLOCK_DONE, BLOCK_SKIP, BLOCK_MARK):
             # A block on hosts stays unknown after a crash until its whole rollout is done.
             self.running.pop(ev["block"], None)
+            self.hosts_finished.pop(ev["block"], None)
             self.blocks_settled.add(ev["block"])
             if kind == BLOCK_SKIP and self.rollback_started:
                 self.rollback_skipped.append(ev["block"])
@@ -132,6 +139,7 @@ class RunState:
             self.steps_done.add(ev["step"])
         elif kind == DECISION and ev.get("kind") == "run-chosen":
             self.blocks_settled.discard(ev["block"])  # chosen to run again: not settled now
+            self.hosts_finished.pop(ev["block"], None)
         elif kind == DECISION and ev.get("choice") == "rollback":
             self.rollback_reason = self.rollback_reason or f"{ev.get('block')}: {ev.get('problem')}"
         elif kind == ROLLBACK_START:
