@@ -800,3 +800,32 @@ async def test_a_long_output_line_can_be_scrolled_to_its_end(tmp_path: Path) -> 
         assert log.scroll_x == 2
         log.scroll_to(x=log.max_scroll_x, animate=False, immediate=True)
         await until(pilot, lambda: "-END" in shown(log), "the line's end on screen")
+
+
+async def test_a_resumed_run_shows_the_end_of_the_earlier_output(tmp_path: Path) -> None:
+    """The output pane after a resume is not empty: the earlier output, then a line that
+    says where the run stopped, then this run's."""
+    from conftest import crash_mid_block
+
+    mark = tmp_path / "mark"
+    book = tmp_path / "book.md"
+    book.write_text(
+        "## One\n\n```sh\necho earlier-output-line\n```\n\n## Two\n\n"
+        f"```sh\necho two-began\n[ -e {mark} ] || {{ touch {mark}; sleep 63.5; }}\n"
+        "echo two-again\n```\n"
+    )
+    runs = tmp_path / "runs"
+    crash_mid_block(["run", str(book), "--yes", "--runs-dir", str(runs)], mark, "sleep 63.5")
+    transcript = next(runs.glob("*/transcript.jsonl"))
+    app = make_app(book, runs, resume=transcript)
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, modal(app, ChoiceScreen), "the unknown-outcome question")
+        await until(pilot, lambda: "resumed" in _log_text(app, "local"), "the earlier output")
+        earlier = _log_text(app, "local").splitlines()
+        assert earlier[-1] == "── the run stopped here; resumed ──", earlier
+        assert "earlier-output-line" in earlier and "two-began" in earlier
+        await pilot.press("r")
+        await until(pilot, waiting(app, "proceed"), "the block, to re-run")
+        await pilot.press("n")
+        await until(pilot, finished(app), "the end")
+        await until(pilot, lambda: "two-again" in _log_text(app, "local"), "this run's output")

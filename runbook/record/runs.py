@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import re
+from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -67,6 +68,10 @@ def transcript_files(directory: Path) -> list[Path]:
     return files + [p for _, p in sorted(resumed)]
 
 
+OUTPUT_TAIL = 256 * 1024
+"""Characters of each target's earlier output a replay keeps for the console."""
+
+
 @dataclass
 class Replay:
     """A run rebuilt from its transcripts: the state, and where a new file must chain on."""
@@ -77,7 +82,8 @@ class Replay:
     last_hash: str
     warning: str | None = None
     history: list[dict[str, Any]] = field(default_factory=list)
-    """Every event recorded but output, for displays that show where the run stands."""
+    """Every event recorded, for displays that show where the run stands; of the output,
+    only each target's last ``OUTPUT_TAIL`` characters (a console shows no more)."""
 
     def next_writer(self) -> TranscriptWriter:
         name = f"transcript-{len(self.files) + 1}.jsonl"
@@ -135,12 +141,23 @@ def replay(transcript: Path) -> Replay:
     if not files:
         raise TranscriptError(f"{directory}: no transcript.jsonl here")
     state = RunState()
-    history: list[dict[str, Any]] = []
+    history: list[dict[str, Any] | None] = []
+    tails: dict[str, tuple[deque[int], list[int]]] = {}  # target: (indexes, [characters])
 
     def apply(event: dict[str, Any]) -> None:
         state.apply(event)
+        history.append(event)
         if event.get("type") != "output":
-            history.append(event)
+            return
+        indexes, size = tails.setdefault(event.get("host") or "local", (deque(), [0]))
+        indexes.append(len(history) - 1)
+        size[0] += len(event.get("text") or event.get("b64") or "")
+        while size[0] > OUTPUT_TAIL and len(indexes) > 1:  # bounded, however much was printed
+            index = indexes.popleft()
+            old = history[index]
+            assert old is not None
+            size[0] -= len(old.get("text") or old.get("b64") or "")
+            history[index] = None
 
     verdicts = verify_run(files, on_event=apply)
     warning = None
@@ -153,4 +170,5 @@ def replay(transcript: Path) -> Replay:
         elif not verdict.ok:
             raise TranscriptError(verdict.describe(str(path)))
     last_hash = verdicts[-1][1].last_hash
-    return Replay(directory, files, state, last_hash, warning, history)
+    kept = [event for event in history if event is not None]
+    return Replay(directory, files, state, last_hash, warning, kept)

@@ -195,10 +195,10 @@ class RunbookApp(App[int]):
             self.record(event)
         self.progress.stopped()
         if history:
-            self.follow.pending.clear()  # output of the earlier part stays in its transcript
+            self.follow.resumed()
             self.notify(
-                f"Resumed: {len(history)} earlier events replayed; their output is in the"
-                " earlier transcript files.",
+                f"Resumed: {len(history)} earlier events replayed; the output pane shows the"
+                " end of the earlier output, the earlier transcript files all of it.",
                 title="Resumed run",
                 timeout=8,
             )

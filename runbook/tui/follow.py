@@ -36,6 +36,13 @@ class Follow:
             text = base64.b64decode(event["b64"]).decode("utf-8", "replace")
         self.buffer(event.get("host") or "local").add(text, event["stream"])
 
+    def resumed(self) -> None:
+        """The recorded part of a resumed run is replayed: what follows is this run's."""
+        for buffer in self.pending.values():
+            buffer.end_line()
+            buffer.add("── the run stopped here; resumed ──\n")
+        self.live.clear()
+
     def started(self, event: dict[str, Any]) -> str | None:
         """A block started on a target: the target to focus, if the screen should move."""
         target = event.get("host") or "local"
