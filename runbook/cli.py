@@ -248,11 +248,14 @@ def _console(rb: Runbook, start: Starter, ask: Sequence[Variable]) -> int:
 
 def cmd_resume(args: argparse.Namespace) -> int:
     from runbook import launch
+    from runbook.record.runs import recorded_start
 
     if not args.yes and _terminal():
         if args.on_failure:
             raise UsageError("--on-failure is for a run without a person: add --yes")
-        return _resume_console(args)
+        # A run started with plain prompts (`runbook run` on a terminal) goes on with them.
+        if recorded_start(Path(args.transcript)).get("operator") != "terminal":
+            return _resume_console(args)
     return _finished(
         launch.resume(
             args.transcript,

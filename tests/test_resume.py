@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 import pytest
@@ -197,3 +198,35 @@ def test_a_rollout_killed_mid_host_resumes_on_the_hosts_that_had_not_finished(
     assert [e.get("host") for e in again if e["type"] == "block.start"] == ["host2", "host3"]
     assert again[-1]["ok"] == ["host1", "host2", "host3"] and again[-1]["failed"] == {}
     assert verify(done.transcript).complete
+
+
+def test_a_run_on_plain_prompts_resumes_on_plain_prompts(tmp_path: Path) -> None:
+    """`runbook run` on a terminal asks in plain prompts; its resume on a terminal does too
+    (not the console), and the operator kind on record stays `terminal`."""
+    import signal
+
+    from conftest import OnPty, live_processes, wait_for
+
+    mark = tmp_path / "mark"
+    book = tmp_path / "book.md"
+    book.write_text(
+        f"## Wait\n\n```sh\n[ -e {mark} ] || {{ touch {mark}; sleep 64.75; }}\necho waited\n```\n"
+    )
+    runs = tmp_path / "runs"
+    first = OnPty(["run", str(book), "--runs-dir", str(runs)])
+    wait_for(mark.exists, what="the block to start")
+    first.proc.send_signal(signal.SIGKILL)
+    first.wait()
+    for pid in live_processes("sleep 64.75"):
+        os.kill(pid, signal.SIGKILL)
+    transcript = next(runs.glob("*/transcript.jsonl"))
+    assert next(read_lines(transcript)).event["operator"] == "terminal"
+
+    again = OnPty(["resume", str(transcript)])
+    again.expect("its outcome is unknown")
+    again.expect("[r]e-run, [m]ark done, [s]kip, abort [x]? ")
+    again.send(b"r\n")
+    assert again.wait() == 0, again.seen.decode(errors="replace")
+    assert b"\x1b[?1049h" not in again.seen, "the console (alternate screen) opened"
+    second = transcript.parent / "transcript-2.jsonl"
+    assert next(read_lines(second)).event["operator"] == "terminal"

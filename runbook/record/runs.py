@@ -96,14 +96,21 @@ class Replay:
         )
 
 
-def recorded_runbook(transcript: Path) -> str | None:
-    """The runbook a run recorded in its first event, without verifying anything."""
+def recorded_start(transcript: Path) -> dict[str, Any]:
+    """The run's first event if it is its ``run.start`` (else empty), without verifying
+    anything: what to show before the resume verifies the whole record."""
     try:
         files = transcript_files(transcript.resolve().parent)
         first = next((line.event for line in read_lines(files[0])), {}) if files else {}
-    except OSError:
-        return None
-    book = first.get("runbook") if first.get("type") == RUN_START else None
+    except (OSError, TranscriptError):
+        return {}
+    return first if first.get("type") == RUN_START else {}
+
+
+def recorded_runbook(transcript: Path) -> str | None:
+    """The runbook a run recorded in its first event, without verifying anything."""
+    first = recorded_start(transcript)
+    book = first.get("runbook")
     path = book.get("abspath") or book.get("path") if isinstance(book, dict) else None
     return path if isinstance(path, str) else None
 
