@@ -201,13 +201,13 @@ def test_interrupt_stops_every_host_for_a_plain_user(fleet, tmp_path: Path) -> N
     owners: set[int] = set()
 
     def interrupt() -> None:
-        try:
-            pids = wait_for(
-                lambda: live_processes("sleep 600.625")[2:] and live_processes("sleep 600.625")
-            )
-            owners.update(Path(f"/proc/{pid}").stat().st_uid for pid in pids)
-        finally:
-            os.kill(os.getpid(), signal.SIGINT)
+        # Only once the sleeps run: a SIGINT sent after a timed-out wait would stop pytest
+        # itself; without it, the block's own 60 s timeout ends the run and the test fails.
+        pids = wait_for(
+            lambda: live_processes("sleep 600.625")[2:] and live_processes("sleep 600.625")
+        )
+        owners.update(Path(f"/proc/{pid}").stat().st_uid for pid in pids)
+        os.kill(os.getpid(), signal.SIGINT)
 
     threading.Thread(target=interrupt, daemon=True).start()
     done = run(fleet, path, ScriptedOperator([("choose", Decision("abort"))]))
