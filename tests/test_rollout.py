@@ -212,7 +212,8 @@ def test_interrupt_stops_every_host_for_a_plain_user(fleet, tmp_path: Path) -> N
     threading.Thread(target=interrupt, daemon=True).start()
     done = run(fleet, path, ScriptedOperator([("choose", Decision("abort"))]))
     ends = [e for e in events(done.transcript) if e["type"] == "block.end"]
-    assert len(ends) == 3 and all(e["interrupted"] for e in ends)
+    why = [(e.get("host"), e.get("status"), e.get("exit")) for e in ends]
+    assert len(ends) == 3 and all(e["interrupted"] for e in ends), why
     assert live_processes("sleep 600.625") == []
     assert owners == {pwd.getpwnam(PLAIN_USER).pw_uid}
 
