@@ -122,25 +122,6 @@ async def _to_typed_gate(pilot: Pilot[Any], app: RunbookApp) -> None:
     await pilot.press("n")
 
 
-# Every dialog the console opens: how to get there, and the dialog then on top.
-DIALOGS: dict[str, tuple[Callable[[Pilot[Any], RunbookApp], Awaitable[None]], type, str]] = {
-    "start-form": (lambda pilot, app: _press(pilot), VariablesScreen, "variables"),
-    "gate": (_to_gate, ConfirmScreen, "Start the rotation"),
-    "typed-gate": (_to_typed_gate, TypeConfirmScreen, "publish"),
-    "quit": (lambda p, a: _then(_main, "q")(p, a), ConfirmScreen, "Quit"),
-    "note": (lambda p, a: _then(_main, "a")(p, a), TextScreen, ""),
-    "help": (lambda p, a: _then(_main, "question_mark")(p, a), MarkdownScreen, ""),
-}
-# Over a failed step, where the step under the dialog is scrolled lands one frame or the
-# next (its scrollbar differs, nothing else): these are checked by what they show instead.
-OVER_A_FAILURE: dict[str, tuple[Callable[[Pilot[Any], RunbookApp], Awaitable[None]], type, str]] = {
-    "failure-menu": (_to_failure, ChoiceScreen, "failed"),
-    "skip-reason": (lambda p, a: _then(_to_failure, "s")(p, a), TextScreen, ""),
-    "abort": (lambda p, a: _then(_to_failure, "x")(p, a), ConfirmScreen, "Abort"),
-    "rollback-gate": (lambda p, a: _then(_to_failure, "b")(p, a), ConfirmScreen, "restore"),
-}
-
-
 def _then(
     first: Callable[[Pilot[Any], RunbookApp], Awaitable[None]], key: str
 ) -> Callable[[Pilot[Any], RunbookApp], Awaitable[None]]:
@@ -149,6 +130,25 @@ def _then(
         await pilot.press(key)
 
     return go
+
+
+# Every dialog the console opens: how to get there, and the dialog then on top.
+DIALOGS: dict[str, tuple[Callable[[Pilot[Any], RunbookApp], Awaitable[None]], type, str]] = {
+    "start-form": (lambda pilot, app: _press(pilot), VariablesScreen, "variables"),
+    "gate": (_to_gate, ConfirmScreen, "Start the rotation"),
+    "typed-gate": (_to_typed_gate, TypeConfirmScreen, "publish"),
+    "quit": (_then(_main, "q"), ConfirmScreen, "Quit"),
+    "note": (_then(_main, "a"), TextScreen, ""),
+    "help": (_then(_main, "question_mark"), MarkdownScreen, ""),
+}
+# Over a failed step, where the step under the dialog is scrolled lands one frame or the
+# next (its scrollbar differs, nothing else): these are checked by what they show instead.
+OVER_A_FAILURE: dict[str, tuple[Callable[[Pilot[Any], RunbookApp], Awaitable[None]], type, str]] = {
+    "failure-menu": (_to_failure, ChoiceScreen, "failed"),
+    "skip-reason": (_then(_to_failure, "s"), TextScreen, ""),
+    "abort": (_then(_to_failure, "x"), ConfirmScreen, "Abort"),
+    "rollback-gate": (_then(_to_failure, "b"), ConfirmScreen, "restore"),
+}
 
 
 @pytest.mark.parametrize("size", SIZES, ids=lambda s: f"{s[0]}x{s[1]}")

@@ -665,31 +665,6 @@ async def test_a_card_says_which_hosts_on_a_variable_means(tmp_path: Path) -> No
         assert "$IDLE" not in shown(card)
 
 
-async def test_a_confirmed_quit_at_a_gate_is_its_answer_and_runs_nothing(tmp_path: Path) -> None:
-    """ctrl+q, y with a gate open: the gate ends as stopped, on the record; a `y` typed next
-    (meant for the gate) deploys nothing."""
-    book = tmp_path / "book.md"
-    book.write_text(
-        "# Gate\n\n## Deploy\n\n"
-        f'```sh {{name=deploy confirm="Deploy?"}}\ntouch {tmp_path}/deployed\n```\n'
-    )
-    app = make_app(book, tmp_path / "runs")
-    async with app.run_test(size=SIZE) as pilot:
-        await until(pilot, waiting(app, "proceed", "deploy"), "the block")
-        await pilot.press("n")
-        await until(pilot, modal(app, ConfirmScreen, "Deploy?"), "the gate")
-        await pilot.press("ctrl+q")
-        await until(pilot, modal(app, ConfirmScreen, "Quit"), "the quit dialog")
-        await pilot.press("y")
-        await until(pilot, lambda: app.outcome is not None, "the end")
-        await pilot.press("y")  # meant for the gate: there is none now
-    assert app.outcome is not None and app.outcome.result == "aborted"
-    assert not (tmp_path / "deployed").exists()
-    answer = kinds(app, "gate.answer")[-1]
-    assert (answer["block"], answer["answer"], answer["accepted"]) == ("deploy", "stopped", False)
-    assert not kinds(app, "block.start")
-
-
 async def test_the_header_says_when_the_run_waits_and_when_a_rollback_really_runs(
     tmp_path: Path,
 ) -> None:

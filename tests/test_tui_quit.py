@@ -14,7 +14,6 @@ from typing import Any
 import pytest
 from tuikit import events, finished, kinds, make_app, modal, until, waiting
 
-from runbook.format.inputs import load_runbook
 from runbook.tui.app import Launch, RunbookApp
 from runbook.tui.screens import (
     ChoiceScreen,
@@ -28,10 +27,13 @@ SIZE = (120, 40)
 Reach = Callable[[Any, RunbookApp], Awaitable[None]]
 
 
+def footer_keys(app: RunbookApp) -> set[str]:
+    return {k for k, b in app.screen.active_bindings.items() if b.binding.show}
+
+
 async def quit_here(pilot: Any, app: RunbookApp, key: str, ends: str = "aborted") -> None:
     """The question is open: its footer offers quit; quit, confirm, and the run ends."""
-    keys = {k for k, b in app.screen.active_bindings.items() if b.binding.show}
-    assert "ctrl+q" in keys, f"the footer of {type(app.screen).__name__} shows no quit"
+    assert "ctrl+q" in footer_keys(app), f"the footer of {type(app.screen).__name__} shows no quit"
     question = app.screen
     await pilot.press(key)
     await until(pilot, modal(app, ConfirmScreen, f"record the run as {ends}?"), "the quit")
@@ -160,13 +162,11 @@ async def test_quit_at_the_start_form_runs_and_records_nothing(tmp_path: Path) -
         "---\nvariables:\n  VERSION: {}\n---\n# V\n\n## Use\n\n"
         f"```sh {{name=use}}\ntouch {tmp_path}/ran\n```\n"
     )
-    load_runbook(str(book))
     app = make_app(book, tmp_path / "runs")
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, modal(app, VariablesScreen), "the start form")
         assert isinstance(app.screen, Dialog)
-        keys = {k for k, b in app.screen.active_bindings.items() if b.binding.show}
-        assert "ctrl+q" in keys
+        assert "ctrl+q" in footer_keys(app)
         await pilot.press("ctrl+q")
         await until(pilot, lambda: app.return_code is not None, "the exit")
     assert app.return_code == 1 and app.session is None

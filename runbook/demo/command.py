@@ -18,6 +18,7 @@ from types import FrameType
 
 from runbook.demo.examples import DEFAULT, EXAMPLES, NEXT_RELEASE, Example, for_runbook
 from runbook.demo.fleet import DemoFleet
+from runbook.engine.stopping import SIGNALS
 from runbook.format.inputs import BadUsage, load_runbook, parse_vars
 from runbook.format.model import Runbook
 from runbook.format.values import did_you_mean
@@ -123,9 +124,6 @@ def run_command(fleet: DemoFleet, values: Sequence[str]) -> str:
     return shlex.join([*words, "--yes"])
 
 
-STOP_SIGNALS = (signal.SIGTERM, signal.SIGHUP)
-
-
 @contextlib.contextmanager
 def cleaned_up_on_signals() -> Iterator[None]:
     """SIGTERM or SIGHUP while the fleet starts or stops (a run has its own handling) end
@@ -135,7 +133,7 @@ def cleaned_up_on_signals() -> Iterator[None]:
         ignore_signals()
         raise SystemExit(128 + signum)
 
-    previous = {sig: signal.signal(sig, stop) for sig in STOP_SIGNALS}
+    previous = {sig: signal.signal(sig, stop) for sig in SIGNALS}
     try:
         yield
     finally:
@@ -144,7 +142,7 @@ def cleaned_up_on_signals() -> Iterator[None]:
 
 
 def ignore_signals() -> None:
-    for sig in STOP_SIGNALS:
+    for sig in SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
 
 

@@ -72,6 +72,10 @@ OUTPUT_TAIL = 256 * 1024
 """Characters of each target's earlier output a replay keeps for the console."""
 
 
+def _chars(output: dict[str, Any]) -> int:
+    return len(output.get("text") or output.get("b64") or "")
+
+
 @dataclass
 class Replay:
     """A run rebuilt from its transcripts: the state, and where a new file must chain on."""
@@ -158,12 +162,12 @@ def replay(transcript: Path) -> Replay:
             return
         indexes, size = tails.setdefault(event.get("host") or "local", (deque(), [0]))
         indexes.append(len(history) - 1)
-        size[0] += len(event.get("text") or event.get("b64") or "")
+        size[0] += _chars(event)
         while size[0] > OUTPUT_TAIL and len(indexes) > 1:  # bounded, however much was printed
             index = indexes.popleft()
             old = history[index]
             assert old is not None
-            size[0] -= len(old.get("text") or old.get("b64") or "")
+            size[0] -= _chars(old)
             history[index] = None
 
     verdicts = verify_run(files, on_event=apply)
