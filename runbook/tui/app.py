@@ -104,6 +104,8 @@ class RunbookApp(App[int]):
         self.session: Session | None = None
         self.outcome: Outcome | None = None
         self.waiting: _Waiting | None = None
+        self.to_reveal: str | None = None
+        """The block whose card is to be scrolled into view once it is laid out."""
         self.last_gate: dict[str, Any] | None = None
         self.ticks: dict[tuple[int, int], str] = {}
         self.viewed: int | None = None
@@ -279,6 +281,8 @@ class RunbookApp(App[int]):
         """Any screen closed: a question waiting in ``ask`` looks again."""
         done = super().pop_screen()
         self.dialogs_closed.set()
+        if self.to_reveal is not None:
+            self.call_after_refresh(self._scroll_to_revealed)
         return done
 
     def answer(self, decision: Decision) -> None:
@@ -380,14 +384,42 @@ class RunbookApp(App[int]):
             self.reveal(gated)
         self.query_one(HostStrip).show(self.progress)
 
-    def reveal(self, block: str, now: bool = False) -> None:
-        """Scroll the block's card into view: ``now``, or after the next layout (a step
-        just shown may still be growing)."""
-        for card in self.query_one(StepView).cards():
-            if card.block.name == block and now:
-                card.scroll_visible(animate=False, immediate=True)
-            elif card.block.name == block:
-                self.call_after_refresh(card.scroll_visible, animate=False, immediate=True)
+    def reveal(self, block: str) -> None:
+        """Keep the card of ``block`` (the one a question is about) in view, once the
+        layout is done: now, or when its step has loaded."""
+        self.to_reveal = block
+        self.call_after_refresh(self._scroll_to_revealed)
+
+    async def bring_to_view(self, block: Block) -> None:
+        """Show ``block``'s step with its card in view, and return once that is drawn: a
+        dialog about the block opens over the screen as it will stay (the screen under a
+        dialog is not reliably redrawn)."""
+        if block.step is not None:
+            self.wanted = block.step
+            await self._load_step()
+        drawn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+        def done() -> None:
+            if not drawn.done():
+                drawn.set_result(None)
+
+        def scroll() -> None:
+            self.to_reveal = block.name
+            self._scroll_to_revealed()
+            self.call_after_refresh(done)
+
+        self.call_after_refresh(scroll)
+        with contextlib.suppress(TimeoutError):  # shutting down: no more refreshes
+            await asyncio.wait_for(drawn, 2.0)
+
+    def _scroll_to_revealed(self) -> None:
+        if self.screen is not self.screen_stack[0]:
+            return  # a screen under a dialog is not redrawn: scrolled once the dialog closes
+        view = self.query_one(StepView)
+        for card in view.cards():
+            if card.block.name == self.to_reveal:
+                view.show_card(card)
+                self.to_reveal = None
 
     def show_step(self, index: int) -> None:
         """Show step ``index``; the latest request wins, loads never interleave."""
@@ -404,6 +436,8 @@ class RunbookApp(App[int]):
             await self.query_one(StepView).load(self.rb, self.rb.steps[index - 1])
             self.viewed = index
             self.dirty = True
+            if self.to_reveal is not None:
+                self.call_after_refresh(self._scroll_to_revealed)
 
     def environment(self) -> str:
         values = self.session.values if self.session else {}

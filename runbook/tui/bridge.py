@@ -29,8 +29,7 @@ class Console(Protocol):
     def display_failed(self, error: Exception) -> None: ...
     async def ask(self, screen: ModalScreen[T]) -> T: ...
     async def wait_for(self, kind: str, step: Step, item: CheckItem | Block) -> Decision: ...
-    def show_step(self, index: int) -> None: ...
-    def reveal(self, block: str, now: bool = False) -> None: ...
+    async def bring_to_view(self, block: Block) -> None: ...
 
 
 QUIT = "quit from the console"
@@ -99,9 +98,7 @@ class TUIOperator:
     async def choose(self, block: Block, problem: str, choices: Sequence[str]) -> Decision:
         self._quitting()
         title = "Outcome unknown" if "mark-done" in choices else f"{block.name}: what now?"
-        if block.step is not None:
-            self.app.show_step(block.step)
-        self.app.reveal(block.name, now=block.step == self.app.viewed)
+        await self.app.bring_to_view(block)
         answer = await self.app.ask(ChoiceScreen(title, problem, choices))
         return answer if isinstance(answer, Decision) else Decision("abort", "no answer")
 

@@ -329,7 +329,7 @@ class StepView(VerticalScroll):
         self.step: Step | None = None
 
     async def load(self, rb: Runbook, step: Step) -> None:
-        self.step = step
+        self.step = None  # until its widgets are mounted, nothing is drawn for either step
         await self.remove_children()
         lines = rb.source.splitlines()
         widgets: list[Static | Markdown | Checklist | BlockCard] = [
@@ -375,7 +375,20 @@ class StepView(VerticalScroll):
             number += 1
         flush()
         await self.mount_all(widgets)
+        self.step = step
         self.scroll_home(animate=False)
+
+    def show_card(self, card: BlockCard) -> None:
+        """Scroll so that ``card`` shows with as much of the step above it as fits (its
+        alerts first): the same place whatever was scrolled before, unlike
+        ``scroll_visible``, which moves as little as it can."""
+        top, bottom = card.virtual_region.y, card.virtual_region.bottom
+        height = self.scrollable_content_region.height
+        y = top if bottom - top > height else max(0, bottom - height)
+        self.scroll_to(y=y, animate=False, immediate=True)
+        # Textual moves the scrollbar only while it shows: a scroll made while the step was
+        # reloading (too short for one) leaves its thumb where it was.
+        self.vertical_scrollbar.position = self.scroll_y
 
     def cards(self) -> list[BlockCard]:
         return list(self.query(BlockCard))
