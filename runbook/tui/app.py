@@ -9,18 +9,15 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import os
-import signal
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping, Sequence
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar, TypeVar, cast
+from typing import Any, TypeVar, cast
 
 from textual import on, work
-from textual.app import App, ComposeResult, SystemCommand
+from textual.app import ComposeResult
 from textual.await_complete import AwaitComplete
-from textual.binding import Binding, BindingType
 from textual.containers import Horizontal, Vertical
 from textual.css.query import NoMatches
 from textual.driver import Driver
@@ -38,14 +35,12 @@ from runbook.format.screen import inert
 from runbook.notify.notices import warning as notice_warning
 from runbook.record import events as ev
 from runbook.record.progress import Progress
-from runbook.tui.bridge import QUIT, TUIOperator
+from runbook.tui.actions import ConsoleKeys, Waiting
+from runbook.tui.bridge import TUIOperator
 from runbook.tui.driver import HangupSafeDriver
 from runbook.tui.follow import Follow
-from runbook.tui.keys import help_text
 from runbook.tui.screens import (
     ConfirmScreen,
-    MarkdownScreen,
-    TextScreen,
     VariablesScreen,
 )
 from runbook.tui.widgets import (
@@ -72,28 +67,9 @@ class Launch:
     transcript: str = ""
 
 
-@dataclass
-class _Waiting:
-    kind: str  # "tick" or "proceed"
-    step: Step
-    item: CheckItem | Block
-    future: asyncio.Future[Decision] = field(repr=False)
-
-
-class RunbookApp(App[int]):
+class RunbookApp(ConsoleKeys):
     CSS_PATH = "runbook.tcss"
     TITLE = "runbook"
-    BINDINGS: ClassVar[list[BindingType]] = [
-        Binding("n", "run_next", "Run next", id="run-next"),
-        Binding("space", "tick", "Tick", id="tick"),
-        Binding("s", "skip", "Skip", id="skip"),
-        Binding("S", "skip_step", "Skip step", id="skip-step"),
-        Binding("a", "note", "Note", id="note"),
-        Binding("i,ctrl+c", "interrupt", "Interrupt", id="interrupt"),
-        Binding("o", "report", "Report", id="report"),
-        Binding("question_mark,f1", "help", "Help", id="help"),
-        Binding("q", "quit_run", "Quit", id="quit"),
-    ]
 
     def __init__(self, launch: Launch) -> None:
         super().__init__()
@@ -103,7 +79,7 @@ class RunbookApp(App[int]):
         self.progress = Progress(self.rb)
         self.session: Session | None = None
         self.outcome: Outcome | None = None
-        self.waiting: _Waiting | None = None
+        self.waiting: Waiting | None = None
         self.to_reveal: str | None = None
         """The block whose card is to be scrolled into view once it is laid out."""
         self.last_gate: dict[str, Any] | None = None
@@ -233,7 +209,7 @@ class RunbookApp(App[int]):
     async def wait_for(self, kind: str, step: Step, item: CheckItem | Block) -> Decision:
         """Park the engine until the operator presses the key for ``kind``."""
         future: asyncio.Future[Decision] = asyncio.get_running_loop().create_future()
-        self.waiting = _Waiting(kind, step, item, future)
+        self.waiting = Waiting(kind, step, item, future)
         self.dirty = True
         self.show_step(step.index)
         self.refresh_bindings()
@@ -284,10 +260,6 @@ class RunbookApp(App[int]):
         if self.to_reveal is not None:
             self.call_after_refresh(self._scroll_to_revealed)
         return done
-
-    def answer(self, decision: Decision) -> None:
-        if self.waiting is not None and not self.waiting.future.done():
-            self.waiting.future.set_result(decision)
 
     # ------------------------------------------------------------------ events in
 
@@ -451,176 +423,6 @@ class RunbookApp(App[int]):
     def outline_selected(self, event: OptionList.OptionSelected) -> None:
         assert event.option.id is not None
         self.show_step(int(event.option.id.removeprefix("step-")))
-
-    # ------------------------------------------------------------------ keys
-
-    def check_action(self, action: str, parameters: tuple[object, ...]) -> bool | None:
-        waiting = self.waiting.kind if self.waiting else None
-        live = self.session is not None and self.outcome is None
-        allowed = {
-            "run_next": waiting == "proceed",
-            "tick": waiting == "tick",
-            "skip": waiting is not None,
-            "skip_step": waiting == "proceed",
-            "note": live,
-            "interrupt": live and (self.progress.running or bool(self.progress.baking)),
-            "report": self.session is not None,
-        }
-        return allowed.get(action, True)
-
-    def action_run_next(self) -> None:
-        self.answer(Decision("run"))
-
-    def action_tick(self) -> None:
-        if self.waiting and self.waiting.kind == "tick":
-            self.answer(Decision("ticked"))
-
-    def action_skip(self) -> None:
-        waiting = self.waiting
-        if waiting is None:
-            return
-        what = "checklist item" if waiting.kind == "tick" else f"block {waiting.item.name}"  # type: ignore[union-attr]
-        choice = "skipped" if waiting.kind == "tick" else "skip"
-        self._ask_reason(f"Skip the {what}: why? (recorded)", choice)
-
-    def action_skip_step(self) -> None:
-        if self.waiting and self.waiting.kind == "proceed":
-            self._ask_reason(f"Skip the rest of step {self.waiting.step.title}: why?", "skip-step")
-
-    def _ask_reason(self, title: str, choice: str) -> None:
-        asked = self.waiting  # the reason answers this question, not a later one
-
-        def done(reason: str | None) -> None:
-            if reason and self.waiting is asked:
-                self.answer(Decision(choice, reason))
-
-        self.push_screen(TextScreen(title, "the reason goes in the transcript"), done)
-
-    def action_note(self) -> None:
-        def done(text: str | None) -> None:
-            if not text:
-                return
-            if self.session is not None and self.session.note(text):
-                self.notify("Note recorded.", timeout=3)
-            else:
-                self.notify(
-                    f"Not recorded: the run has ended. Your note: {text}",
-                    severity="warning",
-                    timeout=30,
-                )
-
-        self.push_screen(TextScreen("Add a note to the transcript", "what you saw or did"), done)
-
-    def action_interrupt(self) -> None:
-        name = self.progress.current_block or "the block"
-        baking = self.progress.baking
-
-        def done(yes: bool | None) -> None:
-            stoppable = self.progress.running or self.progress.baking
-            if yes and self.session is not None and stoppable:
-                self.session.interrupt.set()
-
-        prompt = (
-            f"Interrupt {name}? Its processes get SIGINT, then SIGTERM and SIGKILL if they"
-            " do not stop; then you decide what happens next."
-        )
-        if baking and not self.progress.running:
-            prompt = (
-                f"Stop the bake of {baking}? Then you decide: go on to the next batch,"
-                " bake again, roll back or abort."
-            )
-        self.push_screen(ConfirmScreen(prompt, title="Interrupt"), done)
-
-    def action_report(self) -> None:
-        from runbook.record.report import render_run
-
-        if self.session is None:
-            return
-        text = render_run(Path(self.session.writer.path))
-        self.push_screen(MarkdownScreen("Report (runbook transcript render)", text))
-
-    def action_help(self) -> None:
-        self.push_screen(MarkdownScreen("Keys", help_text()))
-
-    async def action_quit(self) -> None:
-        """ctrl+q and the palette's Quit go through the same protection as ``q``."""
-        self.action_quit_run()
-
-    def action_quit_run(self) -> None:
-        if self.session is None or self.outcome is not None:
-            self.exit(return_code=self.outcome.exit_code if self.outcome else 1)
-            return
-        if self.quitting:
-            self.notify("Still stopping: the running commands get SIGTERM, then SIGKILL.")
-            return
-        if self.quit_dialog is not None and self.quit_dialog in self.screen_stack:
-            return  # already asking
-
-        def done(yes: bool | None) -> None:
-            if yes and self.outcome is None:
-                self.stop_run()
-
-        running = self.progress.current_block if self.progress.running else None
-        what = f"{running} is running: it will be stopped. " if running else ""
-        ends = "rollback-incomplete" if self.progress.rolling_back else "aborted"
-        self.quit_dialog = ConfirmScreen(f"{what}Quit and record the run as {ends}?", title="Quit")
-        self.push_screen(self.quit_dialog, done)
-
-    def stop_run(self) -> None:
-        """Quit: stop what runs (each attempt ends and is recorded as interrupted), then
-        every question the engine asks ends the run as aborted. Never a cancel: that
-        could abandon a process group while it is being stopped."""
-        assert self.session is not None
-        self.quitting = True
-        self.stopped.set()
-        self.session.interrupt.set()
-        if self.waiting is not None and not self.waiting.future.done():
-            self.waiting.future.set_exception(NeedsOperator(self.why_stopped()))
-        if self.progress.running:
-            self.notify("Stopping the running commands, then quitting.", timeout=30)
-
-    def why_stopped(self) -> str:
-        stop = self.session.stop.reason if self.session is not None else None
-        return stop or QUIT
-
-    def signalled(self, sig: signal.Signals) -> None:
-        """SIGTERM, SIGHUP (the terminal closed): what a confirmed quit does, recorded as
-        stopped by the signal."""
-        if sig == signal.SIGHUP:  # the terminal is gone: draw into nothing, never block
-            with contextlib.suppress(OSError):
-                null = os.open(os.devnull, os.O_RDWR)
-                for fd in (1, 2):  # the input thread ends by itself on the hung-up pty
-                    os.dup2(null, fd)
-                os.close(null)
-        if self.session is None or self.outcome is not None:
-            self.exit(return_code=128 + sig)
-            return
-        stop = self.session.stop
-        if stop.reason is None:
-            stop.reason, stop.code = f"stopped by {sig.name}", 128 + sig
-            self.stop_run()
-
-    # ------------------------------------------------------------------ palette
-
-    def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
-        for step in self.rb.steps:
-            yield SystemCommand(
-                f"Step {step.index}: {step.title}",
-                "Show this step",
-                lambda index=step.index: self.show_step(index),
-            )
-        if self.waiting and self.waiting.kind == "proceed":
-            for block in self.rb.blocks:
-                if block.runs_forward:
-                    again = self.progress.block(block.name).status != "pending"
-                    yield SystemCommand(
-                        f"{'Re-run' if again else 'Run'} block {block.name}",
-                        f"Run it now, before {self.waiting.item.name}",  # type: ignore[union-attr]
-                        lambda name=block.name: self.answer(Decision("run-other", block=name)),
-                    )
-        yield SystemCommand("Add a note", "Recorded in the transcript", self.action_note)
-        yield SystemCommand("Help", "Keys and what they do", self.action_help)
-        yield from super().get_system_commands(screen)
 
 
 def _shortest(path: Path) -> str:
