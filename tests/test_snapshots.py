@@ -187,9 +187,12 @@ async def test_each_dialog_is_whole(
         await until(pilot, lambda: modal(app, cls)() and text in _prompt(app), "the dialog")
         await until(pilot, _still(app), "the screen to settle")
         screen = app.screen
-        whole = screen.region
-        for widget in [*screen.query(".dialog-title"), *screen.query(".prompt"),
-                       *screen.query("Button"), *screen.query("Input")]:  # fmt: skip
-            assert widget.region.area and whole.contains_region(widget.region), widget
+        for dialog in screen.query(".dialog"):
+            whole = dialog.content_region
+            assert screen.region.contains_region(dialog.region), dialog
+            for widget in [*dialog.query(".dialog-title"), *dialog.query(".prompt"),
+                           *dialog.query("Button"), *dialog.query("Input"),
+                           *dialog.query(".hint")]:  # fmt: skip
+                assert widget.region.area and whole.contains_region(widget.region), widget
         footer = app.export_screenshot()
         assert "^q" in footer and "Quit" in footer

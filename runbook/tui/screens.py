@@ -70,6 +70,19 @@ class Dialog(ModalScreen[T]):
         self.stray = 0.0
         """When a key this dialog has no use for was last pressed."""
 
+    def on_resize(self) -> None:
+        """A command in the dialog shrinks until the dialog fits (its buttons, its hints):
+        on a small terminal the end of the dialog matters more than more of the script."""
+        for command in self.query(".command"):
+            command.styles.max_height = COMMAND_LINES
+        self.call_after_refresh(self._fit)
+
+    def _fit(self) -> None:
+        for dialog in self.query(".dialog"):
+            overflow = dialog.max_scroll_y
+            for command in dialog.query(".command") if overflow > 0 else ():
+                command.styles.max_height = max(3, command.outer_size.height - overflow)
+
     def on_screen_suspend(self) -> None:
         """Another dialog opened on top (the reason for a skip, the quit): this one steps
         back rather than showing its edges around the new one."""
