@@ -78,6 +78,8 @@ def test_the_demo_deploys_in_batches_fails_on_web3_and_rolls_back(demo: DemoFlee
         elif e["type"] == "block.start" and e["block"] == "deploy":
             batches[-1].append(e["host"])
     assert batches == [["web1"], ["web2", "web3"], ["web4"]]
+    gates = [e["where"] for e in evs if e["type"] == "gate.ask" and e["block"] == "deploy"]
+    assert gates == ["on web1, web2, web3, web4", "on web2, web3", "on web4"]  # each batch's own
     ends = [e for e in evs if e["type"] == "block.end" and e["block"] == "deploy"]
     assert sorted(e["host"] for e in ends) == HOSTS
     assert all(e["exit"] == 0 for e in ends)

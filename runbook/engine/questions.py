@@ -88,8 +88,11 @@ def _unanswered(ctx: Context, block: Block, gate: str, **where: Any) -> Iterator
         raise
 
 
-async def gate(ctx: Context, block: Block, gate: str, prompt: str) -> bool:
-    """A yes/no gate, recorded as asked (with where it runs) and as answered."""
+async def gate(
+    ctx: Context, block: Block, gate: str, prompt: str, on: str | None = None
+) -> bool:
+    """A yes/no gate, recorded as asked (with where it runs: ``on``, or all the block's
+    hosts) and as answered."""
     ctx.journal.emit(
         ev.GATE_ASK,
         durable=True,
@@ -97,7 +100,7 @@ async def gate(ctx: Context, block: Block, gate: str, prompt: str) -> bool:
         gate=gate,
         prompt=prompt,
         command=block.code,
-        where=where(ctx, block),
+        where=on or where(ctx, block),
     )
     with _unanswered(ctx, block, gate):
         yes = await ctx.operator.confirm(ctx.journal.masker.text(prompt))

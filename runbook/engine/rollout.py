@@ -141,7 +141,7 @@ async def _next_batch(
     hosts = ", ".join(h.spec for h in split[number - 1])
     so_far = f"{len(ok)} ok" + (f", {len(failed)} failed" if failed else "")
     prompt = f"{block.name}: {so_far}. Go on with batch {number}/{len(split)}: {hosts}?"
-    if await gate(ctx, block, "batch", prompt):
+    if await gate(ctx, block, "batch", prompt, on=f"on {hosts}"):
         return True
     decision = await choose(
         ctx,
