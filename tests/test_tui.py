@@ -12,6 +12,7 @@ import pytest
 from textual.command import CommandList, CommandPalette
 from textual.pilot import Pilot
 from textual.widgets import Button, Input, Select, Static
+from textual.widgets._markdown import MarkdownBlock
 from tuikit import abort, events, finished, kinds, make_app, modal, shown, until, waiting
 
 from conftest import RUNBOOKS, live_processes
@@ -378,11 +379,12 @@ async def test_palette_jumps_to_a_step_and_runs_a_chosen_block(tmp_path: Path) -
     assert chosen == [("after-1", "run-chosen"), ("prepare-1", "run-chosen")]
 
 
-async def test_help_and_report_screens(tmp_path: Path) -> None:
+@pytest.mark.parametrize("size", [SIZE, (80, 24)], ids=["default", "80x24"])
+async def test_help_and_report_screens(tmp_path: Path, size: tuple[int, int]) -> None:
     book = tmp_path / "skips.md"
     book.write_text(SKIPS.split("## Change")[0].replace("- [ ] ", "- "))
     app = make_app(book, tmp_path / "runs")
-    async with app.run_test(size=SIZE) as pilot:
+    async with app.run_test(size=size) as pilot:
         await until(pilot, waiting(app, "proceed"), "the block")
         await pilot.press("question_mark")
         await until(pilot, modal(app, MarkdownScreen), "help")
@@ -393,6 +395,12 @@ async def test_help_and_report_screens(tmp_path: Path) -> None:
         await until(pilot, modal(app, MarkdownScreen), "the report")
         text = app.screen.query_one("Markdown").source  # type: ignore[attr-defined]
         assert "prepare-ran" in text and "Run report" in text
+        await pilot.pause()
+        # The run's facts are a list on screen, so even at 80 columns no hash or label is
+        # cut short (a squeezed table ends them with an ellipsis).
+        drawn = "".join("".join(shown(b).split()) for b in app.screen.query(MarkdownBlock))
+        sha = kinds(app, "run.start")[0]["runbook"]["sha256"]
+        assert f"RunbookSHA-256:{sha}" in drawn and "Transcript:transcript.jsonlintact" in drawn
         await pilot.press("escape", "q")
     assert app.return_code == 0
 

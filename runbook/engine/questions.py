@@ -88,9 +88,7 @@ def _unanswered(ctx: Context, block: Block, gate: str, **where: Any) -> Iterator
         raise
 
 
-async def gate(
-    ctx: Context, block: Block, gate: str, prompt: str, on: str | None = None
-) -> bool:
+async def gate(ctx: Context, block: Block, gate: str, prompt: str, on: str | None = None) -> bool:
     """A yes/no gate, recorded as asked (with where it runs: ``on``, or all the block's
     hosts) and as answered."""
     ctx.journal.emit(

@@ -153,7 +153,7 @@ class ConsoleKeys(App[int]):
         if self.session is None:
             return
         text = render_run(Path(self.session.writer.path))
-        self.push_screen(MarkdownScreen("Report (runbook transcript render)", text))
+        self.push_screen(MarkdownScreen("Report (runbook transcript render)", _listed(text)))
 
     def action_help(self) -> None:
         self.push_screen(MarkdownScreen("Keys", help_text()))
@@ -237,3 +237,25 @@ class ConsoleKeys(App[int]):
         yield SystemCommand("Add a note", "Recorded in the transcript", self.action_note)
         yield SystemCommand("Help", "Keys and what they do", self.action_help)
         yield from super().get_system_commands(screen)
+
+
+def _listed(report: str) -> str:
+    """The report's two-column tables (the run's facts) as lists: a grid squeezed into a
+    terminal cuts a hash or a label short, a list item wraps."""
+    out: list[str] = []
+    lines = report.splitlines()
+    i = 0
+    while i < len(lines):
+        line = lines[i]
+        if line.count("|") == 3 and i + 1 < len(lines) and lines[i + 1] == "|---|---|":
+            title = line.strip("| ").strip()
+            out += [f"**{title}**", ""] if title else []
+            i += 2
+            while i < len(lines) and lines[i].startswith("|") and lines[i].count("|") >= 3:
+                key, _, value = lines[i].strip().strip("|").partition(" | ")
+                out.append(f"- {key.strip()}: {value.strip()}")
+                i += 1
+            continue
+        out.append(line)
+        i += 1
+    return "\n".join(out)
