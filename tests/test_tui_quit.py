@@ -240,3 +240,25 @@ async def test_quit_while_baking_stops_the_bake_and_the_next_batch_never_runs(
     assert [e["result"] for e in kinds(app, "bake.end")] == ["interrupted"]
     assert [e["host"] for e in kinds(app, "block.start") if e["block"] == "deploy"] == ["host1"]
     assert not kinds(app, "decision"), "the bake's menu never opened: nothing answered it"
+
+
+async def test_abort_after_a_declined_rollback_block_says_what_the_run_ends_as(
+    tmp_path: Path,
+) -> None:
+    """Aborting inside a rollback asks once more, naming the result it records."""
+    rollback = f"```sh {{name=undo rollback=true}}\ntouch {tmp_path}/undone\n```\n\n"
+    app = make_app(failing(tmp_path, rollback), tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await first_block(pilot, app, "check")
+        await until(pilot, modal(app, ChoiceScreen), "the failure menu")
+        await pilot.press("b")
+        await until(pilot, modal(app, ConfirmScreen, "Run rollback block undo"), "the gate")
+        await pilot.press("n")
+        await until(pilot, modal(app, ChoiceScreen, "was declined"), "what now")
+        await pilot.press("x")
+        sure = "record the run as rollback-incomplete here?"
+        await until(pilot, modal(app, ConfirmScreen, sure), "the abort's confirmation")
+        await pilot.press("y")
+        await until(pilot, finished(app), "the end of the run")
+    assert app.outcome is not None and app.outcome.result == "rollback-incomplete"
+    assert not (tmp_path / "undone").exists() and not (tmp_path / "after").exists()

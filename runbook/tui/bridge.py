@@ -13,6 +13,7 @@ from textual.screen import ModalScreen
 
 from runbook.engine.operator import Decision, NeedsOperator, NotAsked
 from runbook.format.model import Block, CheckItem, Step, Variable
+from runbook.record.progress import Progress
 from runbook.tui.screens import ChoiceScreen, ConfirmScreen, TypeConfirmScreen, VariablesScreen
 
 T = TypeVar("T")
@@ -24,6 +25,7 @@ class Console(Protocol):
     quitting: bool
     last_gate: dict[str, Any] | None
     viewed: int | None
+    progress: Progress
 
     def record(self, event: dict[str, Any]) -> None: ...
     def display_failed(self, error: Exception) -> None: ...
@@ -99,7 +101,8 @@ class TUIOperator:
         self._quitting()
         title = "Outcome unknown" if "mark-done" in choices else f"{block.name}: what now?"
         await self.app.bring_to_view(block)
-        answer = await self.app.ask(ChoiceScreen(title, problem, choices))
+        ends = "rollback-incomplete" if self.app.progress.rolling_back else "aborted"
+        answer = await self.app.ask(ChoiceScreen(title, problem, choices, ends))
         return answer if isinstance(answer, Decision) else Decision("abort", "no answer")
 
     async def proceed(self, step: Step, block: Block) -> Decision:

@@ -194,9 +194,13 @@ class ChoiceScreen(Dialog[Decision]):
         Binding("q", "app.quit_run", "Quit", show=False),
     ]
 
-    def __init__(self, title: str, problem: str, choices: Sequence[str]) -> None:
+    def __init__(
+        self, title: str, problem: str, choices: Sequence[str], ends: str = "aborted"
+    ) -> None:
         super().__init__()
         self.heading, self.problem, self.choices = title, problem, tuple(choices)
+        self.ends = ends
+        """The run's result if the operator aborts here (during a rollback, incomplete)."""
         self.keys = {MENU[c][0]: c for c in self.choices}
         for key, choice in self.keys.items():  # shown in the footer; on_key answers them
             label = re.sub(r"\[(\w)\]", r"\1", re.sub(r"\s*\[\w\]$", "", MENU[choice][1]))
@@ -239,7 +243,7 @@ class ChoiceScreen(Dialog[Decision]):
                 if yes:
                     self.answer(Decision("abort"))
 
-            prompt = "Abort: run nothing more and record the run as aborted here?"
+            prompt = f"Abort: run nothing more and record the run as {self.ends} here?"
             self.app.push_screen(ConfirmScreen(prompt, title="Abort"), sure)
             return
         if choice not in ("skip", "mark-done"):
