@@ -60,7 +60,9 @@ def parser() -> argparse.ArgumentParser:
         "transcript file chained to the last one. A block that was running when the run died "
         "is unknown: the operator decides whether to re-run it, mark it done or skip it.",
     )
-    resume.add_argument("transcript", metavar="TRANSCRIPT", help="the run's transcript.jsonl")
+    resume.add_argument(
+        "transcript", metavar="TRANSCRIPT", help="the run's transcript.jsonl, or its directory"
+    )
     resume.add_argument(
         "--allow-changed",
         action="store_true",
@@ -125,7 +127,7 @@ def parser() -> argparse.ArgumentParser:
         "(names the first bad line and why), a signature or witness that does not match, or "
         "a runbook.md that is not the runbook the run recorded.",
     )
-    verify.add_argument("file", metavar="FILE", help="a transcript.jsonl")
+    verify.add_argument("file", metavar="FILE", help="a transcript.jsonl, or its run's directory")
     verify.add_argument(
         "--allowed-signers", metavar="FILE",
         help="OpenSSH allowed_signers file: check the run's signatures (see docs/security.md);"
@@ -147,7 +149,7 @@ def parser() -> argparse.ArgumentParser:
         description="Render the run the transcript belongs to as Markdown (all its transcript "
         "files, resumed parts included).",
     )
-    render.add_argument("file", metavar="FILE", help="a transcript.jsonl")
+    render.add_argument("file", metavar="FILE", help="a transcript.jsonl, or its run's directory")
     render.add_argument("-o", "--output", metavar="OUT.md", help="write here instead of stdout")
     return top
 

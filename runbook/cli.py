@@ -246,10 +246,24 @@ def _console(rb: Runbook, start: Starter, ask: Sequence[Variable]) -> int:
     return app.return_code if app.return_code is not None else (code or 0)
 
 
+def _transcript(value: str) -> Path:
+    """A run's transcript: the file, or the run's directory (what ``ls runbook-runs``
+    shows), meaning its first ``transcript.jsonl``."""
+    path = Path(value)
+    if path.is_dir():
+        if not (path / "transcript.jsonl").is_file():
+            raise UsageError(f"{value}: no transcript.jsonl in this directory")
+        return path / "transcript.jsonl"
+    if not path.is_file():
+        raise UsageError(f"{value}: no such transcript file")
+    return path
+
+
 def cmd_resume(args: argparse.Namespace) -> int:
     from runbook import launch
     from runbook.record.runs import recorded_start
 
+    args.transcript = str(_transcript(args.transcript))
     if not args.yes and _terminal():
         if args.on_failure:
             raise UsageError("--on-failure is for a run without a person: add --yes")
@@ -341,9 +355,7 @@ def _say(text: str) -> None:
 def cmd_transcript(args: argparse.Namespace) -> int:
     from runbook.record.report import render_run
 
-    path = Path(args.file)
-    if not path.is_file():
-        raise UsageError(f"{path}: no such transcript file")
+    path = _transcript(args.file)
     if args.action == "verify":
         return _verify(path, args.allowed_signers, args.expect, args.allow_incomplete)
     text = render_run(path)

@@ -311,8 +311,8 @@ def test_resume_after_a_crash_while_baking(fleet: Any, tmp_path: Path) -> None:
     assert operator.asked == [
         (
             "choose",
-            "Block deploy was running on hosts when the run stopped. It finished on host1;"
-            " on host2 its outcome is unknown. Re-run runs it on those only.",
+            "Block deploy was running on hosts when the run stopped: it finished on host1;"
+            " host2 had not started. Re-run runs it on host2 only.",
         )
     ]
     after = events(done.transcript)

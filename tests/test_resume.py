@@ -97,6 +97,20 @@ def test_headless_resume_does_not_guess_about_an_unknown_block(tmp_path: Path) -
     assert not (transcript.parent / "transcript-2.jsonl").exists()  # still resumable
 
 
+def test_a_run_is_named_by_its_directory_too(tmp_path: Path) -> None:
+    """What `ls runbook-runs` shows, with or without the slash a shell completes."""
+    _, _, transcript = kill_mid_block(tmp_path)
+    for name in (str(transcript.parent), f"{transcript.parent}/"):
+        proc = run_cli("resume", name, "--yes")
+        assert proc.returncode == 1 and "block two-1 was running" in proc.stderr, proc.stderr
+        verified = run_cli("transcript", "verify", name)
+        assert verified.returncode != 2 and "INCOMPLETE" in verified.stdout, verified
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    proc = run_cli("resume", str(empty), "--yes")
+    assert proc.returncode == 2 and "no transcript.jsonl in this directory" in proc.stderr
+
+
 def test_resume_refuses_a_changed_runbook_unless_allowed(tmp_path: Path) -> None:
     book, _, transcript = kill_mid_block(tmp_path)
     book.write_text(book.read_text() + "\nA new line.\n")
@@ -193,7 +207,10 @@ def test_a_rollout_killed_mid_host_resumes_on_the_hosts_that_had_not_finished(
     done = resume_run(transcript, operator)
     assert done.outcome.result == "ok", done.outcome
     asked = operator.asked[0][1]
-    assert "It finished on host1; on host2, host3 its outcome is unknown." in asked, asked
+    assert asked.endswith(
+        ": it finished on host1; on host2 its outcome is unknown; host3 had not started."
+        " Re-run runs it on host2, host3 only."
+    ), asked
     again = [e for e in events(done.transcript) if e["type"] in ("block.start", "block.done")]
     assert [e.get("host") for e in again if e["type"] == "block.start"] == ["host2", "host3"]
     assert again[-1]["ok"] == ["host1", "host2", "host3"] and again[-1]["failed"] == {}

@@ -312,12 +312,10 @@ class Session:
             return False
         problem = f"Block {block.name} was running when the run stopped: its outcome is unknown."
         finished = self.state.hosts_finished.get(block.name, set())
-        if finished and block.options.on:
-            rest = [h.spec for h in self._hosts(block) if h.spec not in finished]
-            problem = (
-                f"Block {block.name} was running on hosts when the run stopped. It finished on"
-                f" {', '.join(sorted(finished))}; on {', '.join(rest) or 'no other host'} its"
-                " outcome is unknown. Re-run runs it on those only."
+        started = self.state.hosts_started.get(block.name, set())
+        if block.options.on and (finished or started):
+            problem = _unknown_on_hosts(
+                block.name, [h.spec for h in self._hosts(block)], finished, started
             )
         decision = await choose(self.ctx, block, "unknown", problem, UNKNOWN_CHOICES)
         if decision.choice == "abort":
@@ -511,3 +509,17 @@ def _sha256_of(path: str) -> str | None:
     except OSError:
         return None
     return digest.hexdigest()
+
+
+def _unknown_on_hosts(block: str, hosts: list[str], finished: set[str], started: set[str]) -> str:
+    """Where a rollout a crash cut short stands, host by host: done, unknown, not begun."""
+    unknown = [h for h in hosts if h in started and h not in finished]
+    never = [h for h in hosts if h not in started and h not in finished]
+    parts = [f"it finished on {', '.join(h for h in hosts if h in finished)}"] if finished else []
+    if unknown:
+        parts.append(f"on {', '.join(unknown)} its outcome is unknown")
+    if never:
+        parts.append(f"{', '.join(never)} had not started")
+    again = [*unknown, *never]
+    rerun = f" Re-run runs it on {', '.join(again)} only." if finished and again else ""
+    return f"Block {block} was running on hosts when the run stopped: {'; '.join(parts)}.{rerun}"

@@ -80,6 +80,8 @@ class RunState:
     hosts_finished: dict[str, set[str]] = field(default_factory=dict)
     """Per block on hosts whose rollout is not over: the hosts it succeeded on. A resume
     that re-runs the block runs it on the others only."""
+    hosts_started: dict[str, set[str]] = field(default_factory=dict)
+    """Per such block, the hosts it started on: the others had not started (not unknown)."""
     ticked: set[tuple[int, int]] = field(default_factory=set)
     """Checklist items (step, item) answered, ticked or skipped."""
     rollback_started: bool = False
@@ -121,6 +123,8 @@ class RunState:
         elif kind == BLOCK_START:
             self.running[ev["block"]] = ev.get("attempt", 1)
             self.attempts[ev["block"]] = ev.get("attempt", 1)
+            if ev.get("host") is not None:
+                self.hosts_started.setdefault(ev["block"], set()).add(ev["host"])
         elif kind == BLOCK_END and ev.get("host") is not None:
             if ev.get("exit") == 0 or ev.get("continued"):
                 self.hosts_finished.setdefault(ev["block"], set()).add(ev["host"])
@@ -132,6 +136,7 @@ class RunState:
             # A block on hosts stays unknown after a crash until its whole rollout is done.
             self.running.pop(ev["block"], None)
             self.hosts_finished.pop(ev["block"], None)
+            self.hosts_started.pop(ev["block"], None)
             self.blocks_settled.add(ev["block"])
             if kind == BLOCK_SKIP and self.rollback_started:
                 self.rollback_skipped.append(ev["block"])
@@ -140,6 +145,7 @@ class RunState:
         elif kind == DECISION and ev.get("kind") == "run-chosen":
             self.blocks_settled.discard(ev["block"])  # chosen to run again: not settled now
             self.hosts_finished.pop(ev["block"], None)
+            self.hosts_started.pop(ev["block"], None)
         elif kind == DECISION and ev.get("choice") == "rollback":
             self.rollback_reason = self.rollback_reason or f"{ev.get('block')}: {ev.get('problem')}"
         elif kind == ROLLBACK_START:
