@@ -190,7 +190,7 @@ def test_a_rollout_killed_mid_host_resumes_on_the_hosts_that_had_not_finished(
     book = tmp_path / "book.md"
     book.write_text(
         "---\nhosts:\n  web: [host1, host2, host3]\n---\n## Deploy\n\n```sh\n#| name: deploy\n"
-        "#| on: web\n"
+        "#| on: web\n#| confirm: Deploy?\n"
         f'case "$SSH_CONNECTION" in *" {fleet.hosts[1].address} "*)\n'
         f"  [ -e {mark}.again ] || {{ touch {mark} {mark}.again; sleep 62.25; }};;\nesac\n"
         "echo deployed\n```\n"
@@ -203,9 +203,11 @@ def test_a_rollout_killed_mid_host_resumes_on_the_hosts_that_had_not_finished(
     first = [(e["type"], e.get("host")) for e in events(transcript) if e["type"] == "block.end"]
     assert first == [("block.end", "host1")], first
 
-    operator = ScriptedOperator([("choose", Decision("rerun"))])
+    operator = ScriptedOperator([("choose", Decision("rerun")), ("confirm", True)])
     done = resume_run(transcript, operator)
     assert done.outcome.result == "ok", done.outcome
+    gate = next(e for e in events(done.transcript) if e["type"] == "gate.ask")
+    assert gate["where"] == "on host2, host3 (done before: host1)"  # where it runs now
     asked = operator.asked[0][1]
     assert asked.endswith(
         ": it finished on host1; on host2 its outcome is unknown; host3 had not started."

@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from runbook.engine.journal import Journal
 from runbook.engine.operator import Operator
@@ -32,3 +32,6 @@ class Context:
     forks: int
     alert: Callable[..., None]
     """Tells the people watching of a failure at once (``Notices.send``)."""
+    finished: dict[str, frozenset[str]] = field(default_factory=dict)
+    """A resumed block re-run after a crash cut its rollout short: the hosts it had
+    finished on, which the re-run (and the gates that name its hosts) leaves out."""

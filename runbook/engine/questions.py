@@ -12,9 +12,10 @@ from collections.abc import Iterator, Sequence
 from typing import TYPE_CHECKING, Any
 
 from runbook.engine.operator import Decision, NeedsOperator, NotAsked
+from runbook.format.hosts import describe, resolve_targets
 from runbook.format.hosts import where as hosts_where
 from runbook.format.model import Block, Host
-from runbook.format.values import expand
+from runbook.format.values import ValueProblem, expand
 from runbook.record import events as ev
 from runbook.transports.ssh import HostKeyRefused
 
@@ -63,7 +64,14 @@ async def block_gates(ctx: Context, block: Block) -> bool:
 
 
 def where(ctx: Context, block: Block) -> str:
-    """``on web1, web2`` or ``locally``: every gate names where it will run, resolved."""
+    """``on web1, web2`` or ``locally``: every gate names where it will run, resolved (a
+    re-run after a crash: without the hosts it had finished on)."""
+    done = ctx.finished.get(block.name)
+    if done:
+        with contextlib.suppress(ValueProblem):
+            hosts = resolve_targets(expand(block.options.on, ctx.values), ctx.rb.hosts)
+            rest = [h for h in hosts if h.spec not in done]
+            return f"{describe(rest)} (done before: {', '.join(sorted(done))})"
     return hosts_where(block.options.on, ctx.values, ctx.rb.hosts)
 
 

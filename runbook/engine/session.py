@@ -89,7 +89,6 @@ class Session:
         self.transport = transport or LocalTransport()
         self.ssh = ssh
         self.forks = forks
-        self._went_on: dict[str, frozenset[str]] = {}
         """Blocks resumed mid-rollout and re-run: the hosts they had finished on."""
         self.secret_names = {v.name for v in rb.variables if v.secret}
         self.masker = Masker(self.values[n] for n in self.secret_names if n in self.values)
@@ -321,7 +320,7 @@ class Session:
         if decision.choice == "abort":
             raise _Abort(f"{block.name}: outcome unknown, and nobody decided what to do")
         if decision.choice == "rerun":
-            self._went_on[block.name] = frozenset(finished)
+            self.ctx.finished[block.name] = frozenset(finished)
             return False
         kind = ev.BLOCK_MARK if decision.choice == "mark-done" else ev.BLOCK_SKIP
         self.emit(kind, durable=True, block=block.name, reason=decision.reason, by=self.by)
@@ -362,6 +361,7 @@ class Session:
             reason=decision.reason or None,
             by=self.by,
         )
+        self.ctx.finished.pop(chosen.name, None)  # chosen to run again: on every host
         await self._gated_run(chosen)
 
     async def _gated_run(self, block: Block) -> None:
@@ -398,7 +398,7 @@ class Session:
         hosts = self._hosts(block)
         if hosts:
             try:
-                before = self._went_on.pop(block.name, frozenset())
+                before = self.ctx.finished.pop(block.name, frozenset())
                 await rollout(self.ctx, block, hosts, choices, self.forks, before)
             except RolloutStopped as stop:
                 if stop.choice == "rollback":
