@@ -45,7 +45,8 @@ def _read(path: str) -> ParseResult:
 
 
 def cmd_check(args: argparse.Namespace) -> int:
-    errors = warnings = unreadable = 0
+    counts = {"error": 0, "warning": 0, "note": 0}
+    unreadable = 0
     for path in args.files:
         try:
             result = _read(path)
@@ -54,21 +55,16 @@ def cmd_check(args: argparse.Namespace) -> int:
             unreadable += 1
             continue
         for d in result.diagnostics:
-            if d.severity == "error":
-                errors += 1
-            else:
-                warnings += 1
-                if args.no_warnings:
-                    continue
+            counts[d.severity] += 1
+            if d.severity != "error" and args.no_warnings:
+                continue
             print(d.format(path))
+    errors = counts["error"]
     if not args.quiet:
         files = len(args.files) - unreadable
+        said = [f"{n} {kind}{'s' * (n != 1)}" for kind, n in counts.items() if n or kind != "note"]
         skipped = f"; {unreadable} not read" if unreadable else ""
-        print(
-            f"{errors} error{'s' * (errors != 1)}, {warnings} warning{'s' * (warnings != 1)}"
-            f" in {files} file{'s' * (files != 1)}{skipped}",
-            file=sys.stderr,
-        )
+        print(f"{', '.join(said)} in {files} file{'s' * (files != 1)}{skipped}", file=sys.stderr)
     if unreadable:
         return EXIT_USAGE
     return EXIT_INVALID if errors else EXIT_OK

@@ -74,7 +74,7 @@ def test_check_reports_errors_with_exit_one(write) -> None:  # type: ignore[no-u
 
 
 def test_warnings_alone_exit_zero(write) -> None:  # type: ignore[no-untyped-def]
-    path = write("```sh\ntrue\n```\n")
+    path = write("```sh\ntrue\n```\n\n## Step\n\nNothing to run.\n")
     proc = run_cli("check", str(path))
     assert proc.returncode == 0
     assert "warning: shell block outside any `##` step" in proc.stdout

@@ -9,7 +9,7 @@ import pytest
 from conftest import ROOT, RUNBOOKS
 from runbook.cli import COMMANDS
 from runbook.format.frontmatter import SSH_KEYS, TOP_LEVEL_KEYS, VARIABLE_KEYS
-from runbook.format.options import OPTIONS, RUNME_IGNORED, RUNME_MAPPED
+from runbook.format.options import OPTIONS, RUNME_ATTRIBUTES, RUNME_MAPPED
 from runbook.format.parser import Slugger, plain_title
 from runbook.format.webhooks import EVENTS, WEBHOOK_KEYS
 
@@ -23,7 +23,7 @@ def test_every_block_option_is_documented(key: str) -> None:
 
 
 @pytest.mark.parametrize(
-    "key", sorted({*TOP_LEVEL_KEYS, *SSH_KEYS, *VARIABLE_KEYS, *RUNME_MAPPED, *RUNME_IGNORED})
+    "key", sorted({*TOP_LEVEL_KEYS, *SSH_KEYS, *VARIABLE_KEYS, *RUNME_MAPPED, *RUNME_ATTRIBUTES})
 )
 def test_every_key_and_attribute_is_documented(key: str) -> None:
     assert re.search(rf"`{re.escape(key)}`|\b{re.escape(key)}:", FORMAT), key

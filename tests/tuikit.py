@@ -113,7 +113,8 @@ def kinds(app: RunbookApp, type_: str) -> list[dict[str, Any]]:
 
 def shown(widget: Widget) -> str:
     """The text a widget shows on screen now, as its lines are drawn."""
-    region = Region(0, 0, widget.size.width, widget.size.height)
+    size = widget.outer_size  # with its border and padding: `size` is the content's
+    region = Region(0, 0, size.width, size.height)
     return "\n".join(strip.text for strip in widget.render_lines(region))
 
 

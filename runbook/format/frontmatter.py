@@ -1,6 +1,8 @@
 """Front matter schema: what each key may hold, checked strictly with positions.
 
-Unknown keys are errors naming the nearest known one; values are type-checked. The YAML
+A key that is a slip of one of ours is an error naming it; any other key belongs to another
+tool (a docs site's ``sidebar_position``, Runme's ``runme``) and is left alone, listed once
+in a note. Values are type-checked. The YAML
 itself is read by :mod:`runbook.yamlstrict` (duplicate keys, positions, YAML 1.2 scalars).
 """
 
@@ -23,11 +25,12 @@ from runbook.format.model import (
     Webhook,
 )
 from runbook.format.values import (
+    GROUP,
     IDENTIFIER,
-    NAME,
     ValueProblem,
     describe,
     did_you_mean,
+    near,
     parse_bool,
     parse_port,
     parse_text,
@@ -47,7 +50,6 @@ TOP_LEVEL_KEYS = (
     "notify",
     "on-failure",
 )
-RUNME_KEYS = ("runme", "skipPrompts", "terminalRows", "category", "tag")
 VARIABLE_KEYS = ("prompt", "description", "default", "choices", "pattern", "required", "secret")
 SSH_KEYS = ("user", "port", "known_hosts")
 
@@ -66,6 +68,10 @@ class FrontMatter:
     cwd: str | None = None
     notify: list[Webhook] = field(default_factory=list)
     on_failure: str | None = None
+    runme: bool = False
+    """The front matter has Runme's ``runme:`` key: a Runme notebook."""
+    foreign: list[tuple[str, Position]] = field(default_factory=list)
+    """Keys of other tools, left alone."""
     diagnostics: list[Diagnostic] = field(default_factory=list)
 
     def report(self, pos: Position, severity: Severity, message: str) -> None:
@@ -103,11 +109,12 @@ def _read_top(data: YMap, fm: FrontMatter) -> None:
         kpos, vpos = data.key_pos[key], data.value_pos[key]
         if key in readers:
             readers[key](value, vpos, fm)
-        elif key in RUNME_KEYS:
-            fm.report(kpos, "warning", f"Runme front matter key `{key}` is accepted and ignored")
+        elif key == "runme":  # a Runme notebook: its cells run with Runme's semantics
+            fm.runme = True
+        elif (close := near(key, TOP_LEVEL_KEYS)) is not None:
+            fm.report(kpos, "error", f"unknown front matter key `{key}` (did you mean `{close}`?)")
         else:
-            hint = did_you_mean(key, TOP_LEVEL_KEYS)
-            fm.report(kpos, "error", f"unknown front matter key `{key}`{hint}")
+            fm.foreign.append((key, kpos))
 
 
 def _text(value: Any, pos: Position, fm: FrontMatter, what: str) -> str | None:
@@ -206,7 +213,7 @@ def _read_hosts(value: Any, pos: Position, fm: FrontMatter) -> None:
         return
     for name, members in data.items():
         kpos, vpos = data.key_pos[name], data.value_pos[name]
-        if not NAME.match(name):
+        if not GROUP.match(name):
             fm.report(kpos, "error", f"host group name `{name}` must be a simple name like web")
             continue
         if name == LOCAL:

@@ -73,7 +73,18 @@ def load_runbook(path: str) -> tuple[Runbook, bytes]:
     errors = [d.format(path) for d in result.diagnostics if d.severity == "error"]
     if errors or result.runbook is None:
         raise Refused("\n".join([*errors, f"{path} has errors; `runbook check {path}` lists them"]))
-    return result.runbook, data
+    rb = result.runbook
+    if not any(step.checklist or any(b.runs for b in step.forward_blocks) for step in rb.steps):
+        # Never an "ok: every step is done" for a run in which nothing could run.
+        loose = sum(b.runs for b in rb.loose_blocks)
+        why = (
+            f"its {loose} shell block{'s are' if loose != 1 else ' is'} outside any `##` step"
+            f" (put {'them' if loose != 1 else 'it'} under a `##` heading)"
+            if loose
+            else "it has no shell block and no checklist in a step"
+        )
+        raise Refused(f"nothing to run in {path}: {why}")
+    return rb, data
 
 
 def parse_vars(assignments: Sequence[str]) -> dict[str, str]:

@@ -270,9 +270,12 @@ def rollbacks(rb: Runbook) -> Iterator[Diagnostic]:
 
 
 def console_prompts(rb: Runbook) -> Iterator[Diagnostic]:
-    """A ``$ `` prompt copied from a terminal would run ``$`` as a command."""
+    """A ``$ `` prompt after the first command would run ``$`` as a command (a block
+    that starts with one is a session: its prompts are stripped)."""
     source_lines: list[str] = []
     for block in (*rb.blocks, *rb.loose_blocks):
+        if block.lines:
+            continue  # a prompt-style block: its prompts are stripped (format/prompts.py)
         for offset, line in enumerate(block.code.split("\n")):
             text = line.strip()
             if not text or text.startswith("#"):
@@ -286,7 +289,7 @@ def console_prompts(rb: Runbook) -> Iterator[Diagnostic]:
                     "`$ ` prompt in a shell block: the shell would run `$` as a command;"
                     " drop the prompt, or use a `console` block to show a session",
                 )
-            break
+                break  # once per block
 
 
 CREDENTIAL_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "x-auth-token"})

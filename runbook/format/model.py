@@ -9,7 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-Severity = Literal["error", "warning"]
+Severity = Literal["error", "warning", "note"]
+"""A note never fails a check: what runbook leaves to other tools, said once per file."""
 
 SHELL_LANGUAGES = frozenset({"sh", "bash", "shell", "zsh"})
 ALERT_KINDS = ("NOTE", "TIP", "IMPORTANT", "WARNING", "CAUTION")
@@ -178,6 +179,18 @@ class Block:
     options: BlockOptions
     step: int | None
     """1-based index of the step it belongs to; ``None`` outside any step (never runs)."""
+    expected: str = ""
+    """A prompt-style block's expected output (the lines between its ``$`` prompts): shown
+    to the operator, never run."""
+    lines: tuple[int, ...] = ()
+    """A prompt-style block: the source line of each line of ``code`` (they are not
+    consecutive). Empty otherwise: ``code`` starts at ``code_line``."""
+
+    def source_line(self, offset: int) -> int:
+        """The source line of line ``offset`` (0-based) of ``code``."""
+        if self.lines:
+            return self.lines[min(offset, len(self.lines) - 1)]
+        return self.code_line + offset
 
     @property
     def runs(self) -> bool:

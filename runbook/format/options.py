@@ -18,6 +18,7 @@ from runbook.format.values import (
     NAME,
     ValueProblem,
     did_you_mean,
+    near,
     parse_amount,
     parse_bool,
     parse_count,
@@ -30,7 +31,9 @@ from runbook.format.values import (
 def _name(value: object) -> str:
     text = parse_text(value).strip()
     if not NAME.match(text):
-        raise ValueProblem(f"`{text}` is not a valid name: use letters, digits, `-`, `_` and `.`")
+        raise ValueProblem(
+            f"`{text}` is not a valid name: a name has no spaces or control characters"
+        )
     return text
 
 
@@ -74,22 +77,30 @@ RUNME_MAPPED: dict[str, tuple[str, Callable[[object], Any]]] = {
     "interpreter": ("shell", parse_text),
     "excludeFromRunAll": ("manual", parse_bool),
 }
-# Runme attributes without one: accepted with a warning.
-RUNME_IGNORED = frozenset(
-    {
-        "id",
-        "interactive",
-        "background",
-        "promptEnv",
-        "terminalRows",
-        "closeTerminalOnSuccess",
-        "mimeType",
-        "category",
-        "tag",
-        "skipPrompts",
-    }
+# Runme's automatic cell id: Runme's bookkeeping, said nothing about.
+RUNME_SILENT = frozenset({"id"})
+# Every cell attribute Runme documents: docs/format.md says what runbook does with each.
+RUNME_ATTRIBUTES = (
+    "name",
+    "id",
+    "interpreter",
+    "excludeFromRunAll",
+    "background",
+    "interactive",
+    "promptEnv",
+    "terminalRows",
+    "closeTerminalOnSuccess",
+    "mimeType",
+    "category",
+    "tag",
+    "skipPrompts",
+    "cwd",
 )
-
+KNOWN = (*OPTIONS, *RUNME_MAPPED)
+_WORD = re.compile(r"(?:^|\s)([A-Za-z_][\w-]*)(?=[=:]|\s|$)")
+# Attributes only Runme writes: a block that has one is a Runme cell.
+RUNME_ONLY = frozenset(RUNME_ATTRIBUTES) - {"name", "cwd"}
+_QUOTED = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'[^']*'")
 _OPTION_LINE = re.compile(r"#\|\s?(.*)\Z")
 _JSON_KEY = re.compile(r'"(?:[^"\\]|\\.)*"\s*:')
 _KV = re.compile(r"""\s*([A-Za-z_][\w-]*)\s*=\s*("(?:[^"\\]|\\.)*"|'[^']*'|[^\s"']*)""")
@@ -102,6 +113,8 @@ class RawOption:
     pos: Position
     value_pos: Position | None = None
     """Where the value starts, when known: value diagnostics point there."""
+    line_option: bool = False
+    """From a ``#|`` line: runbook's own syntax, so an unknown key there is an error."""
 
     @property
     def at_value(self) -> Position:
@@ -114,6 +127,9 @@ class BlockOptionsReader:
 
     raw: list[RawOption] = field(default_factory=list)
     diagnostics: list[Diagnostic] = field(default_factory=list)
+    foreign: list[tuple[str, Position]] = field(default_factory=list)
+    """Info-string attributes of other tools (Runme's ``terminalRows``, a docs site's
+    ``title=``), left alone: the parser lists them once per file."""
 
     def report(self, pos: Position, severity: Severity, message: str) -> None:
         self.diagnostics.append(Diagnostic(pos.line, pos.col, severity, message))
@@ -131,13 +147,21 @@ class BlockOptionsReader:
             )
             return
         if not text.startswith("{"):
-            looks_like_options = "=" in text or ":" in text
-            self.report(
-                Position(pos.line, col),
-                "error" if looks_like_options else "warning",
-                f"`{text}` after the language is ignored; options go in `#|` lines"
-                " or in `{ key=value }`",
-            )
+            # Another tool's words (rundown's `spinner:"…"`, a docs site's `title="x"`)
+            # are left alone; one of ours here would be dropped, so that is an error.
+            unquoted = _QUOTED.sub(lambda q: " " * len(q.group()), text)
+            words = [(m.group(1), m.start(1)) for m in _WORD.finditer(unquoted)]
+            ours = [w for w, _ in words if near(w, KNOWN) is not None]
+            if ours:
+                self.report(
+                    Position(pos.line, col),
+                    "error",
+                    f"`{text}` after the language is ignored; options go in `#|` lines"
+                    " or in `{ key=value }`",
+                )
+                return
+            for word, at in words:
+                self.foreign.append((word, Position(pos.line, col + at)))
             return
         inner = text[1:-1].strip()
         if inner.startswith('"'):
@@ -213,6 +237,7 @@ class BlockOptionsReader:
                 _unquote(value.strip()),
                 Position(pos.line, key_col),
                 Position(pos.line, value_col),
+                line_option=True,
             )
         )
 
@@ -221,15 +246,15 @@ class BlockOptionsReader:
         positions: dict[str, Position] = {}
         given: dict[str, RawOption] = {}
         for opt in self.raw:
-            if opt.key in RUNME_IGNORED:
-                self.report(
-                    opt.pos, "warning", f"Runme attribute `{opt.key}` is accepted and ignored"
-                )
+            if opt.key in RUNME_SILENT:
                 continue
             spec = OPTIONS.get(opt.key) or RUNME_MAPPED.get(opt.key)
-            if spec is None:
-                hint = did_you_mean(opt.key, [*OPTIONS, *RUNME_MAPPED])
+            if spec is None and (opt.line_option or near(opt.key, KNOWN) is not None):
+                hint = did_you_mean(opt.key, KNOWN)
                 self.report(opt.pos, "error", f"unknown option `{opt.key}`{hint}")
+                continue
+            if spec is None:
+                self.foreign.append((opt.key, opt.pos))
                 continue
             attr, parse = spec
             if attr in given:

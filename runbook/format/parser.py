@@ -10,6 +10,7 @@ import contextlib
 import gc
 import hashlib
 import re
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -33,7 +34,8 @@ from runbook.format.model import (
     Severity,
     Step,
 )
-from runbook.format.options import OPTIONS, BlockOptionsReader, is_option_line
+from runbook.format.options import OPTIONS, RUNME_ONLY, BlockOptionsReader, is_option_line
+from runbook.format.prompts import split_session
 
 _TASK = re.compile(r"\[([ xX])\](?:[ \t]+|\Z)")
 _ALERT = re.compile(r"\[!([A-Za-z]+)\][ \t]*(?:\n|\Z)")
@@ -193,12 +195,21 @@ class _Parser:
         self.title: str | None = None
         self.title_line = 1
         self.slugger = Slugger()
+        self.foreign: list[tuple[str, Position]] = []
+        self.h1_steps = False
+        self.section: tuple[str, str, int] | None = None
+        """The `#` section being read: (title, slug, line)."""
+        self.fm_title: str | None = None
+        self.runme = False
+        """A Runme notebook (``runme:`` front matter): its blocks follow Runme's rules."""
+        """Info-string attributes of other tools on shell blocks."""
 
     def report(self, line: int, col: int, severity: Severity, message: str) -> None:
         self.diagnostics.append(Diagnostic(line, col, severity, message))
 
     def parse(self) -> ParseResult:
         fm, body = self._front_matter()
+        self.runme, self.fm_title = fm.runme, fm.title
         self.diagnostics.extend(fm.diagnostics)
         self._walk(_MD.parse(body))
         steps = self._finish_steps()
@@ -224,6 +235,9 @@ class _Parser:
             loose_blocks=tuple(self.loose),
         )
         self.diagnostics.extend(lint(runbook))
+        note = _foreign_note(fm.foreign, self.foreign)
+        if note is not None:
+            self.diagnostics.append(note)
         return ParseResult(runbook, tuple(sorted(set(self.diagnostics))))
 
     def _front_matter(self) -> tuple[FrontMatter, str]:
@@ -240,6 +254,16 @@ class _Parser:
         return fm, self.text
 
     def _walk(self, tokens: list[Token]) -> None:
+        # A document without `##` steps (a how-to) runs too: each `#` section is a step,
+        # and what comes before any heading is one, titled like the file. So does a Runme
+        # notebook's `#` section: Runme runs every cell, whatever the headings.
+        self.runme = self.runme or any(
+            t.type == "fence" and "{" in t.info and any(k in t.info for k in RUNME_ONLY)
+            for t in tokens
+        )
+        self.h1_steps = self.runme or not any(
+            t.type == "heading_open" and t.tag == "h2" and t.level == 0 for t in tokens
+        )
         pending_task = pending_alert = False
         alert_map: list[int] | None = None
         for i, tok in enumerate(tokens):
@@ -276,12 +300,27 @@ class _Parser:
             if self.current is not None:
                 self.current.end_line = line - 1
                 self.current = None
+            self.section = (title, slug, line)  # a step once it holds a block or a task
         elif tok.tag == "h2":
             if self.current is not None:
                 self.current.end_line = line - 1
-            name = title or f"Step {len(self.steps) + 1}"
-            self.current = _StepDraft(title=name, slug=slug or "step", line=line)
-            self.steps.append(self.current)
+            self._open_step(title, slug, line)
+
+    def _open_step(self, title: str, slug: str, line: int) -> None:
+        name = title or f"Step {len(self.steps) + 1}"
+        self.current = _StepDraft(title=name, slug=slug or "step", line=line)
+        self.steps.append(self.current)
+
+    def _step_for_content(self, line: int) -> None:
+        """A block or task in a `#` section (or before any heading) of a document without
+        `##` steps, or of a Runme notebook: that section is a step."""
+        if self.current is not None or not self.h1_steps:
+            return
+        if self.section is not None:
+            self._open_step(*self.section)
+        elif not self.steps:
+            title = self.fm_title or Path(self.path).stem
+            self._open_step(title, self.slugger.slug(title), line)
 
     def _task(self, inline: Token) -> None:
         m = _TASK.match(inline.content)
@@ -290,6 +329,7 @@ class _Parser:
         line = inline.map[0] + 1
         text = " ".join(inline.content[m.end() :].split())
         col = self.lines[line - 1].find("[") + 1
+        self._step_for_content(line)
         if self.current is None:
             self.report(line, col, "warning", "checklist item outside any `##` step is never asked")
             return
@@ -365,9 +405,17 @@ class _Parser:
                 )
         options = reader.build()
         self.diagnostics.extend(reader.diagnostics)
+        self.foreign.extend(reader.foreign)
         code = "\n".join(body[end:])
         if body[end:]:
             code += "\n"
+        expected, lines = "", tuple[int, ...]()  # a prompt-style block: from its session
+        runme = self.runme or any(o.key in RUNME_ONLY for o in reader.raw)
+        session = split_session(body[end:], runme=runme)
+        if session is not None:
+            code, expected = session.code, session.output
+            lines = tuple(line + 1 + end + offset for offset, _ in session.commands)
+        self._step_for_content(line)
         step = self.current
         if step is None:
             name = options.name or f"line-{line}"
@@ -384,6 +432,8 @@ class _Parser:
             code_line=line + 1 + end,
             options=options,
             step=len(self.steps) if step is not None else None,
+            expected=expected,
+            lines=lines,
         )
         (step.blocks if step is not None else self.loose).append(block)
 
@@ -408,3 +458,24 @@ class _Parser:
                 )
             )
         return tuple(out)
+
+
+def _foreign_note(
+    keys: list[tuple[str, Position]], attributes: list[tuple[str, Position]]
+) -> Diagnostic | None:
+    """One line for everything left to other tools (a docs site's front matter, another
+    runner's attributes): named, so a reviewer sees what runbook does not read."""
+    if not keys and not attributes:
+        return None
+    first = min((p for _, p in [*keys, *attributes]), key=lambda p: (p.line, p.col))
+    parts = []
+    if keys:
+        parts.append(
+            "front matter " + ", ".join(f"`{k}`" for k in dict.fromkeys(k for k, _ in keys))
+        )
+    if attributes:
+        counts = Counter(k for k, _ in attributes)
+        named = [f"`{k}`" + (f" ({n} blocks)" if n > 1 else "") for k, n in counts.items()]
+        parts.append("block attributes " + ", ".join(named))
+    message = f"left to other tools, not read by runbook: {'; '.join(parts)}"
+    return Diagnostic(first.line, first.col, "note", message)

@@ -18,7 +18,11 @@ class ValueProblem(ValueError):
 
 
 IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
-NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+NAME = re.compile(r"[^\s\x00-\x1f\x7f-\x9f]+\Z")
+"""A block's name: anything a Runme cell name can be (Runme checks nothing: `test:e2e:ci`,
+`_build:vm`) but for spaces and control characters, which no prompt or record could show."""
+GROUP = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.-]*\Z")
+"""A host group's name: no `:`, which would read as a port in `on:`."""
 _DURATION_PART = re.compile(r"([0-9]{1,9}(?:\.[0-9]{1,9})?)(ms|s|m|h|d)")
 MAX_DURATION = 30 * 86400.0
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0}
@@ -30,6 +34,36 @@ _VAR_REF = re.compile(r"\$(?:\{([^}]*)\}|([A-Za-z_][A-Za-z0-9_]*)|(\$))")
 
 TRUE_WORDS = frozenset({"true", "yes", "on"})
 FALSE_WORDS = frozenset({"false", "no", "off"})
+
+
+def near(word: str, known: Iterable[str]) -> str | None:
+    """The word of ``known`` that ``word`` is a slip of: the same but for case, ``_`` for
+    ``-``, or one edit (two for long words; a swap of neighbours counts as one). Keys that
+    are nowhere near belong to another tool and are left alone."""
+    folded = word.lower().replace("_", "-")
+    for candidate in known:
+        if folded == candidate.lower().replace("_", "-"):
+            return candidate
+    limit = 2 if len(word) >= 9 else 1 if len(word) >= 4 else 0
+    best = min(known, key=lambda k: _edits(folded, k.lower()), default=None)
+    if best is not None and _edits(folded, best.lower()) <= limit:
+        return best
+    return None
+
+
+def _edits(a: str, b: str) -> int:
+    """Damerau-Levenshtein distance (optimal string alignment)."""
+    prev2: list[int] = []
+    prev = list(range(len(b) + 1))
+    for i, ca in enumerate(a, 1):
+        row = [i]
+        for j, cb in enumerate(b, 1):
+            cost = min(prev[j] + 1, row[j - 1] + 1, prev[j - 1] + (ca != cb))
+            if i > 1 and j > 1 and ca == b[j - 2] and a[i - 2] == cb:
+                cost = min(cost, prev2[j - 2] + 1)
+            row.append(cost)
+        prev2, prev = prev, row
+    return prev[-1]
 
 
 def did_you_mean(word: str, known: Iterable[str]) -> str:

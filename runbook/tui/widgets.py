@@ -192,6 +192,10 @@ class BlockCard(Static):
         if len(lines) > CARD_LINES:
             code.append(f"\n… {len(lines) - CARD_LINES} more lines (the gate shows all)", "dim")
         parts.append(code)
+        if self.block.expected:  # a pasted session: what its author saw, never run
+            seen = self.block.expected.rstrip("\n").splitlines()
+            output = plain("\n".join(seen[:CARD_LINES]), style="dim italic")
+            parts.append(Text.assemble(("expected output (not run):", "dim"), "\n", output))
         self.set_class(o.rollback, "rollback")
         self.set_class(waiting, "waiting")
         self.update(Group(*parts))  # type: ignore[arg-type]
@@ -293,7 +297,8 @@ def _badges(block: Block, where: str) -> list[tuple[str, str]]:
 
 
 def _ident(name: str) -> str:
-    return re.sub(r"[^A-Za-z0-9_-]", "_", name)
+    """A widget id for a block or host name, one to one (`a:b` and `a_b` differ)."""
+    return re.sub(r"[^A-Za-z0-9-]", lambda m: f"_{ord(m.group()):x}_", name)
 
 
 class Checklist(Static):

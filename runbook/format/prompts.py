@@ -1,0 +1,86 @@
+"""Prompt-style shell blocks: a terminal session pasted into a ``sh`` block.
+
+Authors write ``$ kubectl get pods`` followed by what it printed everywhere. Such a block
+runs its prompt lines without the ``$``, and the lines between them are the output the
+author saw: shown to the operator, never run. A line that continues a command (after a
+trailing ``\\``, or inside a here-document) belongs to the command, prompt or not.
+
+Runme notebooks follow Runme instead: every line starting with ``$`` loses the prompt,
+wherever it is, and every other line still runs (Runme's ``PrepareScript``), so a Runme
+file runs here as it does there.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+_PROMPT = re.compile(r"[ \t]*\$(?: |$)")
+_HEREDOC = re.compile(r"<<(-?)[ \t]*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\2")
+
+
+@dataclass(frozen=True)
+class Session:
+    """A prompt-style block split into what runs and what it is expected to print."""
+
+    commands: tuple[tuple[int, str], ...]
+    """(offset in the block's body, text without the prompt) of each line that runs."""
+    expected: tuple[tuple[int, str], ...]
+    """(offset, text) of each line of expected output."""
+
+    @property
+    def code(self) -> str:
+        return "".join(f"{text}\n" for _, text in self.commands)
+
+    @property
+    def output(self) -> str:
+        return "".join(f"{text}\n" for _, text in self.expected)
+
+
+def is_session(lines: list[str]) -> bool:
+    """The first line that says anything (not blank, not a ``#`` comment) is a prompt."""
+    for line in lines:
+        text = line.strip()
+        if text and not text.startswith("#"):
+            return _PROMPT.match(line) is not None
+    return False
+
+
+def split_session(lines: list[str], runme: bool = False) -> Session | None:
+    """The commands and expected output of a prompt-style block, or ``None`` if it is not
+    one. ``runme``: Runme's rule, under which no line is output."""
+    if runme and not any(_PROMPT.match(line) for line in lines):
+        return None
+    if not runme and not is_session(lines):
+        return None
+    commands: list[tuple[int, str]] = []
+    expected: list[tuple[int, str]] = []
+    continued = False
+    heredoc: tuple[str, bool] | None = None  # (delimiter, tabs stripped)
+    for offset, line in enumerate(lines):
+        prompt = _PROMPT.match(line)
+        if heredoc is not None:
+            delimiter, dash = heredoc
+            if (line.lstrip("\t") if dash else line) == delimiter:
+                heredoc = None
+            commands.append((offset, line))
+            continue
+        if continued:
+            text = line
+        elif prompt is not None:
+            text = line[prompt.end() :]
+        elif runme or not line.strip() or line.lstrip().startswith("#"):
+            # Runme runs every line; a blank line or a comment runs nothing either way.
+            commands.append((offset, line))
+            continue
+        else:
+            expected.append((offset, line))
+            continue
+        commands.append((offset, text))
+        continued = text.rstrip().endswith("\\")
+        found = _HEREDOC.search(text)
+        if found is not None:
+            heredoc = (found.group(3), found.group(1) == "-")
+    while commands and not commands[-1][1].strip():
+        commands.pop()
+    return Session(tuple(commands), tuple(expected))

@@ -1,0 +1,188 @@
+"""Runbooks people already have: how-tos, docs-site pages and Runme notebooks check clean
+and run as their authors meant (prompt-style sessions, documents without `##` steps)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from pathlib import Path
+
+import pytest
+
+from conftest import CORPUS, FIXTURES, ROOT, events, run_cli
+from runbook.format.parser import parse_text
+from runbook.format.prompts import split_session
+
+CORPUS_FILES = sorted(p for p in CORPUS.rglob("*") if p.suffix in (".md", ".mdx"))
+EXPECTED = FIXTURES / "corpus_diagnostics.txt"
+
+
+def _check_corpus() -> list[str]:
+    proc = run_cli("check", *[str(p.relative_to(ROOT)) for p in CORPUS_FILES])
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert "Traceback" not in proc.stderr
+    return proc.stdout.splitlines()
+
+
+def test_the_corpus_checks_clean_and_says_what_is_left_to_other_tools_once_per_file() -> None:
+    """No errors; each remaining warning is a real problem of its file, listed with its
+    exact text in fixtures/corpus_diagnostics.txt; other tools' keys: one note per file."""
+    lines = _check_corpus()
+    notes = Counter(line.split(":", 1)[0] for line in lines if ": note: " in line)
+    assert notes and max(notes.values()) == 1, notes.most_common(3)
+    assert all(
+        ": note: left to other tools, not read by runbook: " in ln
+        for ln in lines
+        if ": note: " in ln
+    )
+    rest = [line for line in lines if ": note: " not in line]
+    assert rest == EXPECTED.read_text(encoding="utf-8").splitlines()
+
+
+def test_the_corpus_has_real_world_runme_files_and_docs_sites() -> None:
+    texts = {p: p.read_text(encoding="utf-8", errors="replace") for p in CORPUS_FILES}
+    assert len(CORPUS_FILES) >= 100
+    runme = [p for p, t in texts.items() if "\nrunme:" in t or '{"id":"' in t]
+    assert len(runme) >= 15
+    assert any("sidebar_position" in t for t in texts.values())
+    assert any("background" in t and p in runme for p, t in texts.items())
+
+
+# ---------------------------------------------------------------- prompt-style sessions
+
+
+def test_a_session_runs_its_prompts_and_shows_the_rest() -> None:
+    lines = [
+        "$ kubectl get pods",
+        "NAME     READY",
+        "web-1    1/1",
+        "$ kubectl apply \\",
+        "    -f web.yaml",
+        "deployment.apps/web configured",
+        "$ cat <<'EOF' > notes",
+        "$ not a prompt: inside the here-document",
+        "EOF",
+        "$",
+    ]
+    session = split_session(lines)
+    assert session is not None
+    assert session.code == (
+        "kubectl get pods\nkubectl apply \\\n    -f web.yaml\n"
+        "cat <<'EOF' > notes\n$ not a prompt: inside the here-document\nEOF\n"
+    )
+    assert session.output == "NAME     READY\nweb-1    1/1\ndeployment.apps/web configured\n"
+    assert [o for o, _ in session.commands] == [0, 3, 4, 6, 7, 8]
+
+
+def test_runme_keeps_every_line_of_a_session() -> None:
+    """Runme strips each `$` and runs every other line (its PrepareScript)."""
+    session = split_session(["$ export A=1", "echo $A"], runme=True)
+    assert session is not None and session.code == "export A=1\necho $A\n" and not session.output
+
+
+def test_a_block_that_starts_with_a_command_is_not_a_session() -> None:
+    assert split_session(["cd /srv", "$ make"]) is None
+    assert split_session(["# comment", "", "make"]) is None
+
+
+def test_a_session_block_maps_its_lines_and_warns_nothing() -> None:
+    text = "## Pods\n\n```sh\n$ echo one\none\n$ echo two\ntwo\n```\n"
+    result = parse_text(text, "s.md")
+    assert result.diagnostics == ()
+    (block,) = result.runbook.blocks  # type: ignore[union-attr]
+    assert (block.code, block.expected) == ("echo one\necho two\n", "one\ntwo\n")
+    assert [block.source_line(i) for i in range(2)] == [4, 6]
+
+
+def test_a_session_runs_as_its_author_meant(tmp_path: Path) -> None:
+    book = tmp_path / "howto.md"
+    book.write_text(
+        "# Check the pods\n\n## List\n\n```sh\n$ echo NAME READY\nNAME READY\n"
+        "$ printf '%s\\n' web-1 \\\n    web-2\nweb-1\nweb-2\n```\n"
+    )
+    proc = run_cli("run", str(book), "--yes", "--runs-dir", str(tmp_path / "runs"))
+    assert proc.returncode == 0, proc.stderr
+    (transcript,) = (tmp_path / "runs").glob("*/transcript.jsonl")
+    out = "".join(e.get("text", "") for e in events(transcript) if e["type"] == "output")
+    assert out == "NAME READY\nweb-1\nweb-2\n"
+    plan = run_cli("plan", str(book))
+    shown = [line.strip() for line in plan.stdout.splitlines()]
+    assert "$ echo NAME READY" in shown and "printf '%s\\n' web-1 \\" in shown
+    assert "NAME READY" not in shown and "web-2" in shown and "web-1" not in shown
+
+
+# ---------------------------------------------------------------- documents without steps
+
+
+def test_a_document_without_steps_runs_its_title_section(tmp_path: Path) -> None:
+    book = tmp_path / "clear-cache.md"
+    book.write_text("# Clear the cache\n\nRun this:\n\n```sh\necho cleared\n```\n")
+    result = parse_text(book.read_text(), str(book))
+    assert result.diagnostics == ()
+    assert [(s.title, len(s.blocks)) for s in result.runbook.steps] == [("Clear the cache", 1)]  # type: ignore[union-attr]
+    proc = run_cli("run", str(book), "--yes", "--runs-dir", str(tmp_path / "runs"))
+    assert proc.returncode == 0 and "cleared" in proc.stdout, proc.stderr
+
+
+def test_a_runme_notebook_runs_every_cell_whatever_its_headings() -> None:
+    text = (
+        "---\nrunme:\n  id: 01HTNVRGFMWZERW6S2CZZ9E990\n  version: v3\n---\n\n# Notebook\n\n"
+        '```sh {"name":"setup"}\necho setup\n```\n\n## Build\n\n'
+        '```sh {"name":"test:e2e:ci"}\necho e2e\n```\n'
+    )
+    result = parse_text(text, "n.md")
+    assert result.diagnostics == ()
+    steps = [(s.title, [b.name for b in s.blocks]) for s in result.runbook.steps]  # type: ignore[union-attr]
+    assert steps == [("Notebook", ["setup"]), ("Build", ["test:e2e:ci"])]
+
+
+@pytest.mark.parametrize(
+    ("text", "why"),
+    [
+        ("# T\n\n```sh\necho a\n```\n\n## Later\n\nprose\n", "its 1 shell block is outside"),
+        ("# T\n\nJust prose.\n", "it has no shell block and no checklist in a step"),
+    ],
+)
+def test_a_run_with_nothing_to_run_says_so(tmp_path: Path, text: str, why: str) -> None:
+    book = tmp_path / "empty.md"
+    book.write_text(text)
+    proc = run_cli("run", str(book), "--yes", "--runs-dir", str(tmp_path / "runs"))
+    assert proc.returncode == 1 and f"nothing to run in {book}: {why}" in proc.stderr
+    assert "every step is done" not in proc.stdout + proc.stderr
+    assert not (tmp_path / "runs").exists() or not list((tmp_path / "runs").rglob("*.jsonl"))
+
+
+# ---------------------------------------------------------------- other tools' keys
+
+
+def test_other_tools_keys_are_one_note_and_a_slip_of_ours_is_an_error() -> None:
+    text = (
+        "---\ntitle: Restore\nsidebar_position: 3\ntags: [db]\nowners: dba\n---\n\n## Go\n\n"
+        '```bash title="restore.sh" showLineNumbers\necho a\n```\n\n'
+        '```sh {"id":"01HF7BT3HD84GWTQB8ZT8D9SVW","terminalRows":"9"}\necho b\n```\n'
+    )
+    found = [d.format("r.md") for d in parse_text(text, "r.md").diagnostics]
+    assert found == [
+        "r.md:3:1: note: left to other tools, not read by runbook: front matter"
+        " `sidebar_position`, `tags`; block attributes `title`, `showLineNumbers`, `terminalRows`",
+        "r.md:5:1: error: unknown front matter key `owners` (did you mean `owner`?)",
+    ]
+
+
+async def test_the_console_shows_a_session_block_s_expected_output_apart(tmp_path: Path) -> None:
+    from tuikit import make_app, shown, until, waiting
+
+    book = tmp_path / "pods.md"
+    book.write_text("## Pods\n\n```sh\n$ echo NAME READY\nNAME READY\nweb-1 1/1\n```\n")
+    app = make_app(book, tmp_path / "runs")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, waiting(app, "proceed", "pods-1"), "the block")
+        drawn = lambda: shown(app.query_one("#card-pods-1"))  # noqa: E731
+        await until(pilot, lambda: "web-1 1/1" in drawn(), "the card")
+        card = drawn()
+        assert "echo NAME READY" in card and "$ echo" not in card
+        lines = [line.strip("┃ ") for line in card.splitlines()]
+        at = lines.index("expected output (not run):")
+        assert lines[at + 1 : at + 3] == ["NAME READY", "web-1 1/1"], lines
+        await pilot.press("n")
+        await until(pilot, lambda: app.outcome is not None, "the end")
+    assert app.outcome is not None and app.outcome.result == "ok"
