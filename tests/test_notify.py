@@ -43,6 +43,10 @@ BODY_KEYS = {
 }
 
 
+ONE = "## a\n\n```sh\ntrue\n```\n"
+"""A step with one block: a run with nothing to run is refused before it starts."""
+
+
 def book(notify: str, body: str, variables: str = "") -> str:
     return f"---\ntitle: Ship it\n{variables}notify:\n{notify}---\n# Ship it\n{body}"
 
@@ -325,7 +329,7 @@ def test_a_server_that_echoes_the_secret_path_does_not_put_it_on_record(
     hook = f"{webhook.url}/services/T0001/B0002/XyZsecretKEY"
     text = book(
         "  - url: $HOOK\n    events: [run-start]\n    retries: 0\n",
-        "## a\n",
+        ONE,
         variables="variables:\n  HOOK:\n    secret: true\n",
     )
     finished = run_inline(tmp_path, text, HeadlessOperator(yes=True), vars=(f"HOOK={hook}",))
@@ -340,7 +344,7 @@ def test_a_webhook_whose_certificate_is_not_trusted_is_refused(tmp_path: Path) -
     try:
         text = book(
             f"  - url: {server.url}/hook\n    events: [run-end]\n    retries: 0\n",
-            "## a\n",
+            ONE,
         )
         finished = run_inline(tmp_path, text, HeadlessOperator(yes=True))
     finally:
@@ -377,9 +381,7 @@ def test_the_terminal_warns_of_an_undelivered_notification(
 ) -> None:
     webhook.mode = "fail"
     path = tmp_path / "b.md"
-    path.write_text(
-        book(f"  - url: {webhook.url}/h\n    events: [run-end]\n    retries: 0\n", "## a\n")
-    )
+    path.write_text(book(f"  - url: {webhook.url}/h\n    events: [run-end]\n    retries: 0\n", ONE))
     proc = run_cli("run", str(path), "--yes", "--runs-dir", str(tmp_path / "runs"))
     assert proc.returncode == 0, proc.stderr
     assert (
@@ -425,7 +427,7 @@ def test_ctrl_c_while_the_end_waits_for_a_webhook_ends_at_once(
 ) -> None:
     webhook.mode = "hang"
     path = tmp_path / "b.md"
-    path.write_text(book(f"  - url: {webhook.url}/h\n    timeout: 30s\n    retries: 0\n", "## a\n"))
+    path.write_text(book(f"  - url: {webhook.url}/h\n    timeout: 30s\n    retries: 0\n", ONE))
     runs = tmp_path / "runs"
     proc = subprocess.Popen(
         [sys.executable, "-m", "runbook", "run", str(path), "--yes", "--runs-dir", str(runs)],

@@ -186,3 +186,128 @@ async def test_the_console_shows_a_session_block_s_expected_output_apart(tmp_pat
         await pilot.press("n")
         await until(pilot, lambda: app.outcome is not None, "the end")
     assert app.outcome is not None and app.outcome.result == "ok"
+
+
+# ---------------------------------------------------------------- Runme semantics
+
+RUNME_BOOK = """---
+runme:
+  id: 01HTNVRGFMWZERW6S2CZZ9E990
+  version: v3
+---
+
+# Branches
+
+```sh {"id":"01J04HR247XE1TK2MVB9SR4W51","name":"GIT_BRANCHES"}
+printf 'main\\nchore/a\\nfeat/b\\n' | grep -v chore
+```
+
+```sh {"id":"01J04HR247XE1TK2MVB9SR4W52","name":"count"}
+echo "$__" | wc -l | tr -d ' '
+```
+
+```sh {"id":"01J04HR247XE1TK2MVB9SR4W53","name":"not-main"}
+echo "$GIT_BRANCHES" | grep -v main
+echo "and before: $__"
+```
+
+```sh {"id":"01J04HR247XE1TK2MVB9SR4W54","name":"optional","excludeFromRunAll":"true"}
+touch {marker}
+```
+"""
+
+
+def test_runme_outputs_reach_later_cells_and_excluded_cells_wait_for_a_person(
+    tmp_path: Path,
+) -> None:
+    """`$__` is the cell before's output, `$GIT_BRANCHES` the cell of that name's; under
+    --yes an excludeFromRunAll cell is not run (no person chose it), and the record says so."""
+    marker = tmp_path / "optional-ran"
+    book = tmp_path / "notebook.md"
+    book.write_text(RUNME_BOOK.replace("{marker}", str(marker)))
+    proc = run_cli("run", str(book), "--yes", "--runs-dir", str(tmp_path / "runs"))
+    assert proc.returncode == 0, proc.stderr
+    (transcript,) = (tmp_path / "runs").glob("*/transcript.jsonl")
+    evs = events(transcript)
+
+    def out(block: str) -> str:
+        return "".join(e["text"] for e in evs if e["type"] == "output" and e["block"] == block)
+
+    assert out("count") == "2\n"
+    assert out("not-main") == "feat/b\nand before: 2\n"
+    kept = [(e["block"], e["name"]) for e in evs if e["type"] == "capture"]
+    assert kept == [("GIT_BRANCHES", "GIT_BRANCHES"), ("GIT_BRANCHES", "__"), ("count", "__")]
+    assert not marker.exists()
+    skip = next(e for e in evs if e["type"] == "block.skip" and e["block"] == "optional")
+    assert "runs only when an operator chooses it" in skip["reason"]
+
+
+def test_a_background_cell_runs_beside_the_rest_and_is_stopped_when_the_run_ends(
+    tmp_path: Path,
+) -> None:
+    """The dev server keeps serving while the next cell uses it; when the run ends it is
+    stopped, its end is on record before the run's, and no process of it is left."""
+    from conftest import live_processes
+
+    ready = tmp_path / "ready"
+    marker = f"sleep 57.{tmp_path.stat().st_ino % 1000:03d}"
+    book = tmp_path / "dev.md"
+    book.write_text(
+        "---\nrunme:\n  version: v3\n---\n\n# Dev\n\n"
+        '```sh {"name":"server","background":"true"}\n'
+        f"echo serving; touch {ready}\nwhile true; do {marker}; done\n```\n\n"
+        '```sh {"name":"client"}\n'
+        f"while [ ! -e {ready} ]; do sleep 0.05; done\necho server answered\n```\n"
+    )
+    plan = run_cli("plan", str(book))
+    assert "background: the run goes on beside it; stopped when the run ends" in plan.stdout
+    proc = run_cli("run", str(book), "--yes", "--runs-dir", str(tmp_path / "runs"))
+    assert proc.returncode == 0, proc.stderr
+    assert live_processes(marker) == []
+    (transcript,) = (tmp_path / "runs").glob("*/transcript.jsonl")
+    evs = events(transcript)
+    order = [
+        (e["type"], e.get("block"))
+        for e in evs
+        if e["type"] in ("block.start", "block.end", "run.end")
+    ]
+    assert order == [
+        ("block.start", "server"),
+        ("block.start", "client"),
+        ("block.end", "client"),
+        ("block.end", "server"),
+        ("run.end", None),
+    ]
+    end = next(e for e in evs if e["type"] == "block.end" and e["block"] == "server")
+    assert end["interrupted"] and evs[-1]["result"] == "ok"
+    assert any(
+        e["type"] == "output" and e["block"] == "server" and "serving" in e["text"] for e in evs
+    )
+    assert any("stopped as the run ends" in e.get("text", "") for e in evs if e["type"] == "note")
+
+
+def test_a_background_cell_is_stopped_when_the_run_fails(tmp_path: Path) -> None:
+    from conftest import live_processes
+
+    marker = f"sleep 58.{tmp_path.stat().st_ino % 1000:03d}"
+    book = tmp_path / "dev.md"
+    book.write_text(
+        "# Dev\n\n```sh {name=tail background=true}\n"
+        f"while true; do {marker}; done\n```\n\n```sh {{name=broken}}\nexit 4\n```\n"
+    )
+    proc = run_cli("run", str(book), "--yes", "--runs-dir", str(tmp_path / "runs"))
+    assert proc.returncode == 1 and "broken failed (exit 4)" in proc.stderr, proc.stderr
+    assert live_processes(marker) == []
+
+
+def test_background_is_local_and_waits_for_nothing() -> None:
+    text = (
+        "---\nhosts:\n  web: [web1]\n---\n## Go\n\n"
+        "```sh {name=a background=true on=web}\ntrue\n```\n"
+        "\n```sh {name=b background=true retries=1}\ntrue\n```\n"
+    )
+    found = [d.format("b.md") for d in parse_text(text, "b.md").diagnostics]
+    assert found == [
+        "b.md:7:26: error: `background` runs locally only: drop `on:` or `background`",
+        "b.md:11:26: error: `background` with `retries`: nothing waits for its end",
+    ]

@@ -34,8 +34,9 @@ async def run_attempt(
     """One attempt, and its capture: output that cannot be captured fails the attempt."""
     ctx.stop.check()  # a stopped run starts nothing, not even a retry
     status, recorder = await execute(ctx, block, attempt, host)
-    if status.ok and block.options.capture:
-        problem = capture(ctx, block, recorder)
+    names = (block.options.capture, *block.keeps) if block.options.capture else block.keeps
+    for name in names if status.ok else ():
+        problem = capture(ctx, block, recorder, name)
         if problem is not None:
             ctx.journal.emit(ev.NOTE, text=problem, by="runbook")
             return dataclasses.replace(status, code=None, problem=problem)
@@ -49,11 +50,15 @@ async def execute(
     host: Host | None = None,
     *,
     bake: Mapping[str, Any] | None = None,
+    stop: asyncio.Event | None = None,
+    started: asyncio.Event | None = None,
 ) -> tuple[ExitStatus, Recorder]:
     """One attempt of a block, locally or on ``host``: recorded start, output and end.
 
     ``bake`` marks a health check run by a bake (``{block, batch, round}``) on every event
     of the attempt, so that it is never taken for the check's own run in the walk.
+    ``stop``: a background block's own interrupt (Ctrl-C is for the blocks in front);
+    ``started`` is set once its start is on disk.
     """
     opts = block.options
     shell = shell_for(ctx.rb, block)
@@ -77,12 +82,15 @@ async def execute(
         timeout=timeout,
     )
     await ctx.journal.durable()  # on disk before the command runs
-    recorder = Recorder(ctx.journal, block.name, attempt, capture=bool(opts.capture), where=where)
+    if started is not None:
+        started.set()
+    keep = bool(opts.capture or block.keeps)
+    recorder = Recorder(ctx.journal, block.name, attempt, capture=keep, where=where)
     try:
         if host is not None:
             status = await _execute_remote(ctx, block, host, recorder, shell, cwd, timeout)
         else:
-            status = await _execute_local(ctx, block, recorder, shell, cwd, timeout)
+            status = await _execute_local(ctx, block, recorder, shell, cwd, timeout, stop)
     except BaseException:
         recorder.abandon()
         raise
@@ -122,10 +130,12 @@ async def _execute_local(
     shell: str,
     cwd: str | None,
     timeout: float | None,
+    stop: asyncio.Event | None = None,
 ) -> ExitStatus:
     loop = asyncio.get_running_loop()
-    ctx.interrupt.clear()
-    loop.add_signal_handler(signal.SIGINT, ctx.interrupt.set)
+    if stop is None:
+        ctx.interrupt.clear()
+        loop.add_signal_handler(signal.SIGINT, ctx.interrupt.set)
     try:
         return await ctx.transport.run(
             block.code,
@@ -134,14 +144,15 @@ async def _execute_local(
             cwd=cwd,
             timeout=timeout,
             on_output=recorder,
-            interrupt=ctx.interrupt,
+            interrupt=stop or ctx.interrupt,
         )
     except OSError as e:  # the shell or the directory does not exist
         where = f"cwd {cwd} is not a directory" if cwd and not os.path.isdir(cwd) else ""
         recorder.error(f"cannot start {shell}: {where or e.strerror or e}\n")
         return ExitStatus(code=127, signal=None, duration=0.0)
     finally:
-        loop.remove_signal_handler(signal.SIGINT)
+        if stop is None:
+            loop.remove_signal_handler(signal.SIGINT)
 
 
 async def _execute_remote(
@@ -180,10 +191,8 @@ async def _execute_remote(
         )
 
 
-def capture(ctx: Context, block: Block, recorder: Recorder) -> str | None:
-    """Set the captured variable; the problem when the output cannot be one."""
-    name = block.options.capture
-    assert name is not None
+def capture(ctx: Context, block: Block, recorder: Recorder, name: str) -> str | None:
+    """Set the captured variable ``name``; the problem when the output cannot be one."""
     value = bytes(recorder.captured or b"").decode("utf-8", "replace").strip()
     if recorder.raw_bytes["stdout"] > CAPTURE_LIMIT:
         return (

@@ -19,6 +19,7 @@ from typing import Any
 
 from runbook import __version__
 from runbook.engine.attempt import run_attempt
+from runbook.engine.background import Background
 from runbook.engine.context import Context
 from runbook.engine.journal import Journal
 from runbook.engine.masking import Masker
@@ -89,7 +90,6 @@ class Session:
         self.transport = transport or LocalTransport()
         self.ssh = ssh
         self.forks = forks
-        """Blocks resumed mid-rollout and re-run: the hosts they had finished on."""
         self.secret_names = {v.name for v in rb.variables if v.secret}
         self.masker = Masker(self.values[n] for n in self.secret_names if n in self.values)
         self.start_fields = dict(start_fields or {})
@@ -122,6 +122,7 @@ class Session:
             forks,
             self.notices.send,
         )
+        self.background = Background(self.ctx)
 
     # ------------------------------------------------------------------ recording
 
@@ -168,10 +169,13 @@ class Session:
             message = self.stop.reason or "interrupted by the operator"
             with contextlib.suppress(TranscriptError):
                 self.notices.abandon()
+                await self.background.stop_all()
                 return self._record_end("aborted", 130, message)
             return Outcome("aborted", 130, message)
         finally:
             self.notices.abandon()  # idempotent: only an unexpected error gets here with some
+            with contextlib.suppress(TranscriptError):
+                await self.background.stop_all()  # nothing is left running, whatever happened
             self.writer.close()
             if self.lock is not None:
                 self.lock.release()  # after the end is recorded: now it may be resumed
@@ -198,6 +202,7 @@ class Session:
         )
 
     async def _end(self, result: str, code: int, message: str) -> Outcome:
+        await self.background.stop_all()
         await self.notices.finish(result, message)
         return self._record_end(result, code, message)
 
@@ -365,6 +370,11 @@ class Session:
         await self._gated_run(chosen)
 
     async def _gated_run(self, block: Block) -> None:
+        if block.options.manual and self.operator.auto:
+            # Runme's excludeFromRunAll: it runs when a person chooses it, and --yes
+            # chooses nothing.
+            self.skip(block, "optional (excludeFromRunAll): runs only when an operator chooses it")
+            return
         if block.options.manual and not await gate(
             self.ctx, block, "optional", f"Run the optional block {block.name}?"
         ):
@@ -395,6 +405,9 @@ class Session:
         self.emit(ev.BLOCK_SKIP, durable=True, block=block.name, reason=reason, by=self.by)
 
     async def _run_block(self, block: Block, choices: Sequence[str]) -> None:
+        if block.options.background:
+            await self.background.start(block)
+            return
         hosts = self._hosts(block)
         if hosts:
             try:

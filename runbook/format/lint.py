@@ -269,6 +269,20 @@ def rollbacks(rb: Runbook) -> Iterator[Diagnostic]:
                 )
 
 
+def backgrounds(rb: Runbook) -> Iterator[Diagnostic]:
+    """A background block runs on the operator's machine, beside the run, once."""
+    for block in rb.blocks:
+        opts = block.options
+        if not opts.background:
+            continue
+        at = opts.where("background", block.position)
+        if opts.on != "local":
+            yield _at(at, "error", "`background` runs locally only: drop `on:` or `background`")
+        elif opts.rollback or opts.retries:
+            what = "a rollback block" if opts.rollback else "`retries`"
+            yield _at(at, "error", f"`background` with {what}: nothing waits for its end")
+
+
 def console_prompts(rb: Runbook) -> Iterator[Diagnostic]:
     """A ``$ `` prompt after the first command would run ``$`` as a command (a block
     that starts with one is a session: its prompts are stripped)."""
@@ -320,6 +334,7 @@ def webhooks(rb: Runbook) -> Iterator[Diagnostic]:
 
 
 RULES: tuple[Rule, ...] = (
+    backgrounds,
     console_prompts,
     duplicate_names,
     loose_blocks,

@@ -149,6 +149,9 @@ class BlockOptions:
     cwd: str | None = None
     manual: bool = False
     """Runme's ``excludeFromRunAll``: the block runs only when the operator chooses it."""
+    background: bool = False
+    """Runme's ``background``: started, then the run goes on beside it; stopped (and its
+    end recorded) when the run ends, however it ends."""
     bake: Duration | None = None
     """How long a rollout holds after each batch but the last, running the step's health checks."""
     health_interval: Duration = Duration("15s", 15.0)
@@ -185,6 +188,12 @@ class Block:
     lines: tuple[int, ...] = ()
     """A prompt-style block: the source line of each line of ``code`` (they are not
     consecutive). Empty otherwise: ``code`` starts at ``code_line``."""
+    runme: bool = False
+    """A Runme cell (in a Runme notebook, or with Runme's attributes): Runme's rules for
+    prompts and outputs apply (``format/prompts.py``, ``format/runme.py``)."""
+    keeps: tuple[str, ...] = ()
+    """A Runme cell whose output a later block reads: the names it is kept under, as a
+    ``capture`` is (``$__``, or the cell's own name)."""
 
     def source_line(self, offset: int) -> int:
         """The source line of line ``offset`` (0-based) of ``code``."""

@@ -76,6 +76,7 @@ OPTIONS: dict[str, tuple[str, Callable[[object], Any]]] = {
 RUNME_MAPPED: dict[str, tuple[str, Callable[[object], Any]]] = {
     "interpreter": ("shell", parse_text),
     "excludeFromRunAll": ("manual", parse_bool),
+    "background": ("background", parse_bool),
 }
 # Runme's automatic cell id: Runme's bookkeeping, said nothing about.
 RUNME_SILENT = frozenset({"id"})
@@ -100,6 +101,8 @@ KNOWN = (*OPTIONS, *RUNME_MAPPED)
 _WORD = re.compile(r"(?:^|\s)([A-Za-z_][\w-]*)(?=[=:]|\s|$)")
 # Attributes only Runme writes: a block that has one is a Runme cell.
 RUNME_ONLY = frozenset(RUNME_ATTRIBUTES) - {"name", "cwd"}
+_KEY = re.compile(r"[A-Za-z_][\w.:/-]*\Z", re.ASCII)
+"""What another tool's attribute looks like (``terminalRows``, ``runme.dev/id``)."""
 _QUOTED = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'[^']*'")
 _OPTION_LINE = re.compile(r"#\|\s?(.*)\Z")
 _JSON_KEY = re.compile(r'"(?:[^"\\]|\\.)*"\s*:')
@@ -249,7 +252,8 @@ class BlockOptionsReader:
             if opt.key in RUNME_SILENT:
                 continue
             spec = OPTIONS.get(opt.key) or RUNME_MAPPED.get(opt.key)
-            if spec is None and (opt.line_option or near(opt.key, KNOWN) is not None):
+            slip = near(opt.key, KNOWN) is not None or not _KEY.match(opt.key)
+            if spec is None and (opt.line_option or slip):
                 hint = did_you_mean(opt.key, KNOWN)
                 self.report(opt.pos, "error", f"unknown option `{opt.key}`{hint}")
                 continue

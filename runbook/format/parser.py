@@ -36,6 +36,7 @@ from runbook.format.model import (
 )
 from runbook.format.options import OPTIONS, RUNME_ONLY, BlockOptionsReader, is_option_line
 from runbook.format.prompts import split_session
+from runbook.format.runme import link_outputs
 
 _TASK = re.compile(r"\[([ xX])\](?:[ \t]+|\Z)")
 _ALERT = re.compile(r"\[!([A-Za-z]+)\][ \t]*(?:\n|\Z)")
@@ -212,6 +213,9 @@ class _Parser:
         self.runme, self.fm_title = fm.runme, fm.title
         self.diagnostics.extend(fm.diagnostics)
         self._walk(_MD.parse(body))
+        linked = iter(link_outputs([b for d in self.steps for b in d.blocks]))
+        for draft in self.steps:
+            draft.blocks = [next(linked) for _ in draft.blocks]
         steps = self._finish_steps()
         title, title_line = fm.title, 1
         if title is None:
@@ -434,6 +438,7 @@ class _Parser:
             step=len(self.steps) if step is not None else None,
             expected=expected,
             lines=lines,
+            runme=runme,
         )
         (step.blocks if step is not None else self.loose).append(block)
 

@@ -106,6 +106,7 @@ def _block(rb: Runbook, block: Block, shown: dict[str, str]) -> dict[str, Any]:
         "cwd": opts.cwd or rb.cwd,
         "runs": opts.run,
         "manual": opts.manual,
+        "background": opts.background,
         "target": _target(rb, block, shown),
         "gates": gates,
         "timeout": str(opts.timeout) if opts.timeout else None,
@@ -274,6 +275,8 @@ def _block_lines(block: dict[str, Any], kind: str) -> list[str]:
         details.append("run: false (shown only, never run)")
     if block["manual"]:
         details.append("runs only when chosen")
+    if block["background"]:
+        details.append("background: the run goes on beside it; stopped when the run ends")
     if block["cwd"]:
         details.append(f"cwd {block['cwd']}")
     if block["timeout"]:

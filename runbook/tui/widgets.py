@@ -287,6 +287,8 @@ def _badges(block: Block, where: str) -> list[tuple[str, str]]:
         found.append(("rollback", "reverse magenta"))
     if o.manual:
         found.append(("optional", "reverse"))
+    if o.background:
+        found.append(("background", "reverse blue"))
     if o.continue_on_error:
         found.append(("continue on error", "reverse"))
     if o.bake:
