@@ -4,14 +4,17 @@ Generates a runbook of 5,000 steps and 10,000 shell blocks (with options, checkl
 alerts and prose), then times, in this one process and interleaved round by round:
 
 - reference: markdown-it-py's own full parse of the same text (``MarkdownIt().parse``);
-- runbook check: the whole `runbook check FILE` command (read, decode, front matter,
-  Markdown, options, lint, output), called in-process through ``runbook.cli.main``.
+- runbook check --no-shell: the whole `runbook check` command (read, decode, front matter,
+  Markdown, options, lint, output), called in-process through ``runbook.cli.main``;
+- runbook check: the same, and each block parsed by its shell (``bash -n``: a process
+  per distinct block, in parallel), timed once.
 
 Two more rows show where the time goes: markdown-it-py with only the block rules (all
 runbook needs), and the same with the garbage collector paused, as runbook's parser does;
 the gap between that row and runbook check is runbook's own work.
 
-Prints the best time of each and their ratio; the goal is runbook check <= 2x the reference.
+Prints the best time of each and their ratio; the goal is runbook check --no-shell <= 2x the
+reference (the shell parse is the shells' own time, reported beside it).
 Usage: python bench/check_speed.py [--steps 5000] [--rounds 7]
 """
 
@@ -93,22 +96,24 @@ def run(steps: int, rounds: int) -> None:
         path = Path(tmp, "huge.md")
         path.write_text(text, encoding="utf-8")
 
-        def check() -> None:
+        def check(*flags: str) -> None:
             sink = io.StringIO()
             with contextlib.redirect_stdout(sink), contextlib.redirect_stderr(sink):
-                assert main(["check", str(path)]) == 0, sink.getvalue()
+                assert main(["check", *flags, str(path)]) == 0, sink.getvalue()
 
         def block_gc_paused() -> None:
             with _gc_paused():
                 md_block.parse(text)
 
         rows: dict[str, list[float]] = {"full": [], "block": [], "block-nogc": [], "check": []}
-        check()  # warm up, and prove the generated runbook is valid
+        check("--no-shell")  # warm up, and prove the generated runbook is valid
         for _ in range(rounds):  # interleaved, so machine drift hits every row alike
             rows["full"].append(timed(lambda: md_full.parse(text)))
             rows["block"].append(timed(lambda: md_block.parse(text)))
             rows["block-nogc"].append(timed(block_gc_paused))
-            rows["check"].append(timed(check))
+            rows["check"].append(timed(lambda: check("--no-shell")))
+        # Each block parsed by its shell: a process per block, so once is enough.
+        rows["shell"] = [timed(check)]
     ref = min(rows["full"])
     n_blocks = text.count("\n```bash\n") + text.count("\n```sh\n")
     print(
@@ -121,7 +126,8 @@ def run(steps: int, rounds: int) -> None:
         ("markdown-it-py MarkdownIt().parse (reference)", "full"),
         ("markdown-it-py, block rules only", "block"),
         ("  the same, GC paused as runbook does", "block-nogc"),
-        ("runbook check FILE", "check"),
+        ("runbook check --no-shell FILE", "check"),
+        ("runbook check FILE (+ bash -n of each block)", "shell"),
     ]:
         best = min(rows[key])
         print(f"  {label:<46} {best:7.3f} s  {best / ref:5.2f}x")

@@ -29,6 +29,16 @@ def parser() -> argparse.ArgumentParser:
     check.add_argument("files", nargs="+", metavar="FILE", help="Markdown runbooks")
     check.add_argument("-q", "--quiet", action="store_true", help="no summary line on stderr")
     check.add_argument("--no-warnings", action="store_true", help="print errors only")
+    check.add_argument(
+        "--no-shell",
+        action="store_true",
+        help="do not parse each block with the shell it runs under (`bash -n`, `sh -n`)",
+    )
+    check.add_argument(
+        "--shellcheck",
+        action="store_true",
+        help="also run ShellCheck on each block (pip install 'runbook-md[lint]' ships it)",
+    )
 
     plan = sub.add_parser(
         "plan",

