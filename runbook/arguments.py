@@ -40,6 +40,18 @@ def parser() -> argparse.ArgumentParser:
         help="also run ShellCheck on each block (pip install 'runbook-md[lint]' ships it)",
     )
 
+    fix = sub.add_parser(
+        "fix",
+        help="turn a how-to into a runnable runbook: show the diff, --write to apply",
+        description="Rewrite what keeps FILE from running as its author meant: a pasted "
+        "session's prompts become its commands (its output moves to a text block), "
+        "<placeholders> become declared variables, blocks outside any step get one. Prints a "
+        "unified diff; --write applies it. A result that still has errors is never written. "
+        "Exit 0, 1 if errors remain, 2 usage errors.",
+    )
+    fix.add_argument("file", metavar="FILE", help="a Markdown runbook")
+    fix.add_argument("--write", action="store_true", help="write the fixed file in place")
+
     plan = sub.add_parser(
         "plan",
         help="what would run, where, in which batches, behind which gates",

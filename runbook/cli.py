@@ -18,7 +18,7 @@ from typing import TYPE_CHECKING, Any
 from runbook.arguments import parser
 from runbook.format import inputs
 from runbook.format.hosts import DEFAULT_FORKS
-from runbook.format.parser import ParseResult
+from runbook.format.parser import ParseResult, parse_text
 from runbook.format.plan import PlanProblem, build_plan, render_text
 from runbook.format.screen import InertStream
 from runbook.format.variables import VariableProblem, resolve
@@ -77,6 +77,41 @@ def cmd_check(args: argparse.Namespace) -> int:
     if unreadable:
         return EXIT_USAGE
     return EXIT_INVALID if errors else EXIT_OK
+
+
+def cmd_fix(args: argparse.Namespace) -> int:
+    import difflib
+
+    from runbook.fix import fix
+
+    _, data = inputs.read_runbook(args.file)
+    text = data.decode("utf-8")  # read_runbook refused a file that is not UTF-8
+    fixed = fix(text, args.file)
+    after = parse_text(fixed.text, args.file)
+    errors = [d for d in after.diagnostics if d.severity == "error"]
+    name = args.file if os.path.isabs(args.file) else None
+    diff = difflib.unified_diff(
+        text.splitlines(keepends=True),
+        fixed.text.splitlines(keepends=True),
+        name or f"a/{args.file}",
+        name or f"b/{args.file}",
+    )
+    sys.stdout.writelines(diff)
+    for line in fixed.said():
+        _say(f"runbook fix: {line}")
+    if errors:
+        for d in errors:
+            print(d.format(args.file), file=sys.stderr)
+        _say(f"runbook fix: {len(errors)} error(s) that fix cannot fix; {args.file} not written")
+        return EXIT_INVALID
+    if not fixed.done:
+        _say(f"runbook fix: nothing to fix in {args.file}")
+    elif args.write:
+        Path(args.file).write_text(fixed.text, encoding="utf-8")
+        _say(f"runbook fix: {args.file} written")
+    else:
+        _say("runbook fix: nothing written; --write applies the diff above")
+    return EXIT_OK
 
 
 def _shellcheck() -> str:
@@ -443,6 +478,7 @@ def _verify(
 
 COMMANDS = {
     "check": cmd_check,
+    "fix": cmd_fix,
     "plan": cmd_plan,
     "run": cmd_run,
     "resume": cmd_resume,

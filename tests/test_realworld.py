@@ -7,10 +7,12 @@ from collections import Counter
 from pathlib import Path
 
 import pytest
+from tuikit import make_app, modal, shown, until, waiting
 
-from conftest import CORPUS, FIXTURES, ROOT, events, run_cli
+from conftest import CORPUS, FIXTURES, ROOT, events, live_processes, run_cli
 from runbook.format.parser import parse_text
 from runbook.format.prompts import split_session
+from runbook.tui.screens import ConfirmScreen
 
 CORPUS_FILES = sorted(p for p in CORPUS.rglob("*") if p.suffix in (".md", ".mdx"))
 EXPECTED = FIXTURES / "corpus_diagnostics.txt"
@@ -169,7 +171,6 @@ def test_other_tools_keys_are_one_note_and_a_slip_of_ours_is_an_error() -> None:
 
 
 async def test_the_console_shows_a_session_block_s_expected_output_apart(tmp_path: Path) -> None:
-    from tuikit import make_app, shown, until, waiting
 
     book = tmp_path / "pods.md"
     book.write_text("## Pods\n\n```sh\n$ echo NAME READY\nNAME READY\nweb-1 1/1\n```\n")
@@ -247,7 +248,6 @@ def test_a_background_cell_runs_beside_the_rest_and_is_stopped_when_the_run_ends
 ) -> None:
     """The dev server keeps serving while the next cell uses it; when the run ends it is
     stopped, its end is on record before the run's, and no process of it is left."""
-    from conftest import live_processes
 
     ready = tmp_path / "ready"
     marker = f"sleep 57.{tmp_path.stat().st_ino % 1000:03d}"
@@ -287,7 +287,6 @@ def test_a_background_cell_runs_beside_the_rest_and_is_stopped_when_the_run_ends
 
 
 def test_a_background_cell_is_stopped_when_the_run_fails(tmp_path: Path) -> None:
-    from conftest import live_processes
 
     marker = f"sleep 58.{tmp_path.stat().st_ino % 1000:03d}"
     book = tmp_path / "dev.md"
@@ -376,3 +375,28 @@ def test_check_maps_shellcheck_findings_to_the_runbook(tmp_path: Path) -> None:
         f"{path}:25:4: note: shellcheck SC2086: Double quote to prevent globbing and word"
         " splitting.",
     ]
+
+
+async def test_a_quit_in_the_console_stops_a_background_cell(tmp_path: Path) -> None:
+    """The card says `background`; a confirmed quit ends the run and stops the process."""
+
+    marker = f"sleep 59.{tmp_path.stat().st_ino % 1000:03d}"
+    book = tmp_path / "dev.md"
+    book.write_text(
+        "# Dev\n\n```sh {name=server background=true}\n"
+        f"while true; do {marker}; done\n```\n\n```sh {{name=later}}\necho later\n```\n"
+    )
+    app = make_app(book, tmp_path / "runs")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, waiting(app, "proceed", "server"), "the background block")
+        card = lambda: shown(app.query_one("#card-server"))  # noqa: E731
+        await until(pilot, lambda: "background" in card(), "the card's badge")
+        await pilot.press("n")
+        await until(pilot, waiting(app, "proceed", "later"), "the next block, beside it")
+        assert live_processes(marker)
+        await pilot.press("q")
+        await until(pilot, modal(app, ConfirmScreen, "Quit"), "the quit")
+        await pilot.press("y")
+        await until(pilot, lambda: app.outcome is not None, "the end")
+    assert app.outcome is not None and app.outcome.result == "aborted"
+    assert live_processes(marker) == []

@@ -34,21 +34,37 @@ def _runnable(rb: Runbook) -> list[Block]:
     return [b for b in rb.blocks if b.runs and b.code.strip()]
 
 
-def placeholders(block: Block) -> Iterator[Diagnostic]:
-    """``<pod-name>`` outside quotes: text the author meant to be replaced."""
-    for offset, line in enumerate(block.code.split("\n")):
+def placeholder_name(word: str) -> str:
+    """``pod-name`` -> ``POD_NAME``: the variable a placeholder becomes."""
+    name = re.sub(r"\W", "_", word).upper()
+    return name if name[:1].isalpha() else f"V_{name}"
+
+
+def placeholders_in(code: str) -> Iterator[tuple[int, int, int, str]]:
+    """(line offset, start, end, word) of each ``<pod-name>`` outside quotes: text the
+    author meant to be replaced."""
+    for offset, line in enumerate(code.split("\n")):
         bare = _QUOTED.sub(lambda m: " " * len(m.group()), line)
         for m in _PLACEHOLDER.finditer(bare):
-            name = re.sub(r"\W", "_", m.group(1)).upper()
-            at = block.source_line(offset)
-            yield Diagnostic(
-                at,
-                _column(block, offset, m.start()),
-                "warning",
-                f"`{m.group()}` looks like a placeholder: the shell reads `<` as a redirection;"
-                f" declare a variable {name} and write `${name}`",
-            )
-            break
+            yield offset, m.start(), m.end(), m.group(1)
+
+
+def placeholders(block: Block) -> Iterator[Diagnostic]:
+    """The first placeholder of each line, as a warning that names the variable to use."""
+    seen: set[int] = set()
+    for offset, start, _, word in placeholders_in(block.code):
+        if offset in seen:
+            continue
+        seen.add(offset)
+        name = placeholder_name(word)
+        yield Diagnostic(
+            block.source_line(offset),
+            _column(block, offset, start),
+            "warning",
+            f"`<{word}>` looks like a placeholder: the shell reads `<` as a redirection;"
+            f" declare a variable {name} and write `${name}`",
+        )
+        return  # one per block: the rest are the same fix
 
 
 def _column(block: Block, offset: int, index: int) -> int:
