@@ -45,7 +45,10 @@ async def test_hello_runbook_from_form_to_done(tmp_path: Path) -> None:
         form.value = "hi from the console"
         await pilot.press("enter")
         await until(pilot, waiting(app, "proceed", "look-around-1"), "the first block")
-        assert "▸ next" in shown(app.query_one("#card-look-around-1"))
+        card = app.query_one("#card-look-around-1")
+        await until(
+            pilot, lambda: "▸ next" in shown(card), "the card marked next"
+        )  # redrawn on a timer
         await pilot.press("n")
         await until(pilot, waiting(app, "tick"), "the checklist item")
         await pilot.press("space")
