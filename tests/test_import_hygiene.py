@@ -33,3 +33,24 @@ def test_core_does_not_import_textual() -> None:
     )
     proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert proc.stdout.strip() == "[]"
+
+
+def test_a_local_run_loads_neither_asyncssh_nor_textual(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """asyncssh is a third of the start-up, and a local-only run never uses it; a run with
+    hosts loads it (the same run, one block on a literal host)."""
+    local = tmp_path / "local.md"
+    local.write_text("## S\n\n```sh\necho local\n```\n")
+    remote = tmp_path / "remote.md"
+    remote.write_text("## S\n\n```sh\n#| on: nobody@127.0.0.1:1\necho remote\n```\n")
+    code = (
+        "import sys\nfrom runbook.cli import main\n"
+        "main(['run', sys.argv[1], '--yes', '--runs-dir', sys.argv[2]])\n"
+        "print(sorted({m.split('.')[0] for m in sys.modules} & {'asyncssh', 'textual'}),"
+        " file=sys.stderr)"
+    )
+    runs = str(tmp_path / "runs")
+    for book, loaded in ((local, "[]"), (remote, "['asyncssh']")):
+        proc = subprocess.run(
+            [sys.executable, "-c", code, str(book), runs], capture_output=True, text=True
+        )
+        assert proc.stderr.strip().splitlines()[-1] == loaded, proc.stderr

@@ -801,7 +801,12 @@ async def test_a_resumed_run_shows_the_end_of_the_earlier_output(tmp_path: Path)
         "echo two-again\n```\n"
     )
     runs = tmp_path / "runs"
-    crash_mid_block(["run", str(book), "--yes", "--runs-dir", str(runs)], mark, "sleep 63.5")
+
+    def recorded() -> bool:  # output still in flight when SIGKILL comes is lost, by design
+        return any(b"two-began" in p.read_bytes() for p in runs.glob("*/transcript.jsonl"))
+
+    args = ["run", str(book), "--yes", "--runs-dir", str(runs)]
+    crash_mid_block(args, mark, "sleep 63.5", also=recorded)
     transcript = next(runs.glob("*/transcript.jsonl"))
     app = make_app(book, runs, resume=transcript)
     async with app.run_test(size=SIZE) as pilot:

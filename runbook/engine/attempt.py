@@ -22,7 +22,7 @@ from runbook.format.model import Block, Host, Runbook
 from runbook.format.plan import shell_for
 from runbook.record import events as ev
 from runbook.transports.local import ExitStatus
-from runbook.transports.ssh import HostKeyRefused, SSHProblem
+from runbook.transports.problems import HostKeyRefused, SSHProblem
 
 if TYPE_CHECKING:
     from runbook.engine.context import Context

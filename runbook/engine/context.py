@@ -6,13 +6,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 from runbook.engine.journal import Journal
 from runbook.engine.operator import Operator
 from runbook.engine.stopping import Stop
 from runbook.format.model import Runbook
 from runbook.transports.local import LocalTransport
-from runbook.transports.ssh import SSHTransport
+
+if TYPE_CHECKING:
+    from runbook.transports.ssh import SSHTransport
 
 
 @dataclass

@@ -17,7 +17,7 @@ from runbook.format.hosts import where as hosts_where
 from runbook.format.model import Block, Host
 from runbook.format.values import ValueProblem, expand
 from runbook.record import events as ev
-from runbook.transports.ssh import HostKeyRefused
+from runbook.transports.problems import HostKeyRefused
 
 if TYPE_CHECKING:
     from runbook.engine.context import Context

@@ -15,7 +15,7 @@ import hashlib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from runbook import __version__
 from runbook.engine.attempt import run_attempt
@@ -36,7 +36,9 @@ from runbook.record.events import RunState
 from runbook.record.lock import RunLock
 from runbook.record.transcript import TranscriptError, TranscriptWriter
 from runbook.transports.local import LocalTransport
-from runbook.transports.ssh import SSHTransport
+
+if TYPE_CHECKING:  # asyncssh is loaded only by a run that has hosts (launch.py)
+    from runbook.transports.ssh import SSHTransport
 
 FAILURE_CHOICES = ("retry", "skip", "rollback", "abort")
 ROLLBACK_FAILURE_CHOICES = ("retry", "skip", "abort")
