@@ -239,6 +239,8 @@ def test_runme_outputs_reach_later_cells_and_excluded_cells_wait_for_a_person(
     kept = [(e["block"], e["name"]) for e in evs if e["type"] == "capture"]
     assert kept == [("GIT_BRANCHES", "GIT_BRANCHES"), ("GIT_BRANCHES", "__"), ("count", "__")]
     assert not marker.exists()
+    plan = run_cli("plan", str(book)).stdout
+    assert "its output is kept for later blocks as $GIT_BRANCHES, $__ (Runme)" in plan
     skip = next(e for e in evs if e["type"] == "block.skip" and e["block"] == "optional")
     assert "runs only when an operator chooses it" in skip["reason"]
 

@@ -118,6 +118,7 @@ def _block(rb: Runbook, block: Block, shown: dict[str, str]) -> dict[str, Any]:
         "retries": opts.retries,
         "retry_delay": str(opts.retry_delay) if opts.retries else None,
         "capture": opts.capture,
+        "keeps": list(block.keeps),
         "continue_on_error": opts.continue_on_error,
         "health": opts.health,
         "bake": _bake(rb, block),
@@ -289,6 +290,9 @@ def _block_lines(block: dict[str, Any], kind: str) -> list[str]:
         details.append(f"retries {block['retries']} every {block['retry_delay']}")
     if block["capture"]:
         details.append(f"captures stdout as ${block['capture']}")
+    if block["keeps"]:
+        kept = ", ".join(f"${name}" for name in block["keeps"])
+        details.append(f"its output is kept for later blocks as {kept} (Runme)")
     if block["continue_on_error"]:
         details.append("continues on error")
     if block["health"]:
