@@ -402,3 +402,102 @@ async def test_a_quit_in_the_console_stops_a_background_cell(tmp_path: Path) -> 
         await until(pilot, lambda: app.outcome is not None, "the end")
     assert app.outcome is not None and app.outcome.result == "aborted"
     assert live_processes(marker) == []
+
+
+async def test_a_name_or_title_like_markup_is_text_in_the_palette(tmp_path: Path) -> None:
+    """Names may hold `[`: the command palette shows them, never reads them as markup."""
+    from textual.command import CommandPalette
+
+    book = tmp_path / "odd.md"
+    book.write_text(
+        '## Step [b]\n\n```sh { name="[/]" }\necho one\n```\n\n```sh {name=x}\ntrue\n```\n'
+    )
+    app = make_app(book, tmp_path / "runs")
+    async with app.run_test(size=(120, 40)) as pilot:
+        await until(pilot, waiting(app, "proceed", "[/]"), "the block")
+        await pilot.press("ctrl+p")
+        await until(pilot, lambda: isinstance(app.screen, CommandPalette), "the palette")
+        await pilot.press(*"Run block")
+        await pilot.pause()
+        assert app._exception is None
+        await pilot.press("escape")
+        await pilot.press("n")
+        await until(pilot, waiting(app, "proceed", "x"), "the next block")
+
+
+def test_a_name_with_an_invisible_character_is_refused() -> None:
+    text = '## S\n\n```sh { name="deploy\u200b" }\ntrue\n```\n'
+    (found,) = [d.message for d in parse_text(text, "n.md").diagnostics]
+    assert "is not a valid name: a name has no spaces or control characters" in found
+
+
+# ---------------------------------------------------------------- found by a hostile review
+
+
+def test_a_word_inside_another_attribute_does_not_make_a_runme_notebook(tmp_path: Path) -> None:
+    """`title="provider.yaml"` holds the letters `id`: the file stays a plain runbook, so
+    the appendix under `#` (after the `##` steps) is not a step and does not run."""
+    book = tmp_path / "appendix.md"
+    book.write_text(
+        '# Deploy\n\n## Configure\n\n```yaml {title="provider.yaml"}\na: 1\n```\n\n'
+        "```sh\necho configured\n```\n\n# Appendix: tear everything down (do NOT run)\n\n"
+        "```sh\necho TEARDOWN RAN\n```\n"
+    )
+    proc = run_cli("run", str(book), "--yes", "--runs-dir", str(tmp_path / "runs"))
+    assert proc.returncode == 0 and "configured" in proc.stdout, proc.stderr
+    assert "TEARDOWN RAN" not in proc.stdout
+    assert "shell block outside any `##` step" in run_cli("check", str(book)).stdout
+
+
+def test_a_typo_of_ours_in_braces_is_an_error_not_another_tool_s() -> None:
+    text = (
+        "---\nhosts:\n  db: [db-1]\n---\n## Drop\n\n"
+        '```sh { comfrim="Drop the database?" host=db tmeuot=5m }\necho dropping\n```\n'
+    )
+    found = [d.message for d in parse_text(text, "t.md").diagnostics]
+    assert found == [
+        "unknown option `comfrim` (did you mean `confirm`?)",
+        "unknown option `host` (did you mean `on`?)",
+        "unknown option `tmeuot` (did you mean `timeout`?)",
+    ]
+
+
+def test_a_here_string_opens_no_here_document_and_output_stays_output(tmp_path: Path) -> None:
+    victim = tmp_path / "victim"
+    victim.mkdir()
+    lines = ["$ tr a-z A-Z <<< hello", f"rm -rf {victim}", "$ echo 'a \\' # \\", "not run"]
+    session = split_session(lines)
+    assert session is not None
+    assert [t for _, t in session.expected] == [f"rm -rf {victim}", "not run"]
+    book = tmp_path / "b.md"
+    book.write_text("## S\n\n```bash\n" + "\n".join(lines) + "\n```\n")
+    proc = run_cli("run", str(book), "--yes", "--runs-dir", str(tmp_path / "runs"))
+    assert proc.returncode == 0 and victim.exists(), proc.stdout + proc.stderr
+
+
+def test_a_command_without_its_prompt_in_a_session_is_a_warning(tmp_path: Path) -> None:
+    book = tmp_path / "patch.md"
+    book.write_text(
+        "## Patch\n\n```sh\n$ cd /tmp\napt-get install -y --only-upgrade openssl\n"
+        "systemctl restart nginx\n```\n\n```sh\n$ git --version\ngit version 2.39.5\n```\n"
+    )
+    assert run_cli("check", str(book)).stdout.splitlines() == [
+        f"{book}:5:1: warning: `apt-get install -y --only-upgrade openssl` has no `$ ` prompt,"
+        " so it is shown as the output of the command before and never run; add the prompt"
+        " if it is a command"
+    ]
+
+
+def test_a_background_block_is_not_captured_and_its_own_failure_is_said(tmp_path: Path) -> None:
+    text = "## S\n\n```sh {name=pf background=true capture=PORT}\necho 1\n```\n"
+    found = [d.message for d in parse_text(text, "b.md").diagnostics]
+    assert "`background` with `capture`: nothing waits for its end" in found
+    book = tmp_path / "bg.md"
+    book.write_text(
+        "## S\n\n```sh {name=pf background=true}\nexit 3\n```\n\n"
+        "```sh {name=after}\n"  # waits until pf's end is on record, so it ended on its own
+        f'until grep -q \'"type":"block.end","block":"pf"\' {tmp_path}/runs/*/*.jsonl;'
+        " do sleep 0.05; done\n```\n"
+    )
+    proc = run_cli("run", str(book), "--yes", "--runs-dir", str(tmp_path / "runs"))
+    assert "ok: every step is done (but background block pf: exit 3, on its own)" in proc.stderr

@@ -13,8 +13,10 @@ import asyncio
 from typing import TYPE_CHECKING
 
 from runbook.engine.attempt import execute
+from runbook.engine.recorder import Recorder
 from runbook.format.model import Block
 from runbook.record import events as ev
+from runbook.transports.local import ExitStatus
 
 if TYPE_CHECKING:
     from runbook.engine.context import Context
@@ -23,7 +25,9 @@ if TYPE_CHECKING:
 class Background:
     def __init__(self, ctx: Context) -> None:
         self.ctx = ctx
-        self.running: list[tuple[Block, asyncio.Event, asyncio.Task[object]]] = []
+        self.running: list[
+            tuple[Block, asyncio.Event, asyncio.Task[tuple[ExitStatus, Recorder]]]
+        ] = []
 
     async def start(self, block: Block) -> None:
         """Start ``block`` and return once its start is recorded."""
@@ -37,9 +41,11 @@ class Background:
         if task.done() and task.exception() is not None:
             raise task.exception()  # type: ignore[misc]
 
-    async def stop_all(self) -> None:
-        """Stop every background block still running, and wait until each end is recorded."""
+    async def stop_all(self) -> list[str]:
+        """Stop every background block still running, and wait until each end is recorded.
+        Returns how each that ended on its own, before the run, failed (``x: exit 3``)."""
         running, self.running = self.running, []
+        failed = []
         for block, stop, task in running:
             if not task.done():
                 self.ctx.journal.emit(
@@ -48,4 +54,15 @@ class Background:
                     by="runbook",
                 )
                 stop.set()
+            elif not task.cancelled() and task.exception() is None:
+                status, _ = task.result()
+                if not status.ok:
+                    failed.append(f"{block.name}: {status.describe()}")
         await asyncio.gather(*(task for _, _, task in running), return_exceptions=True)
+        for what in failed:
+            self.ctx.journal.emit(
+                ev.NOTE,
+                text=f"background block {what}: it ended on its own while the run went on",
+                by="runbook",
+            )
+        return failed

@@ -204,7 +204,9 @@ class Session:
         )
 
     async def _end(self, result: str, code: int, message: str) -> Outcome:
-        await self.background.stop_all()
+        failed = await self.background.stop_all()
+        if failed:  # never an "ok" that hides a background block's failure
+            message += f" (but background block {'; '.join(failed)}, on its own)"
         await self.notices.finish(result, message)
         return self._record_end(result, code, message)
 

@@ -278,8 +278,14 @@ def backgrounds(rb: Runbook) -> Iterator[Diagnostic]:
         at = opts.where("background", block.position)
         if opts.on != "local":
             yield _at(at, "error", "`background` runs locally only: drop `on:` or `background`")
-        elif opts.rollback or opts.retries:
-            what = "a rollback block" if opts.rollback else "`retries`"
+        elif opts.rollback or opts.retries or opts.capture:
+            what = (
+                "a rollback block"
+                if opts.rollback
+                else "`retries`"
+                if opts.retries
+                else "`capture`"
+            )
             yield _at(at, "error", f"`background` with {what}: nothing waits for its end")
 
 

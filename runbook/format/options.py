@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import re
+import unicodedata
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
@@ -30,7 +31,7 @@ from runbook.format.values import (
 
 def _name(value: object) -> str:
     text = parse_text(value).strip()
-    if not NAME.match(text):
+    if not NAME.match(text) or any(unicodedata.category(c) in _INVISIBLE for c in text):
         raise ValueProblem(
             f"`{text}` is not a valid name: a name has no spaces or control characters"
         )
@@ -50,6 +51,9 @@ def _positive_duration(value: object) -> Any:
         raise ValueProblem("must be longer than 0s")
     return d
 
+
+_INVISIBLE = frozenset({"Cf", "Zs", "Zl", "Zp"})
+"""Format and space characters: `deploy` and `deploy\u200b` must not both be names."""
 
 # option key -> (BlockOptions field, value parser)
 OPTIONS: dict[str, tuple[str, Callable[[object], Any]]] = {
@@ -99,8 +103,60 @@ RUNME_ATTRIBUTES = (
 )
 KNOWN = (*OPTIONS, *RUNME_MAPPED)
 _WORD = re.compile(r"(?:^|\s)([A-Za-z_][\w-]*)(?=[=:]|\s|$)")
-# Attributes only Runme writes: a block that has one is a Runme cell.
-RUNME_ONLY = frozenset(RUNME_ATTRIBUTES) - {"name", "cwd"}
+# Attributes only Runme writes: a block that has one is a Runme cell (an `id` only when it
+# is a ULID, as Runme's are: `id` alone is too common a word).
+RUNME_ONLY = frozenset(RUNME_ATTRIBUTES) - {"name", "cwd", "id"}
+_ULID = re.compile(r"[0-9A-HJKMNP-TV-Z]{26}\Z")
+# Other tools' attributes, accepted in braces; any other unknown key there is an error, as
+# a typo of ours (`comfrim`, `host=`) would silently drop a gate or a target.
+OTHER_TOOLS = frozenset(
+    {
+        *RUNME_ATTRIBUTES,
+        "openTerminalOnError",
+        "ignore",
+        "transform",
+        "title",
+        "filename",
+        "file",
+        "caption",
+        "class",
+        "lang",
+        "showLineNumbers",
+        "lineNumbers",
+        "linenums",
+        "linenos",
+        "hl_lines",
+        "highlight",
+        "emphasize-lines",
+        "copy",
+        "noCopy",
+        "mark",
+        "ins",
+        "del",
+        "spinner",
+    }
+)
+
+
+SYNONYMS = {
+    "host": "on",
+    "hosts": "on",
+    "target": "on",
+    "targets": "on",
+    "prompt": "confirm",
+    "dir": "cwd",
+    "workdir": "cwd",
+    "retry": "retries",
+    "interpreter_args": "shell",
+}
+"""Words other tools use for one of our options: named in the error."""
+
+
+def is_runme_cell(raw: list[RawOption]) -> bool:
+    """Whether a block's attributes are ones only Runme writes."""
+    return any(o.key in RUNME_ONLY or (o.key == "id" and _ULID.match(str(o.value))) for o in raw)
+
+
 _KEY = re.compile(r"[A-Za-z_][\w.:/-]*\Z", re.ASCII)
 """What another tool's attribute looks like (``terminalRows``, ``runme.dev/id``)."""
 _QUOTED = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'[^']*'")
@@ -118,6 +174,9 @@ class RawOption:
     """Where the value starts, when known: value diagnostics point there."""
     line_option: bool = False
     """From a ``#|`` line: runbook's own syntax, so an unknown key there is an error."""
+    in_braces: bool = False
+    """From ``{…}`` after the language: an unknown key there is an error unless another
+    tool's (``OTHER_TOOLS``)."""
 
     @property
     def at_value(self) -> Position:
@@ -186,7 +245,9 @@ class BlockOptionsReader:
         if len(keys) != len(pairs):
             keys = [0] * len(pairs)  # nested objects: point at the `{`
         for (key, value), offset in zip(pairs, keys, strict=True):
-            self.raw.append(RawOption(key, value, Position(pos.line, pos.col + offset)))
+            self.raw.append(
+                RawOption(key, value, Position(pos.line, pos.col + offset), in_braces=True)
+            )
 
     def _read_kv(self, text: str, pos: Position) -> None:
         at = 0
@@ -218,6 +279,7 @@ class BlockOptionsReader:
                     value,
                     Position(pos.line, pos.col + m.start(1)),
                     Position(pos.line, pos.col + m.start(2)),
+                    in_braces=True,
                 )
             )
             at = m.end()
@@ -253,8 +315,12 @@ class BlockOptionsReader:
                 continue
             spec = OPTIONS.get(opt.key) or RUNME_MAPPED.get(opt.key)
             slip = near(opt.key, KNOWN) is not None or not _KEY.match(opt.key)
-            if spec is None and (opt.line_option or slip):
-                hint = did_you_mean(opt.key, KNOWN)
+            unknown = (
+                opt.in_braces and opt.key not in OTHER_TOOLS and not opt.key.startswith("data-")
+            )
+            if spec is None and (opt.line_option or slip or unknown):
+                meant = SYNONYMS.get(opt.key)
+                hint = f" (did you mean `{meant}`?)" if meant else did_you_mean(opt.key, KNOWN)
                 self.report(opt.pos, "error", f"unknown option `{opt.key}`{hint}")
                 continue
             if spec is None:

@@ -34,7 +34,7 @@ from runbook.format.model import (
     Severity,
     Step,
 )
-from runbook.format.options import OPTIONS, RUNME_ONLY, BlockOptionsReader, is_option_line
+from runbook.format.options import OPTIONS, BlockOptionsReader, is_option_line, is_runme_cell
 from runbook.format.prompts import split_session
 from runbook.format.runme import link_outputs
 
@@ -262,8 +262,7 @@ class _Parser:
         # and what comes before any heading is one, titled like the file. So does a Runme
         # notebook's `#` section: Runme runs every cell, whatever the headings.
         self.runme = self.runme or any(
-            t.type == "fence" and "{" in t.info and any(k in t.info for k in RUNME_ONLY)
-            for t in tokens
+            t.type == "fence" and "{" in t.info and _runme_info(t.info) for t in tokens
         )
         self.h1_steps = self.runme or not any(
             t.type == "heading_open" and t.tag == "h2" and t.level == 0 for t in tokens
@@ -414,7 +413,7 @@ class _Parser:
         if body[end:]:
             code += "\n"
         expected, lines = "", tuple[int, ...]()  # a prompt-style block: from its session
-        runme = self.runme or any(o.key in RUNME_ONLY for o in reader.raw)
+        runme = self.runme or is_runme_cell(reader.raw)
         session = split_session(body[end:], runme=runme)
         if session is not None:
             code, expected = session.code, session.output
@@ -484,3 +483,14 @@ def _foreign_note(
         parts.append("block attributes " + ", ".join(named))
     message = f"left to other tools, not read by runbook: {'; '.join(parts)}"
     return Diagnostic(first.line, first.col, "note", message)
+
+
+def _runme_info(info: str) -> bool:
+    """Whether a fence's info string has an attribute only Runme writes (parsed, not a
+    word found anywhere in it: `title="provider.yaml"` holds no `id`)."""
+    m = _INFO.match(info.strip())
+    if m is None:
+        return False
+    reader = BlockOptionsReader()
+    reader.read_info(m.group(2), Position(1, 1))
+    return is_runme_cell(reader.raw)

@@ -16,7 +16,30 @@ import re
 from dataclasses import dataclass
 
 _PROMPT = re.compile(r"[ \t]*\$(?: |$)")
+_REDIRECT = re.compile(r"(?<!<)<<(?!<)")
 _HEREDOC = re.compile(r"<<(-?)[ \t]*(['\"]?)([A-Za-z_][A-Za-z0-9_]*)\2")
+_QUOTED = re.compile(r"'[^']*'|\"(?:[^\"\\]|\\.)*\"")
+_COMMENT = re.compile(r"(?:^|[ \t])#.*$")
+
+
+def _code_part(text: str) -> str:
+    """``text`` with its quoted strings blanked and its comment cut: what the shell reads
+    as operators (a `<<` or a trailing backslash inside quotes or a comment is not one)."""
+    return _COMMENT.sub("", _QUOTED.sub(lambda m: " " * len(m.group()), text))
+
+
+def continues(text: str) -> bool:
+    """A trailing backslash, an odd run of them, outside quotes and comments."""
+    code = _code_part(text).rstrip()
+    run = len(code) - len(code.rstrip("\\"))
+    return run % 2 == 1
+
+
+def heredoc_of(text: str) -> tuple[str, bool] | None:
+    """The delimiter of a here-document the line opens (and whether tabs are stripped)."""
+    at = _REDIRECT.search(_code_part(text))  # outside quotes and comments, not `<<<`
+    found = _HEREDOC.match(text, at.start()) if at else None
+    return (found.group(3), found.group(1) == "-") if found else None
 
 
 @dataclass(frozen=True)
@@ -77,10 +100,10 @@ def split_session(lines: list[str], runme: bool = False) -> Session | None:
             expected.append((offset, line))
             continue
         commands.append((offset, text))
-        continued = text.rstrip().endswith("\\")
-        found = _HEREDOC.search(text)
-        if found is not None:
-            heredoc = (found.group(3), found.group(1) == "-")
+        continued = continues(text)
+        opened = heredoc_of(text)
+        if opened is not None:
+            heredoc = opened
     while commands and not commands[-1][1].strip():
         commands.pop()
     return Session(tuple(commands), tuple(expected))

@@ -30,8 +30,8 @@ def link_outputs(blocks: Sequence[Block]) -> list[Block]:
     told the names to keep it under (``Block.keeps``)."""
     out = list(blocks)
     for i, block in enumerate(out):
-        if not block.runme or not block.runs:
-            continue
+        if not block.runme or not block.runs or block.options.background:
+            continue  # a background cell's output is not whole while the next one runs
         later = set().union(*(_reads(b) for b in out[i + 1 :]))
         keeps = []
         if (

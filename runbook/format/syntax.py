@@ -20,6 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from runbook.format.model import Block, Diagnostic, Runbook, Severity
 from runbook.format.plan import shell_for
+from runbook.format.prompts import split_session
 
 PARSERS = {"bash": "bash", "sh": "sh", "dash": "dash", "zsh": "zsh", "ksh": "ksh"}
 """Shells whose ``-n`` parses without running; a block run by another program is skipped."""
@@ -32,6 +33,48 @@ TIMEOUT = 10.0
 
 def _runnable(rb: Runbook) -> list[Block]:
     return [b for b in rb.blocks if b.runs and b.code.strip()]
+
+
+COMMON_COMMANDS = frozenset(
+    """cd export source set unset echo printf sudo su apt apt-get yum dnf apk brew
+    systemctl service journalctl kubectl oc helm docker podman git curl wget ssh scp rsync
+    cp mv rm mkdir chmod chown ln tar make npm npx yarn pip pip3 python python3 go cargo
+    terraform ansible ansible-playbook aws gcloud az psql mysql redis-cli etcdctl
+    """.split()  # noqa: SIM905 - a word list reads better as words
+)
+"""Words a line of expected output starting with is probably a command that lost its
+``$ ``. A fixed list, so the same file gets the same warnings on every machine."""
+
+
+def unprompted_commands(rb: Runbook) -> Iterator[Diagnostic]:
+    """In a pasted session, a line shown as output that reads like a command: it is not
+    run, and its author may have meant it to be (the prompt forgotten)."""
+    source = rb.source.split("\n")
+    for block in _runnable(rb):
+        if not block.lines or not block.expected:
+            continue
+        indent = block.col - 1
+        body = [
+            ln[indent:] if ln[:indent].isspace() else ln
+            for ln in source[block.code_line - 1 : block.end_line - 1]
+        ]
+        session = split_session(body, runme=block.runme)
+        if session is None:
+            continue
+        commands = dict(session.commands)
+        for offset, text in session.expected:
+            word = text.split()[0] if text.split() else ""
+            before = [commands[o] for o in commands if o < offset]
+            after_same = bool(before) and before[-1].split()[:1] == [word]
+            if word in COMMON_COMMANDS and not after_same:
+                yield Diagnostic(
+                    block.code_line + offset,
+                    block.col,
+                    "warning",
+                    f"`{text.strip()[:60]}` has no `$ ` prompt, so it is shown as the output"
+                    " of the command before and never run; add the prompt if it is a command",
+                )
+                break
 
 
 def placeholder_name(word: str) -> str:
@@ -99,7 +142,7 @@ def shell_syntax(rb: Runbook) -> list[Diagnostic]:
     """Each runnable block parsed by its shell, in parallel (one process per block and
     shell; the same script is parsed once)."""
     jobs: dict[tuple[str, str], list[Block]] = {}
-    found: list[Diagnostic] = []
+    found: list[Diagnostic] = list(unprompted_commands(rb))
     for block in _runnable(rb):
         marks = list(placeholders(block))
         if marks:  # the syntax error they cause says less than they do

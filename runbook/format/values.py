@@ -44,7 +44,7 @@ def near(word: str, known: Iterable[str]) -> str | None:
     for candidate in known:
         if folded == candidate.lower().replace("_", "-"):
             return candidate
-    limit = 2 if len(word) >= 9 else 1 if len(word) >= 4 else 0
+    limit = 2 if len(word) >= 5 else 1 if len(word) >= 4 else 0
     best = min(known, key=lambda k: _edits(folded, k.lower()), default=None)
     if best is not None and _edits(folded, best.lower()) <= limit:
         return best

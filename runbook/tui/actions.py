@@ -18,11 +18,13 @@ from typing import Any, ClassVar
 
 from textual.app import App, SystemCommand
 from textual.binding import Binding, BindingType
+from textual.markup import escape
 from textual.screen import Screen
 
 from runbook.engine.operator import Decision, NeedsOperator
 from runbook.engine.session import Outcome, Session
 from runbook.format.model import Block, CheckItem, Runbook, Step
+from runbook.format.screen import inert
 from runbook.record.progress import Progress
 from runbook.tui.bridge import QUIT
 from runbook.tui.keys import help_text
@@ -221,7 +223,7 @@ class ConsoleKeys(App[int]):
     def get_system_commands(self, screen: Screen[Any]) -> Iterable[SystemCommand]:
         for step in self.rb.steps:
             yield SystemCommand(
-                f"Step {step.index}: {step.title}",
+                _shown(f"Step {step.index}: {step.title}"),
                 "Show this step",
                 lambda index=step.index: self.show_step(index),
             )
@@ -230,8 +232,8 @@ class ConsoleKeys(App[int]):
                 if block.runs_forward:
                     again = self.progress.block(block.name).status != "pending"
                     yield SystemCommand(
-                        f"{'Re-run' if again else 'Run'} block {block.name}",
-                        f"Run it now, before {self.waiting.item.name}",  # type: ignore[union-attr]
+                        _shown(f"{'Re-run' if again else 'Run'} block {block.name}"),
+                        _shown(f"Run it now, before {self.waiting.item.name}"),  # type: ignore[union-attr]
                         lambda name=block.name: self.answer(Decision("run-other", block=name)),
                     )
         yield SystemCommand("Add a note", "Recorded in the transcript", self.action_note)
@@ -259,3 +261,8 @@ def _listed(report: str) -> str:
         out.append(line)
         i += 1
     return "\n".join(out)
+
+
+def _shown(text: str) -> str:
+    """A palette entry, which Textual reads as markup: a name like `[/]` is text."""
+    return escape(inert(text))
