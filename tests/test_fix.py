@@ -161,3 +161,35 @@ def test_fix_gives_blocks_outside_any_step_one(tmp_path: Path) -> None:
         "```sh\necho deploy\n```\n\n## Clean up\n\n```sh\necho clean\n```\n"
     )
     assert run_cli("check", str(book)).stdout == ""
+
+
+@pytest.mark.parametrize("newline", ["\n", "\r\n", "\r"], ids=["lf", "crlf", "cr"])
+def test_fix_keeps_the_byte_order_mark_and_the_line_endings(tmp_path: Path, newline: str) -> None:
+    book = tmp_path / "bom.md"
+    lines = ["---", "title: Restart", "owner: ops", "---", "", "## Restart the pod", "", "```sh"]
+    lines += ["kubectl delete pod <pod-name>", "```", ""]
+    book.write_bytes(b"\xef\xbb\xbf" + newline.join(lines).encode())
+    assert run_cli("fix", "--write", str(book)).returncode == 0
+    data = book.read_bytes()
+    assert data.startswith(b"\xef\xbb\xbf---" + newline.encode() + b"title: Restart")
+    text = data.decode("utf-8-sig")
+    assert text.count(newline) == len(text.splitlines()) and "${POD_NAME}" in text
+    if newline != "\n":
+        assert "\n" not in text.replace(newline, "")
+    checked = run_cli("check", str(book))
+    assert checked.returncode == 0 and checked.stdout == "", checked.stdout
+
+
+def test_fix_never_declares_what_the_shell_owns_nor_edits_a_here_document(
+    tmp_path: Path,
+) -> None:
+    book = tmp_path / "restore.md"
+    book.write_text(
+        "---\ntitle: Restore\nvariables: {}\n---\n\n## Restore\n\n```sh\n"
+        "cp /var/backups/db.dump <path>\ncat > page.html <<'EOF'\n<html>\nEOF\n```\n"
+    )
+    assert run_cli("fix", "--write", str(book)).returncode == 0
+    text = book.read_text()
+    assert "cp /var/backups/db.dump ${PATH_VALUE}\n" in text and "\n<html>\n" in text
+    assert "variables:\n  PATH_VALUE:\n    prompt: path\n" in text
+    assert run_cli("check", str(book)).returncode == 0

@@ -20,7 +20,7 @@ from concurrent.futures import ThreadPoolExecutor
 
 from runbook.format.model import Block, Diagnostic, Runbook, Severity
 from runbook.format.plan import shell_for
-from runbook.format.prompts import split_session
+from runbook.format.prompts import heredoc_of, split_session
 
 PARSERS = {"bash": "bash", "sh": "sh", "dash": "dash", "zsh": "zsh", "ksh": "ksh"}
 """Shells whose ``-n`` parses without running; a block run by another program is skipped."""
@@ -77,16 +77,57 @@ def unprompted_commands(rb: Runbook) -> Iterator[Diagnostic]:
                 break
 
 
+RESERVED = frozenset(
+    [
+        "PATH",
+        "HOME",
+        "IFS",
+        "USER",
+        "SHELL",
+        "PWD",
+        "OLDPWD",
+        "LANG",
+        "TERM",
+        "HOSTNAME",
+        "UID",
+        "EUID",
+        "PS1",
+        "PS2",
+        "PS4",
+        "ENV",
+        "CDPATH",
+        "TMPDIR",
+        "LOGNAME",
+        "MAIL",
+    ]
+)
+"""Names the shell or the system gives a meaning: a placeholder never becomes one."""
+
+
+_YAML_WORDS = frozenset({"TRUE", "FALSE", "NULL", "YES", "NO", "ON", "OFF", "Y", "N"})
+"""Words YAML readers take for booleans or null: a variable of that name needs a suffix."""
+
+
 def placeholder_name(word: str) -> str:
-    """``pod-name`` -> ``POD_NAME``: the variable a placeholder becomes."""
+    """``pod-name`` -> ``POD_NAME``: the variable a placeholder becomes (``<path>`` ->
+    ``PATH_VALUE``: a run must not replace the shell's own ``$PATH``)."""
     name = re.sub(r"\W", "_", word).upper()
-    return name if name[:1].isalpha() else f"V_{name}"
+    name = name if name[:1].isalpha() else f"V_{name}"
+    reserved = name in RESERVED or name.startswith(("LD_", "BASH_", "LC_")) or name in _YAML_WORDS
+    return f"{name}_VALUE" if reserved else name
 
 
 def placeholders_in(code: str) -> Iterator[tuple[int, int, int, str]]:
-    """(line offset, start, end, word) of each ``<pod-name>`` outside quotes: text the
-    author meant to be replaced."""
+    """(line offset, start, end, word) of each ``<pod-name>`` outside quotes and outside
+    here-documents (`<html>` in a page being written is not one): text the author meant to
+    be replaced."""
+    body: tuple[str, bool] | None = None
     for offset, line in enumerate(code.split("\n")):
+        if body is not None:
+            if (line.lstrip("\t") if body[1] else line) == body[0]:
+                body = None
+            continue
+        body = heredoc_of(line)
         bare = _QUOTED.sub(lambda m: " " * len(m.group()), line)
         for m in _PLACEHOLDER.finditer(bare):
             yield offset, m.start(), m.end(), m.group(1)
