@@ -190,9 +190,11 @@ async def test_each_dialog_is_whole(
         for dialog in screen.query(".dialog"):
             whole = dialog.content_region
             assert screen.region.contains_region(dialog.region), dialog
+            hints = [h for h in dialog.query(".hint") if h.display]
             for widget in [*dialog.query(".dialog-title"), *dialog.query(".prompt"),
-                           *dialog.query("Button"), *dialog.query("Input"),
-                           *dialog.query(".hint")]:  # fmt: skip
+                           *dialog.query("Button"), *dialog.query("Input"), *hints]:  # fmt: skip
                 assert widget.region.area and whole.contains_region(widget.region), widget
+            for command in dialog.query(".command"):  # a script cut short says so
+                assert not command.max_scroll_y or any("scroll" in shown(h) for h in hints)
         footer = app.export_screenshot()
         assert "^q" in footer and "Quit" in footer

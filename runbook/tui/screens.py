@@ -39,14 +39,22 @@ def command_view(command: str) -> ComposeResult:
     it through the environment, never by rewriting this text). A long one scrolls, and
     says so: the end of a command is often the part that matters."""
     lines = command.rstrip("\n").splitlines()
-    with VerticalScroll(classes="command"):
+    view = VerticalScroll(classes="command")
+    view.total = len(lines)  # type: ignore[attr-defined]
+    with view:
         yield Static(plain("\n".join(lines), style="bright_white"))
-    if len(lines) > COMMAND_LINES:
-        yield Static(
-            f"{len(lines)} lines: scroll to read them all (mouse wheel, or tab to it and use"
-            " the arrow keys)",
-            classes="hint",
-        )
+    hint = Static(
+        f"{len(lines)} lines: scroll to read them all (mouse wheel, or tab to it and use"
+        " the arrow keys)",
+        classes="hint command-hint",
+    )
+    hint.display = len(lines) > COMMAND_LINES  # and when a small screen shrinks it: _fit
+    yield hint
+
+
+def _lines(command: Widget) -> int:
+    """How many lines the command in a dialog has (``command_view`` notes it)."""
+    return int(getattr(command, "total", 0))
 
 
 TYPING_SECONDS = 0.5
@@ -73,15 +81,23 @@ class Dialog(ModalScreen[T]):
     def on_resize(self) -> None:
         """A command in the dialog shrinks until the dialog fits (its buttons, its hints):
         on a small terminal the end of the dialog matters more than more of the script."""
-        for command in self.query(".command"):
-            command.styles.max_height = COMMAND_LINES
+        for dialog in self.query(".dialog"):
+            for command in dialog.query(".command"):
+                command.styles.max_height = COMMAND_LINES
+                dialog.query(".command-hint").set(display=_lines(command) > COMMAND_LINES)
         self.call_after_refresh(self._fit)
 
     def _fit(self) -> None:
         for dialog in self.query(".dialog"):
             overflow = dialog.max_scroll_y
             for command in dialog.query(".command") if overflow > 0 else ():
-                command.styles.max_height = max(3, command.outer_size.height - overflow)
+                height = command.outer_size.height - overflow
+                hints = dialog.query(".command-hint")
+                if hints and not hints.first().display and _lines(command) > height:
+                    hint = hints.first()
+                    hint.display = True  # it is cut now: say so, in the room it takes
+                    height -= -(-len(str(hint.render())) // max(1, dialog.content_size.width))
+                command.styles.max_height = max(3, height)
 
     def on_screen_suspend(self) -> None:
         """Another dialog opened on top (the reason for a skip, the quit): this one steps
