@@ -27,11 +27,11 @@ from runbook.format.variables import VariableProblem, check_value, resolve
 from runbook.record.lock import RunBusy, RunLock
 from runbook.record.place import run_directory
 from runbook.record.runs import Replay, replay, start_run
-from runbook.record.signing import Signer, SigningKey
 from runbook.record.transcript import TranscriptError, TranscriptWriter
 from runbook.transports.local import LocalTransport
 
 if TYPE_CHECKING:
+    from runbook.record.signing import SigningKey
     from runbook.transports.ssh import SSHTransport
 
 T = TypeVar("T")
@@ -420,6 +420,10 @@ def _finish(session: Session) -> Finished:
 
 def signed_status(writer: TranscriptWriter) -> str | None:
     """With a signing key: up to where the transcript is signed, or why it is not."""
+    if writer.signer is None:
+        return None
+    from runbook.record.signing import Signer
+
     signer = writer.signer
     if not isinstance(signer, Signer):
         return None

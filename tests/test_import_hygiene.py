@@ -36,8 +36,9 @@ def test_core_does_not_import_textual() -> None:
 
 
 def test_a_local_run_loads_neither_asyncssh_nor_textual(tmp_path) -> None:  # type: ignore[no-untyped-def]
-    """asyncssh is a third of the start-up, and a local-only run never uses it; a run with
-    hosts loads it (the same run, one block on a literal host)."""
+    """asyncssh is a third of the start-up, and a local-only run never uses it, nor the
+    rollout or the webhook client (without `notify:`); a run with hosts loads them (the same
+    run, one block on a literal host)."""
     local = tmp_path / "local.md"
     local.write_text("## S\n\n```sh\necho local\n```\n")
     remote = tmp_path / "remote.md"
@@ -45,11 +46,12 @@ def test_a_local_run_loads_neither_asyncssh_nor_textual(tmp_path) -> None:  # ty
     code = (
         "import sys\nfrom runbook.cli import main\n"
         "main(['run', sys.argv[1], '--yes', '--runs-dir', sys.argv[2]])\n"
-        "print(sorted({m.split('.')[0] for m in sys.modules} & {'asyncssh', 'textual'}),"
-        " file=sys.stderr)"
+        "lazy = {'asyncssh', 'textual', 'runbook.notify.webhook', 'runbook.engine.rollout'}\n"
+        "print(sorted(m for m in lazy if m in sys.modules), file=sys.stderr)"
     )
     runs = str(tmp_path / "runs")
-    for book, loaded in ((local, "[]"), (remote, "['asyncssh']")):
+    with_hosts = "['asyncssh', 'runbook.engine.rollout']"
+    for book, loaded in ((local, "[]"), (remote, with_hosts)):
         proc = subprocess.run(
             [sys.executable, "-c", code, str(book), runs], capture_output=True, text=True
         )

@@ -25,7 +25,6 @@ from runbook.engine.journal import Journal
 from runbook.engine.masking import Masker
 from runbook.engine.operator import Decision, NeedsOperator, Operator
 from runbook.engine.questions import block_gates, choose, gate
-from runbook.engine.rollout import RolloutStopped, rollout
 from runbook.engine.stopping import Guarded, Stop
 from runbook.format.hosts import DEFAULT_FORKS, describe, resolve_targets
 from runbook.format.model import Block, CheckItem, Host, Runbook, Step
@@ -414,6 +413,8 @@ class Session:
             return
         hosts = self._hosts(block)
         if hosts:
+            from runbook.engine.rollout import RolloutStopped, rollout  # with bakes: hosts only
+
             try:
                 before = self.ctx.finished.pop(block.name, frozenset())
                 await rollout(self.ctx, block, hosts, choices, self.forks, before)

@@ -13,16 +13,18 @@ import contextlib
 import json
 import threading
 from collections import deque
-from typing import Any, Protocol
+from typing import TYPE_CHECKING, Any, Protocol
 
 from runbook.format.model import Runbook
 from runbook.format.values import expand
 from runbook.format.webhooks import check_url, origin
 from runbook.notify.messages import body, with_head
-from runbook.notify.webhook import FIRST_RETRY_DELAY, Attempt, Courier, Target
 from runbook.record import events as ev
 from runbook.record.events import RunState
 from runbook.record.transcript import TranscriptWriter
+
+if TYPE_CHECKING:  # the HTTP client (and ssl) only for a runbook with webhooks
+    from runbook.notify.webhook import Attempt, Courier
 
 FINAL = frozenset({"delivered", "failed", "abandoned"})
 QUIET_WAIT = 1.0
@@ -99,6 +101,8 @@ class Notices:
             if why is not None:
                 self.log.emit(ev.NOTIFY, hook=index, line=hook.line, result="off", error=why)
                 continue
+            from runbook.notify.webhook import Target
+
             targets.append(
                 Target(
                     index, url, origin(url), frozenset(hook.events), headers,
@@ -106,6 +110,8 @@ class Notices:
                 )
             )  # fmt: skip
         if targets:
+            from runbook.notify.webhook import FIRST_RETRY_DELAY, Courier
+
             self._loop = asyncio.get_running_loop()
             self.wait = max(t.timeout + FIRST_RETRY_DELAY * (2**t.retries - 1) for t in targets)
             self.courier = Courier(targets, self._arrived)
