@@ -380,15 +380,18 @@ def remote_command(script: str, *, shell: str, cwd: str | None, pidfile: str) ->
     chdir = f"cd {shlex.quote(cwd)} && " if cwd else ""
     # The wrapper removes its pid file itself: no second channel per command.
     # set -C: the pid file is created, never an existing file or link followed. The
-    # variables are read with `$(cat)` and set with `command eval` (builtins: no value on
-    # any argv; `command` keeps a syntax error from ending the wrapper before its rm).
+    # variables are read line by line with `read` (a builtin: no `cat` process per host,
+    # and no value on any argv) and set with `command eval` (`command` keeps a syntax
+    # error from ending the wrapper before its rm). A last line without its newline is
+    # never added, so a payload cut short cannot end with the end line.
     # `__runbook_p` is not exported, so the script never sees it. When the script is
     # done, its leftover background jobs (same group) get SIGTERM, so they can neither
     # outlive the block nor hold its output open. "$rc" is quoted: IFS may be a variable.
     refuse = 'rm -f "$0"; echo "runbook: the variables did not arrive whole: not run" >&2; exit 125'
     inner = (
-        'set -C; echo $$ > "$0" || exit 125; set +C; __runbook_p=$(cat); '
-        f'case "$__runbook_p" in *{shlex.quote(ENV_END)}) ;; *) {refuse};; esac; '
+        'set -C; echo $$ > "$0" || exit 125; set +C; __runbook_p=; '
+        'while IFS= read -r __runbook_l; do __runbook_p="$__runbook_p$__runbook_l\n"; done; '
+        f'case "$__runbook_p" in *{shlex.quote(ENV_END + chr(10))}) ;; *) {refuse};; esac; '
         f'command eval "$__runbook_p" || {{ {refuse}; }}; '
         '"$@" </dev/null; rc=$?; rm -f "$0"; '
         "trap '' TERM; kill -TERM 0 2>/dev/null; exit \"$rc\""
