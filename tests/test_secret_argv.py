@@ -247,7 +247,7 @@ def test_the_wrapper_runs_nothing_on_a_payload_cut_short(tmp_path: Path) -> None
     # The local shell stands in for the login shell sshd starts.
     command = remote_command(script, shell="sh", cwd=str(tmp_path), pidfile=str(pidfile))
     payload = env_payload(variables)
-    for cut in range(len(payload) - 1):  # all but the final newline, which $(cat) drops
+    for cut in range(len(payload)):  # every prefix, even all but the final newline
         done = subprocess.run(["sh", "-c", command], input=payload[:cut], capture_output=True)
         assert (done.returncode, ran.exists()) == (125, False), (cut, payload[:cut], done)
         assert not pidfile.exists()
