@@ -22,9 +22,10 @@ def parser() -> argparse.ArgumentParser:
 
     check = sub.add_parser(
         "check",
-        help="lint runbooks: FILE:LINE:COL: error|warning: message",
-        description="Report every problem in the given runbooks. Exit 0 clean (warnings allowed), "
-        "1 errors, 2 usage errors or unreadable files.",
+        help="lint runbooks: FILE:LINE:COL: error|warning|note: message",
+        description="Report every problem in the given runbooks, each block parsed by the "
+        "shell it runs under (never run). Notes name what is left to other tools. Exit 0 "
+        "clean (warnings and notes allowed), 1 errors, 2 usage errors or unreadable files.",
     )
     check.add_argument("files", nargs="+", metavar="FILE", help="Markdown runbooks")
     check.add_argument("-q", "--quiet", action="store_true", help="no summary line on stderr")
