@@ -22,7 +22,7 @@ from markdown_it import MarkdownIt
 
 from runbook.format.model import Block, Runbook
 from runbook.format.parser import parse_text
-from runbook.format.syntax import placeholder_name, placeholders_in
+from runbook.format.syntax import YAML_WORDS, placeholder_name, placeholders_in
 
 
 @dataclass
@@ -197,8 +197,5 @@ def _declare(text: str, declared: dict[str, str], out: Fixed) -> str:
 
 def _yaml_text(value: str) -> str:
     """A YAML scalar that reads back as this text (never a boolean, a null or a number)."""
-    plain = re.fullmatch(r"[A-Za-z][\w .-]*", value) and value.lower() not in _YAML_WORDS
+    plain = re.fullmatch(r"[A-Za-z][\w .-]*", value) and value.lower() not in YAML_WORDS
     return value if plain else '"' + value.replace("\\", "\\\\").replace('"', '\\"') + '"'
-
-
-_YAML_WORDS = frozenset({"true", "false", "null", "yes", "no", "on", "off", "y", "n"})

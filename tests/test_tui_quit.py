@@ -123,14 +123,21 @@ async def test_quit_at_the_failure_menu(tmp_path: Path, key: str) -> None:
     assert not (tmp_path / "after").exists() and not (tmp_path / "undone").exists()
 
 
+UNDO = "```sh {{name=undo rollback=true}}\ntouch {tmp}/undone\n```\n\n"
+
+
+async def to_the_rollback_gate(pilot: Any, app: RunbookApp) -> None:
+    """`check` fails; roll back: the rollback block `undo` asks."""
+    await first_block(pilot, app, "check")
+    await until(pilot, modal(app, ChoiceScreen), "the failure menu")
+    await pilot.press("b")
+    await until(pilot, modal(app, ConfirmScreen, "Run rollback block undo"), "the gate")
+
+
 async def test_quit_at_the_rollback_gate(tmp_path: Path) -> None:
-    rollback = f"```sh {{name=undo rollback=true}}\ntouch {tmp_path}/undone\n```\n\n"
-    app = make_app(failing(tmp_path, rollback), tmp_path / "runs")
+    app = make_app(failing(tmp_path, UNDO.format(tmp=tmp_path)), tmp_path / "runs")
     async with app.run_test(size=SIZE) as pilot:
-        await first_block(pilot, app, "check")
-        await until(pilot, modal(app, ChoiceScreen), "the failure menu")
-        await pilot.press("b")
-        await until(pilot, modal(app, ConfirmScreen, "Run rollback block undo"), "the gate")
+        await to_the_rollback_gate(pilot, app)
         await quit_here(pilot, app, "q", ends="rollback-incomplete")
     # The rollback was decided, then stopped: the record must not hide that it is not done.
     ended_aborted(app, "rollback-incomplete")
@@ -246,13 +253,9 @@ async def test_abort_after_a_declined_rollback_block_says_what_the_run_ends_as(
     tmp_path: Path,
 ) -> None:
     """Aborting inside a rollback asks once more, naming the result it records."""
-    rollback = f"```sh {{name=undo rollback=true}}\ntouch {tmp_path}/undone\n```\n\n"
-    app = make_app(failing(tmp_path, rollback), tmp_path / "runs")
+    app = make_app(failing(tmp_path, UNDO.format(tmp=tmp_path)), tmp_path / "runs")
     async with app.run_test(size=SIZE) as pilot:
-        await first_block(pilot, app, "check")
-        await until(pilot, modal(app, ChoiceScreen), "the failure menu")
-        await pilot.press("b")
-        await until(pilot, modal(app, ConfirmScreen, "Run rollback block undo"), "the gate")
+        await to_the_rollback_gate(pilot, app)
         await pilot.press("n")
         await until(pilot, modal(app, ChoiceScreen, "was declined"), "what now")
         await pilot.press("x")

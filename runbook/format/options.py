@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from runbook.format.model import BlockOptions, Diagnostic, Position, Severity
+from runbook.format.prompts import blank_quotes
 from runbook.format.values import (
     IDENTIFIER,
     NAME,
@@ -159,7 +160,6 @@ def is_runme_cell(raw: list[RawOption]) -> bool:
 
 _KEY = re.compile(r"[A-Za-z_][\w.:/-]*\Z", re.ASCII)
 """What another tool's attribute looks like (``terminalRows``, ``runme.dev/id``)."""
-_QUOTED = re.compile(r"\"(?:[^\"\\]|\\.)*\"|'[^']*'")
 _OPTION_LINE = re.compile(r"#\|\s?(.*)\Z")
 _JSON_KEY = re.compile(r'"(?:[^"\\]|\\.)*"\s*:')
 _KV = re.compile(r"""\s*([A-Za-z_][\w-]*)\s*=\s*("(?:[^"\\]|\\.)*"|'[^']*'|[^\s"']*)""")
@@ -211,8 +211,7 @@ class BlockOptionsReader:
         if not text.startswith("{"):
             # Another tool's words (rundown's `spinner:"…"`, a docs site's `title="x"`)
             # are left alone; one of ours here would be dropped, so that is an error.
-            unquoted = _QUOTED.sub(lambda q: " " * len(q.group()), text)
-            words = [(m.group(1), m.start(1)) for m in _WORD.finditer(unquoted)]
+            words = [(m.group(1), m.start(1)) for m in _WORD.finditer(blank_quotes(text))]
             ours = [w for w, _ in words if near(w, KNOWN) is not None]
             if ours:
                 self.report(

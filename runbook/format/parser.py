@@ -197,13 +197,13 @@ class _Parser:
         self.title_line = 1
         self.slugger = Slugger()
         self.foreign: list[tuple[str, Position]] = []
+        """Info-string attributes of other tools on shell blocks."""
         self.h1_steps = False
         self.section: tuple[str, str, int] | None = None
         """The `#` section being read: (title, slug, line)."""
         self.fm_title: str | None = None
         self.runme = False
         """A Runme notebook (``runme:`` front matter): its blocks follow Runme's rules."""
-        """Info-string attributes of other tools on shell blocks."""
 
     def report(self, line: int, col: int, severity: Severity, message: str) -> None:
         self.diagnostics.append(Diagnostic(line, col, severity, message))

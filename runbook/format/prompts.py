@@ -22,10 +22,15 @@ _QUOTED = re.compile(r"'[^']*'|\"(?:[^\"\\]|\\.)*\"")
 _COMMENT = re.compile(r"(?:^|[ \t])#.*$")
 
 
+def blank_quotes(text: str) -> str:
+    """``text`` with each quoted string blanked, its length kept (columns stay true)."""
+    return _QUOTED.sub(lambda m: " " * len(m.group()), text)
+
+
 def _code_part(text: str) -> str:
     """``text`` with its quoted strings blanked and its comment cut: what the shell reads
     as operators (a `<<` or a trailing backslash inside quotes or a comment is not one)."""
-    return _COMMENT.sub("", _QUOTED.sub(lambda m: " " * len(m.group()), text))
+    return _COMMENT.sub("", blank_quotes(text))
 
 
 def continues(text: str) -> bool:
@@ -40,6 +45,12 @@ def heredoc_of(text: str) -> tuple[str, bool] | None:
     at = _REDIRECT.search(_code_part(text))  # outside quotes and comments, not `<<<`
     found = _HEREDOC.match(text, at.start()) if at else None
     return (found.group(3), found.group(1) == "-") if found else None
+
+
+def closes(line: str, heredoc: tuple[str, bool]) -> bool:
+    """Whether ``line`` ends the here-document ``heredoc_of`` opened."""
+    delimiter, dash = heredoc
+    return (line.lstrip("\t") if dash else line) == delimiter
 
 
 @dataclass(frozen=True)
@@ -83,8 +94,7 @@ def split_session(lines: list[str], runme: bool = False) -> Session | None:
     for offset, line in enumerate(lines):
         prompt = _PROMPT.match(line)
         if heredoc is not None:
-            delimiter, dash = heredoc
-            if (line.lstrip("\t") if dash else line) == delimiter:
+            if closes(line, heredoc):
                 heredoc = None
             commands.append((offset, line))
             continue

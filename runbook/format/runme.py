@@ -27,22 +27,22 @@ def _reads(block: Block) -> set[str]:
 
 def link_outputs(blocks: Sequence[Block]) -> list[Block]:
     """``blocks`` in document order, each Runme cell whose output a later block reads
-    told the names to keep it under (``Block.keeps``)."""
+    told the names to keep it under (``Block.keeps``). One pass from the end carries back
+    what later blocks read and what the next block that runs reads."""
     out = list(blocks)
-    for i, block in enumerate(out):
-        if not block.runme or not block.runs or block.options.background:
-            continue  # a background cell's output is not whole while the next one runs
-        later = set().union(*(_reads(b) for b in out[i + 1 :]))
-        keeps = []
-        if (
-            ENV_NAME.match(block.name)
-            and block.name in later
-            and block.name != block.options.capture
-        ):
-            keeps.append(block.name)
-        nxt = next((b for b in out[i + 1 :] if b.runs), None)
-        if nxt is not None and LAST_OUTPUT in _reads(nxt):
-            keeps.append(LAST_OUTPUT)
-        if keeps:
-            out[i] = dataclasses.replace(block, keeps=tuple(keeps))
+    read_later: set[str] = set()
+    next_reads: set[str] = set()
+    for i in range(len(out) - 1, -1, -1):
+        block = out[i]
+        # A background cell's output is not whole while the next one runs: never kept.
+        if block.runme and block.runs and not block.options.background:
+            named = ENV_NAME.match(block.name) and block.name != block.options.capture
+            keeps = [block.name] if named and block.name in read_later else []
+            keeps += [LAST_OUTPUT] if LAST_OUTPUT in next_reads else []
+            if keeps:
+                out[i] = dataclasses.replace(block, keeps=tuple(keeps))
+        reads = _reads(block)
+        read_later |= reads
+        if block.runs:
+            next_reads = reads
     return out

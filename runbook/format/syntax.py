@@ -20,15 +20,20 @@ from concurrent.futures import ThreadPoolExecutor
 
 from runbook.format.model import Block, Diagnostic, Runbook, Severity
 from runbook.format.plan import shell_for
-from runbook.format.prompts import heredoc_of, split_session
+from runbook.format.prompts import blank_quotes, closes, heredoc_of, split_session
 
 PARSERS = {"bash": "bash", "sh": "sh", "dash": "dash", "zsh": "zsh", "ksh": "ksh"}
 """Shells whose ``-n`` parses without running; a block run by another program is skipped."""
-_QUOTED = re.compile(r"'[^']*'|\"(?:[^\"\\]|\\.)*\"")
 _PLACEHOLDER = re.compile(r"(?<![<>\w$])<([A-Za-z][\w.-]*)>(?![>\w])")
 _BASH_LINE = re.compile(r"^\S+: (?:-c: )?line (\d+): (.*)$")
 _DASH_LINE = re.compile(r"^\S+: (\d+): (.*)$")
 TIMEOUT = 10.0
+
+
+def _program(rb: Runbook, block: Block) -> str:
+    """The name of the program that runs ``block`` (``bash`` for ``/usr/bin/bash -e``)."""
+    words = shlex.split(shell_for(rb, block)) or ["sh"]
+    return os.path.basename(words[0])
 
 
 def _runnable(rb: Runbook) -> list[Block]:
@@ -104,8 +109,8 @@ RESERVED = frozenset(
 """Names the shell or the system gives a meaning: a placeholder never becomes one."""
 
 
-_YAML_WORDS = frozenset({"TRUE", "FALSE", "NULL", "YES", "NO", "ON", "OFF", "Y", "N"})
-"""Words YAML readers take for booleans or null: a variable of that name needs a suffix."""
+YAML_WORDS = frozenset({"true", "false", "null", "yes", "no", "on", "off", "y", "n"})
+"""Words YAML readers take for booleans or null, in any case: never a plain name or text."""
 
 
 def placeholder_name(word: str) -> str:
@@ -113,7 +118,9 @@ def placeholder_name(word: str) -> str:
     ``PATH_VALUE``: a run must not replace the shell's own ``$PATH``)."""
     name = re.sub(r"\W", "_", word).upper()
     name = name if name[:1].isalpha() else f"V_{name}"
-    reserved = name in RESERVED or name.startswith(("LD_", "BASH_", "LC_")) or name in _YAML_WORDS
+    reserved = (
+        name in RESERVED or name.startswith(("LD_", "BASH_", "LC_")) or name.lower() in YAML_WORDS
+    )
     return f"{name}_VALUE" if reserved else name
 
 
@@ -124,22 +131,19 @@ def placeholders_in(code: str) -> Iterator[tuple[int, int, int, str]]:
     body: tuple[str, bool] | None = None
     for offset, line in enumerate(code.split("\n")):
         if body is not None:
-            if (line.lstrip("\t") if body[1] else line) == body[0]:
+            if closes(line, body):
                 body = None
             continue
         body = heredoc_of(line)
-        bare = _QUOTED.sub(lambda m: " " * len(m.group()), line)
+        bare = blank_quotes(line)
         for m in _PLACEHOLDER.finditer(bare):
             yield offset, m.start(), m.end(), m.group(1)
 
 
 def placeholders(block: Block) -> Iterator[Diagnostic]:
-    """The first placeholder of each line, as a warning that names the variable to use."""
-    seen: set[int] = set()
+    """The block's first placeholder, as a warning that names the variable to use (the
+    others are the same fix)."""
     for offset, start, _, word in placeholders_in(block.code):
-        if offset in seen:
-            continue
-        seen.add(offset)
         name = placeholder_name(word)
         yield Diagnostic(
             block.source_line(offset),
@@ -148,7 +152,7 @@ def placeholders(block: Block) -> Iterator[Diagnostic]:
             f"`<{word}>` looks like a placeholder: the shell reads `<` as a redirection;"
             f" declare a variable {name} and write `${name}`",
         )
-        return  # one per block: the rest are the same fix
+        return
 
 
 def _column(block: Block, offset: int, index: int) -> int:
@@ -189,8 +193,7 @@ def shell_syntax(rb: Runbook) -> list[Diagnostic]:
         if marks:  # the syntax error they cause says less than they do
             found.extend(marks)
             continue
-        words = shlex.split(shell_for(rb, block)) or ["sh"]
-        parser = PARSERS.get(os.path.basename(words[0]))
+        parser = PARSERS.get(_program(rb, block))
         if parser is not None and shutil.which(parser):
             jobs.setdefault((parser, block.code), []).append(block)
     if not jobs:
@@ -223,8 +226,7 @@ def shellcheck(rb: Runbook, program: str, known: list[Diagnostic]) -> list[Diagn
     for block in _runnable(rb):
         if any(block.line <= line <= block.end_line for line in broken):
             continue
-        words = shlex.split(shell_for(rb, block)) or ["sh"]
-        dialect = {"dash": "dash", "sh": "sh", "ksh": "ksh"}.get(os.path.basename(words[0]), "bash")
+        dialect = {"dash": "dash", "sh": "sh", "ksh": "ksh"}.get(_program(rb, block), "bash")
         try:
             proc = subprocess.run(
                 [program, "-f", "json", "-s", dialect, "-"],

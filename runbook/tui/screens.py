@@ -39,9 +39,7 @@ def command_view(command: str) -> ComposeResult:
     it through the environment, never by rewriting this text). A long one scrolls, and
     says so: the end of a command is often the part that matters."""
     lines = command.rstrip("\n").splitlines()
-    view = VerticalScroll(classes="command")
-    view.total = len(lines)  # type: ignore[attr-defined]
-    with view:
+    with CommandView(len(lines)):
         yield Static(plain("\n".join(lines), style="bright_white"))
     hint = Static(
         f"{len(lines)} lines: scroll to read them all (mouse wheel, or tab to it and use"
@@ -52,9 +50,13 @@ def command_view(command: str) -> ComposeResult:
     yield hint
 
 
-def _lines(command: Widget) -> int:
-    """How many lines the command in a dialog has (``command_view`` notes it)."""
-    return int(getattr(command, "total", 0))
+class CommandView(VerticalScroll):
+    """A dialog's command, scrolling; it knows how many lines it has, so that a dialog
+    that must cut it short can say so."""
+
+    def __init__(self, total: int) -> None:
+        super().__init__(classes="command")
+        self.total = total
 
 
 TYPING_SECONDS = 0.5
@@ -82,18 +84,18 @@ class Dialog(ModalScreen[T]):
         """A command in the dialog shrinks until the dialog fits (its buttons, its hints):
         on a small terminal the end of the dialog matters more than more of the script."""
         for dialog in self.query(".dialog"):
-            for command in dialog.query(".command"):
+            for command in dialog.query(CommandView):
                 command.styles.max_height = COMMAND_LINES
-                dialog.query(".command-hint").set(display=_lines(command) > COMMAND_LINES)
+                dialog.query(".command-hint").set(display=command.total > COMMAND_LINES)
         self.call_after_refresh(self._fit)
 
     def _fit(self) -> None:
         for dialog in self.query(".dialog"):
             overflow = dialog.max_scroll_y
-            for command in dialog.query(".command") if overflow > 0 else ():
+            for command in dialog.query(CommandView) if overflow > 0 else ():
                 height = command.outer_size.height - overflow
                 hints = dialog.query(".command-hint")
-                if hints and not hints.first().display and _lines(command) > height:
+                if hints and not hints.first().display and command.total > height:
                     hint = hints.first()
                     hint.display = True  # it is cut now: say so, in the room it takes
                     height -= -(-len(str(hint.render())) // max(1, dialog.content_size.width))
