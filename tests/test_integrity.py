@@ -5,6 +5,7 @@ from __future__ import annotations
 import errno
 import os
 import subprocess
+import threading
 from pathlib import Path
 
 import pytest
@@ -168,3 +169,66 @@ def test_fast_output_lines_are_what_json_would_write(tmp_path: Path, data: bytes
     line = (tmp_path / "fast.jsonl").read_bytes()
     assert json.loads(line) == event
     assert line == (json.dumps(event, separators=(",", ":")) + "\n").encode()
+
+
+def test_an_fsync_failing_on_the_helper_thread_stops_the_run(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Output groups are fsynced beside the loop (``record/offload.py``); an I/O error there
+    stops the run before the next command, as one on the writer's own thread does."""
+    marker = tmp_path / "next-ran"
+    book = tmp_path / "b.md"
+    book.write_text(DISK_FILLER.format(marker=marker).replace("3000000", "20000000"))
+    real = os.fsync
+
+    def failing_disk(fd: int) -> None:
+        if threading.current_thread().name == "runbook-fsync":
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", failing_disk)
+    done = launch.run(
+        str(book),
+        assignments=(),
+        runs=tmp_path / "runs",
+        argv=[],
+        announce=lambda _: None,
+        operator=HeadlessOperator(yes=True),
+    )
+    monkeypatch.undo()
+    assert done.outcome.result == "error" and done.outcome.exit_code == 1
+    assert "Input/output error" in done.outcome.message
+    assert not marker.exists()
+    assert verify(done.transcript).ok
+
+
+def test_a_durable_event_is_on_disk_though_a_group_fsync_is_still_running(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A group fsync in flight must not pass for a durable one: the durable event is
+    fsynced on the caller's thread, with every line before it, and the signed head
+    (``synced``) never moves back when the late group fsync ends."""
+    real = os.fsync
+    disk_slow = threading.Event()
+    calls: list[tuple[str, int]] = []
+
+    def slow_disk(fd: int) -> None:
+        calls.append((threading.current_thread().name, os.fstat(fd).st_size))
+        if threading.current_thread().name == "runbook-fsync":
+            assert disk_slow.wait(30)
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", slow_disk)
+    path = tmp_path / "t.jsonl"
+    writer = transcript.TranscriptWriter(path, "r")
+    writer.append_output(b"x" * (transcript.FSYNC_BYTES + 1), block="b", stream="stdout")
+    writer.sync()  # what the journal's group commit does after appending a batch's events
+    assert ("MainThread", path.stat().st_size) in calls, calls
+    writer.append("note", durable=True, text="after")
+    durable = (writer.seq, writer.prev)
+    assert ("MainThread", path.stat().st_size) in calls, calls
+    assert writer.synced == durable
+    disk_slow.set()
+    writer.close()
+    assert writer.synced == durable
+    assert [name for name, _ in calls].count("runbook-fsync") == 1

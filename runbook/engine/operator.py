@@ -13,13 +13,14 @@ import select
 import sys
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from runbook.format.model import Block, CheckItem, Step, Variable
 from runbook.format.screen import RESET, inert, inert_bytes
 from runbook.format.variables import VariableProblem, check_value
 from runbook.notify.notices import warning as notice_warning
+from runbook.transports.local import CHUNK
 
 
 class NeedsOperator(Exception):
@@ -53,6 +54,8 @@ class Operator(Protocol):
     """True when answers are automatic (``--yes``): recorded as ``by: auto``."""
     interactive: bool
     """True when a person answers, so values, ticks and decisions can be asked."""
+    output_chunk: int
+    """Most bytes of a local block's output read at once, so in one ``output`` event."""
 
     def show(self, event: dict[str, Any]) -> None:
         """Every recorded event, as it is recorded (already masked)."""
@@ -86,18 +89,19 @@ class HeadlessOperator:
     """
 
     interactive = False
+    output_chunk = CHUNK
 
     def __init__(self, yes: bool, on_failure: str | None = None) -> None:
         if on_failure not in (None, *ON_FAILURE):
             raise ValueError(f"on_failure must be one of {ON_FAILURE}, not {on_failure!r}")
         self.policy = "--on-failure"
-        self._line_start: dict[tuple[str, str], bool] = {}
+        self._screen = _Screen()
         self.auto = yes
         self.on_failure = on_failure
         self.name = "headless --yes" if yes else "headless"
 
     def show(self, event: dict[str, Any]) -> None:
-        _show(event, _print, self._line_start)
+        _show(event, _print, self._screen)
 
     async def confirm(self, prompt: str) -> bool:
         self._need(prompt)
@@ -153,6 +157,7 @@ class TerminalOperator:
     name = "terminal"
     auto = False
     interactive = True
+    output_chunk = CHUNK
 
     def __init__(
         self, read: Callable[[str], str] = input, read_secret: Callable[[str], str] | None = None
@@ -160,11 +165,11 @@ class TerminalOperator:
         self.prompting = False
         """Waiting in ``input()``: a signal that stops the run must interrupt the read."""
         self._read = read
-        self._line_start: dict[tuple[str, str], bool] = {}
+        self._screen = _Screen()
         self._read_secret = read_secret or getpass.getpass
 
     def show(self, event: dict[str, Any]) -> None:
-        _show(event, _print, self._line_start)
+        _show(event, _print, self._screen)
 
     async def _ask(self, prompt: str, secret: bool = False) -> str:
         # In the main thread on purpose: Ctrl-C must interrupt the prompt itself, and no
@@ -252,6 +257,7 @@ class ScriptedOperator:
     name = "script"
     auto = False
     interactive = True
+    output_chunk = CHUNK
 
     def __init__(self, answers: Iterable[tuple[str, Any]]) -> None:
         self.answers: deque[tuple[str, Any]] = deque(answers)
@@ -302,9 +308,17 @@ def _print(text: str) -> None:
     print(inert(text), flush=True)
 
 
-def _show(
-    event: dict[str, Any], out: Callable[[str], None], line_start: dict[tuple[str, str], bool]
-) -> None:
+@dataclass
+class _Screen:
+    """What a plain display remembers between events."""
+
+    line_start: dict[tuple[str, str], bool] = field(default_factory=dict)
+    """Per host and stream: whether the next output begins a line (gets ``host | ``)."""
+    tty: dict[str, bool] = field(default_factory=dict)
+    """Per stream: whether it is a terminal (asked once, not once per chunk)."""
+
+
+def _show(event: dict[str, Any], out: Callable[[str], None], screen: _Screen) -> None:
     """What a plain terminal shows of an event: headings, commands, output, results."""
     kind = event["type"]
     if kind == "step.enter":
@@ -334,13 +348,15 @@ def _show(
             key = (host, event["stream"])
             prefix = f"{host} | ".encode()
             lines = raw.split(b"\n")
-            head = prefix if line_start.get(key, True) else b""
+            head = prefix if screen.line_start.get(key, True) else b""
             raw = head + (b"\n" + prefix).join(lines[:-1]) + (b"\n" if len(lines) > 1 else b"")
             if lines[-1]:
                 raw += (prefix if len(lines) > 1 else b"") + lines[-1]
-            line_start[key] = lines[-1] == b""
+            screen.line_start[key] = lines[-1] == b""
         stream = sys.stdout.buffer if event["stream"] == "stdout" else sys.stderr.buffer
-        colour = stream.isatty()  # a command may colour its output on a terminal, no more
+        # A command may colour its output on a terminal, no more.
+        if (colour := screen.tty.get(event["stream"])) is None:
+            colour = screen.tty[event["stream"]] = stream.isatty()
         shown = inert_bytes(raw, colour=colour)
         stream.write(shown + RESET if colour and b"\x1b[" in shown else shown)
         stream.flush()

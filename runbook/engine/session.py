@@ -88,7 +88,7 @@ class Session:
         self.writer = writer
         self.values = dict(values)
         self.sources = dict(sources)
-        self.transport = transport or LocalTransport()
+        self.transport = transport or LocalTransport(chunk=operator.output_chunk)
         self.ssh = ssh
         self.forks = forks
         self.secret_names = {v.name for v in rb.variables if v.secret}

@@ -52,6 +52,7 @@ class Guarded:
         self.inner = operator
         self.stop = stop
         self.name, self.auto, self.interactive = operator.name, operator.auto, operator.interactive
+        self.output_chunk = operator.output_chunk
 
     @property
     def prompting(self) -> bool:

@@ -19,6 +19,7 @@ import hashlib
 import json
 import os
 import secrets
+import threading
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
@@ -27,6 +28,7 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from runbook.record.events import BLOCK_START, FIELDS, OUTPUT, RUN_END, RUN_START
+from runbook.record.offload import Offload
 
 
 class HeadSigner(Protocol):
@@ -114,11 +116,13 @@ class TranscriptWriter:
         self.prev = prev
         self.seq = first_seq - 1
         self._fd: int | None = open_exclusive(path)
-        self._unsynced = 0
+        self._unsynced = self._grouped = 0
         self._last_sync = time.monotonic()
+        self._offload = Offload()
         self.failed: TranscriptError | None = None
         self.synced = (self.seq, prev)
         """``seq`` and hash of the last line known to be on disk (fsynced)."""
+        self._synced_lock = threading.Lock()
         self.signer: HeadSigner | None = None
         """Signs the head at every fsync (``signing.py``); its failure stops the run."""
 
@@ -159,6 +163,8 @@ class TranscriptWriter:
     def _head(self, type_: str, fields: dict[str, Any]) -> dict[str, Any]:
         if self.failed is None and self.signer is not None and self.signer.failed is not None:
             self.unsigned(self.signer.failed)
+        if self.failed is None and self._offload.error is not None:
+            self._fail(self._offload.error)
         if self.failed is not None:
             raise self.failed
         self.seq += 1
@@ -179,26 +185,39 @@ class TranscriptWriter:
             self._fail(e)
         self.prev = hashlib.sha256(line).hexdigest()  # the file's last line, synced or not
         self._unsynced += len(line)
-        if (
-            durable
-            or self._unsynced >= FSYNC_BYTES
-            or time.monotonic() - self._last_sync >= FSYNC_SECONDS
-        ):
+        self._grouped += len(line)
+        if durable:
             self.sync()
+        elif self._grouped >= FSYNC_BYTES or time.monotonic() - self._last_sync >= FSYNC_SECONDS:
+            # A group of output: fsynced beside the loop, which goes on reading. Until
+            # the next sync here, ``_unsynced`` still counts it: a durable sync never
+            # takes a group in flight for one on disk.
+            self._offload.fsync(self._fd, self.seq, self.prev, self._on_disk)
+            self._grouped = 0
+            self._last_sync = time.monotonic()
 
     def sync(self) -> None:
-        """fsync what was written so far (durable events, full groups, closing)."""
+        """fsync what was written so far, here and now (durable events, closing)."""
+        if self._offload.error is not None and self.failed is None:
+            self._fail(self._offload.error)
         if self._fd is None or self._unsynced == 0:
             return
         try:
             os.fsync(self._fd)
         except OSError as e:
             self._fail(e)
-        self._unsynced = 0
+        self._unsynced = self._grouped = 0
         self._last_sync = time.monotonic()
-        self.synced = (self.seq, self.prev)
-        if self.signer is not None:
-            self.signer.request(*self.synced)
+        self._on_disk(self.seq, self.prev)
+
+    def _on_disk(self, seq: int, sha256: str) -> None:
+        """Lines up to ``seq`` are on disk: the newest such head is signed (either thread)."""
+        with self._synced_lock:  # a late group fsync never moves the head back
+            if seq <= self.synced[0]:
+                return
+            self.synced = (seq, sha256)
+            if self.signer is not None:
+                self.signer.request(seq, sha256)
 
     @property
     def closed(self) -> bool:
@@ -208,6 +227,7 @@ class TranscriptWriter:
         if self._fd is None:
             return
         try:
+            self._offload.close()  # its fsyncs use the file: they end before it is closed
             if self.failed is None:
                 self.sync()
         finally:

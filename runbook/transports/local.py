@@ -21,9 +21,11 @@ from typing import Any
 
 READ_SIZE = 1024 * 1024
 """The pipe's buffer: a fast producer rarely waits for us."""
-CHUNK = 64 * 1024
-"""Bytes read per turn of the event loop: a display on the same loop stays responsive
-while a block streams megabytes (bench/tui_responsiveness.py)."""
+CHUNK = 256 * 1024
+"""Bytes read at most per turn of the event loop, so per ``output`` event: recording is
+fastest at 256 KiB (bench/transcript_cost.py: 200 MB of ``yes`` 0.87 s at 64 KiB, 0.73 s
+here, 1.0 s at 1 MiB, where the copies outgrow the CPU's cache). A console on the same
+loop asks for less (``Operator.output_chunk``)."""
 DEFAULT_GRACE = 5.0
 OutputSink = Callable[[str, bytes], None]
 
@@ -60,8 +62,9 @@ class ExitStatus:
 class LocalTransport:
     """Runs scripts with ``SHELL -c SCRIPT``; variables arrive only through ``env``."""
 
-    def __init__(self, grace: float = DEFAULT_GRACE) -> None:
+    def __init__(self, grace: float = DEFAULT_GRACE, chunk: int = CHUNK) -> None:
         self.grace = grace
+        self.chunk = chunk
 
     async def run(
         self,
@@ -99,8 +102,8 @@ class LocalTransport:
             os.close(out_w)
             os.close(err_w)
         pumps = [
-            asyncio.create_task(_pump(out_r, "stdout", on_output)),
-            asyncio.create_task(_pump(err_r, "stderr", on_output)),
+            asyncio.create_task(_pump(out_r, "stdout", on_output, self.chunk)),
+            asyncio.create_task(_pump(err_r, "stderr", on_output, self.chunk)),
         ]
         exited = asyncio.create_task(proc.wait())
         stopper = asyncio.create_task((interrupt or asyncio.Event()).wait())
@@ -215,7 +218,7 @@ async def _readable(loop: asyncio.AbstractEventLoop, fd: int) -> None:
         loop.remove_reader(fd)
 
 
-async def _pump(fd: int, name: str, sink: OutputSink) -> None:
+async def _pump(fd: int, name: str, sink: OutputSink, size: int) -> None:
     """Read a pipe until EOF; closing our end when done (or cancelled) is what lets a
     writer that outlived its block see EPIPE instead of filling a pipe nobody reads."""
     loop = asyncio.get_running_loop()
@@ -223,7 +226,7 @@ async def _pump(fd: int, name: str, sink: OutputSink) -> None:
     try:
         while True:
             try:
-                chunk = os.read(fd, CHUNK)
+                chunk = os.read(fd, size)
             except BlockingIOError:
                 await _readable(loop, fd)
                 continue
