@@ -168,3 +168,64 @@ def wait_gone(needle: str) -> bool:
     from conftest import wait_for
 
     return bool(wait_for(lambda: live_processes(needle) == [], timeout=10, what=needle))
+
+
+def test_known_hosts_are_parsed_once_a_run_and_still_checked(
+    fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    """asyncssh given paths parses known_hosts at every connection, N x N keys on a fleet;
+    the transport parses the files once. The parsed copy must check as the files do: a
+    host missing from them is refused, a key accepted by the operator is added."""
+    import asyncssh
+
+    missing = fleet.hosts[-1]
+    known = tmp_path / "known_hosts"
+    known.write_text(
+        "".join(
+            line
+            for line in fleet.known_hosts.read_text().splitlines(keepends=True)
+            if f"[{missing.address}]" not in line
+        )
+    )
+    parsed: list[object] = []
+    real = asyncssh.SSHKnownHosts.load
+
+    def counting(self, data):  # type: ignore[no-untyped-def]
+        parsed.append(data)
+        return real(self, data)
+
+    monkeypatch.setattr(asyncssh.SSHKnownHosts, "load", counting)
+    transport = SSHTransport(config=fleet.ssh_config, defaults=SSHDefaults(known_hosts=str(known)))
+    aliases = [f"host{i + 1}" for i in range(len(fleet.hosts))]
+
+    async def every_host() -> list[object]:
+        try:
+            return list(
+                await asyncio.gather(
+                    *(
+                        transport.run(
+                            parse_host(alias),
+                            "echo ok",
+                            shell="sh",
+                            variables={},
+                            on_output=lambda *_: None,
+                        )
+                        for alias in aliases
+                    ),
+                    return_exceptions=True,
+                )
+            )
+        finally:
+            await transport.close()
+
+    results = asyncio.run(every_host())
+    assert all(getattr(r, "code", None) == 0 for r in results[:-1]), results
+    assert isinstance(results[-1], HostKeyRefused) and results[-1].kind == "host-key-unknown"
+    # One parse for the run (not one a host), and one more where the refusal reads the
+    # file afresh to say what it holds for that host.
+    assert len(aliases) >= 3 and len(parsed) == 2, parsed
+
+    # The operator accepts the key: the run's next connection trusts it.
+    transport.trust(parse_host(aliases[-1]), results[-1].key, save=False)
+    status, _ = run_on(transport, aliases[-1], "true", variables={})
+    assert status.code == 0
