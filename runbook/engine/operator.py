@@ -347,12 +347,12 @@ def _show(event: dict[str, Any], out: Callable[[str], None], screen: _Screen) ->
         if host is not None:  # `host | line`, so interleaved hosts stay readable
             key = (host, event["stream"])
             prefix = f"{host} | ".encode()
-            lines = raw.split(b"\n")
             head = prefix if screen.line_start.get(key, True) else b""
-            raw = head + (b"\n" + prefix).join(lines[:-1]) + (b"\n" if len(lines) > 1 else b"")
-            if lines[-1]:
-                raw += (prefix if len(lines) > 1 else b"") + lines[-1]
-            screen.line_start[key] = lines[-1] == b""
+            ends = raw.endswith(b"\n")
+            # One C pass (not a bytes object a line: 1 MB of base64 is 17,000 lines).
+            body = (raw[:-1] if ends else raw).replace(b"\n", b"\n" + prefix)
+            raw = head + body + (b"\n" if ends else b"")
+            screen.line_start[key] = ends
         stream = sys.stdout.buffer if event["stream"] == "stdout" else sys.stderr.buffer
         # A command may colour its output on a terminal, no more.
         if (colour := screen.tty.get(event["stream"])) is None:

@@ -14,38 +14,48 @@ loop holds it in long C calls, and the next line must wait for the hash.)
 from __future__ import annotations
 
 import os
-import queue
 import threading
 from collections.abc import Callable
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    import queue
 
 Synced = Callable[[int, str], None]
+Job = tuple[int, int, str, Synced]
+"""The file, and the ``seq`` and hash its last line had when the fsync was asked."""
 
 
 class Offload:
     """One thread, started at the first job, running fsyncs in the order they were asked."""
 
     def __init__(self) -> None:
-        self._jobs: queue.SimpleQueue[tuple[int, int, str, Synced] | None] = queue.SimpleQueue()
+        self._jobs: queue.SimpleQueue[Job | None] | None = None
         self._thread: threading.Thread | None = None
         self.error: OSError | None = None
         """The first fsync that failed here; the writer raises it at its next event."""
 
     def fsync(self, fd: int, seq: int, head: str, synced: Synced) -> None:
         """fsync ``fd`` here, then ``synced(seq, head)``: the lines up to ``seq`` are on disk."""
-        if self._thread is None:
-            self._thread = threading.Thread(target=self._work, name="runbook-fsync", daemon=True)
+        if self._jobs is None:  # most runs never get here: no import, no thread
+            import queue
+
+            self._jobs = queue.SimpleQueue()
+            self._thread = threading.Thread(
+                target=self._work, args=(self._jobs,), name="runbook-fsync", daemon=True
+            )
             self._thread.start()
         self._jobs.put((fd, seq, head, synced))
 
     def close(self) -> None:
         """Finish every fsync asked so far, then stop: the file may be closed after this."""
-        if self._thread is not None:
+        if self._jobs is not None and self._thread is not None:
             self._jobs.put(None)
             self._thread.join()
-            self._thread = None
+            self._jobs = self._thread = None
 
-    def _work(self) -> None:
-        while (job := self._jobs.get()) is not None:
+    def _work(self, jobs: queue.SimpleQueue[Job | None]) -> None:
+        while (job := jobs.get()) is not None:
             fd, seq, head, synced = job
             try:
                 os.fsync(fd)

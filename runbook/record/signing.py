@@ -21,9 +21,7 @@ import functools
 import json
 import os
 import re
-import shutil
 import subprocess
-import tempfile
 import threading
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -54,6 +52,8 @@ def sig_path(transcript: Path) -> Path:
 
 @functools.cache
 def _keygen() -> str:
+    import shutil  # with tempfile, only to sign: a run without a key does not load them
+
     found = shutil.which("ssh-keygen")
     if found is None:
         raise SigningError("ssh-keygen (OpenSSH) is not installed")
@@ -118,6 +118,8 @@ def probe(key: Path) -> str:
 @contextlib.contextmanager
 def _signature_file(signature: str) -> Iterator[Path]:
     """A signature in a private temporary file, for ``ssh-keygen -s``; removed after."""
+    import tempfile
+
     fd, name = tempfile.mkstemp(prefix="runbook-", suffix=".sig")
     try:
         with os.fdopen(fd, "w") as f:

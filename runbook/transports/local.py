@@ -169,13 +169,17 @@ class LocalTransport:
 
 def _group_alive(pgid: int) -> bool:
     """Whether any live (non-zombie) process is still in the group."""
+    try:
+        os.killpg(pgid, 0)
+    except ProcessLookupError:
+        return False  # nothing at all in the group: what nearly every block leaves
+    except PermissionError:
+        pass  # someone's in it whom we may not signal (a setuid program, say)
     proc = Path("/proc")
     if not proc.is_dir():
-        try:
-            os.killpg(pgid, 0)
-        except ProcessLookupError:
-            return False
         return True
+    # Something is in the group, perhaps only zombies: /proc says which (all of it is
+    # read, 7 ms with 300 processes, so only when the signal says there is someone).
     for entry in proc.iterdir():
         if not entry.name.isdigit():
             continue
