@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import subprocess
 from pathlib import Path
 
@@ -229,3 +230,36 @@ def test_known_hosts_are_parsed_once_a_run_and_still_checked(
     transport.trust(parse_host(aliases[-1]), results[-1].key, save=False)
     status, _ = run_on(transport, aliases[-1], "true", variables={})
     assert status.code == 0
+
+
+PARENTS = (
+    # The script's parent is the wrapper: its pid, its group, and its parent's name.
+    'IFS= read -r w < /proc/$PPID/stat; w=${w##*") "}; set -- $w; echo "$PPID $3"; '
+    'IFS= read -r p < /proc/$2/stat; p=${p#*"("}; echo "${p%%")"*}"; exit 7'
+)
+
+
+def test_under_sshd_the_wrapper_leads_the_group_sshd_made_without_setsid(fleet) -> None:  # type: ignore[no-untyped-def]
+    """OpenSSH starts the login shell as a session leader: the wrapper runs in its place
+    (no setsid process, no extra fork), and still leads the group a stop signals."""
+    transport = SSHTransport(config=fleet.ssh_config)
+    status, out = run_on(transport, "host1", PARENTS, variables={})
+    assert status.code == 7
+    (wrapper, group), parent = (line.split() for line in out["stdout"].decode().splitlines())
+    assert wrapper == group, out  # the wrapper is its group's leader
+    assert parent[0].startswith("sshd"), out  # and sshd's child: no setsid in between
+
+
+def test_elsewhere_the_wrapper_makes_its_own_session_with_setsid(tmp_path: Path) -> None:
+    """A login shell that leads no group of its own (another SSH server, say) gets the
+    old way: ``setsid -w`` makes the session and passes the exit status on."""
+    from runbook.transports.ssh import env_payload, remote_command
+
+    command = remote_command(PARENTS, shell="sh", cwd=None, pidfile=str(tmp_path / "pid"))
+    done = subprocess.run(
+        ["sh", "-c", command], input=env_payload({}), capture_output=True, timeout=30
+    )  # in our process group, not leading one: as such a server would start it
+    assert done.returncode == 7, done
+    (wrapper, group), _ = (line.split() for line in done.stdout.decode().splitlines())
+    assert wrapper == group and int(group) != os.getpgrp(), done  # a group of its own
+    assert not (tmp_path / "pid").exists()
