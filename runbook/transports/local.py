@@ -237,6 +237,7 @@ async def _pump(fd: int, name: str, sink: OutputSink, size: int) -> None:
             if not chunk:
                 return
             sink(name, chunk)
+            del chunk  # not held while the rest of the loop runs
             await asyncio.sleep(0)  # let the rest of the loop (keys, other hosts) run
     finally:
         os.close(fd)
