@@ -20,6 +20,7 @@ from runbook.format.model import Block, CheckItem, Step, Variable
 from runbook.format.screen import RESET, inert, inert_bytes
 from runbook.format.variables import VariableProblem, check_value
 from runbook.notify.notices import warning as notice_warning
+from runbook.record.transcript import PlainText
 from runbook.transports.local import CHUNK
 
 
@@ -343,10 +344,14 @@ def _show(event: dict[str, Any], out: Callable[[str], None], screen: _Screen) ->
     elif kind == "output":
         data = event.get("text")
         raw = base64.b64decode(event["b64"]) if data is None else data.encode()
+        # What the transcript's writer checked needs no second pass over every byte; a
+        # carriage return could still rewrite the line, so it is looked for.
+        plain = isinstance(data, PlainText) and "\r" not in data
         host = event.get("host")
         if host is not None:  # `host | line`, so interleaved hosts stay readable
             key = (host, event["stream"])
             prefix = f"{host} | ".encode()
+            plain = plain and inert_bytes(prefix) == prefix
             head = prefix if screen.line_start.get(key, True) else b""
             ends = raw.endswith(b"\n")
             # One C pass (not a bytes object a line: 1 MB of base64 is 17,000 lines).
@@ -357,8 +362,11 @@ def _show(event: dict[str, Any], out: Callable[[str], None], screen: _Screen) ->
         # A command may colour its output on a terminal, no more.
         if (colour := screen.tty.get(event["stream"])) is None:
             colour = screen.tty[event["stream"]] = stream.isatty()
-        shown = inert_bytes(raw, colour=colour)
-        stream.write(shown + RESET if colour and b"\x1b[" in shown else shown)
+        if plain:
+            stream.write(raw)
+        else:
+            shown = inert_bytes(raw, colour=colour)
+            stream.write(shown + RESET if colour and b"\x1b[" in shown else shown)
         stream.flush()
     elif kind == "block.end":
         on = f" on {event['host']}" if event.get("host") else ""
