@@ -201,8 +201,12 @@ class SSHTransport:
     ) -> ExitStatus:
         started = time.monotonic()
         pidfile = f"/tmp/.runbook-{secrets.token_hex(8)}.pid"
-        command = remote_command(script, shell=shell, cwd=cwd, pidfile=pidfile)
-        payload = env_payload(variables)  # before anything is sent: a bad value sends nothing
+        command = remote_command(
+            script, shell=shell, cwd=cwd, pidfile=pidfile, reads_variables=bool(variables)
+        )
+        # Made before anything is sent: a bad value sends nothing. Without variables there
+        # is nothing to send, and the wrapper reads nothing (a packet fewer a host).
+        payload = env_payload(variables) if variables else None
         try:
             conn, proc = await self._start(host, command, payload)
         except Unconfirmed as e:
@@ -261,7 +265,7 @@ class SSHTransport:
         )
 
     async def _start(
-        self, host: Host, command: str, payload: bytes
+        self, host: Host, command: str, payload: bytes | None
     ) -> tuple[asyncssh.SSHClientConnection, asyncssh.SSHClientProcess[bytes]]:
         """Start the command, then send it its variables; a reused connection that died
         since is replaced once.
@@ -291,10 +295,10 @@ class SSHTransport:
             try:
                 _, made = await conn.create_session(session, command, encoding=None)
                 proc = cast("asyncssh.SSHClientProcess[bytes]", made)
-                # Variables on stdin, never in the exec request: see env_payload.
-                with contextlib.suppress(BrokenPipeError):  # the channel is already closing
-                    proc.stdin.write(payload)
-                proc.stdin.write_eof()
+                if payload is not None:  # variables on stdin, never in the exec request
+                    with contextlib.suppress(BrokenPipeError):  # the channel is closing
+                        proc.stdin.write(payload)
+                proc.stdin.write_eof()  # always: nothing on the host may wait for input
                 return conn, proc
             except (asyncssh.Error, OSError) as e:
                 self._connections.pop(host.spec, None)
@@ -397,12 +401,15 @@ def env_payload(variables: Mapping[str, str]) -> bytes:
     return "".join([*lines, ENV_END, "\n"]).encode("utf-8")
 
 
-def remote_command(script: str, *, shell: str, cwd: str | None, pidfile: str) -> str:
+def remote_command(
+    script: str, *, shell: str, cwd: str | None, pidfile: str, reads_variables: bool = True
+) -> str:
     """The command line sent to sshd: the script, verbatim, as the leader of a process
     group of its own, the group's id in ``pidfile`` while it runs. It holds no variable's
     value: the wrapper reads them from stdin (``env_payload``) and starts the script only
     once it has all of them, with its stdin on ``/dev/null``; a payload that is not whole,
-    or does not evaluate, is exit 125 and the script never runs."""
+    or does not evaluate, is exit 125 and the script never runs. ``reads_variables``
+    False (a block without any): the wrapper reads nothing and starts the script."""
     q = shlex.quote
     chdir = f"cd {q(cwd)} && " if cwd else ""
     # The wrapper removes its pid file itself: no second channel per command.
@@ -415,12 +422,16 @@ def remote_command(script: str, *, shell: str, cwd: str | None, pidfile: str) ->
     # done, its leftover background jobs (same group) get SIGTERM, so they can neither
     # outlive the block nor hold its output open. "$rc" is quoted: IFS may be a variable.
     refuse = 'rm -f "$0"; echo "runbook: the variables did not arrive whole: not run" >&2; exit 125'
-    inner = (
-        'set -C; echo $$ > "$0" || exit 125; set +C; __runbook_p=; '
+    read = (
+        "__runbook_p=; "
         'while IFS= read -r __runbook_l; do __runbook_p="$__runbook_p$__runbook_l\n"; done; '
         f'case "$__runbook_p" in *{q(ENV_END + chr(10))}) ;; *) {refuse};; esac; '
         f'command eval "$__runbook_p" || {{ {refuse}; }}; '
-        '"$@" </dev/null; rc=$?; rm -f "$0"; '
+    )
+    inner = (
+        'set -C; echo $$ > "$0" || exit 125; set +C; '
+        + (read if reads_variables else "")
+        + '"$@" </dev/null; rc=$?; rm -f "$0"; '
         "trap '' TERM; kill -TERM 0 2>/dev/null; exit \"$rc\""
     )
     # OpenSSH starts the login shell as the leader of a session of its own, so the wrapper
