@@ -205,30 +205,113 @@ def test_an_fsync_failing_on_the_helper_thread_stops_the_run(
 def test_a_durable_event_is_on_disk_though_a_group_fsync_is_still_running(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    """A group fsync in flight must not pass for a durable one: the durable event is
-    fsynced on the caller's thread, with every line before it, and the signed head
-    (``synced``) never moves back when the late group fsync ends."""
+    """A group fsync in flight must not pass for a durable one: the durable sync waits for
+    it, then fsyncs on the caller's thread, every line before it included; the signed head
+    (``synced``) never moves back when the group's fsync ends."""
     real = os.fsync
-    disk_slow = threading.Event()
+    waiting = threading.Event()
     calls: list[tuple[str, int]] = []
 
     def slow_disk(fd: int) -> None:
-        calls.append((threading.current_thread().name, os.fstat(fd).st_size))
         if threading.current_thread().name == "runbook-fsync":
-            assert disk_slow.wait(30)
+            assert waiting.wait(30)  # still running when the writer comes to sync
+        calls.append((threading.current_thread().name, os.fstat(fd).st_size))
         real(fd)
 
     monkeypatch.setattr(os, "fsync", slow_disk)
     path = tmp_path / "t.jsonl"
     writer = transcript.TranscriptWriter(path, "r")
     writer.append_output(b"x" * (transcript.FSYNC_BYTES + 1), block="b", stream="stdout")
+    real_drain = writer._offload.drain
+
+    def drain() -> None:
+        waiting.set()
+        real_drain()
+
+    monkeypatch.setattr(writer._offload, "drain", drain)
     writer.sync()  # what the journal's group commit does after appending a batch's events
-    assert ("MainThread", path.stat().st_size) in calls, calls
+    assert calls[-1] == ("MainThread", path.stat().st_size), calls
+    assert [name for name, _ in calls] == ["runbook-fsync", "MainThread"]
     writer.append("note", durable=True, text="after")
     durable = (writer.seq, writer.prev)
-    assert ("MainThread", path.stat().st_size) in calls, calls
+    assert calls[-1] == ("MainThread", path.stat().st_size), calls
     assert writer.synced == durable
-    disk_slow.set()
     writer.close()
     assert writer.synced == durable
-    assert [name for name, _ in calls].count("runbook-fsync") == 1
+
+
+class _Signer:
+    failed = None
+
+    def __init__(self) -> None:
+        self.asked: list[int] = []
+
+    def request(self, seq: int, sha256: str) -> None:
+        self.asked.append(seq)
+
+    def wait(self, seq: int) -> None:
+        return None
+
+    def close(self, seq: int, sha256: str) -> None:
+        self.asked.append(seq)
+
+
+def _errseq_disk(monkeypatch: pytest.MonkeyPatch, fail_on_helper: threading.Event) -> None:
+    """Linux's errseq: a writeback error reaches one fsync of the file, and every later
+    fsync returns 0 though the data is lost. The helper's first fsync gets the error."""
+    real = os.fsync
+    told = threading.Event()
+
+    def fsync(fd: int) -> None:
+        if threading.current_thread().name == "runbook-fsync" and not told.is_set():
+            assert fail_on_helper.wait(5), "the writer never waited for the helper"
+            told.set()
+            raise OSError(errno.EIO, os.strerror(errno.EIO))
+        real(fd)
+
+    monkeypatch.setattr(os, "fsync", fsync)
+
+
+def test_after_a_failed_group_fsync_nothing_is_ever_called_on_disk(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fsync after a failed one returns 0 on lost data: ``synced`` (the head reported
+    as on disk, and signed) must not move past the failure, and the run must stop."""
+    go = threading.Event()
+    go.set()
+    _errseq_disk(monkeypatch, go)
+    writer = transcript.TranscriptWriter(tmp_path / "t.jsonl", "r")
+    writer.signer = _Signer()  # type: ignore[assignment]
+    big = b"x" * (transcript.FSYNC_BYTES + 1)
+    writer.append_output(big, block="b", stream="stdout")  # group 1: the helper's EIO
+    with pytest.raises(transcript.TranscriptError, match="Input/output error"):
+        writer.append_output(big, block="b", stream="stdout")
+        writer.append("block.start", durable=True, block="next")
+    with pytest.raises(transcript.TranscriptError):
+        writer.sync()
+    writer.close()
+    assert writer.synced == (0, transcript.GENESIS)
+    assert writer.signer.asked == [0]  # only close's, of the last head known on disk
+
+
+def test_a_durable_sync_waits_for_the_group_fsync_in_flight_and_hears_its_error(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Two fsyncs at once: the kernel tells one of them. The durable one must not be the
+    one told 'fine' while the helper's is told of the loss: it waits for the helper."""
+    waiting = threading.Event()
+    _errseq_disk(monkeypatch, waiting)
+    writer = transcript.TranscriptWriter(tmp_path / "t.jsonl", "r")
+    writer.append_output(b"x" * (transcript.FSYNC_BYTES + 1), block="b", stream="stdout")
+    real_drain = writer._offload.drain
+
+    def drain() -> None:
+        waiting.set()  # the helper's fsync ends (with the error) once the writer waits
+        real_drain()
+
+    monkeypatch.setattr(writer._offload, "drain", drain)
+    writer.append("block.start", block="next")
+    with pytest.raises(transcript.TranscriptError, match="Input/output error"):
+        writer.sync()  # the journal's group commit before the command runs
+    writer.close()
+    assert writer.synced == (0, transcript.GENESIS)

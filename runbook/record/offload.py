@@ -27,16 +27,29 @@ Job = tuple[int, int, str, Synced]
 
 
 class Offload:
-    """One thread, started at the first job, running fsyncs in the order they were asked."""
+    """One thread, started at the first job, fsyncing one group at a time.
+
+    One at a time: a group waits for the one before it (a slow disk slows the run instead
+    of piling up groups that a power cut would take with it), and the writer waits for the
+    helper to be idle before its own fsync. Linux reports a writeback error to one fsync
+    of a file only, and the next one returns 0 on lost data: two fsyncs in flight at once
+    could each hear "fine" for the other's failure. After a failure, nothing is ever
+    reported on disk again.
+    """
 
     def __init__(self) -> None:
         self._jobs: queue.SimpleQueue[Job | None] | None = None
         self._thread: threading.Thread | None = None
+        self._idle = threading.Condition()
+        self._busy = False
         self.error: OSError | None = None
         """The first fsync that failed here; the writer raises it at its next event."""
 
     def fsync(self, fd: int, seq: int, head: str, synced: Synced) -> None:
         """fsync ``fd`` here, then ``synced(seq, head)``: the lines up to ``seq`` are on disk."""
+        self.drain()
+        if self.error is not None:
+            return
         if self._jobs is None:  # most runs never get here: no import, no thread
             import queue
 
@@ -45,10 +58,18 @@ class Offload:
                 target=self._work, args=(self._jobs,), name="runbook-fsync", daemon=True
             )
             self._thread.start()
+        with self._idle:
+            self._busy = True
         self._jobs.put((fd, seq, head, synced))
 
+    def drain(self) -> None:
+        """Wait until no fsync of ours is running (before the writer fsyncs, or closes)."""
+        with self._idle:
+            while self._busy:
+                self._idle.wait()
+
     def close(self) -> None:
-        """Finish every fsync asked so far, then stop: the file may be closed after this."""
+        """Finish the fsync asked, then stop: the file may be closed after this."""
         if self._jobs is not None and self._thread is not None:
             self._jobs.put(None)
             self._thread.join()
@@ -61,5 +82,10 @@ class Offload:
                 os.fsync(fd)
             except OSError as e:
                 self.error = self.error or e
-                continue
-            synced(seq, head)
+            else:
+                if self.error is None:
+                    synced(seq, head)
+            finally:
+                with self._idle:
+                    self._busy = False
+                    self._idle.notify_all()

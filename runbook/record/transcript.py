@@ -206,8 +206,11 @@ class TranscriptWriter:
 
     def sync(self) -> None:
         """fsync what was written so far, here and now (durable events, closing)."""
+        self._offload.drain()  # never two fsyncs at once: see Offload
         if self._offload.error is not None and self.failed is None:
             self._fail(self._offload.error)
+        if self.failed is not None:
+            raise self.failed  # a later fsync's 0 would prove nothing
         if self._fd is None or self._unsynced == 0:
             return
         try:
@@ -221,8 +224,8 @@ class TranscriptWriter:
     def _on_disk(self, seq: int, sha256: str) -> None:
         """Lines up to ``seq`` are on disk: the newest such head is signed (either thread)."""
         with self._synced_lock:  # a late group fsync never moves the head back
-            if seq <= self.synced[0]:
-                return
+            if seq <= self.synced[0] or self.failed is not None or self._offload.error:
+                return  # nor forward after a failure: the next fsync's 0 proves nothing
             self.synced = (seq, sha256)
             if self.signer is not None:
                 self.signer.request(seq, sha256)
