@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
-import os
 import subprocess
 from pathlib import Path
 
@@ -175,8 +174,9 @@ def test_known_hosts_are_parsed_once_a_run_and_still_checked(
     fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:  # type: ignore[no-untyped-def]
     """asyncssh given paths parses known_hosts at every connection, N x N keys on a fleet;
-    the transport parses the files once. The parsed copy must check as the files do: a
-    host missing from them is refused, a key accepted by the operator is added."""
+    the transport parses the files once while they stay the same. The parsed copy must
+    check as the files do: a host missing from them is refused, a key added or taken out
+    while the run goes on counts at the next connection, a key the operator accepts too."""
     import asyncssh
 
     missing = fleet.hosts[-1]
@@ -226,40 +226,16 @@ def test_known_hosts_are_parsed_once_a_run_and_still_checked(
     # file afresh to say what it holds for that host.
     assert len(aliases) >= 3 and len(parsed) == 2, parsed
 
-    # The operator accepts the key: the run's next connection trusts it.
-    transport.trust(parse_host(aliases[-1]), results[-1].key, save=False)
+    # The file changes while the run goes on: the next connections read it again.
+    everyone = fleet.known_hosts.read_text()
+    known.write_text(everyone)  # the missing host's key is added (say, by an earlier block)
     status, _ = run_on(transport, aliases[-1], "true", variables={})
     assert status.code == 0
-
-
-PARENTS = (
-    # The script's parent is the wrapper: its pid, its group, and its parent's name.
-    'IFS= read -r w < /proc/$PPID/stat; w=${w##*") "}; set -- $w; echo "$PPID $3"; '
-    'IFS= read -r p < /proc/$2/stat; p=${p#*"("}; echo "${p%%")"*}"; exit 7'
-)
-
-
-def test_under_sshd_the_wrapper_leads_the_group_sshd_made_without_setsid(fleet) -> None:  # type: ignore[no-untyped-def]
-    """OpenSSH starts the login shell as a session leader: the wrapper runs in its place
-    (no setsid process, no extra fork), and still leads the group a stop signals."""
-    transport = SSHTransport(config=fleet.ssh_config)
-    status, out = run_on(transport, "host1", PARENTS, variables={})
-    assert status.code == 7
-    (wrapper, group), parent = (line.split() for line in out["stdout"].decode().splitlines())
-    assert wrapper == group, out  # the wrapper is its group's leader
-    assert parent[0].startswith("sshd"), out  # and sshd's child: no setsid in between
-
-
-def test_elsewhere_the_wrapper_makes_its_own_session_with_setsid(tmp_path: Path) -> None:
-    """A login shell that leads no group of its own (another SSH server, say) gets the
-    old way: ``setsid -w`` makes the session and passes the exit status on."""
-    from runbook.transports.ssh import env_payload, remote_command
-
-    command = remote_command(PARENTS, shell="sh", cwd=None, pidfile=str(tmp_path / "pid"))
-    done = subprocess.run(
-        ["sh", "-c", command], input=env_payload({}), capture_output=True, timeout=30
-    )  # in our process group, not leading one: as such a server would start it
-    assert done.returncode == 7, done
-    (wrapper, group), _ = (line.split() for line in done.stdout.decode().splitlines())
-    assert wrapper == group and int(group) != os.getpgrp(), done  # a group of its own
-    assert not (tmp_path / "pid").exists()
+    known.write_text(everyone.replace(f"[{fleet.hosts[0].address}]", "[192.0.2.1]"))
+    with pytest.raises(HostKeyRefused) as gone:  # and host1's is taken out
+        run_on(transport, aliases[0], "true", variables={})
+    assert gone.value.kind == "host-key-unknown"
+    # The operator accepts a key: the run's next connection trusts it.
+    transport.trust(parse_host(aliases[0]), gone.value.key, save=False)
+    status, _ = run_on(transport, aliases[0], "true", variables={})
+    assert status.code == 0

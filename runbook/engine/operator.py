@@ -348,7 +348,7 @@ def _show(event: dict[str, Any], out: Callable[[str], None], screen: _Screen) ->
         # carriage return could still rewrite the line, so it is looked for.
         plain = isinstance(data, PlainText) and "\r" not in data
         host = event.get("host")
-        if host is not None:  # `host | line`, so interleaved hosts stay readable
+        if host is not None and raw:  # `host | line`, so interleaved hosts stay readable
             key = (host, event["stream"])
             prefix = f"{host} | ".encode()
             plain = plain and inert_bytes(prefix) == prefix

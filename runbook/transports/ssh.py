@@ -13,8 +13,8 @@ starts holds that string in its argv, which any user of the host can read in ``p
 channel's stdin instead, as quoted ``export`` lines that a small wrapper reads and
 evaluates with shell builtins before the command starts (the command's own stdin is
 ``/dev/null``, at EOF at once as before). The command runs as the leader of its own
-process group (sshd's session, or ``setsid -w``'s), its id in a file, so that a timeout or
-an interrupt can stop the whole group over a second channel: signal requests are refused for
+session under ``setsid -w``, its process id in a file, so that a timeout or an interrupt
+can stop its whole process group over a second channel: signal requests are refused for
 root sessions by OpenSSH 9.x, and closing the channel leaves a ``sleep 600`` running.
 """
 
@@ -68,7 +68,7 @@ class SSHTransport:
         self._connections: dict[str, asyncssh.SSHClientConnection] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._accepted: dict[str, Any] = {}
-        self._known: dict[tuple[str, ...], asyncssh.SSHKnownHosts] = {}
+        self._known: dict[tuple[str, ...], tuple[tuple[Stamp, ...], asyncssh.SSHKnownHosts]] = {}
 
     def options(self, host: Host) -> asyncssh.SSHClientConnectionOptions:
         """What asyncssh will use for ``host``: its config, then ours, then the spec's."""
@@ -104,23 +104,27 @@ class SSHTransport:
     def parsed_known_hosts(
         self, host: Host, options: asyncssh.SSHClientConnectionOptions
     ) -> asyncssh.SSHKnownHosts | None:
-        """The known_hosts files ``options`` name, parsed once for the whole run.
+        """The known_hosts files ``options`` name, parsed once while they stay the same.
 
         Given paths, asyncssh parses them at every connection: on a fleet whose known_hosts
         lists every host, N connections parse N x N keys (a seventh of the client's CPU
-        at 50 hosts). Same files, read the same way (``read_known_hosts``); read again
-        after the operator accepts a key. ``None``: let asyncssh read them itself.
+        at 50 hosts). Same files, read the same way (``read_known_hosts``), and read again
+        whenever one of them changes (its inode, size or modification time): a key revoked
+        or added while the run goes on counts from the next connection, as before.
+        ``None``: let asyncssh read them itself.
         """
         paths = _paths(options.known_hosts)
         if self._accepted.get(host.spec) is not None or not paths:
             return None
-        key = tuple(os.path.expanduser(p) for p in paths)
-        if key not in self._known:
-            try:
-                self._known[key] = asyncssh.read_known_hosts(list(key))
-            except (OSError, ValueError, asyncssh.Error):
-                return None  # asyncssh reads them itself, and says what is wrong
-        return self._known[key]
+        files = tuple(os.path.expanduser(p) for p in paths)
+        try:
+            stamp = tuple(_stamp(os.stat(f)) for f in files)
+            cached = self._known.get(files)
+            if cached is None or cached[0] != stamp:
+                cached = self._known[files] = (stamp, asyncssh.read_known_hosts(list(files)))
+        except (OSError, ValueError, asyncssh.Error):
+            return None  # asyncssh reads them itself, and says what is wrong
+        return cached[1]
 
     def known_hosts_file(self, host: Host) -> Path:
         """Where an accepted key is saved: the first known_hosts file the host uses."""
@@ -342,6 +346,14 @@ class SSHTransport:
         self._connections.clear()
 
 
+Stamp = tuple[int, int, int, int]
+
+
+def _stamp(st: os.stat_result) -> Stamp:
+    """What changes when a known_hosts file is replaced, appended to or rewritten."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+
+
 def known_hosts_line(address: str, port: int, key: Any) -> str:
     pattern = address if port == 22 else f"[{address}]:{port}"
     return f"{pattern} {key.export_public_key().decode().strip()}\n"
@@ -404,8 +416,9 @@ def env_payload(variables: Mapping[str, str]) -> bytes:
 def remote_command(
     script: str, *, shell: str, cwd: str | None, pidfile: str, reads_variables: bool = True
 ) -> str:
-    """The command line sent to sshd: the script, verbatim, as the leader of a process
-    group of its own, the group's id in ``pidfile`` while it runs. It holds no variable's
+    """The command line sent to sshd: the script, verbatim, in its own session (``setsid
+    -w`` waits and passes its exit status on), the session's process group id in
+    ``pidfile`` while it runs. It holds no variable's
     value: the wrapper reads them from stdin (``env_payload``) and starts the script only
     once it has all of them, with its stdin on ``/dev/null``; a payload that is not whole,
     or does not evaluate, is exit 125 and the script never runs. ``reads_variables``
@@ -434,20 +447,10 @@ def remote_command(
         + '"$@" </dev/null; rc=$?; rm -f "$0"; '
         "trap '' TERM; kill -TERM 0 2>/dev/null; exit \"$rc\""
     )
-    # OpenSSH starts the login shell as the leader of a session of its own, so the wrapper
-    # (exec'd in its place) leads a process group already: it runs right there, evaluated
-    # (/proc/$$/stat's fifth field, read by a builtin, says so). Anywhere else, no /proc or
-    # a server that does not, `setsid -w` makes the session, waits and passes the exit
-    # status on. Skipping it spares every host a fork and an exec (1.2 ms of CPU).
-    lead = (
-        "__runbook_w=$1; shift; __runbook_g=; "
-        "{ IFS= read -r __runbook_g < /proc/$$/stat; } 2>/dev/null; "
-        '__runbook_g=${__runbook_g##*") "}; __runbook_g=${__runbook_g#* }; '
-        "__runbook_g=${__runbook_g#* }; __runbook_g=${__runbook_g%% *}; "
-        'if [ "$__runbook_g" = "$$" ]; then eval "$__runbook_w"; '
-        'else exec setsid -w sh -c "$__runbook_w" "$0" "$@"; fi'
-    )
-    return f"{chdir}exec sh -c {q(lead)} {q(pidfile)} {q(inner)} {q(shell)} -c {q(script)}"
+    # In a session of its own, always: not in the one sshd made for the login shell, which
+    # also holds whatever the shell's startup files left running, and may own a terminal
+    # (RequestTTY). Skipping setsid under sshd saved 0.6 ms a host and was given up for that.
+    return f"{chdir}exec setsid -w sh -c {q(inner)} {q(pidfile)} {q(shell)} -c {q(script)}"
 
 
 async def _pump(stream: asyncssh.SSHReader[bytes], name: str, sink: OutputSink) -> None:
