@@ -146,6 +146,23 @@ def test_a_changed_key_in_the_default_known_hosts_is_never_offered_as_new(
     assert refused.value.key is None, "a changed key is never offered for acceptance"
 
 
+def test_a_key_revoked_for_its_port_is_refused_as_revoked_never_offered(
+    fleet, tmp_path: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """``@revoked [host]:port KEY`` as the host's only line: asyncssh's match() looks again
+    without the port and drops what it found revoked, so the key seemed unknown and was
+    offered for acceptance."""
+    host = fleet.hosts[2]
+    public = host.host_key.with_suffix(".pub").read_text().split()
+    known = tmp_path / "known_hosts"
+    known.write_text(f"@revoked [{host.address}]:{host.port} {public[0]} {public[1]}\n")
+    transport = SSHTransport(config=fleet.ssh_config, defaults=SSHDefaults(known_hosts=str(known)))
+    with pytest.raises(HostKeyRefused) as refused:
+        run_on(transport, "host3", "true", variables={})
+    assert refused.value.kind == "host-key-revoked", refused.value
+    assert refused.value.key is None, "a revoked key is never offered for acceptance"
+
+
 def test_a_background_job_neither_holds_the_block_nor_outlives_it(fleet) -> None:  # type: ignore[no-untyped-def]
     transport = SSHTransport(config=fleet.ssh_config, grace=1.0)
     status, out = run_on(transport, "host1", "sleep 601.5 & echo started", variables={})

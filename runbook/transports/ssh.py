@@ -181,9 +181,9 @@ class SSHTransport:
         name = options.host_key_alias or address
         for path in _known_files(options.known_hosts):
             for ip in _addresses(address, port) or [""]:
-                matched = asyncssh.read_known_hosts(path).match(name, ip, port)
-                trusted += matched[0]
-                revoked += matched[2]
+                known = asyncssh.read_known_hosts(path)
+                trusted += known.match(name, ip, port)[0]
+                revoked += _revoked(known, name, ip, port)
         if key is not None and any(k == key for k in revoked):
             return HostKeyRefused(host.spec, "revoked", seen, [])
         if trusted:
@@ -376,6 +376,18 @@ def _known_files(known: Any) -> list[str]:
     """
     paths = _paths(known) or [DEFAULT_KNOWN_HOSTS, GLOBAL_KNOWN_HOSTS]
     return [p for p in (os.path.expanduser(p) for p in paths) if os.path.exists(p)]
+
+
+def _revoked(known: asyncssh.SSHKnownHosts, name: str, ip: str, port: int) -> list[Any]:
+    """The keys known_hosts revokes for the host. asyncssh's ``match`` looks again without
+    the port when nothing is trusted for ``[host]:port``, and returns that second look's
+    revoked keys: a host whose only line is ``@revoked [host]:port`` would seem merely
+    unknown, and be offered for acceptance. Its ``[host]:port`` lines are read here."""
+    revoked = list(known.match(name, ip, port)[2])
+    if port != 22:
+        for bracketed in {f"[{name}]:{port}", f"[{ip}]:{port}" if ip else ""} - {""}:
+            revoked += known.match(bracketed, "", None)[2]
+    return revoked
 
 
 def _addresses(host: str, port: int) -> list[str]:
