@@ -297,7 +297,7 @@ def test_demo_blue_green_headless_rolls_back_with_a_broken_green_host(tmp_path: 
     assert "the demo gives --var VERSION=v2.4.1 --var APP_DIR=srv/app" in proc.stderr
     assert (
         "runbook: rolled-back: rolled back after: smoke-test failed on 1 host, more than max-fail"
-        " 0 allows (0): web3 (exit 22); the runbook's on-failure: rollback (headless run)"
+        " 0 allows: web3 (exit 22); the runbook's on-failure: rollback (headless run)"
     ) in proc.stderr
     (transcript,) = tmp_path.glob("*/transcript.jsonl")
     assert verify(transcript).ok

@@ -165,9 +165,11 @@ async def _over_budget(
 ) -> list[Host]:
     """The failed hosts to run again, or raise to skip, roll back or abort."""
     names = ", ".join(f"{h} ({why})" for h, why in failed.items())
+    budget = block.options.max_fail  # a percentage also says what it comes to
+    allows = f"{budget} allows" + (f" ({tolerated})" if budget.percent else "")
     problem = (
         f"{block.name} failed on {len(failed)} host{'s' * (len(failed) != 1)}, more than max-fail"
-        f" {block.options.max_fail} allows ({tolerated}): {names}."
+        f" {allows}: {names}."
     )
     decision = await choose(ctx, block, "failure", problem, choices)
     if decision.choice == "retry":
