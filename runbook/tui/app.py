@@ -371,14 +371,22 @@ class RunbookApp(ConsoleKeys):
             await self._load_step()
         drawn: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-        def done() -> None:
-            if not drawn.done():
-                drawn.set_result(None)
-
-        def scroll() -> None:
+        def scroll(before: object = None) -> None:
+            # Until the card holds still between two refreshes: a step just mounted may
+            # still be laying out (its card grows), and a scroll made before then would
+            # stay wrong under the dialog, which is not redrawn beneath.
+            cards = self.query_one(StepView).cards()
+            card = next((c for c in cards if c.block.name == block.name), None)
+            now = None if card is None else (card.virtual_region, card.size)
+            if now is None or now == before:
+                if now is None:  # not mounted (yet): scrolled to when its step loads
+                    self.to_reveal = block.name
+                if not drawn.done():
+                    drawn.set_result(None)
+                return
             self.to_reveal = block.name
             self._scroll_to_revealed()
-            self.call_after_refresh(done)
+            self.call_after_refresh(scroll, now)
 
         self.call_after_refresh(scroll)
         with contextlib.suppress(TimeoutError):  # shutting down: no more refreshes
