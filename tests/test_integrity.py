@@ -10,7 +10,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import RUNBOOKS, run_cli
+from conftest import RUNBOOKS, run_cli, run_inline
 from runbook import launch
 from runbook.engine.operator import HeadlessOperator
 from runbook.record import transcript
@@ -177,8 +177,6 @@ def test_an_fsync_failing_on_the_helper_thread_stops_the_run(
     """Output groups are fsynced beside the loop (``record/offload.py``); an I/O error there
     stops the run before the next command, as one on the writer's own thread does."""
     marker = tmp_path / "next-ran"
-    book = tmp_path / "b.md"
-    book.write_text(DISK_FILLER.format(marker=marker).replace("3000000", "20000000"))
     real = os.fsync
 
     def failing_disk(fd: int) -> None:
@@ -187,14 +185,7 @@ def test_an_fsync_failing_on_the_helper_thread_stops_the_run(
         real(fd)
 
     monkeypatch.setattr(os, "fsync", failing_disk)
-    done = launch.run(
-        str(book),
-        assignments=(),
-        runs=tmp_path / "runs",
-        argv=[],
-        announce=lambda _: None,
-        operator=HeadlessOperator(yes=True),
-    )
+    done = run_inline(tmp_path, DISK_FILLER.format(marker=marker).replace("3000000", "20000000"))
     monkeypatch.undo()
     assert done.outcome.result == "error" and done.outcome.exit_code == 1
     assert "Input/output error" in done.outcome.message

@@ -141,7 +141,6 @@ class SSHTransport:
             with os.fdopen(fd, "a") as f:
                 f.write(known_hosts_line(options.host, options.port, key))
         self._accepted[host.spec] = key
-        self._known.clear()
 
     async def connection(self, host: Host) -> asyncssh.SSHClientConnection:
         lock = self._locks.setdefault(host.spec, asyncio.Lock())
@@ -385,7 +384,7 @@ def _revoked(known: asyncssh.SSHKnownHosts, name: str, ip: str, port: int) -> li
     unknown, and be offered for acceptance. Its ``[host]:port`` lines are read here."""
     revoked = list(known.match(name, ip, port)[2])
     if port != 22:
-        for bracketed in {f"[{name}]:{port}", f"[{ip}]:{port}" if ip else ""} - {""}:
+        for bracketed in {f"[{name}]:{port}", *([f"[{ip}]:{port}"] if ip else [])}:
             revoked += known.match(bracketed, "", None)[2]
     return revoked
 
@@ -430,11 +429,11 @@ def remote_command(
 ) -> str:
     """The command line sent to sshd: the script, verbatim, in its own session (``setsid
     -w`` waits and passes its exit status on), the session's process group id in
-    ``pidfile`` while it runs. It holds no variable's
-    value: the wrapper reads them from stdin (``env_payload``) and starts the script only
-    once it has all of them, with its stdin on ``/dev/null``; a payload that is not whole,
-    or does not evaluate, is exit 125 and the script never runs. ``reads_variables``
-    False (a block without any): the wrapper reads nothing and starts the script."""
+    ``pidfile`` while it runs. It holds no variable's value: the wrapper reads them from
+    stdin (``env_payload``) and starts the script only once it has all of them, with its
+    stdin on ``/dev/null``; a payload that is not whole, or does not evaluate, is exit 125
+    and the script never runs. ``reads_variables`` False (a block without any): the
+    wrapper reads nothing and starts the script."""
     q = shlex.quote
     chdir = f"cd {q(cwd)} && " if cwd else ""
     # The wrapper removes its pid file itself: no second channel per command.
