@@ -171,6 +171,29 @@ def test_fast_output_lines_are_what_json_would_write(tmp_path: Path, data: bytes
     assert line == (json.dumps(event, separators=(",", ":")) + "\n").encode()
 
 
+def test_every_byte_value_is_recorded_as_json_would_write_it(tmp_path: Path) -> None:
+    """Whichever path a chunk takes (the fast one for printable ASCII, newline, tab and
+    carriage return; json.dumps or base64 for the rest), every byte value, alone and amid
+    text, makes the line json.dumps would and reads back as the same bytes."""
+    import base64
+    import json
+
+    from runbook.record.transcript import TranscriptWriter
+
+    path = tmp_path / "t.jsonl"
+    writer = TranscriptWriter(path, "r")
+    chunks = [bytes([b]) for b in range(256)]
+    chunks += [b"a line " + bytes([b]) + b" of text\n" for b in range(256)]
+    events = [writer.append_output(data, block="b", stream="stdout") for data in chunks]
+    writer.close()
+    lines = path.read_bytes().split(b"\n")[:-1]
+    for data, event, line in zip(chunks, events, lines, strict=True):
+        assert line == json.dumps(event, separators=(",", ":")).encode(), data
+        read = json.loads(line)
+        text = read.get("text")
+        assert (base64.b64decode(read["b64"]) if text is None else text.encode()) == data
+
+
 def test_an_fsync_failing_on_the_helper_thread_stops_the_run(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

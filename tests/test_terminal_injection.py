@@ -138,10 +138,10 @@ def test_the_plain_display_trusts_the_writers_check_for_no_byte_it_would_escape(
     tmp_path: Path, capsysbinary
 ) -> None:  # type: ignore[no-untyped-def]
     """The headless display skips its own pass over text the writer found plain
-    (``PlainText``): for every ASCII byte, alone and amid text, from a host or not, what
+    (``CheckedOutput``): for every ASCII byte, alone and amid text, from a host or not, what
     it prints is what the full check prints."""
     from runbook.engine.operator import HeadlessOperator
-    from runbook.record.transcript import PlainText, TranscriptWriter
+    from runbook.record.transcript import CheckedOutput, TranscriptWriter
 
     writer = TranscriptWriter(tmp_path / "t.jsonl", "r")
     trusted = 0
@@ -149,11 +149,10 @@ def test_the_plain_display_trusts_the_writers_check_for_no_byte_it_would_escape(
         for data in (bytes([byte]), b"log line " + bytes([byte]) + b" more\n"):
             for where in ({}, {"host": "web1"}):
                 event = writer.append_output(data, block="b", stream="stdout", **where)
-                trusted += isinstance(event.get("text"), PlainText)
+                trusted += isinstance(event, CheckedOutput)
                 HeadlessOperator(yes=True).show(event)
                 shown = capsysbinary.readouterr().out
-                checked = {**event, "text": str(event["text"])} if "text" in event else event
-                HeadlessOperator(yes=True).show(checked)  # a str: every byte checked
+                HeadlessOperator(yes=True).show(dict(event))  # a plain dict: every byte checked
                 assert shown == capsysbinary.readouterr().out, (byte, data, where, shown)
                 assert not set(shown) - {*range(0x20, 0x7F), *b"\n\t"}, shown
     writer.close()

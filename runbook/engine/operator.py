@@ -20,7 +20,7 @@ from runbook.format.model import Block, CheckItem, Step, Variable
 from runbook.format.screen import RESET, inert, inert_bytes
 from runbook.format.variables import VariableProblem, check_value
 from runbook.notify.notices import warning as notice_warning
-from runbook.record.transcript import PlainText
+from runbook.record.transcript import CheckedOutput
 from runbook.transports.local import CHUNK
 
 
@@ -342,11 +342,14 @@ def _show(event: dict[str, Any], out: Callable[[str], None], screen: _Screen) ->
             attempt = f" (bake round {event['bake']['round']})"
         out(f"--> {event['block']} on {event['target']}{attempt}")
     elif kind == "output":
-        data = event.get("text")
-        raw = base64.b64decode(event["b64"]) if data is None else data.encode()
         # What the transcript's writer checked needs no second pass over every byte; a
         # carriage return could still rewrite the line, so it is looked for.
-        plain = isinstance(data, PlainText) and "\r" not in data
+        if isinstance(event, CheckedOutput):
+            raw, plain = event.raw, b"\r" not in event.raw
+        else:
+            data = event.get("text")
+            raw = base64.b64decode(event["b64"]) if data is None else data.encode()
+            plain = False
         host = event.get("host")
         if host is not None and raw:  # `host | line`, so interleaved hosts stay readable
             key = (host, event["stream"])
