@@ -372,12 +372,14 @@ def _resume_console(args: argparse.Namespace) -> int:
 
 def _signing(args: argparse.Namespace) -> SigningKey | None:
     """``--signing-key``, else ``$RUNBOOK_SIGNING_KEY``: checked by signing once, now."""
-    from runbook.record.signing import ENV_SIGNING_KEY, SigningError
-    from runbook.record.signing import SigningKey as Key
+    from runbook.record import ENV_SIGNING_KEY
 
     given = args.signing_key or os.environ.get(ENV_SIGNING_KEY)
     if not given:
         return None
+    from runbook.record.signing import SigningError
+    from runbook.record.signing import SigningKey as Key
+
     where = "--signing-key" if args.signing_key else f"${ENV_SIGNING_KEY}"
     try:
         return Key.load(Path(given).expanduser())

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -37,8 +38,8 @@ def test_core_does_not_import_textual() -> None:
 
 def test_a_local_run_loads_neither_asyncssh_nor_textual(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """asyncssh is a third of the start-up, and a local-only run never uses it, nor the
-    rollout or the webhook client (without `notify:`); a run with hosts loads them (the same
-    run, one block on a literal host)."""
+    rollout, the webhook client (without `notify:`) or the signer (without a key); a run
+    with hosts loads asyncssh and the rollout (the same run, one block on a literal host)."""
     local = tmp_path / "local.md"
     local.write_text("## S\n\n```sh\necho local\n```\n")
     remote = tmp_path / "remote.md"
@@ -46,13 +47,15 @@ def test_a_local_run_loads_neither_asyncssh_nor_textual(tmp_path) -> None:  # ty
     code = (
         "import sys\nfrom runbook.cli import main\n"
         "main(['run', sys.argv[1], '--yes', '--runs-dir', sys.argv[2]])\n"
-        "lazy = {'asyncssh', 'textual', 'runbook.notify.webhook', 'runbook.engine.rollout'}\n"
+        "lazy = {'asyncssh', 'textual', 'runbook.notify.webhook', 'runbook.engine.rollout',"
+        " 'runbook.record.signing', 'getpass'}\n"
         "print(sorted(m for m in lazy if m in sys.modules), file=sys.stderr)"
     )
     runs = str(tmp_path / "runs")
-    with_hosts = "['asyncssh', 'runbook.engine.rollout']"
+    with_hosts = "['asyncssh', 'getpass', 'runbook.engine.rollout']"  # asyncssh's getpass
     for book, loaded in ((local, "[]"), (remote, with_hosts)):
+        env = {k: v for k, v in os.environ.items() if k != "RUNBOOK_SIGNING_KEY"}
         proc = subprocess.run(
-            [sys.executable, "-c", code, str(book), runs], capture_output=True, text=True
+            [sys.executable, "-c", code, str(book), runs], capture_output=True, text=True, env=env
         )
         assert proc.stderr.strip().splitlines()[-1] == loaded, proc.stderr

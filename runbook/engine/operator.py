@@ -8,7 +8,6 @@ a test script, and later the TUI.
 from __future__ import annotations
 
 import base64
-import getpass
 import select
 import sys
 from collections import deque
@@ -167,7 +166,7 @@ class TerminalOperator:
         """Waiting in ``input()``: a signal that stops the run must interrupt the read."""
         self._read = read
         self._screen = _Screen()
-        self._read_secret = read_secret or getpass.getpass
+        self._read_secret = read_secret or _getpass
 
     def show(self, event: dict[str, Any]) -> None:
         _show(event, _print, self._screen)
@@ -303,6 +302,12 @@ class ScriptedOperator:
             assert isinstance(answer, Decision)
             return answer
         return RUN
+
+
+def _getpass(prompt: str) -> str:
+    import getpass  # with termios: loaded only when a secret is asked for
+
+    return getpass.getpass(prompt)
 
 
 def _print(text: str) -> None:

@@ -31,7 +31,6 @@ from typing import Any
 from runbook.record.transcript import open_exclusive
 
 NAMESPACE = "runbook"
-ENV_SIGNING_KEY = "RUNBOOK_SIGNING_KEY"
 SUFFIX = ".sig"
 _TIMEOUT = 60.0
 _KEY = re.compile(r"with (\S+) key (SHA256:\S+)")
