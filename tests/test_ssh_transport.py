@@ -256,3 +256,43 @@ def test_known_hosts_are_parsed_once_a_run_and_still_checked(
     transport.trust(parse_host(aliases[0]), gone.value.key, save=False)
     status, _ = run_on(transport, aliases[0], "true", variables={})
     assert status.code == 0
+
+
+@pytest.mark.parametrize(
+    "only, pub, has_key",
+    [("yes", True, True), ("no", True, True), ("yes", False, True), ("no", False, False)],
+)
+def test_connect_is_given_the_keys_already_read_and_selects_the_same(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, only: str, pub: bool, has_key: bool
+) -> None:
+    """The keys the transport's options read are handed to ``connect`` instead of their
+    files (read twice a host before): what connect then offers, certificates and the agent
+    identities IdentitiesOnly selects included, is what it would have read itself."""
+    import asyncssh
+
+    from runbook.transports.ssh import _loaded_keys
+
+    monkeypatch.setenv("HOME", str(tmp_path))  # no default keys but the ones made here
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(tmp_path / "agent.sock"))
+    lines = ["Host *", f"  IdentitiesOnly {only}"]
+    if has_key:
+        key = asyncssh.generate_private_key("ssh-ed25519")
+        path = tmp_path / "id_fleet"
+        key.write_private_key(path)
+        if pub:
+            key.write_public_key(f"{path}.pub")
+        lines.append(f"  IdentityFile {path}")
+    config = tmp_path / "config"
+    config.write_text("\n".join(lines) + "\n")
+    options = SSHTransport(config=config).options(parse_host("web1"))
+    given = _loaded_keys(options)
+    assert bool(given) == has_key
+    # What asyncssh.connect(host, options=options, **given) builds before it connects.
+    same = {"config": (), "host": "web1", "port": (), "tunnel": (), "family": (), "local_addr": ()}
+    fast = asyncssh.SSHClientConnectionOptions(options=options, **same, **given)
+    slow = asyncssh.SSHClientConnectionOptions(options=options, **same)
+    assert [k.public_data for k in fast.client_keys or []] == [
+        k.public_data for k in slow.client_keys or []
+    ]
+    assert fast.agent_identities == slow.agent_identities
+    assert fast.agent_path == slow.agent_path
