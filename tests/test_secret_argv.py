@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import re
 import secrets
 import subprocess
 import threading
@@ -22,13 +23,8 @@ from conftest import events, wait_for
 from runbook import launch
 from runbook.engine.operator import HeadlessOperator
 from runbook.format.hosts import parse_host
-from runbook.transports.ssh import (
-    ENV_END,
-    SSHTransport,
-    Unconfirmed,
-    env_payload,
-    remote_command,
-)
+from runbook.transports.ssh import SSHTransport, Unconfirmed
+from runbook.transports.wrapper import ENV_END, env_payload, remote_command
 
 # Quotes of both kinds, newlines (a trailing one too), $, backslashes, spaces, a tab,
 # non-ASCII, and the payload's own end marker: all must arrive byte for byte.
@@ -215,7 +211,7 @@ def test_no_variables_at_all(fleet) -> None:  # type: ignore[no-untyped-def]
 def test_remote_command_holds_no_value_and_run_sends_them_on_stdin(tmp_path: Path) -> None:
     token = secret()
     variables = {"TOKEN": token, "NASTY": NASTY, "EMPTY": ""}
-    command = remote_command("true", shell="sh", cwd="/srv/app dir", pidfile="/tmp/x.pid")
+    command = remote_command("true", shell="sh", cwd="/srv/app dir", marker="runbook-0")
     sent: list[tuple[str, bytes]] = []
 
     async def fake_start(self: SSHTransport, host: Any, command: str, payload: bytes) -> Any:
@@ -240,18 +236,21 @@ def test_remote_command_holds_no_value_and_run_sends_them_on_stdin(tmp_path: Pat
 
 def test_the_wrapper_runs_nothing_on_a_payload_cut_short(tmp_path: Path) -> None:
     """Every prefix of the payload, as if the channel went away mid-way: exit 125, the
-    script never runs, the pid file is gone. Only the whole payload runs it, exactly."""
-    ran, pidfile = tmp_path / "ran", tmp_path / "cmd.pid"
+    script never runs. Only the whole payload runs it, exactly. Either way the wrapper's
+    first line names its process group, which leads a session of its own."""
+    ran = tmp_path / "ran"
     variables = {"A": NASTY, "B": "", "C": "plain", "D": "x'y"}
-    script = f'printf "%s|%s|%s|%s" "$A" "$B" "$C" "$D" > {ran}'
+    script = f'printf "%s|%s|%s|%s" "$A" "$B" "$C" "$D" > {ran}; ps -o pgid= -o sid= -p $$'
     # The local shell stands in for the login shell sshd starts.
-    command = remote_command(script, shell="sh", cwd=str(tmp_path), pidfile=str(pidfile))
+    command = remote_command(script, shell="sh", cwd=str(tmp_path), marker="runbook-t")
     payload = env_payload(variables)
     for cut in range(len(payload)):  # every prefix, even all but the final newline
         done = subprocess.run(["sh", "-c", command], input=payload[:cut], capture_output=True)
         assert (done.returncode, ran.exists()) == (125, False), (cut, payload[:cut], done)
-        assert not pidfile.exists()
+        assert re.fullmatch(rb"runbook-t [0-9]+\n", done.stdout), done
     done = subprocess.run(["sh", "-c", command], input=payload, capture_output=True)
     assert done.returncode == 0, done
     assert ran.read_bytes().decode() == "|".join(variables.values())
-    assert not pidfile.exists()
+    said, group = done.stdout.decode().splitlines()
+    pgid = said.split()[1]
+    assert said == f"runbook-t {pgid}" and group.split() == [pgid, pgid], done.stdout

@@ -171,14 +171,21 @@ def test_a_background_job_neither_holds_the_block_nor_outlives_it(fleet) -> None
     assert wait_gone("sleep 601.5")
 
 
-def test_no_pid_file_is_left_behind(fleet) -> None:  # type: ignore[no-untyped-def]
+def test_a_stop_before_the_wrapper_said_its_group_still_stops_it(fleet) -> None:  # type: ignore[no-untyped-def]
+    """The process group comes on the wrapper's first line of stdout; a timeout that fires
+    before that line has arrived waits for it, then stops the group. The line itself is
+    never output, and no file is left on the host (there was a pid file before)."""
     import glob
 
-    before = set(glob.glob("/tmp/.runbook-*.pid"))
-    transport = SSHTransport(config=fleet.ssh_config, grace=0.5)
-    run_on(transport, "host2", "true", variables={})
-    run_on(transport, "host2", "sleep 602.5", variables={}, timeout=0.5)
-    assert set(glob.glob("/tmp/.runbook-*.pid")) <= before
+    before = set(glob.glob("/tmp/.runbook-*"))
+    transport = SSHTransport(config=fleet.ssh_config, grace=2.0)
+    status, out = run_on(transport, "host2", "echo one; sleep 602.5", variables={}, timeout=0.001)
+    assert status.timed_out, status
+    assert out["stdout"] in (b"", b"one\n") and b"runbook-" not in out["stdout"], out
+    assert wait_gone("sleep 602.5")
+    status, out = run_on(transport, "host2", "echo two", variables={})
+    assert (status.code, bytes(out["stdout"])) == (0, b"two\n")
+    assert set(glob.glob("/tmp/.runbook-*")) <= before
 
 
 def wait_gone(needle: str) -> bool:

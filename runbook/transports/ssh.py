@@ -13,9 +13,10 @@ starts holds that string in its argv, which any user of the host can read in ``p
 channel's stdin instead, as quoted ``export`` lines that a small wrapper reads and
 evaluates with shell builtins before the command starts (the command's own stdin is
 ``/dev/null``, at EOF at once as before). The command runs as the leader of its own
-session under ``setsid -w``, its process id in a file, so that a timeout or an interrupt
-can stop its whole process group over a second channel: signal requests are refused for
-root sessions by OpenSSH 9.x, and closing the channel leaves a ``sleep 600`` running.
+session under ``setsid -w``, and the wrapper's first line of stdout names that process
+group (``wrapper.py``), so that a timeout or an interrupt can stop the whole group over a
+second channel: signal requests are refused for root sessions by OpenSSH 9.x, and closing
+the channel leaves a ``sleep 600`` running.
 """
 
 from __future__ import annotations
@@ -23,8 +24,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import os
-import secrets
-import shlex
 import signal
 import socket
 import time
@@ -35,9 +34,9 @@ from typing import Any, cast
 import asyncssh
 
 from runbook.format.model import Host, SSHDefaults
-from runbook.format.values import IDENTIFIER
 from runbook.transports.local import DEFAULT_GRACE, ExitStatus, OutputSink
 from runbook.transports.problems import HostKeyRefused, SSHProblem
+from runbook.transports.wrapper import Leader, env_payload, new_marker, remote_command
 
 READ_SIZE = 256 * 1024
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
@@ -204,9 +203,9 @@ class SSHTransport:
         interrupt: asyncio.Event | None = None,
     ) -> ExitStatus:
         started = time.monotonic()
-        pidfile = f"/tmp/.runbook-{secrets.token_hex(8)}.pid"
+        marker = new_marker()
         command = remote_command(
-            script, shell=shell, cwd=cwd, pidfile=pidfile, reads_variables=bool(variables)
+            script, shell=shell, cwd=cwd, marker=marker, reads_variables=bool(variables)
         )
         # Made before anything is sent: a bad value sends nothing. Without variables there
         # is nothing to send, and the wrapper reads nothing (a packet fewer a host).
@@ -224,8 +223,9 @@ class SSHTransport:
                 ),
                 lost=True,
             )
+        leader = Leader(marker)
         pumps = [
-            asyncio.create_task(_pump(proc.stdout, "stdout", on_output)),
+            asyncio.create_task(_pump(proc.stdout, "stdout", on_output, leader)),
             asyncio.create_task(_pump(proc.stderr, "stderr", on_output)),
         ]
         done_task = asyncio.create_task(proc.wait_closed())
@@ -238,10 +238,10 @@ class SSHTransport:
             if done_task not in finished:
                 interrupted = stopper in finished
                 timed_out = not interrupted
-                await self._stop(conn, pidfile, done_task)
+                await self._stop(conn, leader, done_task)
             await asyncio.gather(*pumps)
         except asyncio.CancelledError:  # the run is stopping: the command must not go on
-            await asyncio.shield(self._stop(conn, pidfile, done_task))
+            await asyncio.shield(self._stop(conn, leader, done_task))
             raise
         finally:
             stopper.cancel()
@@ -315,27 +315,27 @@ class SSHTransport:
         raise AssertionError("unreachable")
 
     async def _stop(
-        self, conn: asyncssh.SSHClientConnection, pidfile: str, done: asyncio.Task[None]
+        self, conn: asyncssh.SSHClientConnection, leader: Leader, done: asyncio.Task[None]
     ) -> None:
         """SIGINT, SIGTERM, SIGKILL to the command's process group, over a second channel.
 
-        ``kill -SIG -PGID`` without ``--``: dash, many users' login shell, rejects ``--``.
+        The group is the one the wrapper named on its first line (``Leader``); a stop that
+        comes before that line waits for it as long as for a signal to work. ``kill -SIG
+        -PGID`` without ``--``: dash, many users' login shell, rejects ``--``.
         """
         for sig in ("INT", "TERM", "KILL"):
-            # Only a plain process id above 1 is trusted from the file (never `kill -9 -1`).
-            kill = (
-                f"pid=$(cat {shlex.quote(pidfile)} 2>/dev/null); "
-                'case "$pid" in ""|*[!0-9]*|0|1) exit 0;; esac; '
-                f'kill -{sig} "-$pid" 2>/dev/null'
-            )
-            with contextlib.suppress(asyncssh.Error, OSError):
-                await conn.run(kill, check=False)
+            if not leader.said.is_set():  # not yet (or never: the wrapper did not start)
+                said = asyncio.create_task(leader.said.wait())
+                await asyncio.wait(
+                    {said, done}, timeout=self.grace, return_when=asyncio.FIRST_COMPLETED
+                )
+                said.cancel()
+            if leader.pgid is not None:
+                with contextlib.suppress(asyncssh.Error, OSError):
+                    await conn.run(f'kill -{sig} "-{leader.pgid}" 2>/dev/null', check=False)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(done), self.grace)
                 break
-        # A wrapper killed by a signal cannot remove its own pid file.
-        with contextlib.suppress(asyncssh.Error, OSError):
-            await conn.run(f"rm -f {shlex.quote(pidfile)}", check=False)
 
     async def close(self) -> None:
         for conn in self._connections.values():
@@ -418,73 +418,22 @@ def _read(path: str) -> str:
     return text if text.endswith("\n") or not text else text + "\n"
 
 
-ENV_END = "# runbook-env-end"
-"""The payload's last line. Outside quotes, ``#`` can only be this line (``shlex.quote``
-always quotes a value holding one), so a payload that ends with it outside quotes is whole."""
-
-
-def env_payload(variables: Mapping[str, str]) -> bytes:
-    """What the wrapper reads on stdin: one quoted ``export NAME='value'`` line per
-    variable, then ``ENV_END``. The values never appear on any command line."""
-    bad = [name for name in variables if not IDENTIFIER.match(name)]
-    if bad:  # names are validated upstream; this guards the wrapper's shell itself
-        raise ValueError(f"not a variable name: {bad[0]!r}")
-    held = [name for name, value in variables.items() if "\0" in value]
-    if held:  # refused upstream too: no environment variable can hold a NUL byte
-        raise ValueError(f"variable {held[0]} holds a NUL byte")
-    lines = [f"export {name}={shlex.quote(value)}\n" for name, value in variables.items()]
-    return "".join([*lines, ENV_END, "\n"]).encode("utf-8")
-
-
-def remote_command(
-    script: str, *, shell: str, cwd: str | None, pidfile: str, reads_variables: bool = True
-) -> str:
-    """The command line sent to sshd: the script, verbatim, in its own session (``setsid
-    -w`` waits and passes its exit status on), the session's process group id in
-    ``pidfile`` while it runs. It holds no variable's value: the wrapper reads them from
-    stdin (``env_payload``) and starts the script only once it has all of them, with its
-    stdin on ``/dev/null``; a payload that is not whole, or does not evaluate, is exit 125
-    and the script never runs. ``reads_variables`` False (a block without any): the
-    wrapper reads nothing and starts the script."""
-    q = shlex.quote
-    chdir = f"cd {q(cwd)} && " if cwd else ""
-    # The wrapper removes its pid file itself: no second channel per command.
-    # set -C: the pid file is created, never an existing file or link followed. The
-    # variables are read line by line with `read` (a builtin: no `cat` process per host,
-    # and no value on any argv) and set with `command eval` (`command` keeps a syntax
-    # error from ending the wrapper before its rm). A last line without its newline is
-    # never added, so a payload cut short cannot end with the end line.
-    # `__runbook_p` is not exported, so the script never sees it. When the script is
-    # done, its leftover background jobs (same group) get SIGTERM, so they can neither
-    # outlive the block nor hold its output open. "$rc" is quoted: IFS may be a variable.
-    refuse = 'rm -f "$0"; echo "runbook: the variables did not arrive whole: not run" >&2; exit 125'
-    read = (
-        "__runbook_p=; "
-        'while IFS= read -r __runbook_l; do __runbook_p="$__runbook_p$__runbook_l\n"; done; '
-        f'case "$__runbook_p" in *{q(ENV_END + chr(10))}) ;; *) {refuse};; esac; '
-        f'command eval "$__runbook_p" || {{ {refuse}; }}; '
-    )
-    inner = (
-        'set -C; echo $$ > "$0" || exit 125; set +C; '
-        + (read if reads_variables else "")
-        + '"$@" </dev/null; rc=$?; rm -f "$0"; '
-        "trap '' TERM; kill -TERM 0 2>/dev/null; exit \"$rc\""
-    )
-    # In a session of its own, always: not in the one sshd made for the login shell, which
-    # also holds whatever the shell's startup files left running, and may own a terminal
-    # (RequestTTY). Skipping setsid under sshd saved 0.6 ms a host and was given up for that.
-    return f"{chdir}exec setsid -w sh -c {q(inner)} {q(pidfile)} {q(shell)} -c {q(script)}"
-
-
-async def _pump(stream: asyncssh.SSHReader[bytes], name: str, sink: OutputSink) -> None:
+async def _pump(
+    stream: asyncssh.SSHReader[bytes], name: str, sink: OutputSink, leader: Leader | None = None
+) -> None:
     while True:
         try:
             chunk = await stream.read(READ_SIZE)
         except (asyncssh.Error, OSError):
-            return  # the connection went away; the missing exit status says so
+            chunk = b""  # the connection went away; the missing exit status says so
         if not chunk:
+            if leader is not None and (held := leader.end()):
+                sink(name, held)
             return
-        sink(name, chunk)
+        if leader is not None and not leader.done:
+            chunk = leader.feed(chunk)
+        if chunk:
+            sink(name, chunk)
         # Not held while other hosts run: 100 hosts each keeping their last 256 KiB were
         # a quarter of the peak memory of a 1 MB x 100 fan-out.
         del chunk
