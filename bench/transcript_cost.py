@@ -8,7 +8,9 @@ For each workload:
   with every byte masked-checked, escaped, hash-chained, written and fsynced.
 
 Prints the best and median wall time of each and the ratio of the medians; goal <= 1.5x.
-Usage: python bench/transcript_cost.py [--rounds 5] [--mb 200]
+``--before DIR`` adds a row for the runbook in DIR (another checkout, say a worktree of an
+older commit), run the same way and interleaved, so a change is measured side by side.
+Usage: python bench/transcript_cost.py [--rounds 5] [--mb 200] [--before DIR]
 """
 
 from __future__ import annotations
@@ -48,9 +50,14 @@ def main() -> None:
     )
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--mb", type=int, default=200)
+    ap.add_argument("--before", type=Path, help="a checkout of runbook to time beside this one")
     args = ap.parse_args()
     size = args.mb * 1_000_000
     runbook = [sys.executable, "-m", "runbook"]
+    mine = {**ENV, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    versions = {"runbook": mine}
+    if args.before:
+        versions["before"] = {**ENV, "PYTHONPATH": str(args.before.resolve())}
     print(f"{args.mb} MB of output, {args.rounds} interleaved rounds after a warm-up")
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp:
         for label, template in WORKLOADS.items():
@@ -59,19 +66,20 @@ def main() -> None:
             book.write_text(f"## Print\n\n```sh\n{command}\n```\n")
             out = Path(tmp, "out")
             runs = Path(tmp, "runs")
-            rows: dict[str, list[float]] = {"reference": [], "runbook": []}
+            rows: dict[str, list[float]] = {"reference": [], **{v: [] for v in versions}}
             for round_ in range(args.rounds + 1):
-                reference = timed(["sh", "-c", f"{command} > {out}"])
-                shutil.rmtree(runs, ignore_errors=True)
-                ours = timed(
-                    [*runbook, "run", str(book), "--yes", "--runs-dir", str(runs)],
-                    stdout=subprocess.DEVNULL,
-                    stderr=subprocess.DEVNULL,
-                    env=ENV,
-                )
+                times = {"reference": timed(["sh", "-c", f"{command} > {out}"])}
+                for version, env in versions.items():
+                    shutil.rmtree(runs, ignore_errors=True)
+                    times[version] = timed(
+                        [*runbook, "run", str(book), "--yes", "--runs-dir", str(runs)],
+                        stdout=subprocess.DEVNULL,
+                        stderr=subprocess.DEVNULL,
+                        env=env,
+                    )
                 if round_:  # the first round warms caches
-                    rows["reference"].append(reference)
-                    rows["runbook"].append(ours)
+                    for row, seconds in times.items():
+                        rows[row].append(seconds)
             transcript = next(runs.glob("*/transcript.jsonl"))
             check = subprocess.run(
                 [*runbook, "transcript", "verify", str(transcript)], capture_output=True
@@ -79,10 +87,15 @@ def main() -> None:
             assert check.returncode == 0, check.stdout
             ref, run = statistics.median(rows["reference"]), statistics.median(rows["runbook"])
             size_mb = transcript.stat().st_size / 1e6
-            best_ref, best_run = min(rows["reference"]), min(rows["runbook"])
             print(f"\n{label}: {command}")
-            print(f"  piped to a file         best {best_ref:6.3f} s  median {ref:6.3f} s")
-            print(f"  runbook run --yes       best {best_run:6.3f} s  median {run:6.3f} s")
+            names = {"reference": "piped to a file", "runbook": "runbook run --yes"}
+            names["before"] = f"the same, {args.before}"
+            for row, seconds in rows.items():
+                median = statistics.median(seconds)
+                print(
+                    f"  {names[row]:23} best {min(seconds):6.3f} s  median {median:6.3f} s"
+                    f"  {median / ref:5.2f}x"
+                )
             ratio = run / ref
             print(
                 f"  ratio of medians        {ratio:.2f}x   (transcript {size_mb:.0f} MB, verified)"

@@ -59,3 +59,11 @@ def test_a_local_run_loads_neither_asyncssh_nor_textual(tmp_path) -> None:  # ty
             [sys.executable, "-c", code, str(book), runs], capture_output=True, text=True, env=env
         )
         assert proc.stderr.strip().splitlines()[-1] == loaded, proc.stderr
+
+
+def test_importing_the_ssh_side_prints_no_warning() -> None:
+    """A library's deprecation notices at import (asyncssh's DSA types under cryptography
+    51) must not reach the operator's terminal, headless or before the console opens."""
+    code = "import runbook.transports.ssh, runbook.demo.fleet"
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    assert (proc.returncode, proc.stderr) == (0, "")
