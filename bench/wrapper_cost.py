@@ -18,7 +18,7 @@ import time
 
 import asyncssh
 
-from runbook.transports.wrapper import Leader, env_payload, new_marker, remote_command
+from runbook.transports.wrapper import Leader, env_payload, new_token, remote_command
 
 FLEET = os.environ.get("FLEET_DIR", "/tmp/bench-fleet")
 
@@ -37,15 +37,15 @@ def own() -> float:
 
 async def main(host: str, n: int, rounds: int) -> None:
     script = "echo hello\n"
-    marker = new_marker()
+    token = new_token()
     variants = {
         "echo hello (reference)": ("echo hello", None),
         "runbook's wrapper, a variable": (
-            remote_command(script, shell="sh", cwd=None, marker=marker),
+            remote_command(script, shell="sh", cwd=None, token=token),
             env_payload({"VERSION": "v1"}),
         ),
         "runbook's wrapper, no variables": (
-            remote_command(script, shell="sh", cwd=None, marker=marker, reads_variables=False),
+            remote_command(script, shell="sh", cwd=None, token=token, reads_variables=False),
             None,
         ),
     }
@@ -62,7 +62,7 @@ async def main(host: str, n: int, rounds: int) -> None:
                 mine, machine, started = own(), busy(), time.perf_counter()
                 for _ in range(n):
                     done = await conn.run(command, input=payload, check=True, encoding=None)
-                    leader = Leader(marker)  # the wrapper's first line names its group
+                    leader = Leader(token)  # the wrapper's first line names its group
                     assert leader.feed(done.stdout) + leader.end() == b"hello\n", done
                 hosts = (busy() - machine) - (own() - mine)
                 costs[label] = hosts / n

@@ -171,9 +171,8 @@ def live_processes(needle: str) -> list[int]:
     return pids
 
 
-@pytest.fixture(scope="session")
-def fleet(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
-    """Six real sshd hosts on loopback (``host1`` .. ``host6`` in ``fleet.ssh_config``)."""
+def require_sshd() -> None:
+    """Skip without OpenSSH's sshd, but fail in CI, where the SSH tests must run."""
     import os
 
     import sshd_fleet
@@ -183,6 +182,14 @@ def fleet(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-
         if os.environ.get("CI"):
             pytest.fail(f"CI must run the SSH tests: {why}")
         pytest.skip(why)
+
+
+@pytest.fixture(scope="session")
+def fleet(tmp_path_factory: pytest.TempPathFactory):  # type: ignore[no-untyped-def]
+    """Six real sshd hosts on loopback (``host1`` .. ``host6`` in ``fleet.ssh_config``)."""
+    import sshd_fleet
+
+    require_sshd()
     started = sshd_fleet.start(tmp_path_factory.mktemp("fleet"), 6)
     yield started
     started.stop()

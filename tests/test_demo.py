@@ -187,7 +187,7 @@ def test_stop_ends_every_command_thread_and_port(tmp_path: Path) -> None:
         "echo ready; exec sleep 7331",
         shell="sh",
         cwd=None,
-        marker="runbook-demo",
+        token="de30",
     )
 
     async def scenario() -> asyncssh.SSHClientProcess[bytes]:
@@ -195,7 +195,7 @@ def test_stop_ends_every_command_thread_and_port(tmp_path: Path) -> None:
             proc = await conn.create_process(command, encoding=None)
             proc.stdin.write(env_payload({}))  # the wrapper starts the script once it has them
             proc.stdin.write_eof()
-            assert (await proc.stdout.readline()).startswith(b"runbook-demo ")
+            assert (await proc.stdout.readline()).startswith(b"runbook-de30 ")
             assert await proc.stdout.readline() == b"ready\n"
             wait_for(lambda: _sleepers("7331"), what="the remote sleep")
             await asyncio.to_thread(fleet.stop)  # while the client is still connected

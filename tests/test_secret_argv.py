@@ -19,7 +19,7 @@ from typing import Any
 
 import pytest
 
-from conftest import events, wait_for
+from conftest import events, require_sshd, wait_for
 from runbook import launch
 from runbook.engine.operator import HeadlessOperator
 from runbook.format.hosts import parse_host
@@ -128,15 +128,10 @@ def test_a_secret_is_on_no_command_line_while_its_block_runs(fleet, tmp_path: Pa
 def forced(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
     """One sshd whose ForceCommand logs every exec request, then runs it as sent: the
     fleet, and the log."""
-    import os
 
     import sshd_fleet
 
-    why = sshd_fleet.available()
-    if why is not None:
-        if os.environ.get("CI"):
-            pytest.fail(f"CI must run the SSH tests: {why}")
-        pytest.skip(why)
+    require_sshd()
     root = tmp_path_factory.mktemp("forced")
     log = root / "exec-requests.log"
     script = root / "log-then-run"
@@ -211,7 +206,7 @@ def test_no_variables_at_all(fleet) -> None:  # type: ignore[no-untyped-def]
 def test_remote_command_holds_no_value_and_run_sends_them_on_stdin(tmp_path: Path) -> None:
     token = secret()
     variables = {"TOKEN": token, "NASTY": NASTY, "EMPTY": ""}
-    command = remote_command("true", shell="sh", cwd="/srv/app dir", marker="runbook-0")
+    command = remote_command("true", shell="sh", cwd="/srv/app dir", token="0a")
     sent: list[tuple[str, bytes]] = []
 
     async def fake_start(self: SSHTransport, host: Any, command: str, payload: bytes) -> Any:
@@ -242,15 +237,15 @@ def test_the_wrapper_runs_nothing_on_a_payload_cut_short(tmp_path: Path) -> None
     variables = {"A": NASTY, "B": "", "C": "plain", "D": "x'y"}
     script = f'printf "%s|%s|%s|%s" "$A" "$B" "$C" "$D" > {ran}; ps -o pgid= -o sid= -p $$'
     # The local shell stands in for the login shell sshd starts.
-    command = remote_command(script, shell="sh", cwd=str(tmp_path), marker="runbook-t")
+    command = remote_command(script, shell="sh", cwd=str(tmp_path), token="7e57")
     payload = env_payload(variables)
     for cut in range(len(payload)):  # every prefix, even all but the final newline
         done = subprocess.run(["sh", "-c", command], input=payload[:cut], capture_output=True)
         assert (done.returncode, ran.exists()) == (125, False), (cut, payload[:cut], done)
-        assert re.fullmatch(rb"runbook-t [0-9]+\n", done.stdout), done
+        assert re.fullmatch(rb"runbook-7e57 [0-9]+\n", done.stdout), done
     done = subprocess.run(["sh", "-c", command], input=payload, capture_output=True)
     assert done.returncode == 0, done
     assert ran.read_bytes().decode() == "|".join(variables.values())
     said, group = done.stdout.decode().splitlines()
     pgid = said.split()[1]
-    assert said == f"runbook-t {pgid}" and group.split() == [pgid, pgid], done.stdout
+    assert said == f"runbook-7e57 {pgid}" and group.split() == [pgid, pgid], done.stdout

@@ -266,15 +266,31 @@ def test_known_hosts_are_parsed_once_a_run_and_still_checked(
 
 
 @pytest.mark.parametrize(
-    "only, pub, has_key",
-    [("yes", True, True), ("no", True, True), ("yes", False, True), ("no", False, False)],
+    "only, pub, has_key, cert, extra",
+    [
+        ("yes", True, True, False, ""),
+        ("no", True, True, False, ""),
+        ("yes", False, True, False, ""),
+        ("no", False, False, False, ""),
+        ("yes", True, True, True, ""),  # CertificateFile: the cert, then the plain key
+        ("no", True, True, True, ""),
+        ("yes", True, True, False, "CanonicalizeHostname yes\n  CanonicalDomains example.org"),
+        ("yes", True, True, False, "Match final\n  User someone"),
+    ],
 )
-def test_connect_is_given_the_keys_already_read_and_selects_the_same(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, only: str, pub: bool, has_key: bool
+def test_connect_is_given_the_keys_already_read_and_offers_the_same(
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+    only: str,
+    pub: bool,
+    has_key: bool,
+    cert: bool,
+    extra: str,
 ) -> None:
     """The keys the transport's options read are handed to ``connect`` instead of their
-    files (read twice a host before): what connect then offers, certificates and the agent
-    identities IdentitiesOnly selects included, is what it would have read itself."""
+    files (read twice a host before): what connect then offers, in order, certificates and
+    the agent identities IdentitiesOnly selects included, is what it would have read
+    itself. A config that connect reads again for another name keeps the files."""
     import asyncssh
 
     from runbook.transports.ssh import _loaded_keys
@@ -289,17 +305,30 @@ def test_connect_is_given_the_keys_already_read_and_selects_the_same(
         if pub:
             key.write_public_key(f"{path}.pub")
         lines.append(f"  IdentityFile {path}")
+        if cert:
+            ca = asyncssh.generate_private_key("ssh-ed25519")
+            ca.generate_user_certificate(key, "me", principals=["me"]).write_certificate(
+                tmp_path / "fleet.cert"
+            )
+            lines.append(f"  CertificateFile {tmp_path / 'fleet.cert'}")
     config = tmp_path / "config"
-    config.write_text("\n".join(lines) + "\n")
+    config.write_text("\n".join(lines) + "\n" + (f"{extra}\n" if extra else ""))
     options = SSHTransport(config=config).options(parse_host("web1"))
     given = _loaded_keys(options)
-    assert bool(given) == has_key
+    assert bool(given) == (has_key and not extra)
     # What asyncssh.connect(host, options=options, **given) builds before it connects.
     same = {"config": (), "host": "web1", "port": (), "tunnel": (), "family": (), "local_addr": ()}
     fast = asyncssh.SSHClientConnectionOptions(options=options, **same, **given)
+    options = SSHTransport(config=config).options(parse_host("web1"))  # keys read afresh
     slow = asyncssh.SSHClientConnectionOptions(options=options, **same)
-    assert [k.public_data for k in fast.client_keys or []] == [
-        k.public_data for k in slow.client_keys or []
-    ]
+
+    def offered(o: asyncssh.SSHClientConnectionOptions) -> list[tuple[bytes, bool]]:
+        return [
+            (k.key_public_data, k.public_data != k.key_public_data) for k in o.client_keys or []
+        ]
+
+    assert offered(fast) == offered(slow)
+    if cert:
+        assert [c for _, c in offered(slow)] == [True, False]
     assert fast.agent_identities == slow.agent_identities
     assert fast.agent_path == slow.agent_path

@@ -29,18 +29,22 @@ import socket
 import time
 from collections.abc import Mapping
 from pathlib import Path
-from typing import Any, cast
+from typing import Any, Literal, cast
 
 import asyncssh
 
 from runbook.format.model import Host, SSHDefaults
 from runbook.transports.local import DEFAULT_GRACE, ExitStatus, OutputSink
 from runbook.transports.problems import HostKeyRefused, SSHProblem
-from runbook.transports.wrapper import Leader, env_payload, new_marker, remote_command
+from runbook.transports.wrapper import Leader, env_payload, kill_command, new_token, remote_command
 
 READ_SIZE = 256 * 1024
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 GLOBAL_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
+
+
+Stopped = Literal["ended", "detached", "unknown-group"]
+"""How a stop ended: the command's channel closed, or was closed by us (see ``_stop``)."""
 
 
 class Unconfirmed(Exception):
@@ -203,9 +207,9 @@ class SSHTransport:
         interrupt: asyncio.Event | None = None,
     ) -> ExitStatus:
         started = time.monotonic()
-        marker = new_marker()
+        token = new_token()
         command = remote_command(
-            script, shell=shell, cwd=cwd, marker=marker, reads_variables=bool(variables)
+            script, shell=shell, cwd=cwd, token=token, reads_variables=bool(variables)
         )
         # Made before anything is sent: a bad value sends nothing. Without variables there
         # is nothing to send, and the wrapper reads nothing (a packet fewer a host).
@@ -223,7 +227,7 @@ class SSHTransport:
                 ),
                 lost=True,
             )
-        leader = Leader(marker)
+        leader = Leader(token)
         pumps = [
             asyncio.create_task(_pump(proc.stdout, "stdout", on_output, leader)),
             asyncio.create_task(_pump(proc.stderr, "stderr", on_output)),
@@ -231,6 +235,7 @@ class SSHTransport:
         done_task = asyncio.create_task(proc.wait_closed())
         stopper = asyncio.create_task((interrupt or asyncio.Event()).wait())
         timed_out = interrupted = False
+        stopped: Stopped = "ended"
         try:
             finished, _ = await asyncio.wait(
                 {done_task, stopper}, timeout=timeout, return_when=asyncio.FIRST_COMPLETED
@@ -238,13 +243,33 @@ class SSHTransport:
             if done_task not in finished:
                 interrupted = stopper in finished
                 timed_out = not interrupted
-                await self._stop(conn, leader, done_task)
-            await asyncio.gather(*pumps)
+                stopped = await self._stop(conn, proc, token, leader, done_task)
+            if stopped == "ended":
+                await asyncio.gather(*pumps)
+            else:  # sshd keeps a channel open while its output is: record what came, no more
+                _, pending = await asyncio.wait(pumps, timeout=self.grace)
+                for pump in pending:
+                    pump.cancel()
+                await asyncio.gather(*pending, return_exceptions=True)
+                if held := leader.end():
+                    on_output("stdout", held)
         except asyncio.CancelledError:  # the run is stopping: the command must not go on
-            await asyncio.shield(self._stop(conn, leader, done_task))
+            await asyncio.shield(self._stop(conn, proc, token, leader, done_task))
             raise
         finally:
             stopper.cancel()
+        if stopped == "unknown-group":
+            return ExitStatus(
+                code=None,
+                signal=None,
+                duration=time.monotonic() - started,
+                timed_out=timed_out,
+                interrupted=interrupted,
+                problem=(
+                    "it could not be stopped: the host never said which process group it"
+                    " runs in, and it may still be running there"
+                ),
+            )
         code, signal_name = proc.exit_status, proc.exit_signal
         if code is None and signal_name is None and not (timed_out or interrupted):
             self._connections.pop(host.spec, None)
@@ -266,6 +291,7 @@ class SSHTransport:
             duration=time.monotonic() - started,
             timed_out=timed_out,
             interrupted=interrupted,
+            detached=stopped == "detached",
         )
 
     async def _start(
@@ -315,27 +341,42 @@ class SSHTransport:
         raise AssertionError("unreachable")
 
     async def _stop(
-        self, conn: asyncssh.SSHClientConnection, leader: Leader, done: asyncio.Task[None]
-    ) -> None:
+        self,
+        conn: asyncssh.SSHClientConnection,
+        proc: asyncssh.SSHClientProcess[bytes],
+        token: str,
+        leader: Leader,
+        done: asyncio.Task[None],
+    ) -> Stopped:
         """SIGINT, SIGTERM, SIGKILL to the command's process group, over a second channel.
 
         The group is the one the wrapper named on its first line (``Leader``); a stop that
-        comes before that line waits for it as long as for a signal to work. ``kill -SIG
-        -PGID`` without ``--``: dash, many users' login shell, rejects ``--``.
+        comes before that line waits for it as long as for a signal to work. If the channel
+        is still open after SIGKILL, it is closed, so that the block ends, and the caller
+        says why: the host never named the group (``unknown-group``), or a process outside
+        the group holds the output open (``detached``, as a local block says it).
         """
+        if not leader.said.is_set():  # not yet (or never: the wrapper did not start)
+            said = asyncio.create_task(leader.said.wait())
+            await asyncio.wait(
+                {said, done}, timeout=self.grace, return_when=asyncio.FIRST_COMPLETED
+            )
+            said.cancel()
+        group = leader.pgid
         for sig in ("INT", "TERM", "KILL"):
-            if not leader.said.is_set():  # not yet (or never: the wrapper did not start)
-                said = asyncio.create_task(leader.said.wait())
-                await asyncio.wait(
-                    {said, done}, timeout=self.grace, return_when=asyncio.FIRST_COMPLETED
-                )
-                said.cancel()
-            if leader.pgid is not None:
-                with contextlib.suppress(asyncssh.Error, OSError):
-                    await conn.run(f'kill -{sig} "-{leader.pgid}" 2>/dev/null', check=False)
+            if group is None:
+                break
+            with contextlib.suppress(asyncssh.Error, OSError):
+                await conn.run(kill_command(token, group, sig), check=False)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(done), self.grace)
-                break
+                return "ended"
+        if done.done():
+            return "ended"
+        proc.close()
+        with contextlib.suppress(asyncio.TimeoutError):
+            await asyncio.wait_for(asyncio.shield(done), self.grace)
+        return "unknown-group" if leader.pgid is None else "detached"
 
     async def close(self) -> None:
         for conn in self._connections.values():
@@ -381,12 +422,23 @@ def _known_files(known: Any) -> list[str]:
 def _loaded_keys(options: asyncssh.SSHClientConnectionOptions) -> dict[str, Any]:
     """The client keys ``options`` already read from their files, for ``connect``: given
     paths again (the config's ``IdentityFile``), it would read and parse every key a second
-    time, 0.4 ms a host. The same keys, certificates included, with the agent identities
-    they selected. Nothing when no key was read, or no agent identity was selected: an
-    empty list means "the default files" or "any agent key" to ``connect``, not "none"."""
+    time, 0.4 ms a host. The same keys, with the certificates they already carry (no
+    ``CertificateFile`` again, which would put the certificate on the plain key too) and
+    the agent identities they selected. Nothing when no key was read or no agent identity
+    was selected (an empty list means "the default files" or "any agent key" to
+    ``connect``, not "none"), nor when ``connect`` reads the config again for another name
+    (``CanonicalizeHostname``, ``Match final``): that config's keys must count."""
     if not options.client_keys or options.agent_identities == []:
         return {}
-    return {"client_keys": list(options.client_keys), "agent_identities": options.agent_identities}
+    if options.config.has_match_final() or (
+        options.canonicalize_hostname and options.canonical_domains
+    ):
+        return {}
+    return {
+        "client_keys": list(options.client_keys),
+        "client_certs": [],
+        "agent_identities": options.agent_identities,
+    }
 
 
 def _revoked(known: asyncssh.SSHKnownHosts, name: str, ip: str, port: int) -> list[Any]:

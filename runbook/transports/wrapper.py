@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 import shlex
 from collections.abc import Mapping
 
@@ -18,14 +19,11 @@ ENV_END = "# runbook-env-end"
 """The payload's last line. Outside quotes, ``#`` can only be this line (``shlex.quote``
 always quotes a value holding one), so a payload that ends with it outside quotes is whole."""
 
-LEADER_LIMIT = 64 * 1024
-"""Output held back while looking for the wrapper's line; past it, the line is given up on
-(a login shell's startup files printed that much first, or the wrapper never started)."""
 
-
-def new_marker() -> str:
-    """A token no startup file or command can know in advance: 64 random bits."""
-    return f"runbook-{os.urandom(8).hex()}"
+def new_token() -> str:
+    """A command's token, which no startup file or command can know in advance: 64 random
+    bits. The wrapper gets it as ``$0``; its first line is ``runbook-TOKEN PGID``."""
+    return os.urandom(8).hex()
 
 
 def env_payload(variables: Mapping[str, str]) -> bytes:
@@ -42,16 +40,17 @@ def env_payload(variables: Mapping[str, str]) -> bytes:
 
 
 def remote_command(
-    script: str, *, shell: str, cwd: str | None, marker: str, reads_variables: bool = True
+    script: str, *, shell: str, cwd: str | None, token: str, reads_variables: bool = True
 ) -> str:
     """The command line sent to sshd: the script, verbatim, in its own session (``setsid
     -w`` waits and passes its exit status on). Before anything else the wrapper prints
-    ``MARKER PGID`` on a line of stdout: the session's process group, which ``Leader``
-    takes out of the output. It holds no variable's value: the wrapper reads them from
-    stdin (``env_payload``) and starts the script only once it has all of them, with its
-    stdin on ``/dev/null``; a payload that is not whole, or does not evaluate, is exit 125
-    and the script never runs. ``reads_variables`` False (a block without any): the
-    wrapper reads nothing and starts the script."""
+    ``runbook-TOKEN PGID`` on a line of stdout: the session's process group, which
+    ``Leader`` takes out of the output. The command line itself never holds that text (a
+    ForceCommand or startup file that echoes it cannot pass for the line). It holds no
+    variable's value: the wrapper reads them from stdin (``env_payload``) and starts the
+    script only once it has all of them, with its stdin on ``/dev/null``; a payload that is
+    not whole, or does not evaluate, is exit 125 and the script never runs.
+    ``reads_variables`` False (a block without any): the wrapper reads nothing."""
     q = shlex.quote
     chdir = f"cd {q(cwd)} && " if cwd else ""
     # The group id goes out on the channel, not into a pid file: no file to create, read
@@ -71,30 +70,46 @@ def remote_command(
         f'command eval "$__runbook_p" || {{ {refuse}; }}; '
     )
     inner = (
-        'echo "$0 $$"; ' + (read if reads_variables else "") + '"$@" </dev/null; rc=$?; '
+        'echo "runbook-$0 $$"; ' + (read if reads_variables else "") + '"$@" </dev/null; rc=$?; '
         "trap '' TERM; kill -TERM 0 2>/dev/null; exit \"$rc\""
     )
     # In a session of its own, always: not in the one sshd made for the login shell, which
     # also holds whatever the shell's startup files left running, and may own a terminal
     # (RequestTTY). Skipping setsid under sshd saved 0.6 ms a host and was given up for that.
-    return f"{chdir}exec setsid -w sh -c {q(inner)} {q(marker)} {q(shell)} -c {q(script)}"
+    return f"{chdir}exec setsid -w sh -c {q(inner)} {q(token)} {q(shell)} -c {q(script)}"
+
+
+def kill_command(token: str, pgid: int, sig: str) -> str:
+    """``kill -SIG -PGID``, sent only while the group's leader is still this command's
+    wrapper (its arguments hold the token): once the wrapper has exited, its number may be
+    another process's, and a block whose channel something else still holds open must not
+    signal that. The leader's arguments come from ``/proc``, else ``ps`` (BSD, macOS).
+    No ``--`` before the group: dash, many users' login shell, rejects it."""
+    assert pgid > 1 and re.fullmatch(r"[0-9a-f]+", token), (pgid, token)
+    return (
+        f"a=$(tr '\\0' ' ' </proc/{pgid}/cmdline 2>/dev/null ||"
+        f" ps -ww -o args= -p {pgid} 2>/dev/null); "
+        f'case " $a " in *" {token} "*) kill -{sig} "-{pgid}" 2>/dev/null;; esac'
+    )
 
 
 class Leader:
-    """Takes the wrapper's ``MARKER PGID`` line out of a host's stdout.
+    """Takes the wrapper's ``runbook-TOKEN PGID`` line out of a host's stdout.
 
     What a login shell's startup files print comes before it, perhaps without a newline,
-    so the marker is looked for anywhere, across chunks; everything around it is output,
-    byte for byte. Until it is found, output is held back (it comes at once: it is the
-    wrapper's first act), at most ``LEADER_LIMIT`` bytes, then passed on as it is.
+    so the line is looked for anywhere, across chunks; only the exact line counts (a pty
+    ends it with CR LF), and every other byte is output, in order. Nothing is held back but
+    a possible start of the line at the end of a chunk (some 50 bytes), until it is found.
     """
 
-    def __init__(self, marker: str) -> None:
-        self.marker = marker.encode("ascii") + b" "
+    def __init__(self, token: str) -> None:
+        self.prefix = f"runbook-{token} ".encode("ascii")
+        self._line = re.compile(re.escape(self.prefix) + rb"([0-9]{1,19})\r?\n")
+        self._partial = re.compile(rb"[0-9]{0,19}\r?")
         self.pgid: int | None = None
         """The command's process group on the host, once its line has come."""
         self.done = False
-        """The line was found, or given up on: output now passes untouched."""
+        """The line was found, or the stream ended: output now passes untouched."""
         self.said = asyncio.Event()
         """Set once ``done``: whoever must stop the command waits for it."""
         self._held = b""
@@ -103,25 +118,31 @@ class Leader:
         """The part of ``chunk`` (with what was held) that is the command's output."""
         if self.done:
             return chunk
-        held = self._held + chunk
-        start = held.find(self.marker)
-        end = held.find(b"\n", start + len(self.marker)) if start >= 0 else -1
-        if end < 0:
-            if len(held) <= LEADER_LIMIT:
-                self._held = held
-                return b""
-            self.done, self._held = True, b""  # given up: all of it is output
+        data = self._held + chunk
+        found = self._line.search(data)
+        if found is not None:
+            group = int(found.group(1))
+            self.pgid = group if group > 1 else None  # never `kill -1`, never group 0
+            self.done, self._held = True, b""
             self.said.set()
-            return held
-        digits = held[start + len(self.marker) : end]
-        if digits.isdigit() and int(digits) > 1:  # never `kill -1`, never group 0
-            self.pgid = int(digits)
-        self.done, self._held = True, b""
-        self.said.set()
-        return held[:start] + held[end + 1 :]
+            return data[: found.start()] + data[found.end() :]
+        keep = self._possible_start(data)
+        self._held = data[keep:]
+        return data[:keep]
 
     def end(self) -> bytes:
         """The stream ended: whatever was held is output."""
         held, self._held, self.done = self._held, b"", True
         self.said.set()
         return held
+
+    def _possible_start(self, data: bytes) -> int:
+        """Where the line may begin at the end of ``data`` and go on in the next chunk, or
+        ``len(data)``: the earliest such place among the last bytes."""
+        longest = len(self.prefix) + 21  # the prefix, 19 digits, CR (LF would end it)
+        for at in range(max(0, len(data) - longest), len(data)):
+            tail = data[at:]
+            head, rest = tail[: len(self.prefix)], tail[len(self.prefix) :]
+            if self.prefix.startswith(head) and self._partial.fullmatch(rest):
+                return at
+        return len(data)
