@@ -272,3 +272,33 @@ class OnPty:
         code = self.proc.wait(timeout=max(0.1, deadline - time.monotonic()))
         os.close(self.master)
         return code
+
+
+def run_on(
+    transport: Any, alias: str, script: str, **kwargs: Any
+) -> tuple[Any, dict[str, bytearray]]:
+    """``transport.run`` of ``script`` (with ``sh``) on the host ``alias``, then the
+    transport closed: its status and what each stream printed."""
+    import asyncio
+
+    from runbook.format.hosts import parse_host
+
+    out = {"stdout": bytearray(), "stderr": bytearray()}
+
+    def sink(stream: str, chunk: bytes) -> None:
+        out[stream] += chunk
+
+    async def go() -> Any:
+        try:
+            return await transport.run(
+                parse_host(alias), script, shell="sh", on_output=sink, **kwargs
+            )
+        finally:
+            await transport.close()
+
+    return asyncio.run(go()), out
+
+
+def wait_gone(needle: str) -> bool:
+    """Until no live process's command line holds ``needle`` (10 s at most)."""
+    return bool(wait_for(lambda: live_processes(needle) == [], timeout=10, what=needle))

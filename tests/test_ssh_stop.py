@@ -14,31 +14,14 @@ from typing import Any
 
 import pytest
 
-from conftest import live_processes, require_sshd, wait_for
+from conftest import live_processes, require_sshd, run_on, wait_for, wait_gone
 from runbook.format.hosts import parse_host
 from runbook.transports.ssh import SSHTransport
 
 
 def run(transport: SSHTransport, alias: str, script: str, **kwargs: Any) -> tuple[Any, bytes]:
-    out = bytearray()
-
-    def sink(stream: str, chunk: bytes) -> None:
-        if stream == "stdout":
-            out.extend(chunk)
-
-    async def go() -> Any:
-        try:
-            return await transport.run(
-                parse_host(alias), script, shell="sh", variables={}, on_output=sink, **kwargs
-            )
-        finally:
-            await transport.close()
-
-    return asyncio.run(go()), bytes(out)
-
-
-def gone(needle: str) -> bool:
-    return bool(wait_for(lambda: live_processes(needle) == [], timeout=10, what=needle))
+    status, out = run_on(transport, alias, script, variables={}, **kwargs)
+    return status, bytes(out["stdout"])
 
 
 WRAPPER_LINE = re.compile(rb"runbook-[0-9a-f]{16} [0-9]+")
@@ -55,7 +38,7 @@ def test_under_a_pty_the_line_is_read_and_a_timeout_stops_the_group(
     # A pty merges stderr in: setsid's own word on the signal may follow.
     assert out.replace(b"\r", b"").startswith(b"started\n"), out
     assert not WRAPPER_LINE.search(out), out
-    assert gone("sleep 613.5")
+    assert wait_gone("sleep 613.5")
 
 
 @pytest.fixture(scope="module")
@@ -94,7 +77,7 @@ def test_what_a_force_command_prints_first_is_recorded_whole(loud: Any) -> None:
     status, out = run(transport, "host1", "echo started; sleep 614.5", timeout=1.0)
     assert status.timed_out and status.problem is None, status
     assert out.endswith(b"x" * 70_000 + b"started\n") and not WRAPPER_LINE.search(out)
-    assert gone("sleep 614.5")
+    assert wait_gone("sleep 614.5")
 
 
 def test_a_command_whose_wrapper_never_speaks_ends_at_its_timeout_saying_so(loud: Any) -> None:

@@ -9,34 +9,10 @@ from pathlib import Path
 
 import pytest
 
-from conftest import live_processes
+from conftest import live_processes, run_on, wait_gone
 from runbook.format.hosts import parse_host
 from runbook.format.model import SSHDefaults
 from runbook.transports.ssh import HostKeyRefused, SSHProblem, SSHTransport
-
-
-def collect() -> tuple[dict[str, bytearray], object]:
-    out = {"stdout": bytearray(), "stderr": bytearray()}
-
-    def sink(stream: str, chunk: bytes) -> None:
-        out[stream] += chunk
-
-    return out, sink
-
-
-def run_on(transport: SSHTransport, alias: str, script: str, **kwargs):  # type: ignore[no-untyped-def]
-    out, sink = collect()
-
-    async def go():  # type: ignore[no-untyped-def]
-        try:
-            return await transport.run(
-                parse_host(alias), script, shell="sh", on_output=sink, **kwargs
-            )
-        finally:
-            await transport.close()
-
-    status = asyncio.run(go())
-    return status, out
 
 
 def test_exit_status_and_streams(fleet) -> None:  # type: ignore[no-untyped-def]
@@ -186,12 +162,6 @@ def test_a_stop_before_the_wrapper_said_its_group_still_stops_it(fleet) -> None:
     status, out = run_on(transport, "host2", "echo two", variables={})
     assert (status.code, bytes(out["stdout"])) == (0, b"two\n")
     assert set(glob.glob("/tmp/.runbook-*")) <= before
-
-
-def wait_gone(needle: str) -> bool:
-    from conftest import wait_for
-
-    return bool(wait_for(lambda: live_processes(needle) == [], timeout=10, what=needle))
 
 
 def test_known_hosts_are_parsed_once_a_run_and_still_checked(

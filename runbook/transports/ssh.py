@@ -36,7 +36,7 @@ import asyncssh
 from runbook.format.model import Host, SSHDefaults
 from runbook.transports.local import DEFAULT_GRACE, ExitStatus, OutputSink
 from runbook.transports.problems import HostKeyRefused, SSHProblem
-from runbook.transports.wrapper import Leader, env_payload, kill_command, new_token, remote_command
+from runbook.transports.wrapper import Leader, env_payload, new_token, remote_command
 
 READ_SIZE = 256 * 1024
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
@@ -243,7 +243,7 @@ class SSHTransport:
             if done_task not in finished:
                 interrupted = stopper in finished
                 timed_out = not interrupted
-                stopped = await self._stop(conn, proc, token, leader, done_task)
+                stopped = await self._stop(conn, proc, leader, done_task)
             if stopped == "ended":
                 await asyncio.gather(*pumps)
             else:  # sshd keeps a channel open while its output is: record what came, no more
@@ -251,10 +251,8 @@ class SSHTransport:
                 for pump in pending:
                     pump.cancel()
                 await asyncio.gather(*pending, return_exceptions=True)
-                if held := leader.end():
-                    on_output("stdout", held)
         except asyncio.CancelledError:  # the run is stopping: the command must not go on
-            await asyncio.shield(self._stop(conn, proc, token, leader, done_task))
+            await asyncio.shield(self._stop(conn, proc, leader, done_task))
             raise
         finally:
             stopper.cancel()
@@ -344,7 +342,6 @@ class SSHTransport:
         self,
         conn: asyncssh.SSHClientConnection,
         proc: asyncssh.SSHClientProcess[bytes],
-        token: str,
         leader: Leader,
         done: asyncio.Task[None],
     ) -> Stopped:
@@ -362,12 +359,11 @@ class SSHTransport:
                 {said, done}, timeout=self.grace, return_when=asyncio.FIRST_COMPLETED
             )
             said.cancel()
-        group = leader.pgid
         for sig in ("INT", "TERM", "KILL"):
-            if group is None:
+            if (kill := leader.kill(sig)) is None:
                 break
             with contextlib.suppress(asyncssh.Error, OSError):
-                await conn.run(kill_command(token, group, sig), check=False)
+                await conn.run(kill, check=False)
             with contextlib.suppress(asyncio.TimeoutError):
                 await asyncio.wait_for(asyncio.shield(done), self.grace)
                 return "ended"
@@ -473,20 +469,23 @@ def _read(path: str) -> str:
 async def _pump(
     stream: asyncssh.SSHReader[bytes], name: str, sink: OutputSink, leader: Leader | None = None
 ) -> None:
-    while True:
-        try:
-            chunk = await stream.read(READ_SIZE)
-        except (asyncssh.Error, OSError):
-            chunk = b""  # the connection went away; the missing exit status says so
-        if not chunk:
-            if leader is not None and (held := leader.end()):
-                sink(name, held)
-            return
-        if leader is not None and not leader.done:
-            chunk = leader.feed(chunk)
-        if chunk:
-            sink(name, chunk)
-        # Not held while other hosts run: 100 hosts each keeping their last 256 KiB were
-        # a quarter of the peak memory of a 1 MB x 100 fan-out.
-        del chunk
-        await asyncio.sleep(0)  # a read of buffered data does not yield by itself
+    try:
+        while chunk := await _next_chunk(stream):
+            if leader is not None:
+                chunk = leader.feed(chunk)
+            if chunk:
+                sink(name, chunk)
+            # Not held while other hosts run: 100 hosts each keeping their last 256 KiB
+            # were a quarter of the peak memory of a 1 MB x 100 fan-out.
+            del chunk
+            await asyncio.sleep(0)  # a read of buffered data does not yield by itself
+    finally:  # the stream ended, or its channel was given up on: nothing held is lost
+        if leader is not None and (held := leader.end()):
+            sink(name, held)
+
+
+async def _next_chunk(stream: asyncssh.SSHReader[bytes]) -> bytes:
+    try:
+        return await stream.read(READ_SIZE)
+    except (asyncssh.Error, OSError):
+        return b""  # the connection went away; the missing exit status says so

@@ -103,16 +103,20 @@ class Leader:
     """
 
     def __init__(self, token: str) -> None:
+        self.token = token
         self.prefix = f"runbook-{token} ".encode("ascii")
         self._line = re.compile(re.escape(self.prefix) + rb"([0-9]{1,19})\r?\n")
         self._partial = re.compile(rb"[0-9]{0,19}\r?")
         self.pgid: int | None = None
         """The command's process group on the host, once its line has come."""
-        self.done = False
-        """The line was found, or the stream ended: output now passes untouched."""
         self.said = asyncio.Event()
-        """Set once ``done``: whoever must stop the command waits for it."""
+        """Set once the line was found or the stream ended: whoever must stop the command
+        waits for it, and output passes untouched from then on."""
         self._held = b""
+
+    @property
+    def done(self) -> bool:
+        return self.said.is_set()
 
     def feed(self, chunk: bytes) -> bytes:
         """The part of ``chunk`` (with what was held) that is the command's output."""
@@ -123,18 +127,22 @@ class Leader:
         if found is not None:
             group = int(found.group(1))
             self.pgid = group if group > 1 else None  # never `kill -1`, never group 0
-            self.done, self._held = True, b""
-            self.said.set()
+            self.end()
             return data[: found.start()] + data[found.end() :]
         keep = self._possible_start(data)
         self._held = data[keep:]
         return data[:keep]
 
     def end(self) -> bytes:
-        """The stream ended: whatever was held is output."""
-        held, self._held, self.done = self._held, b"", True
+        """No more is looked for (the line came, or the stream ended): what was held is
+        output."""
+        held, self._held = self._held, b""
         self.said.set()
         return held
+
+    def kill(self, sig: str) -> str | None:
+        """The command that sends ``sig`` to the group, once one was named."""
+        return None if self.pgid is None else kill_command(self.token, self.pgid, sig)
 
     def _possible_start(self, data: bytes) -> int:
         """Where the line may begin at the end of ``data`` and go on in the next chunk, or
