@@ -44,6 +44,12 @@ def timed(argv: list[str], **kwargs: object) -> float:
     return time.perf_counter() - t0
 
 
+def which(env: dict[str, str], cwd: str) -> str:
+    """The directory ``python -m runbook`` loads runbook from, started as the bench starts it."""
+    argv = [sys.executable, "-c", "import os, runbook; print(os.path.dirname(runbook.__path__[0]))"]
+    return subprocess.run(argv, env=env, cwd=cwd, capture_output=True, text=True).stdout.strip()
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -60,6 +66,11 @@ def main() -> None:
         versions["before"] = {**ENV, "PYTHONPATH": str(args.before.resolve())}
     print(f"{args.mb} MB of output, {args.rounds} interleaved rounds after a warm-up")
     with tempfile.TemporaryDirectory(dir=os.environ.get("BENCH_DIR")) as tmp:
+        # `python -m` puts the working directory first on sys.path: started from a
+        # checkout, every row would load that checkout, whatever PYTHONPATH says. Each
+        # row runs in the scratch directory, and says which copy it loads.
+        for version, env in versions.items():
+            print(f"  {version}: runbook from {which(env, tmp)}")
         for label, template in WORKLOADS.items():
             command = template.format(size=size)
             book = Path(tmp, "book.md")
@@ -76,13 +87,17 @@ def main() -> None:
                         stdout=subprocess.DEVNULL,
                         stderr=subprocess.DEVNULL,
                         env=env,
+                        cwd=tmp,
                     )
                 if round_:  # the first round warms caches
                     for row, seconds in times.items():
                         rows[row].append(seconds)
             transcript = next(runs.glob("*/transcript.jsonl"))
             check = subprocess.run(
-                [*runbook, "transcript", "verify", str(transcript)], capture_output=True
+                [*runbook, "transcript", "verify", str(transcript)],
+                capture_output=True,
+                env=mine,
+                cwd=tmp,
             )
             assert check.returncode == 0, check.stdout
             ref, run = statistics.median(rows["reference"]), statistics.median(rows["runbook"])
