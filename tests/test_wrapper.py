@@ -86,6 +86,16 @@ def test_a_group_that_is_not_a_plain_number_above_1_is_never_used(said: bytes) -
     assert out == (b"after\n" if said in (b"1", b"0") else text)
 
 
+def test_a_false_start_is_output_and_the_line_after_it_still_counts() -> None:
+    """Text that begins like the line but is not it (a startup file printing the prefix,
+    say) is output, and the real line later in the same chunk is still found."""
+    token = new_token()
+    leader = Leader(token)
+    false = f"runbook-{token} soon\nrunbook-{token} \n".encode()
+    out = through(leader, [false + f"runbook-{token} 31\nhi\n".encode()])
+    assert out == false + b"hi\n" and leader.pgid == 31
+
+
 def test_another_commands_line_is_output() -> None:
     """Only this command's token counts: a line that names another (a log of an earlier
     run printed again, or a forgery) is output like any other."""

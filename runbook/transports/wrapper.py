@@ -15,6 +15,11 @@ from collections.abc import Mapping
 
 from runbook.format.values import IDENTIFIER
 
+# What follows ``runbook-TOKEN `` in the line, and what may still follow it at the end of a
+# chunk: compiled once, not per host (a pattern holding the token cost 0.1 ms a command).
+_GROUP = re.compile(rb"([0-9]{1,19})\r?\n")
+_GROUP_SO_FAR = re.compile(rb"[0-9]{0,19}\r?")
+
 ENV_END = "# runbook-env-end"
 """The payload's last line. Outside quotes, ``#`` can only be this line (``shlex.quote``
 always quotes a value holding one), so a payload that ends with it outside quotes is whole."""
@@ -105,8 +110,6 @@ class Leader:
     def __init__(self, token: str) -> None:
         self.token = token
         self.prefix = f"runbook-{token} ".encode("ascii")
-        self._line = re.compile(re.escape(self.prefix) + rb"([0-9]{1,19})\r?\n")
-        self._partial = re.compile(rb"[0-9]{0,19}\r?")
         self.pgid: int | None = None
         """The command's process group on the host, once its line has come."""
         self.said = asyncio.Event()
@@ -123,12 +126,15 @@ class Leader:
         if self.done:
             return chunk
         data = self._held + chunk
-        found = self._line.search(data)
-        if found is not None:
-            group = int(found.group(1))
-            self.pgid = group if group > 1 else None  # never `kill -1`, never group 0
-            self.end()
-            return data[: found.start()] + data[found.end() :]
+        at = data.find(self.prefix)
+        while at != -1:
+            found = _GROUP.match(data, at + len(self.prefix))
+            if found is not None:
+                group = int(found.group(1))
+                self.pgid = group if group > 1 else None  # never `kill -1`, never group 0
+                self.end()
+                return data[:at] + data[found.end() :]
+            at = data.find(self.prefix, at + 1)
         keep = self._possible_start(data)
         self._held = data[keep:]
         return data[:keep]
@@ -151,6 +157,6 @@ class Leader:
         for at in range(max(0, len(data) - longest), len(data)):
             tail = data[at:]
             head, rest = tail[: len(self.prefix)], tail[len(self.prefix) :]
-            if self.prefix.startswith(head) and self._partial.fullmatch(rest):
+            if self.prefix.startswith(head) and _GROUP_SO_FAR.fullmatch(rest):
                 return at
         return len(data)
