@@ -322,7 +322,7 @@ def run_bounded(argv: list[str], timeout: float, *, stdout: bool = True) -> str:
 
 def block_facts(transcript: Path) -> tuple[float, int]:
     """The Stream block's seconds (block.start -> block.end) and its stdout bytes."""
-    from runbook.record.transcript import read_lines
+    from runbook.record.chain import read_lines
 
     start = end = 0.0
     size = 0

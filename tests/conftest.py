@@ -56,7 +56,7 @@ def run_inline(  # type: ignore[no-untyped-def]
 
 def events(path: Path) -> list[dict[str, Any]]:
     """Every event of a transcript file, as recorded."""
-    from runbook.record.transcript import read_lines
+    from runbook.record.chain import read_lines
 
     return [line.event for line in read_lines(path)]
 

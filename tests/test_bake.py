@@ -15,10 +15,10 @@ from conftest import crash_mid_block, events, resume_run, wait_for
 from conftest import run_on_fleet as run
 from runbook.engine.operator import Decision, HeadlessOperator, ScriptedOperator
 from runbook.format.parser import parse_file
+from runbook.record.chain import verify
 from runbook.record.progress import DONE, PENDING, UNKNOWN, Progress
 from runbook.record.report import render_run
 from runbook.record.runs import replay
-from runbook.record.transcript import verify
 
 # The host's own address: every sshd of the fleet runs on this machine, one per address.
 ADDRESS = "$(echo $SSH_CONNECTION | cut -d' ' -f3)"

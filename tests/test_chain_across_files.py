@@ -11,7 +11,8 @@ import pytest
 from conftest import crash_mid_block, events, resume_run, run_cli
 from runbook import launch
 from runbook.engine.operator import Decision, ScriptedOperator
-from runbook.record.transcript import GENESIS, TranscriptWriter, verify
+from runbook.record.chain import verify
+from runbook.record.transcript import GENESIS, TranscriptWriter
 from runbook.transports.local import LocalTransport
 
 BOOK = """## Prepare

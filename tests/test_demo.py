@@ -18,7 +18,7 @@ from runbook import launch
 from runbook.demo import DemoFleet, DemoFleetError
 from runbook.demo.fleet import THREAD_NAME
 from runbook.engine.operator import Decision, ScriptedOperator
-from runbook.record.transcript import verify
+from runbook.record.chain import verify
 from runbook.transports.wrapper import env_payload, remote_command
 
 HOSTS = ["web1", "web2", "web3", "web4"]

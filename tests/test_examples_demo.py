@@ -23,7 +23,7 @@ from runbook.demo import DemoFleet, command, examples
 from runbook.demo.examples import EXAMPLES, Example, examples_dir
 from runbook.engine.operator import HeadlessOperator
 from runbook.format.inputs import load_runbook
-from runbook.record.transcript import verify
+from runbook.record.chain import verify
 
 BLUE_GREEN = EXAMPLES["blue-green"]
 BLUE_SERVES = {"web1": "active", "web2": "active", "web3": "inactive", "web4": "inactive"}

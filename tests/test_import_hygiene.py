@@ -38,8 +38,9 @@ def test_core_does_not_import_textual() -> None:
 
 def test_a_local_run_loads_neither_asyncssh_nor_textual(tmp_path) -> None:  # type: ignore[no-untyped-def]
     """asyncssh is a third of the start-up, and a local-only run never uses it, nor the
-    rollout, the webhook client (without `notify:`) or the signer (without a key); a run
-    with hosts loads asyncssh and the rollout (the same run, one block on a literal host)."""
+    rollout, the webhook client (without `notify:`), the signer (without a key) or the
+    transcript's reader (only a resume reads one back); a run with hosts loads asyncssh
+    and the rollout (the same run, one block on a literal host)."""
     local = tmp_path / "local.md"
     local.write_text("## S\n\n```sh\necho local\n```\n")
     remote = tmp_path / "remote.md"
@@ -48,7 +49,7 @@ def test_a_local_run_loads_neither_asyncssh_nor_textual(tmp_path) -> None:  # ty
         "import sys\nfrom runbook.cli import main\n"
         "main(['run', sys.argv[1], '--yes', '--runs-dir', sys.argv[2]])\n"
         "lazy = {'asyncssh', 'textual', 'runbook.notify.webhook', 'runbook.engine.rollout',"
-        " 'runbook.record.signing', 'getpass'}\n"
+        " 'runbook.record.signing', 'runbook.record.chain', 'getpass'}\n"
         "print(sorted(m for m in lazy if m in sys.modules), file=sys.stderr)"
     )
     runs = str(tmp_path / "runs")

@@ -14,7 +14,7 @@ from conftest import RUNBOOKS, run_cli, run_inline
 from runbook import launch
 from runbook.engine.operator import HeadlessOperator
 from runbook.record import transcript
-from runbook.record.transcript import verify
+from runbook.record.chain import verify
 
 
 @pytest.fixture(scope="module")

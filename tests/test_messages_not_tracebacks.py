@@ -16,7 +16,8 @@ from runbook import launch
 from runbook.engine.operator import HeadlessOperator
 from runbook.format.inputs import MAX_RUNBOOK_BYTES
 from runbook.record import transcript
-from runbook.record.transcript import TranscriptWriter, read_lines, verify
+from runbook.record.chain import read_lines, verify
+from runbook.record.transcript import TranscriptWriter
 
 
 def _run(book: Path, *args: str) -> tuple[int, str, list[dict[str, object]]]:

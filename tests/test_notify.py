@@ -21,8 +21,8 @@ from webhook_server import WebhookServer, self_signed
 from conftest import crash_mid_block, events, resume_run, run_cli, run_inline
 from runbook.engine.operator import Decision, HeadlessOperator, ScriptedOperator
 from runbook.format.parser import parse_text
+from runbook.record.chain import verify
 from runbook.record.report import render_run
-from runbook.record.transcript import verify
 from runbook.transports.local import LocalTransport
 
 BODY_KEYS = {

@@ -10,7 +10,7 @@ import pytest
 from conftest import crash_mid_block, events, resume_run, run_cli
 from runbook import launch
 from runbook.engine.operator import Decision, HeadlessOperator, ScriptedOperator
-from runbook.record.transcript import read_lines, verify
+from runbook.record.chain import read_lines, verify
 from runbook.transports.local import LocalTransport
 
 BOOK = """## One

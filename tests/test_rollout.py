@@ -13,7 +13,7 @@ from conftest import events, live_processes, run_cli, wait_for
 from conftest import run_on_fleet as run
 from runbook import launch
 from runbook.engine.operator import Decision, ScriptedOperator
-from runbook.record.transcript import verify
+from runbook.record.chain import verify
 
 HOSTS = "hosts:\n  web: [host1, host2, host3, host4, host5, host6]\n"
 

@@ -15,7 +15,7 @@ import pytest
 
 from conftest import RUNBOOKS, events, live_processes, run_cli, run_inline, wait_for
 from runbook.engine.operator import Decision, HeadlessOperator, ScriptedOperator
-from runbook.record.transcript import verify
+from runbook.record.chain import verify
 
 
 def recorded(transcript: Path, block: str, stream: str = "stdout") -> bytes:

@@ -14,8 +14,8 @@ from pathlib import Path
 from conftest import ROOT, events, live_processes, resume_run, run_cli
 from runbook import launch
 from runbook.engine.operator import Decision, HeadlessOperator, NeedsOperator, ScriptedOperator
+from runbook.record.chain import verify
 from runbook.record.report import render_run
-from runbook.record.transcript import verify
 from runbook.transports.local import LocalTransport
 
 

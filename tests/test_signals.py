@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 
 from conftest import OnPty, events, live_processes, start_cli, wait_for
-from runbook.record.transcript import verify
+from runbook.record.chain import verify
 
 LONG = "sleep 300.25"  # unique on this machine: the block's processes, found in /proc
 

@@ -15,7 +15,7 @@ import pytest
 from conftest import run_cli
 from runbook import launch
 from runbook.engine.operator import Decision, ScriptedOperator
-from runbook.record.transcript import read_lines
+from runbook.record.chain import read_lines
 
 
 class _NoAuth(asyncssh.SSHServer):

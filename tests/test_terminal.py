@@ -7,7 +7,7 @@ from pathlib import Path
 
 from runbook import launch
 from runbook.engine.operator import TerminalOperator
-from runbook.record.transcript import read_lines
+from runbook.record.chain import read_lines
 
 BOOK = """---
 variables:

@@ -18,8 +18,8 @@ from tuikit import abort, events, finished, kinds, make_app, modal, shown, until
 from conftest import RUNBOOKS, live_processes
 from runbook import launch
 from runbook.engine.operator import TerminalOperator
+from runbook.record.chain import read_lines, verify
 from runbook.record.progress import DONE, FAILED, SKIPPED
-from runbook.record.transcript import read_lines, verify
 from runbook.tui import screens
 from runbook.tui.app import RunbookApp
 from runbook.tui.screens import (

@@ -15,7 +15,7 @@ from runbook import launch
 from runbook.engine.operator import Operator
 from runbook.engine.session import Session
 from runbook.format.inputs import load_runbook, parse_vars
-from runbook.record.transcript import read_lines
+from runbook.record.chain import read_lines
 from runbook.tui.app import Launch, RunbookApp
 
 

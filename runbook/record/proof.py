@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from runbook.record.chain import Verdict, read_lines
 from runbook.record.signing import (
     Signature,
     SigningError,
@@ -29,7 +30,7 @@ from runbook.record.signing import (
     read_signatures,
     sig_path,
 )
-from runbook.record.transcript import SNAPSHOT, TRANSCRIPT, Verdict, read_lines
+from runbook.record.transcript import SNAPSHOT, TRANSCRIPT
 
 _REMOVED = ": the signatures were removed"
 """The end of the one signature finding that fails even without ``--allowed-signers``."""

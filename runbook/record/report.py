@@ -16,6 +16,7 @@ from typing import Any
 from runbook.format.parser import parse_file
 from runbook.format.variables import MASK as MASKED
 from runbook.record import proof
+from runbook.record.chain import Verdict
 from runbook.record.markdown import (
     cell,
     clock,
@@ -29,7 +30,7 @@ from runbook.record.markdown import (
 )
 from runbook.record.runs import transcript_files, verify_run
 from runbook.record.signing import SigningError
-from runbook.record.transcript import SNAPSHOT, Verdict
+from runbook.record.transcript import SNAPSHOT
 
 
 @dataclass

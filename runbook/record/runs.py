@@ -14,7 +14,7 @@ from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import TYPE_CHECKING, Any, NamedTuple
 
 from runbook.record.events import RUN_START, RunState
 from runbook.record.lock import RunLock
@@ -24,16 +24,16 @@ from runbook.record.transcript import (
     TRANSCRIPT,
     TranscriptError,
     TranscriptWriter,
-    Verdict,
     make_run_dir,
     new_run_id,
-    read_lines,
-    verify,
     write_private,
 )
 
 ENV_RUNS_DIR = "RUNBOOK_RUNS_DIR"
 DEFAULT_RUNS_DIR = "runbook-runs"
+if TYPE_CHECKING:  # read back only to resume: a new run's start does not load the reader
+    from runbook.record.chain import Verdict
+
 _RESUMED = re.compile(r"transcript-(\d+)\.jsonl\Z")
 
 
@@ -103,6 +103,8 @@ class Replay:
 def recorded_start(transcript: Path) -> dict[str, Any]:
     """The run's first event if it is its ``run.start`` (else empty), without verifying
     anything: what to show before the resume verifies the whole record."""
+    from runbook.record.chain import read_lines
+
     try:
         files = transcript_files(transcript.resolve().parent)
         first = next((line.event for line in read_lines(files[0])), {}) if files else {}
@@ -126,6 +128,8 @@ def verify_run(
     the same run id, ``seq`` going on by one, and its first ``prev`` the hash of the last
     intact line before it. A file after a broken one is not checked (nothing can chain
     onto a break), and a missing file in the numbering breaks the run there."""
+    from runbook.record.chain import Verdict, verify
+
     verdicts: list[tuple[Path, Verdict]] = []
     before: Verdict | None = None
     for i, path in enumerate(files):
