@@ -29,11 +29,11 @@ from runbook.record.transcript import (
     write_private,
 )
 
-ENV_RUNS_DIR = "RUNBOOK_RUNS_DIR"
-DEFAULT_RUNS_DIR = "runbook-runs"
 if TYPE_CHECKING:  # read back only to resume: a new run's start does not load the reader
     from runbook.record.chain import Verdict
 
+ENV_RUNS_DIR = "RUNBOOK_RUNS_DIR"
+DEFAULT_RUNS_DIR = "runbook-runs"
 _RESUMED = re.compile(r"transcript-(\d+)\.jsonl\Z")
 
 
