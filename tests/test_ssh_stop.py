@@ -9,6 +9,7 @@ import asyncio
 import os
 import re
 import subprocess
+import time
 from pathlib import Path
 from typing import Any
 
@@ -103,13 +104,15 @@ def test_a_finished_wrappers_group_number_is_never_signalled(fleet: Any) -> None
     signal the bystander; the block ends, saying something outside its group held on."""
     transport = SSHTransport(config=fleet.ssh_config, grace=0.5)
     bystander: subprocess.Popen[bytes] | None = None
+    go = f"/tmp/runbook-test-go-{os.getpid()}-{time.monotonic_ns()}"  # any host user sees /tmp
 
     async def scenario() -> Any:
         nonlocal bystander
         task = asyncio.create_task(
             transport.run(
                 parse_host("host3"),
-                "setsid sleep 615.5 & sleep 0.2; exit 0",
+                # The script ends once the test has seen its wrapper, not after a guess.
+                f"setsid sleep 615.5 & while [ ! -e {go} ]; do sleep 0.01; done; exit 0",
                 shell="sh",
                 variables={},
                 on_output=lambda *_: None,
@@ -119,6 +122,7 @@ def test_a_finished_wrappers_group_number_is_never_signalled(fleet: Any) -> None
         leader = await asyncio.to_thread(
             wait_for, lambda: _wrapper_pid("sleep 615.5"), 10, "the wrapper"
         )
+        open(go, "w").close()
         await asyncio.to_thread(wait_for, lambda: not os.path.exists(f"/proc/{leader}"), 10)
         for _ in range(20):  # the next pid can be taken by someone else first: try again
             with open("/proc/sys/kernel/ns_last_pid", "w") as f:
@@ -145,6 +149,8 @@ def test_a_finished_wrappers_group_number_is_never_signalled(fleet: Any) -> None
             bystander.wait()
         for pid in live_processes("sleep 615.5"):
             os.kill(pid, 9)
+        if os.path.exists(go):
+            os.unlink(go)
 
 
 def _wrapper_pid(needle: str) -> int | None:
