@@ -399,12 +399,14 @@ def _finish(session: Session) -> Finished:
     loop = asyncio.new_event_loop()
     task = loop.create_task(session.run())
     try:
-        with stop_on_signals(loop, session.stop, session.interrupt, session.operator):
+        with stop_on_signals(loop, session.stop, session.interrupt, session.operator, task):
             while True:
                 try:
                     outcome = loop.run_until_complete(task)
                     break
-                except KeyboardInterrupt:
+                except KeyboardInterrupt:  # out of a question asked in a host's own task
+                    if task.done():  # never wait again for a task that cannot end twice
+                        raise
                     task.cancel()  # the session records the abort and returns
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())

@@ -6,6 +6,7 @@ is ever contacted.
 
 from __future__ import annotations
 
+import contextlib
 import getpass
 import hashlib
 import json
@@ -16,6 +17,7 @@ import sys
 from pathlib import Path
 from typing import Any
 
+import pytest
 from webhook_server import WebhookServer, self_signed
 
 from conftest import crash_mid_block, events, resume_run, run_cli, run_inline
@@ -422,12 +424,21 @@ async def test_the_console_shows_an_undelivered_notification_as_a_warning(
     assert app.outcome is not None and app.outcome.result == "ok"
 
 
+FAILS = "## a\n\n```sh\n#| name: breaks\nexit 3\n```\n"
+
+
+@pytest.mark.parametrize(
+    ("body", "presses"), [(ONE, 1), (ONE, 200), (FAILS, 200)], ids=["done", "held", "failed"]
+)
 def test_ctrl_c_while_the_end_waits_for_a_webhook_ends_at_once(
-    tmp_path: Path, webhook: WebhookServer
+    tmp_path: Path, webhook: WebhookServer, body: str, presses: int
 ) -> None:
+    """One Ctrl-C, or Ctrl-C held down (wherever the presses fall on the loop: a callback,
+    a ``finally``, the end being written): the run ends at once and on record, not after
+    the 29 s the webhook was given, whether it was ending as done or as aborted."""
     webhook.mode = "hang"
     path = tmp_path / "b.md"
-    path.write_text(book(f"  - url: {webhook.url}/h\n    timeout: 30s\n    retries: 0\n", ONE))
+    path.write_text(book(f"  - url: {webhook.url}/h\n    timeout: 30s\n    retries: 0\n", body))
     runs = tmp_path / "runs"
     proc = subprocess.Popen(
         [sys.executable, "-m", "runbook", "run", str(path), "--yes", "--runs-dir", str(runs)],
@@ -438,19 +449,25 @@ def test_ctrl_c_while_the_end_waits_for_a_webhook_ends_at_once(
         for line in proc.stdout:
             if line.startswith("note: waiting up to 29s more for"):
                 break
-        proc.send_signal(signal.SIGINT)
-        _, err = proc.communicate(timeout=20)  # not the 29 s the webhook was given
+        for _ in range(presses):  # until the process is gone
+            if proc.poll() is not None:
+                break
+            with contextlib.suppress(ProcessLookupError):
+                proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=20)
     finally:
         proc.kill()
     assert proc.returncode == 130, err
     assert "Traceback" not in err
     (transcript,) = runs.glob("*/transcript.jsonl")
-    evs = events(transcript)
-    assert evs[-1]["type"] == "run.end" and evs[-1]["result"] == "aborted"
+    end = events(transcript)[-1]
+    assert (end["type"], end["result"], end["exit_code"]) == ("run.end", "aborted", 130)
+    was = "(ok: every step is done)" if body is ONE else "(aborted: breaks failed (exit 3))"
+    assert end["message"] == f"interrupted by the operator as the run was ending {was}", end
     records = notify_events(transcript)
     assert [r["message"] for r in records] == [1, 2, 3]  # start, step done, end: all on record
     assert {r["result"] for r in records} == {"abandoned"}
-    assert verify(transcript).ok
+    assert verify(transcript).complete
 
 
 def test_a_resumed_run_says_so_to_the_webhook(tmp_path: Path, webhook: WebhookServer) -> None:

@@ -257,3 +257,38 @@ def test_an_unreachable_host_is_not_retried_by_itself(fleet, tmp_path: Path) -> 
     )
     ends = [e for e in events(done.transcript) if e["type"] == "block.end"]
     assert len(ends) == 1 and "cannot connect" in ends[0]["status"]
+
+
+def test_ctrl_c_at_a_question_during_a_rollout_ends_the_run(fleet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """The rollout gives Ctrl-C to its hosts' commands; a question it asks meanwhile (the
+    next batch, a host key asked from a host's own task) still ends the run at Ctrl-C."""
+    from conftest import OnPty
+
+    known = tmp_path / "known_hosts"
+    host1 = fleet.hosts[0]
+    known.write_text(
+        f"[{host1.address}]:{host1.port} "
+        + " ".join(host1.host_key.with_suffix(".pub").read_text().split()[:2])
+        + "\n"
+    )
+    path = book(
+        tmp_path,
+        "## Go\n\n```sh\n#| on: host1, host2\n#| serial: 1\necho in\n```\n",
+        f"ssh:\n  known_hosts: {known}\n",
+    )
+    runs = tmp_path / "runs"
+    args = ["run", str(path), "--runs-dir", str(runs), "--ssh-config", str(fleet.ssh_config)]
+    for question in ("Go on with batch 2/2", "presents a host key that is not in known_hosts"):
+        on = OnPty(args)
+        if question.startswith("presents"):
+            on.expect("Go on with batch 2/2")
+            on.send(b"y\n")
+        on.expect(question)
+        on.send(b"\x03")
+        assert on.wait() == 130, on.seen.decode(errors="replace")
+        assert b"Traceback" not in on.seen and b"KeyboardInterrupt" not in on.seen
+        transcript = max(runs.glob("*/transcript.jsonl"), key=lambda p: p.stat().st_mtime)
+        end = events(transcript)[-1]
+        assert (end["type"], end["result"], end["exit_code"]) == ("run.end", "aborted", 130)
+        assert verify(transcript).complete
+    assert len(known.read_text().splitlines()) == 1  # host2's key was not added

@@ -88,3 +88,52 @@ def test_ctrl_d_at_a_prompt_is_a_recorded_abort(tmp_path: Path, where: str) -> N
     assert end["type"] == "run.end" and end["result"] == "aborted"
     assert "Ctrl-D" in end["message"], end
     assert verify(transcript).complete
+
+
+def test_ctrl_c_at_a_prompt_records_the_end(tmp_path: Path) -> None:
+    book = tmp_path / "book.md"
+    book.write_text(
+        "## Warm up\n\n```sh\necho warmed\n```\n\n"
+        "## Go\n\n```sh\n#| confirm: Deploy now?\necho deployed\n```\n"
+    )
+    on = OnPty(["run", str(book), "--runs-dir", str(tmp_path)])
+    on.expect("Deploy now? [y/N]")  # after a block ran: Ctrl-C is the run's again
+    on.send(b"\x03")  # the terminal turns it into SIGINT, as for a person
+    assert on.wait() == 130, on.seen.decode(errors="replace")
+    assert b"Traceback" not in on.seen and b"KeyboardInterrupt" not in on.seen
+    (transcript,) = tmp_path.glob("*/transcript.jsonl")
+    evs = events(transcript)
+    assert [e["type"] for e in evs][-2:] == ["gate.ask", "run.end"]
+    assert (evs[-1]["result"], evs[-1]["message"]) == ("aborted", "interrupted by the operator")
+    assert b"deployed" not in on.seen.replace(b"echo deployed", b"")
+    assert verify(transcript).complete
+
+
+async def test_ctrl_c_sections_nest_and_give_back_the_handler_before() -> None:
+    """A block's Ctrl-C section inside a rollout's: the newest open one gets Ctrl-C; when
+    the last one closes, the handler before it (the run's own) is back, not Python's
+    default, which would raise wherever the loop happens to be."""
+    import asyncio
+    import os
+
+    from runbook.engine.stopping import ctrl_c_sets
+
+    seen: list[int] = []
+    before = signal.signal(signal.SIGINT, lambda signum, frame: seen.append(signum))
+    mine = signal.getsignal(signal.SIGINT)
+    try:
+        outer, inner = asyncio.Event(), asyncio.Event()
+        with ctrl_c_sets(outer):
+            with ctrl_c_sets(inner):
+                os.kill(os.getpid(), signal.SIGINT)
+                await asyncio.wait_for(inner.wait(), 10)
+                assert not outer.is_set()
+            os.kill(os.getpid(), signal.SIGINT)
+            await asyncio.wait_for(outer.wait(), 10)
+        assert seen == []
+        assert signal.getsignal(signal.SIGINT) is mine
+        os.kill(os.getpid(), signal.SIGINT)
+        await asyncio.wait_for(asyncio.to_thread(wait_for, lambda: seen, 10), 10)
+        assert seen == [signal.SIGINT]
+    finally:
+        signal.signal(signal.SIGINT, before)

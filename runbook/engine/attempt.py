@@ -8,6 +8,7 @@ captured value is set only from an attempt that succeeded.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import os
 import signal
@@ -18,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from runbook.engine.questions import trust_host_key
 from runbook.engine.recorder import CAPTURE_LIMIT, Recorder
+from runbook.engine.stopping import ctrl_c_sets
 from runbook.format.model import Block, Host, Runbook
 from runbook.format.plan import shell_for
 from runbook.record import events as ev
@@ -132,27 +134,23 @@ async def _execute_local(
     timeout: float | None,
     stop: asyncio.Event | None = None,
 ) -> ExitStatus:
-    loop = asyncio.get_running_loop()
     if stop is None:
         ctx.interrupt.clear()
-        loop.add_signal_handler(signal.SIGINT, ctx.interrupt.set)
-    try:
-        return await ctx.transport.run(
-            block.code,
-            shell=shell,
-            env={**os.environ, **ctx.values},
-            cwd=cwd,
-            timeout=timeout,
-            on_output=recorder,
-            interrupt=stop or ctx.interrupt,
-        )
-    except OSError as e:  # the shell or the directory does not exist
-        where = f"cwd {cwd} is not a directory" if cwd and not os.path.isdir(cwd) else ""
-        recorder.error(f"cannot start {shell}: {where or e.strerror or e}\n")
-        return ExitStatus(code=127, signal=None, duration=0.0)
-    finally:
-        if stop is None:
-            loop.remove_signal_handler(signal.SIGINT)
+    with contextlib.nullcontext() if stop else ctrl_c_sets(ctx.interrupt, ctx.operator):
+        try:
+            return await ctx.transport.run(
+                block.code,
+                shell=shell,
+                env={**os.environ, **ctx.values},
+                cwd=cwd,
+                timeout=timeout,
+                on_output=recorder,
+                interrupt=stop or ctx.interrupt,
+            )
+        except OSError as e:  # the shell or the directory does not exist
+            where = f"cwd {cwd} is not a directory" if cwd and not os.path.isdir(cwd) else ""
+            recorder.error(f"cannot start {shell}: {where or e.strerror or e}\n")
+            return ExitStatus(code=127, signal=None, duration=0.0)
 
 
 async def _execute_remote(

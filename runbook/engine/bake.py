@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import signal
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -164,9 +163,6 @@ async def _check(
             if ctx.interrupt.is_set():
                 return None
             status, _ = await execute(ctx, check, tag["round"], host, bake=tag)
-            if host is None:  # a local run gives Ctrl-C back to the default handler
-                loop = asyncio.get_running_loop()
-                loop.add_signal_handler(signal.SIGINT, ctx.interrupt.set)
             return status
 
     try:

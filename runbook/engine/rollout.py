@@ -12,13 +12,13 @@ until then a crash leaves it unknown, so a resumed run asks instead of re-runnin
 from __future__ import annotations
 
 import asyncio
-import signal
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
 from runbook.engine.attempt import run_attempt
 from runbook.engine.bake import bake
 from runbook.engine.questions import choose, gate
+from runbook.engine.stopping import ctrl_c_sets
 from runbook.format.hosts import batches
 from runbook.format.model import Block, Host
 from runbook.record import events as ev
@@ -55,10 +55,8 @@ async def rollout(
     tries = {h.spec: base for h in hosts}
     limit = asyncio.Semaphore(max(1, forks))
     failed: dict[str, str] = {}
-    loop = asyncio.get_running_loop()
     ctx.interrupt.clear()
-    loop.add_signal_handler(signal.SIGINT, ctx.interrupt.set)
-    try:
+    with ctrl_c_sets(ctx.interrupt, ctx.operator):
         for number, batch in enumerate(split, start=1):
             if number > 1 and not await _next_batch(ctx, block, number, split, ok, failed):
                 return
@@ -90,8 +88,6 @@ async def rollout(
                 stop = await bake(ctx, block, number, split, ok)
                 if stop is not None:
                     raise RolloutStopped(stop.choice, stop.reason)
-    finally:
-        loop.remove_signal_handler(signal.SIGINT)
     ctx.journal.emit(ev.BLOCK_DONE, durable=True, block=block.name, ok=ok, failed=failed)
 
 

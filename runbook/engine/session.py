@@ -25,7 +25,7 @@ from runbook.engine.journal import Journal
 from runbook.engine.masking import Masker
 from runbook.engine.operator import Decision, NeedsOperator, Operator
 from runbook.engine.questions import block_gates, choose, gate
-from runbook.engine.stopping import Guarded, Stop
+from runbook.engine.stopping import CTRL_C, Guarded, Stop
 from runbook.format.hosts import DEFAULT_FORKS, describe, resolve_targets
 from runbook.format.model import Block, CheckItem, Host, Runbook, Step
 from runbook.format.values import ValueProblem, expand
@@ -97,6 +97,8 @@ class Session:
         self._source_seen: str | None = rb.sha256
         self.lock = lock
         self.interrupt = asyncio.Event()
+        self._ending: str | None = None
+        """The end being recorded (``ok: every step is done``), while its last waits run."""
         self.journal = Journal(writer, self.operator, self.masker, state or RunState())
         self.state = self.journal.state
         self.by = self.journal.by
@@ -137,8 +139,26 @@ class Session:
 
     async def run(self) -> Outcome:
         try:
-            # Nested, so that what stops a rollback (Ctrl-C, a quit, nobody to answer) is
-            # handled by the same clauses below and still ends the record.
+            try:
+                return await self._run()
+            except (KeyboardInterrupt, asyncio.CancelledError):
+                # Outside the clauses of _run, so that a Ctrl-C while a run that already
+                # failed is being ended (its notices, its background blocks) still ends it.
+                return await self._interrupted()
+        finally:
+            self.notices.abandon()  # idempotent: only an unexpected error gets here with some
+            with contextlib.suppress(TranscriptError):
+                await self.background.stop_all()  # nothing is left running, whatever happened
+            self.writer.close()
+            if self.lock is not None:
+                self.lock.release()  # after the end is recorded: now it may be resumed
+            if self.ssh is not None:
+                await self.ssh.close()
+
+    async def _run(self) -> Outcome:
+        try:
+            # Nested, so that what stops a rollback (a quit, nobody to answer) is handled
+            # by the same clauses below and still ends the record.
             try:
                 self._start()
                 await self._ask_values()
@@ -166,22 +186,18 @@ class Session:
         except TranscriptError as e:
             self.notices.abandon()
             return Outcome("error", 1, str(e))
-        except (KeyboardInterrupt, asyncio.CancelledError):
-            message = self.stop.reason or "interrupted by the operator"
-            with contextlib.suppress(TranscriptError):
-                self.notices.abandon()
-                await self.background.stop_all()
-                return self._record_end("aborted", 130, message)
-            return Outcome("aborted", 130, message)
-        finally:
-            self.notices.abandon()  # idempotent: only an unexpected error gets here with some
-            with contextlib.suppress(TranscriptError):
-                await self.background.stop_all()  # nothing is left running, whatever happened
-            self.writer.close()
-            if self.lock is not None:
-                self.lock.release()  # after the end is recorded: now it may be resumed
-            if self.ssh is not None:
-                await self.ssh.close()
+
+    async def _interrupted(self) -> Outcome:
+        """Ctrl-C or a cancel: the run ends now, as aborted, with what was still running
+        stopped and what was not delivered recorded so."""
+        message = self.stop.reason or CTRL_C
+        if self._ending is not None:  # the post-mortem still learns how the steps ended
+            message += f" as the run was ending ({self._ending})"
+        with contextlib.suppress(TranscriptError):
+            self.notices.abandon()
+            await self.background.stop_all()
+            return self._record_end("aborted", 130, message)
+        return Outcome("aborted", 130, message)
 
     def _start(self) -> None:
         known = {v.name: (None if v.secret else self.values.get(v.name)) for v in self.rb.variables}
@@ -203,6 +219,7 @@ class Session:
         )
 
     async def _end(self, result: str, code: int, message: str) -> Outcome:
+        self._ending = f"{result}: {message}"
         failed = await self.background.stop_all()
         if failed:  # never an "ok" that hides a background block's failure
             message += f" (but background block {'; '.join(failed)}, on its own)"

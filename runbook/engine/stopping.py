@@ -87,18 +87,28 @@ class Guarded:
         return await self.inner.proceed(step, block)
 
 
+CTRL_C = "interrupted by the operator"
+"""Why a run that Ctrl-C stopped outside a block ended."""
+
+
 @contextlib.contextmanager
 def stop_on_signals(
     loop: asyncio.AbstractEventLoop,
     stop: Stop,
     interrupt: asyncio.Event,
     operator: Guarded | None = None,
+    run: asyncio.Task[Any] | None = None,
 ) -> Iterator[None]:
-    """SIGTERM and SIGHUP stop the run while inside; the old handlers come back after.
+    """SIGTERM and SIGHUP stop the run while inside, and so does Ctrl-C when ``run`` (the
+    session's task) is given; the old handlers come back after.
 
-    A Python-level handler, not ``loop.add_signal_handler``: a plain-terminal prompt
+    Python-level handlers, not ``loop.add_signal_handler``: a plain-terminal prompt
     blocks the loop's thread in ``input()``, and only an exception raised by the handler
-    gets it out (as Ctrl-C does). Elsewhere the handler wakes the loop to set the interrupt.
+    gets it out. Anywhere else the handler only hands the stop to the loop: an exception
+    raised between two bytecodes of the loop's own code (as Python's default Ctrl-C does)
+    can land in a callback or a ``finally`` and leave the run with no end and the process
+    waiting for ever. Ctrl-C cancels ``run``, which records the end at once; while a block
+    runs, :func:`ctrl_c_sets` gives Ctrl-C to that block instead.
     """
 
     def handler(signum: int, frame: FrameType | None) -> None:
@@ -106,15 +116,60 @@ def stop_on_signals(
             if stop.ended:
                 os._exit(128 + signum)
             return  # already stopping: the end is not on disk yet
-        stop.reason = f"stopped by {signal.Signals(signum).name}"
+        ctrl_c = signum == signal.SIGINT
+        stop.reason = CTRL_C if ctrl_c else f"stopped by {signal.Signals(signum).name}"
         stop.code = 128 + signum
         loop.call_soon_threadsafe(interrupt.set)
         if operator is not None and operator.prompting:
             raise KeyboardInterrupt  # out of input(); the session records the end
+        if ctrl_c and run is not None and not stop.ended:  # ended: only closing is left
+            loop.call_soon_threadsafe(run.cancel)
 
-    previous = {s: signal.signal(s, handler) for s in SIGNALS}
+    signals = SIGNALS if run is None else (*SIGNALS, signal.SIGINT)
+    previous = {s: signal.signal(s, handler) for s in signals}
     try:
         yield
     finally:
         for s, old in previous.items():
             signal.signal(s, old)
+
+
+_ctrl_c: dict[asyncio.AbstractEventLoop, tuple[Any, list[asyncio.Event]]] = {}
+
+
+@contextlib.contextmanager
+def ctrl_c_sets(event: asyncio.Event, operator: object = None) -> Iterator[None]:
+    """While inside, Ctrl-C sets ``event`` (a running block is interrupted and the operator
+    decides what next); after, Ctrl-C does what it did before, whatever that was.
+
+    A question the ``operator`` is asked meanwhile (a rollout's next batch, a host key)
+    still ends the run at Ctrl-C: the handler before gets the signal then. Sections nest
+    and overlap (a bake's local check inside a rollout): the newest one still open gets
+    Ctrl-C. A Python-level handler, as in :func:`stop_on_signals`, and not
+    ``loop.add_signal_handler``, whose removal installs Python's default handler: that
+    one raises ``KeyboardInterrupt`` wherever the loop happens to be.
+    """
+    loop = asyncio.get_running_loop()
+    if loop not in _ctrl_c:
+        before = signal.getsignal(signal.SIGINT)
+        events: list[asyncio.Event] = []
+
+        def handler(signum: int, frame: FrameType | None) -> None:
+            if events and not getattr(operator, "prompting", False):
+                loop.call_soon_threadsafe(events[-1].set)
+            elif callable(before):
+                before(signum, frame)
+            else:
+                raise KeyboardInterrupt
+
+        signal.signal(signal.SIGINT, handler)
+        _ctrl_c[loop] = (before, events)
+    before, events = _ctrl_c[loop]
+    events.append(event)
+    try:
+        yield
+    finally:
+        events.remove(event)
+        if not events:
+            del _ctrl_c[loop]
+            signal.signal(signal.SIGINT, before)
