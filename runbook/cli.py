@@ -168,6 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
             argv=sys.argv,
             announce=_say,
             signing=_signing(args),
+            until_exit=True,
         )
     )
 
@@ -336,6 +337,7 @@ def cmd_resume(args: argparse.Namespace) -> int:
             argv=sys.argv,
             announce=_say,
             signing=_signing(args),
+            until_exit=True,
         )
     )
 

@@ -102,8 +102,10 @@ def run(
     ssh_config: Path | None = None,
     forks: int | None = None,
     signing: SigningKey | None = None,
+    until_exit: bool = False,
 ) -> Finished:
-    """Start a new run of the runbook at ``path`` (``operator`` and ``transport`` for tests)."""
+    """Start a new run of the runbook at ``path`` (``operator`` and ``transport`` for tests;
+    ``until_exit``: the process ends with the run, see ``stop_on_signals``)."""
     session = prepare_run(
         path,
         assignments=assignments,
@@ -116,7 +118,7 @@ def run(
         forks=forks,
         signing=signing,
     )
-    return _finish(session)
+    return _finish(session, until_exit)
 
 
 def prepare_run(
@@ -197,6 +199,7 @@ def resume(
     forks: int | None = None,
     signing: SigningKey | None = None,
     allow_other_ssh_config: bool = False,
+    until_exit: bool = False,
 ) -> Finished:
     """Continue the run ``transcript`` belongs to, in a new transcript file chained to it."""
     session, _ = prepare_resume(
@@ -212,7 +215,7 @@ def resume(
         signing=signing,
         allow_other_ssh_config=allow_other_ssh_config,
     )
-    return _finish(session)
+    return _finish(session, until_exit)
 
 
 def prepare_resume(
@@ -389,7 +392,7 @@ def _guard(make: Callable[[], T]) -> T:
         raise Refused(f"cannot record the run, so it does not start: {e}") from None
 
 
-def _finish(session: Session) -> Finished:
+def _finish(session: Session, until_exit: bool = False) -> Finished:
     """Run the session; Ctrl-C, SIGTERM or SIGHUP anywhere ends it with a recorded abort,
     never a traceback.
 
@@ -399,7 +402,10 @@ def _finish(session: Session) -> Finished:
     loop = asyncio.new_event_loop()
     task = loop.create_task(session.run())
     try:
-        with stop_on_signals(loop, session.stop, session.interrupt, session.operator, task):
+        stopping = stop_on_signals(
+            loop, session.stop, session.interrupt, session.operator, session.cancel, until_exit
+        )
+        with stopping:
             while True:
                 try:
                     outcome = loop.run_until_complete(task)
@@ -407,7 +413,7 @@ def _finish(session: Session) -> Finished:
                 except KeyboardInterrupt:  # out of a question asked in a host's own task
                     if task.done():  # never wait again for a task that cannot end twice
                         raise
-                    task.cancel()  # the session records the abort and returns
+                    session.cancel()  # the session records the abort and returns
     finally:
         loop.run_until_complete(loop.shutdown_asyncgens())
         loop.close()

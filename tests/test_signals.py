@@ -137,3 +137,35 @@ async def test_ctrl_c_sections_nest_and_give_back_the_handler_before() -> None:
         assert seen == [signal.SIGINT]
     finally:
         signal.signal(signal.SIGINT, before)
+
+
+def test_ctrl_c_while_the_end_stops_a_background_block_still_records_its_end(
+    tmp_path: Path,
+) -> None:
+    """The run is ending: its background block, which ignores SIGINT, is being stopped
+    (SIGTERM follows after the grace). A Ctrl-C then must not cut that short: the block's
+    end is recorded before the run's, and the run ends as interrupted."""
+    book = tmp_path / "book.md"
+    book.write_text(
+        "## Serve\n\n```sh\n#| name: serve\n#| background: true\n"
+        "trap '' INT; while :; do sleep 0.05; done\n```\n\n"
+        "## Go\n\n```sh\n#| name: go\necho GO\n```\n"
+    )
+    runner = start_cli("run", str(book), "--yes", "--runs-dir", str(tmp_path))
+    assert runner.stdout is not None
+    for line in runner.stdout:
+        if "stopped as the run ends" in line:
+            break
+    runner.send_signal(signal.SIGINT)
+    out, err = runner.communicate(timeout=60)
+    assert runner.returncode == 130, out + err
+    assert "Traceback" not in err, err
+    (transcript,) = tmp_path.glob("*/transcript.jsonl")
+    evs = events(transcript)
+    ends = [(e["type"], e.get("block")) for e in evs if e["type"] in ("block.end", "run.end")]
+    assert ends[-2:] == [("block.end", "serve"), ("run.end", None)], ends
+    assert evs[-2]["interrupted"] is True
+    assert evs[-1]["message"] == (
+        "interrupted by the operator as the run was ending (ok: every step is done)"
+    )
+    assert verify(transcript).complete

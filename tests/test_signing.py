@@ -7,6 +7,7 @@ a made-up success, edit the snapshot, re-sign with their own key.
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import json
 import os
@@ -380,3 +381,49 @@ def test_nothing_runs_once_signing_fails(tmp_path):
     assert not ran.exists()
     transcript = next(runs.glob("*/transcript.jsonl"))
     assert [e["block"] for e in events(transcript) if e["type"] == "block.start"] == ["one-1"]
+
+
+@pytest.mark.parametrize("after", [0.0, 0.02], ids=["at-once", "at-the-end"])
+def test_ctrl_c_held_down_never_leaves_the_end_unsigned(tmp_path: Path, after: float) -> None:
+    """Ctrl-C pressed again and again, from the moment the block is done or a little
+    later, while the run ends: whatever it records, every line is signed, and the exit
+    status is the one on record. Signals wait while the record is closed (its last line
+    fsynced and signed); only then may one end the process, with the code on record."""
+    import sys
+    import time
+
+    key = keypair(tmp_path, "alice")
+    book = tmp_path / "book.md"
+    book.write_text("## Go\n\n```sh\necho GO\n```\n")
+    runs = tmp_path / "runs"
+    args = ["run", str(book), "--yes", "--runs-dir", str(runs), "--signing-key", str(key)]
+    stderr = tmp_path / "stderr"  # a file: a pipe nobody reads during the flood could fill
+    with stderr.open("w") as errors:
+        proc = subprocess.Popen(
+            [sys.executable, "-m", "runbook", *args], cwd=ROOT, text=True,
+            stdout=subprocess.PIPE, stderr=errors,
+        )  # fmt: skip
+    try:
+        assert proc.stdout is not None
+        for line in proc.stdout:
+            if line.strip() == "GO":
+                break
+        deadline = time.monotonic() + after
+        while time.monotonic() < deadline:
+            pass  # a busy wait of a few ms: a sleep would be coarser than the window
+        while proc.poll() is None:  # a flood, far denser than a key held down
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(proc.pid, signal.SIGINT)
+        proc.communicate(timeout=30)
+    finally:
+        proc.kill()
+    err = stderr.read_text()
+    assert "Traceback" not in err and "Exception" not in err, err
+    (transcript,) = runs.glob("*/transcript.jsonl")
+    end = events(transcript)[-1]
+    assert end["type"] == "run.end", end
+    assert proc.returncode == end["exit_code"], (proc.returncode, end, err)
+    done = verify(transcript, "--allowed-signers", str(allowed(tmp_path, ("a@x", key))))
+    assert done.returncode == 0, done.stdout
+    count = len(events(transcript))
+    assert f"up to line {count} of {count}" in done.stdout

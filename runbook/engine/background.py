@@ -43,22 +43,29 @@ class Background:
 
     async def stop_all(self) -> list[str]:
         """Stop every background block still running, and wait until each end is recorded.
-        Returns how each that ended on its own, before the run, failed (``x: exit 3``)."""
-        running, self.running = self.running, []
-        failed = []
-        for block, stop, task in running:
-            if not task.done():
+        Returns how each that ended on its own, before the run, failed (``x: exit 3``).
+
+        A cancel (Ctrl-C while the end waits) does not cut the stopping short: the blocks
+        go on being stopped, and the next call waits for them again, so each still gets
+        its ``block.end`` before ``run.end``."""
+        for block, stop, task in self.running:
+            if not task.done() and not stop.is_set():
                 self.ctx.journal.emit(
                     ev.NOTE,
                     text=f"{block.name}: a background block, stopped as the run ends",
                     by="runbook",
                 )
                 stop.set()
-            elif not task.cancelled() and task.exception() is None:
-                status, _ = task.result()
-                if not status.ok:
-                    failed.append(f"{block.name}: {status.describe()}")
-        await asyncio.gather(*(task for _, _, task in running), return_exceptions=True)
+        if self.running:
+            await asyncio.wait([task for _, _, task in self.running])
+        running, self.running = self.running, []
+        failed = []
+        for block, stop, task in running:
+            if stop.is_set() or task.cancelled() or task.exception() is not None:
+                continue  # stopped here, not ended on its own
+            status, _ = task.result()
+            if not status.ok:
+                failed.append(f"{block.name}: {status.describe()}")
         for what in failed:
             self.ctx.journal.emit(
                 ev.NOTE,

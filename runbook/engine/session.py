@@ -98,6 +98,8 @@ class Session:
         self.lock = lock
         self.interrupt = asyncio.Event()
         self._ending: str | None = None
+        self._running = False
+        self._task: asyncio.Task[Any] | None = None
         """The end being recorded (``ok: every step is done``), while its last waits run."""
         self.journal = Journal(writer, self.operator, self.masker, state or RunState())
         self.state = self.journal.state
@@ -138,22 +140,36 @@ class Session:
     # ------------------------------------------------------------------ the run
 
     async def run(self) -> Outcome:
+        self._task = asyncio.current_task()
         try:
             try:
-                return await self._run()
+                self._running = True
+                try:
+                    return await self._run()
+                finally:
+                    self._running = False
             except (KeyboardInterrupt, asyncio.CancelledError):
                 # Outside the clauses of _run, so that a Ctrl-C while a run that already
                 # failed is being ended (its notices, its background blocks) still ends it.
                 return await self._interrupted()
         finally:
-            self.notices.abandon()  # idempotent: only an unexpected error gets here with some
-            with contextlib.suppress(TranscriptError):
-                await self.background.stop_all()  # nothing is left running, whatever happened
-            self.writer.close()
-            if self.lock is not None:
-                self.lock.release()  # after the end is recorded: now it may be resumed
+            try:
+                self.notices.abandon()  # idempotent: only an unexpected error gets here with some
+                with contextlib.suppress(TranscriptError):
+                    await self.background.stop_all()  # nothing is left running, whatever happened
+                self.writer.close()
+                if self.lock is not None:
+                    self.lock.release()  # after the end is recorded: now it may be resumed
+            finally:
+                self.stop.ended = True
             if self.ssh is not None:
                 await self.ssh.close()
+
+    def cancel(self) -> None:
+        """Ctrl-C: end the run now, as aborted. Only while its steps go on: once it is
+        ending on its own (recording the end, closing the record), it is left to finish."""
+        if self._running and self._task is not None:
+            self._task.cancel()
 
     async def _run(self) -> Outcome:
         try:
@@ -232,7 +248,7 @@ class Session:
             if not message.startswith(self.stop.reason):
                 message = f"{self.stop.reason}: {message}"
         self.emit(ev.RUN_END, durable=True, result=result, exit_code=code, message=message)
-        self.stop.ended = True
+        self.stop.recorded = code
         return Outcome(result, code, message)
 
     async def _ask_values(self) -> None:

@@ -16,7 +16,7 @@ import asyncio
 import contextlib
 import os
 import signal
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import FrameType
 from typing import Any
@@ -33,8 +33,11 @@ class Stop:
 
     reason: str | None = None
     code: int = 1
+    recorded: int | None = None
+    """The exit code ``run.end`` holds, once it is written: signals are ignored while the
+    record is being closed (its last line fsynced and signed), never cut short."""
     ended: bool = False
-    """The run's end is recorded: a second signal may end the process now."""
+    """The record is closed: a signal now ends the process, with the code on record."""
 
     def check(self) -> None:
         if self.reason is not None:
@@ -97,41 +100,49 @@ def stop_on_signals(
     stop: Stop,
     interrupt: asyncio.Event,
     operator: Guarded | None = None,
-    run: asyncio.Task[Any] | None = None,
+    cancel: Callable[[], object] | None = None,
+    until_exit: bool = False,
 ) -> Iterator[None]:
-    """SIGTERM and SIGHUP stop the run while inside, and so does Ctrl-C when ``run`` (the
-    session's task) is given; the old handlers come back after.
+    """SIGTERM and SIGHUP stop the run while inside, and so does Ctrl-C when ``cancel``
+    (which ends the session's run at once) is given; the old handlers come back after.
 
     Python-level handlers, not ``loop.add_signal_handler``: a plain-terminal prompt
     blocks the loop's thread in ``input()``, and only an exception raised by the handler
     gets it out. Anywhere else the handler only hands the stop to the loop: an exception
     raised between two bytecodes of the loop's own code (as Python's default Ctrl-C does)
     can land in a callback or a ``finally`` and leave the run with no end and the process
-    waiting for ever. Ctrl-C cancels ``run``, which records the end at once; while a block
-    runs, :func:`ctrl_c_sets` gives Ctrl-C to that block instead.
+    waiting for ever. While a block runs, :func:`ctrl_c_sets` gives Ctrl-C to that block
+    instead. A Ctrl-C that the process was started to ignore (``nohup``, a script's ``&``)
+    stays ignored. ``until_exit`` (the command line, whose process ends with the run):
+    once the record is closed, these signals are ignored for the little that is left (the
+    last lines printed), so the exit status is the one on record, not Python's 130 or -2.
     """
 
     def handler(signum: int, frame: FrameType | None) -> None:
-        if stop.reason is not None:
-            if stop.ended:
-                os._exit(128 + signum)
-            return  # already stopping: the end is not on disk yet
+        if stop.ended:  # nothing is left to record: exit as the record says
+            os._exit(stop.recorded if stop.recorded is not None else 128 + signum)
+        if stop.reason is not None or stop.recorded is not None:
+            return  # already stopping, or the end is written and being closed
         ctrl_c = signum == signal.SIGINT
         stop.reason = CTRL_C if ctrl_c else f"stopped by {signal.Signals(signum).name}"
         stop.code = 128 + signum
         loop.call_soon_threadsafe(interrupt.set)
         if operator is not None and operator.prompting:
             raise KeyboardInterrupt  # out of input(); the session records the end
-        if ctrl_c and run is not None and not stop.ended:  # ended: only closing is left
-            loop.call_soon_threadsafe(run.cancel)
+        if ctrl_c and cancel is not None:
+            loop.call_soon_threadsafe(cancel)
 
-    signals = SIGNALS if run is None else (*SIGNALS, signal.SIGINT)
+    signals = list(SIGNALS)
+    if cancel is not None and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:
+        signals.append(signal.SIGINT)
     previous = {s: signal.signal(s, handler) for s in signals}
     try:
         yield
     finally:
         for s, old in previous.items():
-            signal.signal(s, old)
+            # Ignored, not the handler: the interpreter's own exit resets handlers (a
+            # signal then kills the process, -2), but leaves an ignored signal ignored.
+            signal.signal(s, signal.SIG_IGN if until_exit and stop.ended else old)
 
 
 _ctrl_c: dict[asyncio.AbstractEventLoop, tuple[Any, list[asyncio.Event]]] = {}
@@ -153,10 +164,21 @@ def ctrl_c_sets(event: asyncio.Event, operator: object = None) -> Iterator[None]
     if loop not in _ctrl_c:
         before = signal.getsignal(signal.SIGINT)
         events: list[asyncio.Event] = []
+        waiting: list[bool] = []  # a press handed to the loop and not yet delivered
+
+        def deliver() -> None:
+            waiting.clear()
+            if events:
+                events[-1].set()
 
         def handler(signum: int, frame: FrameType | None) -> None:
+            # Handlers run between any two bytecodes, a running handler's included: under
+            # a flood of signals only the first schedules anything, or they nest until
+            # the interpreter's recursion limit.
             if events and not getattr(operator, "prompting", False):
-                loop.call_soon_threadsafe(events[-1].set)
+                if not waiting:
+                    waiting.append(True)
+                    loop.call_soon_threadsafe(deliver)
             elif callable(before):
                 before(signum, frame)
             else:
