@@ -169,3 +169,41 @@ def test_ctrl_c_while_the_end_stops_a_background_block_still_records_its_end(
         "interrupted by the operator as the run was ending (ok: every step is done)"
     )
     assert verify(transcript).complete
+
+
+def test_ctrl_c_as_a_block_ends_is_not_lost(tmp_path: Path) -> None:
+    """The block's shell has exited; what it left in its group ignores SIGINT and is being
+    stopped (SIGTERM comes after the grace). A Ctrl-C now reaches no command: it is the
+    run's, so the run ends there and the next block never starts."""
+    started = tmp_path / "started"
+    book = tmp_path / "book.md"
+    book.write_text(
+        "## First\n\n```sh\n#| name: first\n"
+        f"(trap '' INT; echo > '{started}'; exec sleep 30.125) &\n"
+        f"while [ ! -s '{started}' ]; do :; done\necho GO\n```\n\n"
+        "## Second\n\n```sh\n#| name: second\necho SECOND-RAN\n```\n"
+    )
+    runner = start_cli("run", str(book), "--yes", "--runs-dir", str(tmp_path))
+    assert runner.stdout is not None
+    for line in runner.stdout:
+        if line.strip() == "GO":
+            break
+    # The shell exits right after GO; the sleep it left holds the block open.
+    wait_for(lambda: len(live_processes("sleep 30.125")) == 1, what="the leftover sleep")
+    runner.send_signal(signal.SIGINT)
+    out, err = runner.communicate(timeout=60)
+    assert "SECOND-RAN" not in out
+    assert runner.returncode == 130, out + err
+    (transcript,) = tmp_path.glob("*/transcript.jsonl")
+    evs = events(transcript)
+    first = next(e for e in evs if e["type"] == "block.end")
+    assert (first["block"], first["exit"]) == ("first", 0), first
+    assert not any(e["type"] == "block.start" and e["block"] == "second" for e in evs)
+    end = evs[-1]
+    assert (end["type"], end["result"], end["message"]) == (
+        "run.end",
+        "aborted",
+        "interrupted by the operator",
+    )
+    assert live_processes("sleep 30.125") == []
+    assert verify(transcript).complete

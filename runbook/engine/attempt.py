@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 
 from runbook.engine.questions import trust_host_key
 from runbook.engine.recorder import CAPTURE_LIMIT, Recorder
-from runbook.engine.stopping import ctrl_c_sets
+from runbook.engine.stopping import Section, ctrl_c_sets
 from runbook.format.model import Block, Host, Runbook
 from runbook.format.plan import shell_for
 from runbook.record import events as ev
@@ -88,11 +88,12 @@ async def execute(
         started.set()
     keep = bool(opts.capture or block.keeps)
     recorder = Recorder(ctx.journal, block.name, attempt, capture=keep, where=where)
+    ctrl_c = None
     try:
         if host is not None:
             status = await _execute_remote(ctx, block, host, recorder, shell, cwd, timeout)
         else:
-            status = await _execute_local(ctx, block, recorder, shell, cwd, timeout, stop)
+            status, ctrl_c = await _execute_local(ctx, block, recorder, shell, cwd, timeout, stop)
     except BaseException:
         recorder.abandon()
         raise
@@ -121,6 +122,8 @@ async def execute(
         bytes=recorder.raw_bytes,
         recorded=recorder.offsets,
     )
+    if ctrl_c is not None:  # once the block's end is recorded
+        ctrl_c.unheard(acted=status.interrupted)
     await ctx.journal.durable()
     return status, recorder
 
@@ -133,12 +136,12 @@ async def _execute_local(
     cwd: str | None,
     timeout: float | None,
     stop: asyncio.Event | None = None,
-) -> ExitStatus:
+) -> tuple[ExitStatus, Section | None]:
     if stop is None:
         ctx.interrupt.clear()
-    with contextlib.nullcontext() if stop else ctrl_c_sets(ctx.interrupt, ctx.operator):
+    with contextlib.nullcontext() if stop else ctrl_c_sets(ctx.interrupt, ctx.operator) as ctrl_c:
         try:
-            return await ctx.transport.run(
+            status = await ctx.transport.run(
                 block.code,
                 shell=shell,
                 env={**os.environ, **ctx.values},
@@ -150,7 +153,8 @@ async def _execute_local(
         except OSError as e:  # the shell or the directory does not exist
             where = f"cwd {cwd} is not a directory" if cwd and not os.path.isdir(cwd) else ""
             recorder.error(f"cannot start {shell}: {where or e.strerror or e}\n")
-            return ExitStatus(code=127, signal=None, duration=0.0)
+            status = ExitStatus(code=127, signal=None, duration=0.0)
+    return status, ctrl_c
 
 
 async def _execute_remote(

@@ -145,11 +145,28 @@ def stop_on_signals(
             signal.signal(s, signal.SIG_IGN if until_exit and stop.ended else old)
 
 
-_ctrl_c: dict[asyncio.AbstractEventLoop, tuple[Any, list[asyncio.Event]]] = {}
+@dataclass(eq=False)
+class Section:
+    """One open :func:`ctrl_c_sets`: its event, and whether a Ctrl-C reached it."""
+
+    event: asyncio.Event
+    pressed: bool = False
+    alone: bool = False
+    """Set at its close: no other section was still open, so Ctrl-C is the run's again."""
+
+    def unheard(self, acted: bool) -> None:
+        """A press that came and that nothing ``acted`` on (it came as the block's shell
+        had already exited) goes to the run, as if it came now: it is not lost, and the
+        next block does not start. Inside another section it stays that one's event."""
+        if self.pressed and self.alone and not acted:
+            signal.raise_signal(signal.SIGINT)
+
+
+_ctrl_c: dict[asyncio.AbstractEventLoop, tuple[Any, list[Section]]] = {}
 
 
 @contextlib.contextmanager
-def ctrl_c_sets(event: asyncio.Event, operator: object = None) -> Iterator[None]:
+def ctrl_c_sets(event: asyncio.Event, operator: object = None) -> Iterator[Section]:
     """While inside, Ctrl-C sets ``event`` (a running block is interrupted and the operator
     decides what next); after, Ctrl-C does what it did before, whatever that was.
 
@@ -163,19 +180,20 @@ def ctrl_c_sets(event: asyncio.Event, operator: object = None) -> Iterator[None]
     loop = asyncio.get_running_loop()
     if loop not in _ctrl_c:
         before = signal.getsignal(signal.SIGINT)
-        events: list[asyncio.Event] = []
+        sections: list[Section] = []
         waiting: list[bool] = []  # a press handed to the loop and not yet delivered
 
         def deliver() -> None:
             waiting.clear()
-            if events:
-                events[-1].set()
+            if sections:
+                sections[-1].pressed = True
+                sections[-1].event.set()
 
         def handler(signum: int, frame: FrameType | None) -> None:
             # Handlers run between any two bytecodes, a running handler's included: under
             # a flood of signals only the first schedules anything, or they nest until
             # the interpreter's recursion limit.
-            if events and not getattr(operator, "prompting", False):
+            if sections and not getattr(operator, "prompting", False):
                 if not waiting:
                     waiting.append(True)
                     loop.call_soon_threadsafe(deliver)
@@ -185,13 +203,15 @@ def ctrl_c_sets(event: asyncio.Event, operator: object = None) -> Iterator[None]
                 raise KeyboardInterrupt
 
         signal.signal(signal.SIGINT, handler)
-        _ctrl_c[loop] = (before, events)
-    before, events = _ctrl_c[loop]
-    events.append(event)
+        _ctrl_c[loop] = (before, sections)
+    before, sections = _ctrl_c[loop]
+    section = Section(event)
+    sections.append(section)
     try:
-        yield
+        yield section
     finally:
-        events.remove(event)
-        if not events:
+        sections.remove(section)
+        if not sections:
+            section.alone = True
             del _ctrl_c[loop]
             signal.signal(signal.SIGINT, before)
