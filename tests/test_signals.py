@@ -207,3 +207,38 @@ def test_ctrl_c_as_a_block_ends_is_not_lost(tmp_path: Path) -> None:
     )
     assert live_processes("sleep 30.125") == []
     assert verify(transcript).complete
+
+
+@pytest.mark.parametrize("how", ["ctrl-c", "sigterm"])
+def test_a_signal_at_a_rollback_prompt_ends_the_run_rollback_incomplete(
+    tmp_path: Path, how: str
+) -> None:
+    """A rollback that a signal stops is incomplete, as transcript.md promises: neither the
+    change nor its undo is whole, and the record names what was not rolled back."""
+    book = tmp_path / "book.md"
+    book.write_text(
+        "## Change\n\n```sh\n#| name: change\ntrue\n```\n\n"
+        "```sh\n#| name: undo\n#| rollback: true\necho undone\n```\n\n"
+        "## Check\n\n```sh\n#| name: check\nexit 1\n```\n"
+    )
+    on = OnPty(["run", str(book), "--runs-dir", str(tmp_path)])
+    on.expect("abort [x]?")
+    on.send(b"b\n")  # roll back
+    on.expect("Run rollback block undo")
+    if how == "ctrl-c":
+        on.send(b"\x03")
+    else:
+        on.proc.send_signal(signal.SIGTERM)
+    code = 130 if how == "ctrl-c" else 128 + signal.SIGTERM
+    assert on.wait() == code, on.seen.decode(errors="replace")
+    assert b"Traceback" not in on.seen
+    (transcript,) = tmp_path.glob("*/transcript.jsonl")
+    end = events(transcript)[-1]
+    assert (end["type"], end["result"], end["exit_code"]) == (
+        "run.end",
+        "rollback-incomplete",
+        code,
+    )
+    reason = "interrupted by the operator" if how == "ctrl-c" else "stopped by SIGTERM"
+    assert end["message"] == f"rollback stopped: {reason}; not rolled back: undo", end
+    assert verify(transcript).complete

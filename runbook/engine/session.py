@@ -204,16 +204,20 @@ class Session:
             return Outcome("error", 1, str(e))
 
     async def _interrupted(self) -> Outcome:
-        """Ctrl-C or a cancel: the run ends now, as aborted, with what was still running
-        stopped and what was not delivered recorded so."""
-        message = self.stop.reason or CTRL_C
+        """Ctrl-C or a cancel: the run ends now, as aborted (or, in a rollback, as
+        incomplete), with what was still running stopped and what was not delivered
+        recorded so."""
+        result, message = "aborted", self.stop.reason or CTRL_C
         if self._ending is not None:  # the post-mortem still learns how the steps ended
             message += f" as the run was ending ({self._ending})"
+        elif self.state.rollback_started:  # neither the change nor its undo is whole
+            result = INCOMPLETE
+            message = f"rollback stopped: {message}{self._not_rolled_back()}"
         with contextlib.suppress(TranscriptError):
             self.notices.abandon()
             await self.background.stop_all()
-            return self._record_end("aborted", 130, message)
-        return Outcome("aborted", 130, message)
+            return self._record_end(result, 130, message)
+        return Outcome(result, 130, message)
 
     def _start(self) -> None:
         known = {v.name: (None if v.secret else self.values.get(v.name)) for v in self.rb.variables}
@@ -245,7 +249,7 @@ class Session:
     def _record_end(self, result: str, code: int, message: str) -> Outcome:
         if self.stop.reason is not None and result != "ok":  # a signal stopped it
             code = self.stop.code
-            if not message.startswith(self.stop.reason):
+            if self.stop.reason not in message:  # said once, wherever the message has it
                 message = f"{self.stop.reason}: {message}"
         self.emit(ev.RUN_END, durable=True, result=result, exit_code=code, message=message)
         self.stop.recorded = code
