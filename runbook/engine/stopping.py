@@ -6,8 +6,10 @@ sets :class:`Stop` and the interrupt: running blocks are stopped as for Ctrl-C (
 process groups get SIGINT, SIGTERM, SIGKILL) and recorded as interrupted; from then on no
 question is asked and no attempt starts: each raises :class:`NeedsOperator`, which ends
 the run as aborted with the signal's exit code (128 + its number). A prompt that is
-waiting for a line is interrupted at once. A second signal changes nothing until the end
-is on disk; after that it ends the process.
+waiting for a line is interrupted at once. Ctrl-C outside a block ends the run at once
+(the session's task is cancelled); inside one, :func:`ctrl_c_sets` gives it to the block.
+A second signal changes nothing until the record is closed; after that it ends the
+process, with the exit code on record.
 """
 
 from __future__ import annotations
