@@ -98,9 +98,10 @@ class Session:
         self.lock = lock
         self.interrupt = asyncio.Event()
         self._ending: str | None = None
-        self._running = False
-        self._task: asyncio.Task[Any] | None = None
         """The end being recorded (``ok: every step is done``), while its last waits run."""
+        self._running = False
+        """``_run`` is going on: a Ctrl-C may cancel it (``cancel``)."""
+        self._task: asyncio.Task[Any] | None = None
         self.journal = Journal(writer, self.operator, self.masker, state or RunState())
         self.state = self.journal.state
         self.by = self.journal.by
