@@ -139,7 +139,10 @@ async def _execute_local(
 ) -> tuple[ExitStatus, Section | None]:
     if stop is None:
         ctx.interrupt.clear()
-    with contextlib.nullcontext() if stop else ctrl_c_sets(ctx.interrupt, ctx.operator) as ctrl_c:
+    section = (
+        contextlib.nullcontext() if stop is not None else ctrl_c_sets(ctx.interrupt, ctx.operator)
+    )
+    with section as ctrl_c:
         try:
             status = await ctx.transport.run(
                 block.code,
