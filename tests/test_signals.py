@@ -242,3 +242,98 @@ def test_a_signal_at_a_rollback_prompt_ends_the_run_rollback_incomplete(
     reason = "interrupted by the operator" if how == "ctrl-c" else "stopped by SIGTERM"
     assert end["message"] == f"rollback stopped: {reason}; not rolled back: undo", end
     assert verify(transcript).complete
+
+
+def test_a_ctrl_c_as_the_block_returns_is_the_runs(tmp_path: Path) -> None:
+    """The press lands in the last moment of the block's section, before the loop could
+    deliver it to the block: the section still knows of it, so the run ends and the next
+    block never starts (in-process, the signal sent from inside the transport)."""
+    import os
+
+    from runbook import launch
+    from runbook.engine.operator import HeadlessOperator
+    from runbook.transports.local import LocalTransport
+
+    class PressedAsItReturns(LocalTransport):
+        async def run(self, *args, **kwargs):  # type: ignore[no-untyped-def]
+            status = await super().run(*args, **kwargs)
+            os.kill(os.getpid(), signal.SIGINT)  # handled before the next bytecode
+            return status
+
+    path = tmp_path / "book.md"
+    path.write_text("## One\n\n```sh\necho one\n```\n\n## Two\n\n```sh\necho SECOND-RAN\n```\n")
+    done = launch.run(
+        str(path),
+        assignments=(),
+        runs=tmp_path / "runs",
+        argv=[],
+        announce=lambda _: None,
+        operator=HeadlessOperator(yes=True),
+        transport=PressedAsItReturns(grace=0.3),
+    )
+    assert (done.outcome.result, done.outcome.exit_code) == ("aborted", 130), done.outcome
+    evs = events(done.transcript)
+    assert [e["block"] for e in evs if e["type"] == "block.start"] == ["one-1"]
+    assert verify(done.transcript).complete
+
+
+def test_a_ctrl_c_the_process_was_started_to_ignore_stays_ignored(tmp_path: Path) -> None:
+    """nohup, or a script's `&`: SIGINT ignored from the start, during a block too."""
+    import subprocess
+    import sys
+
+    started = tmp_path / "started"
+    book = tmp_path / "book.md"
+    book.write_text(f"## Work\n\n```sh\ntouch '{started}'\nsleep 1.5\necho finished\n```\n")
+    runner = subprocess.Popen(
+        [sys.executable, "-m", "runbook", "run", str(book), "--yes", "--runs-dir", str(tmp_path)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_IGN),
+    )  # fmt: skip
+    wait_for(started.exists, what="the block to start")
+    runner.send_signal(signal.SIGINT)
+    out, err = runner.communicate(timeout=60)
+    assert runner.returncode == 0, out + err
+    assert "finished" in out
+    (transcript,) = tmp_path.glob("*/transcript.jsonl")
+    assert events(transcript)[-1]["result"] == "ok"
+
+
+def test_a_block_stopped_before_its_command_starts_says_so(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Ctrl-C just after a block's start is written, while it is made durable (with a
+    signing key, while it is signed): the command never runs, and the record says so with
+    the block's end, instead of a start without an end, which reads as "it may have run"."""
+    import os
+
+    from conftest import run_inline
+    from runbook.engine.journal import Journal
+
+    emit = Journal.emit
+
+    def pressed_after_the_start(self, kind, *args, **fields):  # type: ignore[no-untyped-def]
+        event = emit(self, kind, *args, **fields)
+        if kind == "block.start" and fields.get("block") == "two":
+            os.kill(os.getpid(), signal.SIGINT)  # handled before the next bytecode
+        return event
+
+    monkeypatch.setattr(Journal, "emit", pressed_after_the_start)
+    marker = tmp_path / "ran"
+    done = run_inline(
+        tmp_path,
+        f"## One\n\n```sh\n#| name: one\ntrue\n```\n\n"
+        f"## Two\n\n```sh\n#| name: two\ntouch '{marker}'\n```\n",
+    )
+    assert (done.outcome.result, done.outcome.exit_code) == ("aborted", 130), done.outcome
+    assert not marker.exists()
+    evs = events(done.transcript)
+    ends = [e for e in evs if e["type"] == "block.end" and e["block"] == "two"]
+    assert len(ends) == 1, [e["type"] for e in evs]
+    assert (ends[0]["exit"], ends[0]["interrupted"], ends[0]["status"]) == (
+        None,
+        True,
+        "not started: the run stopped",
+    )
+    assert evs[-1]["type"] == "run.end"
+    assert verify(done.transcript).complete

@@ -83,11 +83,18 @@ async def execute(
         cwd=cwd,
         timeout=timeout,
     )
-    await ctx.journal.durable()  # on disk before the command runs
-    if started is not None:
-        started.set()
     keep = bool(opts.capture or block.keeps)
     recorder = Recorder(ctx.journal, block.name, attempt, capture=keep, where=where)
+    try:
+        await ctx.journal.durable()  # on disk before the command runs
+    except (asyncio.CancelledError, KeyboardInterrupt):
+        # Stopped (Ctrl-C, its batch cancelled) before the command started: the record
+        # says so, and never holds a start without an end, which reads as "it may have run".
+        recorder.abandon()
+        _record_end(ctx, block, attempt, where, NOT_STARTED, recorder, continued=False)
+        raise
+    if started is not None:
+        started.set()
     ctrl_c = None
     try:
         if host is not None:
@@ -106,6 +113,27 @@ async def execute(
             by="runbook",
         )
     continued = not status.ok and opts.continue_on_error
+    _record_end(ctx, block, attempt, where, status, recorder, continued)
+    if ctrl_c is not None:  # once the block's end is recorded
+        ctrl_c.unheard(acted=status.interrupted)
+    await ctx.journal.durable()
+    return status, recorder
+
+
+NOT_STARTED = ExitStatus(
+    code=None, signal=None, duration=0.0, interrupted=True, problem="not started: the run stopped"
+)
+
+
+def _record_end(
+    ctx: Context,
+    block: Block,
+    attempt: int,
+    where: Mapping[str, Any],
+    status: ExitStatus,
+    recorder: Recorder,
+    continued: bool,
+) -> None:
     ctx.journal.emit(
         ev.BLOCK_END,
         block=block.name,
@@ -122,10 +150,6 @@ async def execute(
         bytes=recorder.raw_bytes,
         recorded=recorder.offsets,
     )
-    if ctrl_c is not None:  # once the block's end is recorded
-        ctrl_c.unheard(acted=status.interrupted)
-    await ctx.journal.durable()
-    return status, recorder
 
 
 async def _execute_local(

@@ -188,14 +188,15 @@ def ctrl_c_sets(event: asyncio.Event, operator: object = None) -> Iterator[Secti
         def deliver() -> None:
             waiting.clear()
             if sections:
-                sections[-1].pressed = True
                 sections[-1].event.set()
 
         def handler(signum: int, frame: FrameType | None) -> None:
             # Handlers run between any two bytecodes, a running handler's included: under
             # a flood of signals only the first schedules anything, or they nest until
-            # the interpreter's recursion limit.
+            # the interpreter's recursion limit. The section is marked here, not in the
+            # loop: one that closes before the loop delivers still knows of the press.
             if sections and not getattr(operator, "prompting", False):
+                sections[-1].pressed = True
                 if not waiting:
                     waiting.append(True)
                     loop.call_soon_threadsafe(deliver)
@@ -204,7 +205,8 @@ def ctrl_c_sets(event: asyncio.Event, operator: object = None) -> Iterator[Secti
             else:
                 raise KeyboardInterrupt
 
-        signal.signal(signal.SIGINT, handler)
+        if before is not signal.SIG_IGN:  # started to ignore it (nohup): it stays ignored
+            signal.signal(signal.SIGINT, handler)
         _ctrl_c[loop] = (before, sections)
     before, sections = _ctrl_c[loop]
     section = Section(event)
