@@ -35,6 +35,7 @@ def run_inline(  # type: ignore[no-untyped-def]
     *,
     vars: tuple[str, ...] = (),
     grace: float = 0.3,
+    transport=None,
 ):
     """Run ``text`` as ``book.md`` in ``tmp_path`` (headless --yes unless told otherwise)."""
     from runbook import launch
@@ -50,7 +51,7 @@ def run_inline(  # type: ignore[no-untyped-def]
         argv=["runbook", "run", str(path)],
         announce=lambda _: None,
         operator=operator or HeadlessOperator(yes=True),
-        transport=LocalTransport(grace=grace),
+        transport=transport or LocalTransport(grace=grace),
     )
 
 

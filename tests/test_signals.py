@@ -250,8 +250,7 @@ def test_a_ctrl_c_as_the_block_returns_is_the_runs(tmp_path: Path) -> None:
     block never starts (in-process, the signal sent from inside the transport)."""
     import os
 
-    from runbook import launch
-    from runbook.engine.operator import HeadlessOperator
+    from conftest import run_inline
     from runbook.transports.local import LocalTransport
 
     class PressedAsItReturns(LocalTransport):
@@ -260,17 +259,8 @@ def test_a_ctrl_c_as_the_block_returns_is_the_runs(tmp_path: Path) -> None:
             os.kill(os.getpid(), signal.SIGINT)  # handled before the next bytecode
             return status
 
-    path = tmp_path / "book.md"
-    path.write_text("## One\n\n```sh\necho one\n```\n\n## Two\n\n```sh\necho SECOND-RAN\n```\n")
-    done = launch.run(
-        str(path),
-        assignments=(),
-        runs=tmp_path / "runs",
-        argv=[],
-        announce=lambda _: None,
-        operator=HeadlessOperator(yes=True),
-        transport=PressedAsItReturns(grace=0.3),
-    )
+    book = "## One\n\n```sh\necho one\n```\n\n## Two\n\n```sh\necho SECOND-RAN\n```\n"
+    done = run_inline(tmp_path, book, transport=PressedAsItReturns(grace=0.3))
     assert (done.outcome.result, done.outcome.exit_code) == ("aborted", 130), done.outcome
     evs = events(done.transcript)
     assert [e["block"] for e in evs if e["type"] == "block.start"] == ["one-1"]
