@@ -499,6 +499,9 @@ def main(argv: Sequence[str] | None = None) -> int:
             stream.reconfigure(errors="backslashreplace")
     argv = list(sys.argv[1:] if argv is None else argv)
     if argv and not argv[0].startswith("-") and argv[0] not in COMMANDS:
+        if (hint := _mistyped(argv[0])) is not None:
+            print(f"runbook: {argv[0]!r} is neither a command nor a file; {hint}", file=sys.stderr)
+            return EXIT_USAGE
         argv.insert(0, "open")  # `runbook FILE` opens the console
     # Every message may quote what runbook did not write (output, a host, a server, a
     # file name): no byte of it may drive the terminal. The console draws on its own.
@@ -508,6 +511,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         return _main(argv)
     finally:
         sys.stdout, sys.stderr = saved
+
+
+def _mistyped(word: str) -> str | None:
+    """What to say when ``runbook WORD`` names no file and looks like a command the user
+    meant (``runbook verify``), rather than opening a console on a file that is not there."""
+    if os.path.exists(word) or "/" in word or "." in word:
+        return None
+    if word in ("verify", "render"):
+        return f"did you mean `runbook transcript {word} FILE`?"
+    import difflib  # only on this path: a start never pays for it
+
+    close = difflib.get_close_matches(word, COMMANDS, n=1)
+    return f"did you mean `runbook {close[0]}`?" if close else None
 
 
 def _main(argv: list[str]) -> int:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import json
+import subprocess
+import sys
 
 import pytest
 
@@ -57,6 +59,34 @@ def test_missing_file_is_a_usage_error_without_traceback() -> None:
     assert proc.returncode == 2
     assert "does-not-exist.md: cannot read: No such file or directory" in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+@pytest.mark.parametrize(
+    ("word", "hint"),
+    [
+        ("verify", "did you mean `runbook transcript verify FILE`?"),
+        ("render", "did you mean `runbook transcript render FILE`?"),
+        ("chek", "did you mean `runbook check`?"),
+    ],
+)
+def test_a_mistyped_command_is_named_not_opened(word: str, hint: str) -> None:
+    proc = run_cli(word, "runs/x/transcript.jsonl")
+    assert proc.returncode == 2
+    assert proc.stderr == f"runbook: {word!r} is neither a command nor a file; {hint}\n"
+
+
+def test_a_file_named_like_a_command_still_opens(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    (tmp_path / "verify").write_text("# Title\n\n## Step\n\n```sh\ntrue\n```\n")
+    proc = subprocess.run(
+        [sys.executable, "-m", "runbook", "verify"],
+        capture_output=True,
+        text=True,
+        cwd=tmp_path,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
+    assert "neither a command nor a file" not in proc.stderr
+    assert "runbook open:" in proc.stderr  # the console's own refusal: no terminal here
 
 
 def test_directory_is_a_usage_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
