@@ -133,6 +133,36 @@ def test_interrupt_stops_every_host(fleet, tmp_path: Path) -> None:  # type: ign
     assert live_processes("sleep 600.75") == []
 
 
+def test_a_headless_ctrl_c_between_batches_starts_no_other_batch(  # type: ignore[no-untyped-def]
+    fleet, tmp_path: Path, monkeypatch
+) -> None:
+    """The press comes as the canary's command returns, before the next batch: nobody
+    answers a headless run's batch gate, so the press ends the run there."""
+    from runbook.engine.operator import HeadlessOperator
+    from runbook.transports.ssh import SSHTransport
+
+    original = SSHTransport.run
+
+    async def pressed_after_the_canary(self, host, *args, **kwargs):  # type: ignore[no-untyped-def]
+        status = await original(self, host, *args, **kwargs)
+        if host.spec == "host1":
+            os.kill(os.getpid(), signal.SIGINT)  # handled before the next bytecode
+        return status
+
+    monkeypatch.setattr(SSHTransport, "run", pressed_after_the_canary)
+    path = book(
+        tmp_path, "## Roll out\n\n```sh\n#| on: web\n#| serial: 1, 100%\necho deployed\n```\n"
+    )
+    done = run(fleet, path, HeadlessOperator(yes=True))
+    assert (done.outcome.result, done.outcome.exit_code) == ("aborted", 130), done.outcome
+    evs = events(done.transcript)
+    assert [e["host"] for e in evs if e["type"] == "block.start"] == ["host1"]
+    canary = next(e for e in evs if e["type"] == "block.end")
+    assert (canary["exit"], canary["interrupted"]) == (0, False), canary
+    assert evs[-1]["message"] == "interrupted by the operator"
+    assert verify(done.transcript).complete
+
+
 def test_headless_output_names_its_host(fleet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     path = book(tmp_path, "## Hi\n\n```sh\n#| on: host1, host2\necho one; echo two\n```\n")
     proc = run_cli(

@@ -54,6 +54,39 @@ def test_a_signal_stops_the_block_and_records_the_end(tmp_path: Path, sig: signa
     assert verify(transcript).complete
 
 
+@pytest.mark.parametrize("on_failure", ["abort", "rollback"])
+def test_a_headless_ctrl_c_during_a_block_ends_the_run(tmp_path: Path, on_failure: str) -> None:
+    """Headless, nobody decides after the block is interrupted: the press is the run's, so
+    it ends as the operator's (130), with no automatic decision, retry or rollback."""
+    started = tmp_path / "started"
+    book = tmp_path / "book.md"
+    undo = "\n```sh\n#| rollback: true\necho must-not-roll-back\n```\n"
+    body = BLOCK.format(started=started, long=LONG).replace("\n## Never", undo + "\n## Never")
+    book.write_text(body.replace("```sh\necho started", "```sh\n#| retries: 2\necho started", 1))
+    args = ["run", str(book), "--yes", "--on-failure", on_failure, "--runs-dir", str(tmp_path)]
+    runner = start_cli(*args)
+    wait_for(started.exists, what="the block to start")
+    wait_for(lambda: len(live_processes(LONG)) >= 3, what="the shell and both sleeps")
+    runner.send_signal(signal.SIGINT)
+    out, err = runner.communicate(timeout=60)
+    assert runner.returncode == 130, out + err
+    assert live_processes(LONG) == [], "the block's processes outlived the run"
+    (transcript,) = tmp_path.glob("*/transcript.jsonl")
+    evs = events(transcript)
+    kinds = [e["type"] for e in evs]
+    assert kinds[-3:] == ["block.start", "block.end", "run.end"], kinds
+    assert kinds.count("block.start") == 1 and "decision" not in kinds, kinds
+    assert evs[-2]["interrupted"] is True
+    end = evs[-1]
+    assert (end["result"], end["exit_code"], end["message"]) == (
+        "aborted",
+        130,
+        "interrupted by the operator",
+    )
+    assert "must-not-r" not in out
+    assert verify(transcript).complete
+
+
 def test_sigterm_at_a_prompt_records_the_end(tmp_path: Path) -> None:
     book = tmp_path / "book.md"
     book.write_text("## Go\n\n```sh\n#| confirm: Deploy now?\necho deployed\n```\n")

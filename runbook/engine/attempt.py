@@ -164,7 +164,9 @@ async def _execute_local(
     if stop is None:
         ctx.interrupt.clear()
     section = (
-        contextlib.nullcontext() if stop is not None else ctrl_c_sets(ctx.interrupt, ctx.operator)
+        contextlib.nullcontext()
+        if stop is not None
+        else ctrl_c_sets(ctx.interrupt, ctx.operator, ctx.stop)
     )
     with section as ctrl_c:
         try:

@@ -133,9 +133,6 @@ async def choose(
     """A decision (after a failure, a declined gate, an unknown outcome, a bake), recorded."""
     if kind in FAILURE_KINDS:
         ctx.alert("failure", step=block.step, block=block.name, host=host, message=problem)
-    if ctx.interrupt.is_set() and not ctx.operator.interactive:
-        # Ctrl-C is someone stopping the run, not a failure to undo unattended.
-        choices = tuple(c for c in choices if c != "rollback")
     try:
         decision = await ctx.operator.choose(block, ctx.journal.masker.text(problem), choices)
     except NotAsked:

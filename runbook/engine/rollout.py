@@ -56,7 +56,7 @@ async def rollout(
     limit = asyncio.Semaphore(max(1, forks))
     failed: dict[str, str] = {}
     ctx.interrupt.clear()
-    with ctrl_c_sets(ctx.interrupt, ctx.operator):
+    with ctrl_c_sets(ctx.interrupt, ctx.operator, ctx.stop):
         for number, batch in enumerate(split, start=1):
             if number > 1 and not await _next_batch(ctx, block, number, split, ok, failed):
                 return

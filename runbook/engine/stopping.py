@@ -7,7 +7,8 @@ process groups get SIGINT, SIGTERM, SIGKILL) and recorded as interrupted; from t
 question is asked and no attempt starts: each raises :class:`NeedsOperator`, which ends
 the run as aborted with the signal's exit code (128 + its number). A prompt that is
 waiting for a line is interrupted at once. Ctrl-C outside a block ends the run at once
-(the session's task is cancelled); inside one, :func:`ctrl_c_sets` gives it to the block.
+(the session's task is cancelled); inside one, :func:`ctrl_c_sets` gives it to the block,
+and in a headless run also stops the run as SIGTERM does (nobody is there to decide).
 A second signal changes nothing until the record is closed; after that it ends the
 process, with the exit code on record.
 """
@@ -44,6 +45,14 @@ class Stop:
     def check(self) -> None:
         if self.reason is not None:
             raise NotAsked(self.reason)
+
+    def halt(self, reason: str, code: int) -> bool:
+        """Stop the run for ``reason``, unless it is stopping already or its end is
+        written (then nothing changes): True when this call stopped it."""
+        if self.reason is not None or self.recorded is not None:
+            return False
+        self.reason, self.code = reason, code
+        return True
 
 
 class Guarded:
@@ -123,11 +132,11 @@ def stop_on_signals(
     def handler(signum: int, frame: FrameType | None) -> None:
         if stop.ended:  # nothing is left to record: exit as the record says
             os._exit(stop.recorded if stop.recorded is not None else 128 + signum)
-        if stop.reason is not None or stop.recorded is not None:
-            return  # already stopping, or the end is written and being closed
         ctrl_c = signum == signal.SIGINT
-        stop.reason = CTRL_C if ctrl_c else f"stopped by {signal.Signals(signum).name}"
-        stop.code = 128 + signum
+        if not stop.halt(
+            CTRL_C if ctrl_c else f"stopped by {signal.Signals(signum).name}", 128 + signum
+        ):
+            return  # already stopping, or the end is written and being closed
         loop.call_soon_threadsafe(interrupt.set)
         if operator is not None and operator.prompting:
             raise KeyboardInterrupt  # out of input(); the session records the end
@@ -168,10 +177,14 @@ _ctrl_c: dict[asyncio.AbstractEventLoop, tuple[Any, list[Section]]] = {}
 
 
 @contextlib.contextmanager
-def ctrl_c_sets(event: asyncio.Event, operator: object = None) -> Iterator[Section]:
+def ctrl_c_sets(
+    event: asyncio.Event, operator: object = None, stop: Stop | None = None
+) -> Iterator[Section]:
     """While inside, Ctrl-C sets ``event`` (a running block is interrupted and the operator
     decides what next); after, Ctrl-C does what it did before, whatever that was.
 
+    An ``operator`` that is not a person (headless) decides nothing: there Ctrl-C also
+    stops the run (``stop``), as SIGTERM does, so no retry, rollback or batch follows it.
     A question the ``operator`` is asked meanwhile (a rollout's next batch, a host key)
     still ends the run at Ctrl-C: the handler before gets the signal then. Sections nest
     and overlap (a bake's local check inside a rollout): the newest one still open gets
@@ -196,6 +209,8 @@ def ctrl_c_sets(event: asyncio.Event, operator: object = None) -> Iterator[Secti
             # the interpreter's recursion limit. The section is marked here, not in the
             # loop: one that closes before the loop delivers still knows of the press.
             if sections and not getattr(operator, "prompting", False):
+                if stop is not None and not getattr(operator, "interactive", True):
+                    stop.halt(CTRL_C, 128 + signum)  # the run's, before the block sees it
                 sections[-1].pressed = True
                 if not waiting:
                     waiting.append(True)
