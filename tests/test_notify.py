@@ -20,7 +20,7 @@ from typing import Any
 import pytest
 from webhook_server import WebhookServer, self_signed
 
-from conftest import crash_mid_block, events, resume_run, run_cli, run_inline
+from conftest import crash_mid_block, events, resume_run, run_cli, run_inline, wait_for
 from runbook.engine.operator import Decision, HeadlessOperator, ScriptedOperator
 from runbook.format.parser import parse_text
 from runbook.record.chain import verify
@@ -428,14 +428,22 @@ FAILS = "## a\n\n```sh\n#| name: breaks\nexit 3\n```\n"
 
 
 @pytest.mark.parametrize(
-    ("body", "presses"), [(ONE, 1), (ONE, 200), (FAILS, 200)], ids=["done", "held", "failed"]
+    ("body", "presses", "sig"),
+    [
+        (ONE, 1, signal.SIGINT),
+        (ONE, 200, signal.SIGINT),
+        (FAILS, 200, signal.SIGINT),
+        (ONE, 1, signal.SIGTERM),
+    ],
+    ids=["done", "held", "failed", "sigterm"],
 )
 def test_ctrl_c_while_the_end_waits_for_a_webhook_ends_at_once(
-    tmp_path: Path, webhook: WebhookServer, body: str, presses: int
+    tmp_path: Path, webhook: WebhookServer, body: str, presses: int, sig: signal.Signals
 ) -> None:
     """One Ctrl-C, or Ctrl-C held down (wherever the presses fall on the loop: a callback,
-    a ``finally``, the end being written): the run ends at once and on record, not after
-    the 29 s the webhook was given, whether it was ending as done or as aborted."""
+    a ``finally``, the end being written), or a SIGTERM: the run ends at once and on
+    record, not after the 29 s the webhook was given, whether it was ending as done or as
+    aborted; never as "ok" with the signal's exit status."""
     webhook.mode = "hang"
     path = tmp_path / "b.md"
     path.write_text(book(f"  - url: {webhook.url}/h\n    timeout: 30s\n    retries: 0\n", body))
@@ -453,21 +461,46 @@ def test_ctrl_c_while_the_end_waits_for_a_webhook_ends_at_once(
             if proc.poll() is not None:
                 break
             with contextlib.suppress(ProcessLookupError):
-                proc.send_signal(signal.SIGINT)
+                proc.send_signal(sig)
         _, err = proc.communicate(timeout=20)
     finally:
         proc.kill()
-    assert proc.returncode == 130, err
+    assert proc.returncode == 128 + sig, err
     assert "Traceback" not in err
     (transcript,) = runs.glob("*/transcript.jsonl")
     end = events(transcript)[-1]
-    assert (end["type"], end["result"], end["exit_code"]) == ("run.end", "aborted", 130)
+    assert (end["type"], end["result"], end["exit_code"]) == ("run.end", "aborted", 128 + sig)
     was = "(ok: every step is done)" if body is ONE else "(aborted: breaks failed (exit 3))"
-    assert end["message"] == f"interrupted by the operator as the run was ending {was}", end
+    why = "interrupted by the operator" if sig == signal.SIGINT else "stopped by SIGTERM"
+    assert end["message"] == f"{why} as the run was ending {was}", end
     records = notify_events(transcript)
     assert [r["message"] for r in records] == [1, 2, 3]  # start, step done, end: all on record
     assert {r["result"] for r in records} == {"abandoned"}
     assert verify(transcript).complete
+
+
+def test_a_headless_ctrl_c_is_not_posted_as_a_failure(
+    tmp_path: Path, webhook: WebhookServer
+) -> None:
+    """Ctrl-C is someone stopping the run: the chat hears how the run ended, not that a
+    block failed and waits for a decision that nobody will make."""
+    started = tmp_path / "started"
+    body = f"## a\n\n```sh\necho > '{started}'\nsleep 60.5\n```\n"
+    path = tmp_path / "b.md"
+    path.write_text(book(f"  - url: {webhook.url}/h\n    events: [failure, run-end]\n", body))
+    runs = tmp_path / "runs"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "runbook", "run", str(path), "--yes", "--runs-dir", str(runs)],
+        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    try:
+        wait_for(started.exists, what="the block to start")
+        proc.send_signal(signal.SIGINT)
+        _, err = proc.communicate(timeout=60)
+    finally:
+        proc.kill()
+    assert proc.returncode == 130, err
+    assert [(b["event"], b["status"]) for b in webhook.bodies()] == [("run-end", "aborted")]
 
 
 def test_a_resumed_run_says_so_to_the_webhook(tmp_path: Path, webhook: WebhookServer) -> None:

@@ -9,7 +9,9 @@ import threading
 from pathlib import Path
 from typing import Any
 
-from conftest import events, live_processes, run_cli, wait_for
+import pytest
+
+from conftest import events, live_processes, run_cli, start_cli, wait_for
 from conftest import run_on_fleet as run
 from runbook import launch
 from runbook.engine.operator import Decision, ScriptedOperator
@@ -133,11 +135,13 @@ def test_interrupt_stops_every_host(fleet, tmp_path: Path) -> None:  # type: ign
     assert live_processes("sleep 600.75") == []
 
 
+@pytest.mark.parametrize("bake", ["", "#| bake: 10m\n"], ids=["no-bake", "bake"])
 def test_a_headless_ctrl_c_between_batches_starts_no_other_batch(  # type: ignore[no-untyped-def]
-    fleet, tmp_path: Path, monkeypatch
+    fleet, tmp_path: Path, monkeypatch, bake: str
 ) -> None:
-    """The press comes as the canary's command returns, before the next batch: nobody
-    answers a headless run's batch gate, so the press ends the run there."""
+    """The press comes as the canary's command returns, before the next batch (or the
+    bake after it): nobody answers a headless run's batch gate, so the press ends the run
+    there; no health check, no bake, no other host."""
     from runbook.engine.operator import HeadlessOperator
     from runbook.transports.ssh import SSHTransport
 
@@ -150,17 +154,44 @@ def test_a_headless_ctrl_c_between_batches_starts_no_other_batch(  # type: ignor
         return status
 
     monkeypatch.setattr(SSHTransport, "run", pressed_after_the_canary)
-    path = book(
-        tmp_path, "## Roll out\n\n```sh\n#| on: web\n#| serial: 1, 100%\necho deployed\n```\n"
-    )
+    health = "```sh\n#| health: true\necho HEALTH-RAN\n```\n"
+    body = f"## Roll out\n\n```sh\n#| on: web\n#| serial: 1, 100%\n{bake}echo deployed\n```\n\n"
+    path = book(tmp_path, body + health)
     done = run(fleet, path, HeadlessOperator(yes=True))
     assert (done.outcome.result, done.outcome.exit_code) == ("aborted", 130), done.outcome
     evs = events(done.transcript)
-    assert [e["host"] for e in evs if e["type"] == "block.start"] == ["host1"]
+    assert [e.get("host") for e in evs if e["type"] == "block.start"] == ["host1"]
     canary = next(e for e in evs if e["type"] == "block.end")
     assert (canary["exit"], canary["interrupted"]) == (0, False), canary
     assert evs[-1]["message"] == "interrupted by the operator"
+    assert not any(e["type"] == "bake.start" for e in evs)
     assert verify(done.transcript).complete
+
+
+def test_a_ctrl_c_during_a_hosts_retry_delay_cuts_it_short(fleet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """A host waits out its retry delay inside the rollout: a headless Ctrl-C there ends the
+    run now, not ten minutes later (the wait below would time out first)."""
+    path = book(
+        tmp_path,
+        "## Roll out\n\n```sh\n#| on: host1\n#| retries: 2\n#| retry-delay: 10m\nexit 1\n```\n",
+    )
+    args = ["run", str(path), "--yes", "--runs-dir", str(tmp_path / "runs")]
+    runner = start_cli(*args, "--ssh-config", str(fleet.ssh_config))
+    try:
+        assert runner.stdout is not None
+        for line in runner.stdout:
+            if "exit 1" in line:  # the first attempt ended: the delay begins
+                break
+        runner.send_signal(signal.SIGINT)
+        out, err = runner.communicate(timeout=60)
+    finally:
+        runner.kill()  # never left waiting out the delay after a failure
+    assert runner.returncode == 130, out + err
+    (transcript,) = (tmp_path / "runs").glob("*/transcript.jsonl")
+    evs = events(transcript)
+    assert [e["attempt"] for e in evs if e["type"] == "block.start"] == [1]
+    assert not any(e["type"] == "decision" for e in evs)
+    assert verify(transcript).complete
 
 
 def test_headless_output_names_its_host(fleet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -87,6 +87,34 @@ def test_a_headless_ctrl_c_during_a_block_ends_the_run(tmp_path: Path, on_failur
     assert verify(transcript).complete
 
 
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=lambda s: s.name)
+def test_a_signal_in_a_last_block_that_goes_on_still_ends_the_run(
+    tmp_path: Path, sig: signal.Signals
+) -> None:
+    """The block is interrupted and, being continue-on-error, goes on; nothing is asked
+    after it. The run must still end as the signal's, never as "every step is done"."""
+    started = tmp_path / "started"
+    book = tmp_path / "book.md"
+    book.write_text(
+        f"## Last\n\n```sh\n#| continue-on-error: true\necho > '{started}'\n{LONG}\n```\n"
+    )
+    runner = start_cli("run", str(book), "--yes", "--runs-dir", str(tmp_path))
+    try:
+        wait_for(started.exists, what="the block to start")
+        runner.send_signal(sig)
+        out, err = runner.communicate(timeout=60)
+    finally:
+        runner.kill()
+    assert runner.returncode == 128 + sig, out + err
+    assert live_processes(LONG) == []
+    (transcript,) = tmp_path.glob("*/transcript.jsonl")
+    evs = events(transcript)
+    assert [e["type"] for e in evs][-3:] == ["block.start", "block.end", "run.end"]
+    assert (evs[-2]["interrupted"], evs[-2]["continued"]) == (True, True)
+    assert (evs[-1]["result"], evs[-1]["exit_code"]) == ("aborted", 128 + sig)
+    assert verify(transcript).complete
+
+
 def test_sigterm_at_a_prompt_records_the_end(tmp_path: Path) -> None:
     book = tmp_path / "book.md"
     book.write_text("## Go\n\n```sh\n#| confirm: Deploy now?\necho deployed\n```\n")
@@ -204,17 +232,19 @@ def test_ctrl_c_while_the_end_stops_a_background_block_still_records_its_end(
     assert verify(transcript).complete
 
 
-def test_ctrl_c_as_a_block_ends_is_not_lost(tmp_path: Path) -> None:
+@pytest.mark.parametrize("last", [False, True], ids=["a-block-follows", "the-last-block"])
+def test_ctrl_c_as_a_block_ends_is_not_lost(tmp_path: Path, last: bool) -> None:
     """The block's shell has exited; what it left in its group ignores SIGINT and is being
     stopped (SIGTERM comes after the grace). A Ctrl-C now reaches no command: it is the
-    run's, so the run ends there and the next block never starts."""
+    run's, so the run ends there and the next block never starts; nor, when the block was
+    the last, does the run end as done."""
     started = tmp_path / "started"
     book = tmp_path / "book.md"
     book.write_text(
         "## First\n\n```sh\n#| name: first\n"
         f"(trap '' INT; echo > '{started}'; exec sleep 30.125) &\n"
         f"while [ ! -s '{started}' ]; do :; done\necho GO\n```\n\n"
-        "## Second\n\n```sh\n#| name: second\necho SECOND-RAN\n```\n"
+        + ("" if last else "## Second\n\n```sh\n#| name: second\necho SECOND-RAN\n```\n")
     )
     runner = start_cli("run", str(book), "--yes", "--runs-dir", str(tmp_path))
     assert runner.stdout is not None

@@ -34,7 +34,6 @@ async def run_attempt(
     ctx: Context, block: Block, attempt: int, host: Host | None = None
 ) -> ExitStatus:
     """One attempt, and its capture: output that cannot be captured fails the attempt."""
-    ctx.stop.check()  # a stopped run starts nothing, not even a retry
     status, recorder = await execute(ctx, block, attempt, host)
     names = (block.options.capture, *block.keeps) if block.options.capture else block.keeps
     for name in names if status.ok else ():
@@ -62,6 +61,7 @@ async def execute(
     ``stop``: a background block's own interrupt (Ctrl-C is for the blocks in front);
     ``started`` is set once its start is on disk.
     """
+    ctx.stop.check()  # a stopped run starts nothing: a retry, a bake's check, a background block
     opts = block.options
     shell = shell_for(ctx.rb, block)
     cwd = opts.cwd or ctx.rb.cwd  # on a host: a path there, as written

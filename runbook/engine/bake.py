@@ -89,6 +89,7 @@ async def _bake_once(
     passed = [h for h in batch if h.spec in ok]
     # Without a check there is nothing to do between rounds: one wait, the whole bake.
     interval = opts.health_interval.seconds if checks else opts.bake.seconds
+    ctx.stop.check()  # the press that stopped the run may be the one cleared next
     ctx.interrupt.clear()  # a Ctrl-C answered already must not cut this bake short
     ctx.journal.emit(
         ev.BAKE_START,

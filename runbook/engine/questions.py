@@ -1,8 +1,8 @@
 """The run's questions to the operator: gates and decisions, each recorded as asked and as
 answered (fsynced), so the record shows what was put to whom and what they said.
 
-A failure decision also tells the webhooks at once; a run nobody answers is never offered
-a rollback after a Ctrl-C (stopping is not a failure to undo unattended).
+A failure decision also tells the webhooks at once. A run that is stopping (Ctrl-C in a
+run nobody answers, a signal, a quit) asks and tells nothing: it ends.
 """
 
 from __future__ import annotations
@@ -131,6 +131,7 @@ async def choose(
     host: str | None = None,
 ) -> Decision:
     """A decision (after a failure, a declined gate, an unknown outcome, a bake), recorded."""
+    ctx.stop.check()  # a stopped run decides nothing, and tells no one of a failure
     if kind in FAILURE_KINDS:
         ctx.alert("failure", step=block.step, block=block.name, host=host, message=problem)
     try:

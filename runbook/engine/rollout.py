@@ -12,6 +12,8 @@ until then a crash leaves it unknown, so a resumed run asks instead of re-runnin
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
 
@@ -122,7 +124,8 @@ async def _host(
             not_run = status.problem is not None
             if status.ok or failures > block.options.retries or status.interrupted or not_run:
                 return status, attempt
-            await asyncio.sleep(block.options.retry_delay.seconds)
+            if await _interrupted_within(ctx.interrupt, block.options.retry_delay.seconds):
+                return dataclasses.replace(status, interrupted=True), attempt  # no more tries
             attempt += 1
 
 
@@ -172,3 +175,10 @@ async def _over_budget(
         return [h for h in hosts if h.spec in failed]
     why = f"{problem.rstrip('.')}; {decision.reason}" if decision.reason else problem
     raise RolloutStopped(decision.choice, why)
+
+
+async def _interrupted_within(interrupt: asyncio.Event, seconds: float) -> bool:
+    """Wait ``seconds`` (a retry delay), or less when Ctrl-C or a signal comes: whether it did."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(interrupt.wait(), seconds)
+    return interrupt.is_set()

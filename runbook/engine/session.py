@@ -166,10 +166,12 @@ class Session:
             if self.ssh is not None:
                 await self.ssh.close()
 
-    def cancel(self) -> None:
-        """Ctrl-C: end the run now, as aborted. Only while its steps go on: once it is
-        ending on its own (recording the end, closing the record), it is left to finish."""
-        if self._running and self._task is not None:
+    def cancel(self, ctrl_c: bool = True) -> None:
+        """Ctrl-C: end the run now, as aborted; another signal only once every step is over
+        (the end waiting for notifications or background blocks: a block stops through its
+        interrupt, never cut off unrecorded). Only while ``_run`` goes on: once the run is
+        recording its end and closing the record, it is left to finish."""
+        if self._running and self._task is not None and (ctrl_c or self._ending is not None):
             self._task.cancel()
 
     async def _run(self) -> Outcome:
@@ -248,7 +250,9 @@ class Session:
         return self._record_end(result, code, message)
 
     def _record_end(self, result: str, code: int, message: str) -> Outcome:
-        if self.stop.reason is not None and result != "ok":  # a signal stopped it
+        if self.stop.reason is not None and result == "ok":  # it came as the run was ending
+            result, message = "aborted", f"{self.stop.reason} as the run was ending (ok: {message})"
+        if self.stop.reason is not None:  # a signal stopped it
             code = self.stop.code
             if self.stop.reason not in message:  # said once, wherever the message has it
                 message = f"{self.stop.reason}: {message}"
@@ -278,6 +282,7 @@ class Session:
         for step in self.rb.steps:
             if step.index in self.state.steps_done:
                 continue
+            self.stop.check()
             self._watch_source()
             if step.index not in self.state.steps_entered:
                 self.emit(
@@ -296,6 +301,7 @@ class Session:
                     await self._tick(step, item)
                 else:
                     skipping = await self._forward_block(step, item)
+            self.stop.check()  # a step a signal cut short (its block went on) is not done
             self.emit(ev.STEP_DONE, durable=True, step=step.index)
 
     def _watch_source(self) -> None:

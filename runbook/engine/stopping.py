@@ -102,7 +102,7 @@ class Guarded:
 
 
 CTRL_C = "interrupted by the operator"
-"""Why a run that Ctrl-C stopped outside a block ended."""
+"""Why a run that Ctrl-C stopped ended: at a prompt, outside a block, or nobody answering."""
 
 
 @contextlib.contextmanager
@@ -111,7 +111,7 @@ def stop_on_signals(
     stop: Stop,
     interrupt: asyncio.Event,
     operator: Guarded | None = None,
-    cancel: Callable[[], object] | None = None,
+    cancel: Callable[[bool], object] | None = None,
     until_exit: bool = False,
 ) -> Iterator[None]:
     """SIGTERM and SIGHUP stop the run while inside, and so does Ctrl-C when ``cancel``
@@ -140,8 +140,8 @@ def stop_on_signals(
         loop.call_soon_threadsafe(interrupt.set)
         if operator is not None and operator.prompting:
             raise KeyboardInterrupt  # out of input(); the session records the end
-        if ctrl_c and cancel is not None:
-            loop.call_soon_threadsafe(cancel)
+        if cancel is not None:
+            loop.call_soon_threadsafe(cancel, ctrl_c)
 
     signals = list(SIGNALS)
     if cancel is not None and signal.getsignal(signal.SIGINT) is not signal.SIG_IGN:

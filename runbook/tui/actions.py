@@ -213,9 +213,7 @@ class ConsoleKeys(App[int]):
         if self.session is None or self.outcome is not None:
             self.exit(return_code=128 + sig)
             return
-        stop = self.session.stop
-        if stop.reason is None:
-            stop.reason, stop.code = f"stopped by {sig.name}", 128 + sig
+        if self.session.stop.halt(f"stopped by {sig.name}", 128 + sig):
             self.stop_run()
 
     # ------------------------------------------------------------------ palette
