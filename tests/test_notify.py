@@ -12,15 +12,21 @@ import hashlib
 import json
 import signal
 import socket
-import subprocess
-import sys
 from pathlib import Path
 from typing import Any
 
 import pytest
 from webhook_server import WebhookServer, self_signed
 
-from conftest import crash_mid_block, events, resume_run, run_cli, run_inline, wait_for
+from conftest import (
+    crash_mid_block,
+    events,
+    resume_run,
+    run_cli,
+    run_inline,
+    start_cli,
+    wait_for,
+)
 from runbook.engine.operator import Decision, HeadlessOperator, ScriptedOperator
 from runbook.format.parser import parse_text
 from runbook.record.chain import verify
@@ -448,10 +454,7 @@ def test_ctrl_c_while_the_end_waits_for_a_webhook_ends_at_once(
     path = tmp_path / "b.md"
     path.write_text(book(f"  - url: {webhook.url}/h\n    timeout: 30s\n    retries: 0\n", body))
     runs = tmp_path / "runs"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "runbook", "run", str(path), "--yes", "--runs-dir", str(runs)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    proc = start_cli("run", str(path), "--yes", "--runs-dir", str(runs))
     try:
         assert proc.stdout is not None
         for line in proc.stdout:
@@ -489,10 +492,7 @@ def test_a_headless_ctrl_c_is_not_posted_as_a_failure(
     path = tmp_path / "b.md"
     path.write_text(book(f"  - url: {webhook.url}/h\n    events: [failure, run-end]\n", body))
     runs = tmp_path / "runs"
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "runbook", "run", str(path), "--yes", "--runs-dir", str(runs)],
-        stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
-    )  # fmt: skip
+    proc = start_cli("run", str(path), "--yes", "--runs-dir", str(runs))
     try:
         wait_for(started.exists, what="the block to start")
         proc.send_signal(signal.SIGINT)
