@@ -1,0 +1,100 @@
+"""What does building a host's connection options cost the client, per host of a fan-out?
+
+`SSHTransport.options` (the operator's OpenSSH config read and applied for that host, its
+`IdentityFile` key loaded), timed against asyncssh's options with no config and a key
+loaded once (the reference, what a script that hard-codes everything pays), and against a
+config load alone. Self-contained: a config like the shared fleet's (13 lines, or more with
+--pad) and an ed25519 key in a scratch directory; nothing connects. CPU time, best of the
+rounds, per host; rows interleaved round by round.
+Usage: python bench/ssh_options_cost.py [--hosts 100] [--rounds 5] [--pad 0]
+"""
+
+from __future__ import annotations
+
+import argparse
+import tempfile
+import time
+from collections.abc import Callable
+from pathlib import Path
+
+from runbook.format.model import Host  # first: runbook quiets asyncssh's DSA warnings
+from runbook.transports.ssh import SSHTransport
+
+CONFIG = """Host 127.0.0.*
+    Port 2222
+    User benchfan
+    IdentityFile {key}
+    IdentitiesOnly yes
+    UserKnownHostsFile {known}
+    GlobalKnownHostsFile /dev/null
+    StrictHostKeyChecking yes
+    BatchMode yes
+    ControlMaster no
+    ControlPath none
+    LogLevel ERROR
+    KexAlgorithms curve25519-sha256
+"""
+
+# A block of a longer, real-looking config that matches none of the fleet's hosts.
+PAD = """Host bastion-{i} bastion-{i}.example.internal
+    HostName 10.{i}.0.1
+    User ops
+    ForwardAgent no
+    ServerAliveInterval 30
+"""
+
+
+def per_host(names: list[str], build: Callable[[str], object]) -> float:
+    started = time.process_time()
+    for name in names:
+        build(name)
+    return (time.process_time() - started) / len(names)
+
+
+def main(hosts: int, rounds: int, pad: int) -> None:
+    import asyncssh
+    from asyncssh.config import SSHClientConfig
+
+    with tempfile.TemporaryDirectory() as tmp:
+        key_path, known = Path(tmp, "key"), Path(tmp, "known_hosts")
+        key = asyncssh.generate_private_key("ssh-ed25519")
+        key.write_private_key(str(key_path))
+        key.write_public_key(f"{key_path}.pub")
+        known.write_text("")
+        config = Path(tmp, "ssh_config")
+        text = CONFIG.format(key=key_path, known=known)
+        config.write_text(text + "".join(PAD.format(i=i) for i in range(pad)))
+        lines = len(config.read_text().splitlines())
+        transport = SSHTransport(config=config)
+        loaded = asyncssh.read_private_key(str(key_path))
+        names = [f"127.0.0.{2 + i % 250}" for i in range(hosts)]
+        rows: dict[str, Callable[[str], object]] = {
+            "asyncssh options, no config, key loaded once (reference)": lambda h: (
+                asyncssh.SSHClientConnectionOptions(
+                    host=h, config=None, client_keys=[loaded], known_hosts=None
+                )
+            ),
+            "the config's load alone": lambda h: SSHClientConfig.load(
+                None, [str(config)], False, False, False, "root", "", h, 2222
+            ),
+            "SSHTransport.options (what runbook pays)": lambda h: transport.options(
+                Host(spec=h, hostname=h)
+            ),
+        }
+        best = {label: float("inf") for label in rows}
+        for _ in range(rounds):
+            for label, build in rows.items():
+                best[label] = min(best[label], per_host(names, build))
+    ref = best[next(iter(rows))]
+    print(f"{hosts} hosts, a {lines}-line config; best of {rounds} rounds, CPU a host:")
+    for label, seconds in best.items():
+        print(f"  {label:<58} {seconds * 1000:6.3f} ms  {seconds / ref:5.2f}x")
+
+
+if __name__ == "__main__":
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--hosts", type=int, default=100)
+    ap.add_argument("--rounds", type=int, default=5)
+    ap.add_argument("--pad", type=int, default=0, help="unrelated Host blocks to add")
+    args = ap.parse_args()
+    main(args.hosts, args.rounds, args.pad)
