@@ -73,6 +73,22 @@ def start_cli(*args: str) -> subprocess.Popen[str]:
     )
 
 
+def signal_on_line(args: list[str], seen: str, sig: int) -> tuple[int, str, str]:
+    """``runbook ARGS`` in a subprocess, sent ``sig`` once a line of its output holds
+    ``seen``; its exit status and output. Never left running if the test fails."""
+    runner = start_cli(*args)
+    try:
+        assert runner.stdout is not None
+        for line in runner.stdout:
+            if seen in line:
+                break
+        runner.send_signal(sig)
+        out, err = runner.communicate(timeout=60)
+    finally:
+        runner.kill()
+    return runner.returncode, out, err
+
+
 def crash_mid_block(args: list[str], started: Path, orphan: str, also=None) -> None:  # type: ignore[no-untyped-def]
     """``runbook ARGS`` in a subprocess, killed with SIGKILL once ``started`` exists (and
     ``also()`` holds, if given): a crash, nothing more is recorded. Its block's process

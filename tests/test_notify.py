@@ -431,6 +431,7 @@ async def test_the_console_shows_an_undelivered_notification_as_a_warning(
 
 
 FAILS = "## a\n\n```sh\n#| name: breaks\nexit 3\n```\n"
+ROLLS_BACK = FAILS + "\n```sh\n#| name: undo\n#| rollback: true\ntrue\n```\n"
 
 
 @pytest.mark.parametrize(
@@ -440,8 +441,9 @@ FAILS = "## a\n\n```sh\n#| name: breaks\nexit 3\n```\n"
         (ONE, 200, signal.SIGINT),
         (FAILS, 200, signal.SIGINT),
         (ONE, 1, signal.SIGTERM),
+        (ROLLS_BACK, 1, signal.SIGTERM),
     ],
-    ids=["done", "held", "failed", "sigterm"],
+    ids=["done", "held", "failed", "sigterm", "sigterm-rolled-back"],
 )
 def test_ctrl_c_while_the_end_waits_for_a_webhook_ends_at_once(
     tmp_path: Path, webhook: WebhookServer, body: str, presses: int, sig: signal.Signals
@@ -452,7 +454,9 @@ def test_ctrl_c_while_the_end_waits_for_a_webhook_ends_at_once(
     aborted; never as "ok" with the signal's exit status."""
     webhook.mode = "hang"
     path = tmp_path / "b.md"
-    path.write_text(book(f"  - url: {webhook.url}/h\n    timeout: 30s\n    retries: 0\n", body))
+    hook = f"  - url: {webhook.url}/h\n    timeout: 30s\n    retries: 0\n"
+    policy = "on-failure: rollback\n" if body is ROLLS_BACK else ""
+    path.write_text(book(hook, body, policy))
     runs = tmp_path / "runs"
     proc = start_cli("run", str(path), "--yes", "--runs-dir", str(runs))
     try:
@@ -472,12 +476,18 @@ def test_ctrl_c_while_the_end_waits_for_a_webhook_ends_at_once(
     assert "Traceback" not in err
     (transcript,) = runs.glob("*/transcript.jsonl")
     end = events(transcript)[-1]
-    assert (end["type"], end["result"], end["exit_code"]) == ("run.end", "aborted", 128 + sig)
-    was = "(ok: every step is done)" if body is ONE else "(aborted: breaks failed (exit 3))"
+    # How the steps ended stays on record; only "ok" is no longer true once a signal came.
+    result, was = {
+        ONE: ("aborted", "ok: every step is done"),
+        FAILS: ("aborted", "aborted: breaks failed (exit 3)"),
+        ROLLS_BACK: ("rolled-back", "rolled-back: rolled back after: breaks failed (exit 3)"),
+    }[body]
+    assert (end["type"], end["result"], end["exit_code"]) == ("run.end", result, 128 + sig)
     why = "interrupted by the operator" if sig == signal.SIGINT else "stopped by SIGTERM"
-    assert end["message"] == f"{why} as the run was ending {was}", end
+    assert end["message"] == f"{why} as the run was ending ({was})", end
     records = notify_events(transcript)
-    assert [r["message"] for r in records] == [1, 2, 3]  # start, step done, end: all on record
+    sent = [1, 2, 3, 4] if body is ROLLS_BACK else [1, 2, 3]  # start, step done (rollback), end
+    assert [r["message"] for r in records] == sent  # all on record
     assert {r["result"] for r in records} == {"abandoned"}
     assert verify(transcript).complete
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 
-from conftest import events, live_processes, run_cli, start_cli, wait_for
+from conftest import events, live_processes, run_cli, signal_on_line, wait_for
 from conftest import run_on_fleet as run
 from runbook import launch
 from runbook.engine.operator import Decision, ScriptedOperator
@@ -176,17 +176,9 @@ def test_a_ctrl_c_during_a_hosts_retry_delay_cuts_it_short(fleet, tmp_path: Path
         "## Roll out\n\n```sh\n#| on: host1\n#| retries: 2\n#| retry-delay: 10m\nexit 1\n```\n",
     )
     args = ["run", str(path), "--yes", "--runs-dir", str(tmp_path / "runs")]
-    runner = start_cli(*args, "--ssh-config", str(fleet.ssh_config))
-    try:
-        assert runner.stdout is not None
-        for line in runner.stdout:
-            if "exit 1" in line:  # the first attempt ended: the delay begins
-                break
-        runner.send_signal(signal.SIGINT)
-        out, err = runner.communicate(timeout=60)
-    finally:
-        runner.kill()  # never left waiting out the delay after a failure
-    assert runner.returncode == 130, out + err
+    args += ["--ssh-config", str(fleet.ssh_config)]
+    code, out, err = signal_on_line(args, "exit 1", signal.SIGINT)  # the delay begins
+    assert code == 130, out + err
     (transcript,) = (tmp_path / "runs").glob("*/transcript.jsonl")
     evs = events(transcript)
     assert [e["attempt"] for e in evs if e["type"] == "block.start"] == [1]

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 
-from conftest import OnPty, events, live_processes, start_cli, wait_for
+from conftest import OnPty, events, live_processes, signal_on_line, start_cli, wait_for
 from runbook.record.chain import verify
 
 LONG = "sleep 300.25"  # unique on this machine: the block's processes, found in /proc
@@ -113,6 +113,20 @@ def test_a_signal_in_a_last_block_that_goes_on_still_ends_the_run(
     assert (evs[-2]["interrupted"], evs[-2]["continued"]) == (True, True)
     assert (evs[-1]["result"], evs[-1]["exit_code"]) == ("aborted", 128 + sig)
     assert verify(transcript).complete
+
+
+def test_sigterm_during_a_local_retry_delay_ends_the_run_now(tmp_path: Path) -> None:
+    """Ten minutes between attempts: SIGTERM must not wait them out (the wait below would
+    time out first), and no attempt starts after it."""
+    book = tmp_path / "book.md"
+    book.write_text("## Flaky\n\n```sh\n#| retries: 2\n#| retry-delay: 10m\nexit 1\n```\n")
+    args = ["run", str(book), "--yes", "--runs-dir", str(tmp_path)]
+    code, out, err = signal_on_line(args, "exit 1", signal.SIGTERM)  # the delay begins
+    assert code == 143, out + err
+    (transcript,) = tmp_path.glob("*/transcript.jsonl")
+    evs = events(transcript)
+    assert [e["attempt"] for e in evs if e["type"] == "block.start"] == [1]
+    assert (evs[-1]["result"], evs[-1]["exit_code"]) == ("aborted", 143)
 
 
 def test_sigterm_at_a_prompt_records_the_end(tmp_path: Path) -> None:

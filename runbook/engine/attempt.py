@@ -17,6 +17,7 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from runbook.engine.operator import NotAsked
 from runbook.engine.questions import trust_host_key
 from runbook.engine.recorder import CAPTURE_LIMIT, Recorder
 from runbook.engine.stopping import Section, ctrl_c_sets
@@ -87,7 +88,8 @@ async def execute(
     recorder = Recorder(ctx.journal, block.name, attempt, capture=keep, where=where)
     try:
         await ctx.journal.durable()  # on disk before the command runs
-    except (asyncio.CancelledError, KeyboardInterrupt):
+        ctx.stop.check()  # stopped while the start was made durable: the command never starts
+    except (asyncio.CancelledError, KeyboardInterrupt, NotAsked):
         # Stopped (Ctrl-C, its batch cancelled) before the command started: the record
         # says so, and never holds a start without an end, which reads as "it may have run".
         recorder.abandon()

@@ -13,7 +13,6 @@ or that the operator chose to cut short.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -21,6 +20,7 @@ from typing import TYPE_CHECKING, Any
 
 from runbook.engine.attempt import execute
 from runbook.engine.questions import choose
+from runbook.engine.stopping import pause
 from runbook.format.hosts import resolve_targets
 from runbook.format.model import Block, Host
 from runbook.format.values import ValueProblem, expand
@@ -117,7 +117,7 @@ async def _bake_once(
         left = deadline - time.monotonic()
         if rounds and left <= 0:
             break
-        await _pause(ctx.interrupt, min(interval, max(0.0, left)))
+        await pause(ctx.interrupt, min(interval, max(0.0, left)))
         if ctx.interrupt.is_set():
             break
         rounds += 1
@@ -137,12 +137,6 @@ async def _bake_once(
         **({"failed": failed} if result == "failed" else {}),
     )
     return Baked(result, rounds, elapsed, failed if result == "failed" else {})
-
-
-async def _pause(interrupt: asyncio.Event, seconds: float) -> None:
-    """Wait ``seconds``, or less when the operator interrupts: never an unstoppable sleep."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(interrupt.wait(), seconds)
 
 
 async def _check(

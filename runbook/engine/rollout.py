@@ -12,7 +12,6 @@ until then a crash leaves it unknown, so a resumed run asks instead of re-runnin
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import dataclasses
 from collections.abc import Sequence
 from typing import TYPE_CHECKING
@@ -20,7 +19,7 @@ from typing import TYPE_CHECKING
 from runbook.engine.attempt import run_attempt
 from runbook.engine.bake import bake
 from runbook.engine.questions import choose, gate
-from runbook.engine.stopping import ctrl_c_sets
+from runbook.engine.stopping import ctrl_c_sets, pause
 from runbook.format.hosts import batches
 from runbook.format.model import Block, Host
 from runbook.record import events as ev
@@ -124,7 +123,7 @@ async def _host(
             not_run = status.problem is not None
             if status.ok or failures > block.options.retries or status.interrupted or not_run:
                 return status, attempt
-            if await _interrupted_within(ctx.interrupt, block.options.retry_delay.seconds):
+            if await pause(ctx.interrupt, block.options.retry_delay.seconds):
                 return dataclasses.replace(status, interrupted=True), attempt  # no more tries
             attempt += 1
 
@@ -175,10 +174,3 @@ async def _over_budget(
         return [h for h in hosts if h.spec in failed]
     why = f"{problem.rstrip('.')}; {decision.reason}" if decision.reason else problem
     raise RolloutStopped(decision.choice, why)
-
-
-async def _interrupted_within(interrupt: asyncio.Event, seconds: float) -> bool:
-    """Wait ``seconds`` (a retry delay), or less when Ctrl-C or a signal comes: whether it did."""
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(interrupt.wait(), seconds)
-    return interrupt.is_set()

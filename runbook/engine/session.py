@@ -25,7 +25,7 @@ from runbook.engine.journal import Journal
 from runbook.engine.masking import Masker
 from runbook.engine.operator import Decision, NeedsOperator, Operator
 from runbook.engine.questions import block_gates, choose, gate
-from runbook.engine.stopping import CTRL_C, Guarded, Stop
+from runbook.engine.stopping import CTRL_C, Guarded, Stop, pause
 from runbook.format.hosts import DEFAULT_FORKS, describe, resolve_targets
 from runbook.format.model import Block, CheckItem, Host, Runbook, Step
 from runbook.format.values import ValueProblem, expand
@@ -97,8 +97,8 @@ class Session:
         self._source_seen: str | None = rb.sha256
         self.lock = lock
         self.interrupt = asyncio.Event()
-        self._ending: str | None = None
-        """The end being recorded (``ok: every step is done``), while its last waits run."""
+        self._ending: tuple[str, str] | None = None
+        """The end being recorded (``("ok", "every step is done")``), while its last waits run."""
         self._running = False
         """``_run`` is going on: a Ctrl-C may cancel it (``cancel``)."""
         self._task: asyncio.Task[Any] | None = None
@@ -212,7 +212,9 @@ class Session:
         recorded so."""
         result, message = "aborted", self.stop.reason or CTRL_C
         if self._ending is not None:  # the post-mortem still learns how the steps ended
-            message += f" as the run was ending ({self._ending})"
+            ended, how = self._ending  # a rollback that was whole stays so; "ok" does not
+            result = "aborted" if ended == "ok" else ended
+            message += f" as the run was ending ({ended}: {how})"
         elif self.state.rollback_started:  # neither the change nor its undo is whole
             result = INCOMPLETE
             message = f"rollback stopped: {message}{self._not_rolled_back()}"
@@ -242,10 +244,11 @@ class Session:
         )
 
     async def _end(self, result: str, code: int, message: str) -> Outcome:
-        self._ending = f"{result}: {message}"
+        self._ending = (result, message)
         failed = await self.background.stop_all()
         if failed:  # never an "ok" that hides a background block's failure
             message += f" (but background block {'; '.join(failed)}, on its own)"
+            self._ending = (result, message)
         await self.notices.finish(result, message)
         return self._record_end(result, code, message)
 
@@ -481,8 +484,8 @@ class Session:
                 return
             failures_in_a_row += 1
             if failures_in_a_row <= block.options.retries and not status.interrupted:
-                await asyncio.sleep(block.options.retry_delay.seconds)
-                continue
+                await pause(self.interrupt, block.options.retry_delay.seconds)
+                continue  # a stopped run starts no retry: the attempt says so
             decision = await choose(
                 self.ctx,
                 block,

@@ -234,3 +234,11 @@ def ctrl_c_sets(
             section.alone = True
             del _ctrl_c[loop]
             signal.signal(signal.SIGINT, before)
+
+
+async def pause(interrupt: asyncio.Event, seconds: float) -> bool:
+    """Wait ``seconds`` (a retry delay, a bake's interval), or less when Ctrl-C or a signal
+    sets ``interrupt``: never an unstoppable sleep. Whether it was set."""
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(interrupt.wait(), seconds)
+    return interrupt.is_set()

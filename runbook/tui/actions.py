@@ -185,10 +185,14 @@ class ConsoleKeys(App[int]):
         self.push_screen(self.quit_dialog, done)
 
     def stop_run(self) -> None:
-        """Quit: stop what runs (each attempt ends and is recorded as interrupted), then
-        every question the engine asks ends the run as aborted. Never a cancel: that
-        could abandon a process group while it is being stopped."""
+        """Quit: stop what runs (each attempt ends and is recorded as interrupted); the run
+        is stopped (``Stop``), so nothing starts after it (a retry, a bake, a next batch)
+        and it ends as aborted, never as done. Never a cancel while steps run: that could
+        abandon a process group while it is being stopped; only the end's last waits
+        (notifications) are cut short."""
         assert self.session is not None
+        self.session.stop.halt(QUIT, 1)  # a signal's stop, if one came first, stays
+        self.session.cancel(ctrl_c=False)
         self.quitting = True
         self.stopped.set()
         self.session.interrupt.set()
@@ -213,7 +217,9 @@ class ConsoleKeys(App[int]):
         if self.session is None or self.outcome is not None:
             self.exit(return_code=128 + sig)
             return
-        if self.session.stop.halt(f"stopped by {sig.name}", 128 + sig):
+        stop = self.session.stop
+        if stop.reason is None:  # once the end is recorded this halts nothing: a quit
+            stop.halt(f"stopped by {sig.name}", 128 + sig)
             self.stop_run()
 
     # ------------------------------------------------------------------ palette
