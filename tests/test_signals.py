@@ -60,15 +60,20 @@ def test_a_headless_ctrl_c_during_a_block_ends_the_run(tmp_path: Path, on_failur
     it ends as the operator's (130), with no automatic decision, retry or rollback."""
     started = tmp_path / "started"
     book = tmp_path / "book.md"
-    undo = "\n```sh\n#| rollback: true\necho must-not-roll-back\n```\n"
-    body = BLOCK.format(started=started, long=LONG).replace("\n## Never", undo + "\n## Never")
-    book.write_text(body.replace("```sh\necho started", "```sh\n#| retries: 2\necho started", 1))
+    book.write_text(
+        f"## Work\n\n```sh\n#| retries: 2\necho started > '{started}'\n{LONG} &\n{LONG}\n```\n\n"
+        "```sh\n#| rollback: true\necho must-not-roll-back\n```\n\n"
+        "## Never\n\n```sh\necho must-not-run\n```\n"
+    )
     args = ["run", str(book), "--yes", "--on-failure", on_failure, "--runs-dir", str(tmp_path)]
     runner = start_cli(*args)
-    wait_for(started.exists, what="the block to start")
-    wait_for(lambda: len(live_processes(LONG)) >= 3, what="the shell and both sleeps")
-    runner.send_signal(signal.SIGINT)
-    out, err = runner.communicate(timeout=60)
+    try:
+        wait_for(started.exists, what="the block to start")
+        wait_for(lambda: len(live_processes(LONG)) >= 3, what="the shell and both sleeps")
+        runner.send_signal(signal.SIGINT)
+        out, err = runner.communicate(timeout=60)
+    finally:
+        runner.kill()  # never left running (and its sleeps with it) after a failure
     assert runner.returncode == 130, out + err
     assert live_processes(LONG) == [], "the block's processes outlived the run"
     (transcript,) = tmp_path.glob("*/transcript.jsonl")

@@ -268,15 +268,15 @@ async def test_abort_after_a_declined_rollback_block_says_what_the_run_ends_as(
 
 
 @pytest.mark.parametrize(
-    ("block", "wait_for"),
+    ("block", "seen"),
     [
-        ("#| retries: 3\n#| retry-delay: 10m\nexit 1\n", "attempt"),  # between two attempts
-        ("#| continue-on-error: true\nsleep 600.875\n", "start"),  # in the last block
+        ("#| retries: 3\n#| retry-delay: 10m\nexit 1\n", "block.end"),  # between two attempts
+        ("#| continue-on-error: true\nsleep 600.875\n", "block.start"),  # in the last block
     ],
     ids=["retry-delay", "continue-on-error"],
 )
 async def test_quit_where_nothing_is_asked_still_stops_the_run(
-    tmp_path: Path, block: str, wait_for: str
+    tmp_path: Path, block: str, seen: str
 ) -> None:
     """No question comes after the quit (a retry waits out its delay; a block that goes on
     after a failure is the last): the run still stops there and ends as the quit's, never
@@ -286,10 +286,7 @@ async def test_quit_where_nothing_is_asked_still_stops_the_run(
     app = make_app(book, tmp_path / "runs")
     async with app.run_test(size=SIZE) as pilot:
         await first_block(pilot, app, "last")
-        if wait_for == "attempt":
-            await until(pilot, lambda: bool(kinds(app, "block.end")), "the first attempt's end")
-        else:
-            await until(pilot, lambda: bool(kinds(app, "block.start")), "the block's start")
+        await until(pilot, lambda: bool(kinds(app, seen)), f"the first {seen}")
         await pilot.press("q")
         await until(pilot, modal(app, ConfirmScreen, "Quit and record"), "the quit dialog")
         await pilot.press("y")

@@ -117,8 +117,7 @@ async def _bake_once(
         left = deadline - time.monotonic()
         if rounds and left <= 0:
             break
-        await pause(ctx.interrupt, min(interval, max(0.0, left)))
-        if ctx.interrupt.is_set():
+        if await pause(ctx.interrupt, min(interval, max(0.0, left))):
             break
         rounds += 1
         tag = {"block": block.name, "batch": number, "round": rounds}

@@ -212,9 +212,7 @@ class Session:
         recorded so."""
         result, message = "aborted", self.stop.reason or CTRL_C
         if self._ending is not None:  # the post-mortem still learns how the steps ended
-            ended, how = self._ending  # a rollback that was whole stays so; "ok" does not
-            result = "aborted" if ended == "ok" else ended
-            message += f" as the run was ending ({ended}: {how})"
+            result, message = self._cut_short(message)
         elif self.state.rollback_started:  # neither the change nor its undo is whole
             result = INCOMPLETE
             message = f"rollback stopped: {message}{self._not_rolled_back()}"
@@ -252,9 +250,19 @@ class Session:
         await self.notices.finish(result, message)
         return self._record_end(result, code, message)
 
+    def _cut_short(self, reason: str) -> tuple[str, str]:
+        """A stop that came once every step was over, while the end waited: how the steps
+        ended stays on record (a rollback that was whole stays so); "ok" no longer holds."""
+        assert self._ending is not None
+        ended, how = self._ending
+        return (
+            "aborted" if ended == "ok" else ended,
+            f"{reason} as the run was ending ({ended}: {how})",
+        )
+
     def _record_end(self, result: str, code: int, message: str) -> Outcome:
         if self.stop.reason is not None and result == "ok":  # it came as the run was ending
-            result, message = "aborted", f"{self.stop.reason} as the run was ending (ok: {message})"
+            result, message = self._cut_short(self.stop.reason)
         if self.stop.reason is not None:  # a signal stopped it
             code = self.stop.code
             if self.stop.reason not in message:  # said once, wherever the message has it
