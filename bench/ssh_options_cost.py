@@ -1,12 +1,14 @@
 """What does building a host's connection options cost the client, per host of a fan-out?
 
-`SSHTransport.options` (the operator's OpenSSH config read and applied for that host, its
-`IdentityFile` key loaded), timed against asyncssh's options with no config and a key
-loaded once (the reference, what a script that hard-codes everything pays), and against a
-config load alone. Self-contained: a config like the shared fleet's (13 lines, or more with
---pad) and an ed25519 key in a scratch directory; nothing connects. CPU time, best of the
-rounds, per host; rows interleaved round by round.
-Usage: python bench/ssh_options_cost.py [--hosts 100] [--rounds 5] [--pad 0]
+What runbook pays (`SSHTransport.options`: the operator's OpenSSH config read and applied
+for that host; then the keys `connect` is given, read once for all the hosts whose config
+names the same files), timed against asyncssh's options with no config and a key loaded
+once (the reference, what a script that hard-codes everything pays), a config load alone,
+and asyncssh reading the config and the key again for every host (what runbook paid before
+it kept the keys it read). Self-contained: a config like the shared fleet's (13 lines, or
+more with --pad) and a key (ed25519, or a 3072-bit RSA with --key rsa) in a scratch
+directory; nothing connects. CPU time, best of the rounds, per host; rows interleaved.
+Usage: python bench/ssh_options_cost.py [--hosts 100] [--rounds 5] [--pad 0] [--key rsa]
 """
 
 from __future__ import annotations
@@ -44,20 +46,32 @@ PAD = """Host bastion-{i} bastion-{i}.example.internal
 """
 
 
-def per_host(names: list[str], build: Callable[[str], object]) -> float:
+def per_host(names: list[str], start: Callable[[], Callable[[str], object]]) -> float:
+    """CPU a host of ``start()``'s build over ``names``: a run's, from a cold transport."""
     started = time.process_time()
+    build = start()
     for name in names:
         build(name)
     return (time.process_time() - started) / len(names)
 
 
-def main(hosts: int, rounds: int, pad: int) -> None:
+def runbook_row(config: Path) -> Callable[[str], object]:
+    """A new run's transport: its first host reads the key, the next ones reuse it."""
+    transport = SSHTransport(config=config)
+    return lambda h: transport._keys.for_connect(transport.options(Host(spec=h, hostname=h)))
+
+
+def main(hosts: int, rounds: int, pad: int, kind: str) -> None:
     import asyncssh
     from asyncssh.config import SSHClientConfig
 
     with tempfile.TemporaryDirectory() as tmp:
         key_path, known = Path(tmp, "key"), Path(tmp, "known_hosts")
-        key = asyncssh.generate_private_key("ssh-ed25519")
+        key = (
+            asyncssh.generate_private_key("ssh-rsa", key_size=3072)
+            if kind == "rsa"
+            else asyncssh.generate_private_key("ssh-ed25519")
+        )
         key.write_private_key(str(key_path))
         key.write_public_key(f"{key_path}.pub")
         known.write_text("")
@@ -65,28 +79,32 @@ def main(hosts: int, rounds: int, pad: int) -> None:
         text = CONFIG.format(key=key_path, known=known)
         config.write_text(text + "".join(PAD.format(i=i) for i in range(pad)))
         lines = len(config.read_text().splitlines())
-        transport = SSHTransport(config=config)
         loaded = asyncssh.read_private_key(str(key_path))
         names = [f"127.0.0.{2 + i % 250}" for i in range(hosts)]
-        rows: dict[str, Callable[[str], object]] = {
-            "asyncssh options, no config, key loaded once (reference)": lambda h: (
-                asyncssh.SSHClientConnectionOptions(
+        rows: dict[str, Callable[[], Callable[[str], object]]] = {
+            "asyncssh options, no config, key loaded once (reference)": lambda: (
+                lambda h: asyncssh.SSHClientConnectionOptions(
                     host=h, config=None, client_keys=[loaded], known_hosts=None
                 )
             ),
-            "the config's load alone": lambda h: SSHClientConfig.load(
-                None, [str(config)], False, False, False, "root", "", h, 2222
+            "the config's load alone": lambda: (
+                lambda h: SSHClientConfig.load(
+                    None, [str(config)], False, False, False, "root", "", h, 2222
+                )
             ),
-            "SSHTransport.options (what runbook pays)": lambda h: transport.options(
-                Host(spec=h, hostname=h)
+            "asyncssh, the config and the key read for each host": lambda: (
+                lambda h: asyncssh.SSHClientConnectionOptions(host=h, config=[str(config)])
             ),
+            "runbook: options, then the keys for connect": lambda: runbook_row(config),
         }
         best = {label: float("inf") for label in rows}
         for _ in range(rounds):
-            for label, build in rows.items():
-                best[label] = min(best[label], per_host(names, build))
+            for label, start in rows.items():
+                best[label] = min(best[label], per_host(names, start))
     ref = best[next(iter(rows))]
-    print(f"{hosts} hosts, a {lines}-line config; best of {rounds} rounds, CPU a host:")
+    print(
+        f"{hosts} hosts, a {lines}-line config, an {kind} key; best of {rounds} rounds, CPU a host:"
+    )
     for label, seconds in best.items():
         print(f"  {label:<58} {seconds * 1000:6.3f} ms  {seconds / ref:5.2f}x")
 
@@ -96,5 +114,6 @@ if __name__ == "__main__":
     ap.add_argument("--hosts", type=int, default=100)
     ap.add_argument("--rounds", type=int, default=5)
     ap.add_argument("--pad", type=int, default=0, help="unrelated Host blocks to add")
+    ap.add_argument("--key", choices=("ed25519", "rsa"), default="ed25519")
     args = ap.parse_args()
-    main(args.hosts, args.rounds, args.pad)
+    main(args.hosts, args.rounds, args.pad, args.key)

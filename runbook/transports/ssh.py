@@ -34,6 +34,7 @@ from typing import Any, Literal, cast
 import asyncssh
 
 from runbook.format.model import Host, SSHDefaults
+from runbook.transports.clientkeys import ClientKeys, Stamp, derived, stamp
 from runbook.transports.local import DEFAULT_GRACE, ExitStatus, OutputSink
 from runbook.transports.problems import HostKeyRefused, SSHProblem
 from runbook.transports.wrapper import Leader, env_payload, new_token, remote_command
@@ -72,11 +73,14 @@ class SSHTransport:
         self._locks: dict[str, asyncio.Lock] = {}
         self._accepted: dict[str, Any] = {}
         self._known: dict[tuple[str, ...], tuple[tuple[Stamp, ...], asyncssh.SSHKnownHosts]] = {}
+        self._keys = ClientKeys()
 
     def options(self, host: Host) -> asyncssh.SSHClientConnectionOptions:
-        """What asyncssh will use for ``host``: its config, then ours, then the spec's."""
+        """What asyncssh will use for ``host``: its config, then ours, then the spec's.
+        No key is read (``client_keys=None``): ``connection`` hands ``connect`` the keys."""
         kwargs: dict[str, Any] = {
             "host": host.hostname,
+            "client_keys": None,
             "connect_timeout": self.connect_timeout,
             "keepalive_interval": self.keepalive,
             "keepalive_count_max": 3,
@@ -93,15 +97,13 @@ class SSHTransport:
             kwargs["known_hosts"] = os.path.expanduser(self.defaults.known_hosts)
         options = asyncssh.SSHClientConnectionOptions(**kwargs)
         if options.known_hosts is None:  # "UserKnownHostsFile none" must not disable checks
-            options = asyncssh.SSHClientConnectionOptions(
-                options=options, known_hosts=os.path.expanduser(DEFAULT_KNOWN_HOSTS)
-            )
+            options = derived(options, known_hosts=os.path.expanduser(DEFAULT_KNOWN_HOSTS))
         accepted = self._accepted.get(host.spec)
         if accepted is not None:  # the files as they are, plus the key the operator accepted
             lines = [_read(path) for path in _known_files(options.known_hosts)]
             lines.append(known_hosts_line(options.host, options.port, accepted))
             known = asyncssh.import_known_hosts("".join(lines))
-            options = asyncssh.SSHClientConnectionOptions(options=options, known_hosts=known)
+            options = derived(options, known_hosts=known)
         return options
 
     def parsed_known_hosts(
@@ -121,10 +123,10 @@ class SSHTransport:
             return None
         files = tuple(os.path.expanduser(p) for p in paths)
         try:
-            stamp = tuple(_stamp(os.stat(f)) for f in files)
+            stamps = tuple(stamp(os.stat(f)) for f in files)
             cached = self._known.get(files)
-            if cached is None or cached[0] != stamp:
-                cached = self._known[files] = (stamp, asyncssh.read_known_hosts(list(files)))
+            if cached is None or cached[0] != stamps:
+                cached = self._known[files] = (stamps, asyncssh.read_known_hosts(list(files)))
         except (OSError, ValueError, asyncssh.Error):
             return None  # asyncssh reads them itself, and says what is wrong
         return cached[1]
@@ -156,7 +158,7 @@ class SSHTransport:
             # keyword costs nothing here; a second SSHClientConnectionOptions would.
             known = self.parsed_known_hosts(host, options)
             extra: dict[str, Any] = {} if known is None else {"known_hosts": known}
-            extra.update(_loaded_keys(options))
+            extra.update(self._keys.for_connect(options))
             try:
                 conn = await asyncssh.connect(host.hostname, options=options, **extra)
             except asyncssh.HostKeyNotVerifiable:
@@ -383,14 +385,6 @@ class SSHTransport:
         self._connections.clear()
 
 
-Stamp = tuple[int, int, int, int]
-
-
-def _stamp(st: os.stat_result) -> Stamp:
-    """What changes when a known_hosts file is replaced, appended to or rewritten."""
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
-
-
 def known_hosts_line(address: str, port: int, key: Any) -> str:
     pattern = address if port == 22 else f"[{address}]:{port}"
     return f"{pattern} {key.export_public_key().decode().strip()}\n"
@@ -413,28 +407,6 @@ def _known_files(known: Any) -> list[str]:
     """
     paths = _paths(known) or [DEFAULT_KNOWN_HOSTS, GLOBAL_KNOWN_HOSTS]
     return [p for p in (os.path.expanduser(p) for p in paths) if os.path.exists(p)]
-
-
-def _loaded_keys(options: asyncssh.SSHClientConnectionOptions) -> dict[str, Any]:
-    """The client keys ``options`` already read from their files, for ``connect``: given
-    paths again (the config's ``IdentityFile``), it would read and parse every key a second
-    time, 0.4 ms a host. The same keys, with the certificates they already carry (no
-    ``CertificateFile`` again, which would put the certificate on the plain key too) and
-    the agent identities they selected. Nothing when no key was read or no agent identity
-    was selected (an empty list means "the default files" or "any agent key" to
-    ``connect``, not "none"), nor when ``connect`` reads the config again for another name
-    (``CanonicalizeHostname``, ``Match final``): that config's keys must count."""
-    if not options.client_keys or options.agent_identities == []:
-        return {}
-    if options.config.has_match_final() or (
-        options.canonicalize_hostname and options.canonical_domains
-    ):
-        return {}
-    return {
-        "client_keys": list(options.client_keys),
-        "client_certs": [],
-        "agent_identities": options.agent_identities,
-    }
 
 
 def _revoked(known: asyncssh.SSHKnownHosts, name: str, ip: str, port: int) -> list[Any]:
