@@ -141,6 +141,7 @@ def test_a_config_without_known_hosts_still_offers_each_key_once(home: Path) -> 
         f"Host *\n  IdentityFile {home / 'id_fleet'}\n  IdentitiesOnly yes\n"
         "  UserKnownHostsFile none\n"
     )
+    (home / ".ssh" / "known_hosts").write_text("")
     transport = SSHTransport(config=config)
     options = transport.options(parse_host("web1"))
     assert options.known_hosts == str(home / ".ssh" / "known_hosts")

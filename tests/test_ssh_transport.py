@@ -233,3 +233,39 @@ def test_known_hosts_are_parsed_once_a_run_and_still_checked(
     transport.trust(parse_host(aliases[0]), gone.value.key, save=False)
     status, _ = run_on(transport, aliases[0], "true", variables={})
     assert status.code == 0
+
+
+@pytest.fixture
+def own_config(fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """The fleet's entries in the operator's own ~/.ssh/config (no ``--ssh-config``), in a
+    home whose ~/.ssh has a default key the fleet does not accept, and no known_hosts."""
+    import asyncssh
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    monkeypatch.setenv("SSH_AUTH_SOCK", str(tmp_path / "agent.sock"))
+    (tmp_path / ".ssh").mkdir()
+    asyncssh.generate_private_key("ssh-ed25519").write_private_key(tmp_path / ".ssh" / "id_ed25519")
+    config = tmp_path / ".ssh" / "config"
+    config.write_text(fleet.ssh_config.read_text())
+    return config
+
+
+def test_the_operators_own_config_cannot_turn_host_key_checks_off(fleet, own_config: Path) -> None:  # type: ignore[no-untyped-def]
+    """``UserKnownHostsFile none`` in ~/.ssh/config: options built without naming the
+    config read none of it, and connect, reading it last, checked no key at all. Now the
+    default file counts, as with ``--ssh-config``: no file yet, so the key is unknown."""
+    text = own_config.read_text().replace("Host host1\n", "Host host1\n  UserKnownHostsFile none\n")
+    own_config.write_text(text)
+    log = fleet.root / "sshd_host1.log"
+    before = log.read_text().count("Accepted publickey")
+    with pytest.raises(HostKeyRefused) as refused:
+        run_on(SSHTransport(), "host1", "true", variables={})
+    assert refused.value.kind == "host-key-unknown"
+    assert log.read_text().count("Accepted publickey") == before
+
+
+def test_the_operators_own_config_chooses_the_key(fleet, own_config: Path) -> None:  # type: ignore[no-untyped-def]
+    """Its ``IdentityFile`` with ``IdentitiesOnly yes``: the default key read without the
+    config used to be handed to connect instead, and the login failed."""
+    status, out = run_on(SSHTransport(), "host2", "echo in", variables={})
+    assert (status.code, bytes(out["stdout"])) == (0, b"in\n")

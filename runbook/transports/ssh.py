@@ -40,8 +40,11 @@ from runbook.transports.problems import HostKeyRefused, SSHProblem
 from runbook.transports.wrapper import Leader, env_payload, new_token, remote_command
 
 READ_SIZE = 256 * 1024
+DEFAULT_CONFIG = "~/.ssh/config"
 DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
 GLOBAL_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
+MAX_HOPS = 8
+"""ProxyJump hops that name hops of their own, at most: a loop in the config ends here."""
 
 
 Stopped = Literal["ended", "detached", "unknown-group"]
@@ -78,26 +81,14 @@ class SSHTransport:
     def options(self, host: Host) -> asyncssh.SSHClientConnectionOptions:
         """What asyncssh will use for ``host``: its config, then ours, then the spec's.
         No key is read (``client_keys=None``): ``connection`` hands ``connect`` the keys."""
-        kwargs: dict[str, Any] = {
-            "host": host.hostname,
-            "client_keys": None,
-            "connect_timeout": self.connect_timeout,
-            "keepalive_interval": self.keepalive,
-            "keepalive_count_max": 3,
-        }
-        if self.config is not None:
-            kwargs["config"] = [str(self.config)]
         user = host.user or self.defaults.user
         port = host.port or self.defaults.port
-        if user:
-            kwargs["username"] = user
-        if port:
-            kwargs["port"] = port
-        if self.defaults.known_hosts:
-            kwargs["known_hosts"] = os.path.expanduser(self.defaults.known_hosts)
-        options = asyncssh.SSHClientConnectionOptions(**kwargs)
-        if options.known_hosts is None:  # "UserKnownHostsFile none" must not disable checks
-            options = derived(options, known_hosts=os.path.expanduser(DEFAULT_KNOWN_HOSTS))
+        options = self._options(
+            host.hostname,
+            username=user or (),
+            port=port or (),
+            known_hosts=os.path.expanduser(self.defaults.known_hosts or "") or (),
+        )
         accepted = self._accepted.get(host.spec)
         if accepted is not None:  # the files as they are, plus the key the operator accepted
             lines = [_read(path) for path in _known_files(options.known_hosts)]
@@ -106,8 +97,30 @@ class SSHTransport:
             options = derived(options, known_hosts=known)
         return options
 
+    def _options(self, name: str, **given: Any) -> asyncssh.SSHClientConnectionOptions:
+        """The config applied to ``name``, under ``given`` (``()``: the config's value).
+
+        The config is always named: options built with none read none, and only
+        ``connect`` reads ``~/.ssh/config`` then, after every rule here was applied to
+        options without it (a ``UserKnownHostsFile none`` there turned checking off, and
+        its ``IdentityFile`` was overridden by the default keys read here)."""
+        options = asyncssh.SSHClientConnectionOptions(
+            host=name,
+            config=[str(self.config)] if self.config is not None else _default_config(),
+            client_keys=None,
+            connect_timeout=self.connect_timeout,
+            keepalive_interval=self.keepalive,
+            keepalive_count_max=3,
+            **given,
+        )
+        if options.known_hosts is None:  # "UserKnownHostsFile none" must not disable checks
+            default = os.path.expanduser(DEFAULT_KNOWN_HOSTS)
+            known = default if os.path.exists(default) else asyncssh.import_known_hosts("")
+            options = derived(options, known_hosts=known)  # no file yet: every key unknown
+        return options
+
     def parsed_known_hosts(
-        self, host: Host, options: asyncssh.SSHClientConnectionOptions
+        self, options: asyncssh.SSHClientConnectionOptions
     ) -> asyncssh.SSHKnownHosts | None:
         """The known_hosts files ``options`` name, parsed once while they stay the same.
 
@@ -119,7 +132,7 @@ class SSHTransport:
         ``None``: let asyncssh read them itself.
         """
         paths = _paths(options.known_hosts)
-        if self._accepted.get(host.spec) is not None or not paths:
+        if not paths:  # none, or already parsed (a key the operator accepted)
             return None
         files = tuple(os.path.expanduser(p) for p in paths)
         try:
@@ -154,29 +167,88 @@ class SSHTransport:
             if conn is not None and not conn.is_closed():
                 return conn
             options = self.options(host)
-            # asyncssh.connect builds its own options from these and its keywords, so a
-            # keyword costs nothing here; a second SSHClientConnectionOptions would.
-            known = self.parsed_known_hosts(host, options)
-            extra: dict[str, Any] = {} if known is None else {"known_hosts": known}
-            extra.update(self._keys.for_connect(options))
+            via = await self._through(host, options)
+            conn = None
             try:
-                conn = await asyncssh.connect(host.hostname, options=options, **extra)
+                conn = await self._dial(host.hostname, options, via)
             except asyncssh.HostKeyNotVerifiable:
-                raise await self._classify(host, options) from None
+                raise await self._classify(host, options, via) from None
             except asyncssh.PermissionDenied as e:
                 raise SSHProblem(host.spec, "auth", f"authentication failed: {e.reason}") from None
             except (TimeoutError, OSError, asyncssh.Error) as e:
-                why = getattr(e, "reason", None) or str(e) or type(e).__name__
-                raise SSHProblem(host.spec, "unreachable", f"cannot connect: {why}") from None
+                raise SSHProblem(host.spec, "unreachable", f"cannot connect: {_why(e)}") from None
+            finally:
+                if via is not None and conn is None:
+                    via.close()
             self._connections[host.spec] = conn
             return conn
 
+    async def _dial(
+        self,
+        name: str,
+        options: asyncssh.SSHClientConnectionOptions,
+        via: asyncssh.SSHClientConnection | None,
+    ) -> asyncssh.SSHClientConnection:
+        """``connect``, given the known_hosts and keys already read, through ``via`` (the
+        last ProxyJump hop), which then closes with the connection, as asyncssh's own do."""
+        # asyncssh.connect builds its own options from these and its keywords, so a
+        # keyword costs nothing here; a second SSHClientConnectionOptions would.
+        known = self.parsed_known_hosts(options)
+        extra: dict[str, Any] = {} if known is None else {"known_hosts": known}
+        extra.update(self._keys.for_connect(options))
+        if via is not None:
+            extra["tunnel"] = via
+        conn = await asyncssh.connect(name, options=options, **extra)
+        if via is not None:
+            conn.set_tunnel(via)
+        return conn
+
+    async def _through(
+        self, host: Host, options: asyncssh.SSHClientConnectionOptions, depth: int = 0
+    ) -> asyncssh.SSHClientConnection | None:
+        """The config's ProxyJump hops to ``options``' host, connected one through the
+        other; ``None`` without any. Given as a string, asyncssh would dial them itself
+        through the config paths given to ``connect``, which runbook never gives: with
+        ``--ssh-config`` the hops were looked up in ``~/.ssh/config``. As ``ssh -F FILE``
+        does, each hop is read from the run's config, and has the host's rules: its key
+        always checked, the keys read once a run."""
+        if not isinstance(options.tunnel, str):
+            return None
+        if depth >= MAX_HOPS:
+            raise SSHProblem(host.spec, "unreachable", f"more than {MAX_HOPS} ProxyJump hops")
+        conn: asyncssh.SSHClientConnection | None = None
+        for hop in options.tunnel.split(","):
+            user, _, address = hop.rpartition("@")
+            name, _, port = address.rpartition(":") if ":" in address else (address, "", "")
+            via, conn = conn, None
+            try:
+                hop_options = self._options(
+                    name, username=user or (), port=int(port) if port else (), tunnel=via or ()
+                )
+                if via is None:  # the first hop may have hops of its own
+                    via = await self._through(host, hop_options, depth + 1)
+                conn = await self._dial(name, hop_options, via)
+            except SSHProblem:
+                raise
+            except asyncssh.HostKeyNotVerifiable as e:
+                problem = f"the host key of {hop} is not trusted: {_why(e)}"
+                raise SSHProblem(host.spec, "host-key-jump", f"ProxyJump {problem}") from None
+            except (TimeoutError, OSError, ValueError, asyncssh.Error) as e:
+                raise SSHProblem(host.spec, "unreachable", f"ProxyJump {hop}: {_why(e)}") from None
+            finally:
+                if via is not None and conn is None:
+                    via.close()
+        return conn
+
     async def _classify(
-        self, host: Host, options: asyncssh.SSHClientConnectionOptions
+        self,
+        host: Host,
+        options: asyncssh.SSHClientConnectionOptions,
+        via: asyncssh.SSHClientConnection | None,
     ) -> HostKeyRefused:
         address, port = options.host, options.port
         try:
-            tunnel: Any = options.tunnel  # ProxyJump: read the key through the same hop
+            tunnel: Any = via  # through the same hops, still open; None: none
             key = await asyncssh.get_server_host_key(address, port, tunnel=tunnel)
         except (OSError, asyncssh.Error) as e:
             raise SSHProblem(host.spec, "unreachable", f"cannot read its host key: {e}") from None
@@ -383,6 +455,16 @@ class SSHTransport:
             with contextlib.suppress(asyncssh.Error, OSError):
                 await conn.wait_closed()
         self._connections.clear()
+
+
+def _default_config() -> list[str]:
+    """``~/.ssh/config`` when it can be read, as ``asyncssh.connect`` (and ``ssh``) would."""
+    path = os.path.expanduser(DEFAULT_CONFIG)
+    return [path] if os.access(path, os.R_OK) else []
+
+
+def _why(e: BaseException) -> str:
+    return getattr(e, "reason", None) or str(e) or type(e).__name__
 
 
 def known_hosts_line(address: str, port: int, key: Any) -> str:

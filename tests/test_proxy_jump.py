@@ -1,0 +1,91 @@
+"""ProxyJump: the hops are read from the run's config and checked like any host."""
+
+from __future__ import annotations
+
+import re
+import time
+from pathlib import Path
+
+import pytest
+
+from conftest import run_on
+from runbook.transports.problems import SSHProblem
+from runbook.transports.ssh import SSHTransport
+
+
+def logins(fleet, alias: str) -> int:  # type: ignore[no-untyped-def]
+    """How many logins the host's sshd accepted so far."""
+    return (fleet.root / f"sshd_{alias}.log").read_text().count("Accepted publickey")
+
+
+def jumping(fleet, home: Path, **jumps: str) -> str:  # type: ignore[no-untyped-def]
+    """The fleet's config, each ``alias=hops`` given a ``ProxyJump hops``."""
+    text = fleet.ssh_config.read_text()
+    for alias, hops in jumps.items():
+        text = text.replace(f"Host {alias}\n", f"Host {alias}\n  ProxyJump {hops}\n")
+    return text
+
+
+@pytest.fixture
+def home(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """A home whose ~/.ssh holds nothing: no config, no known_hosts, no key."""
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".ssh").mkdir()
+    return tmp_path
+
+
+def test_hops_are_read_from_the_runs_config_as_ssh_f_does(fleet, home: Path) -> None:  # type: ignore[no-untyped-def]
+    """``--ssh-config FILE`` names the hop by an alias only that file defines: asyncssh,
+    left to dial it, looked it up in ~/.ssh/config ("Name or service not known"). A chain
+    (``host1,host3``) and a hop with a hop of its own go the same way; closing the host's
+    connection closes its hops."""
+    config = home / "fleet_config"
+    config.write_text(jumping(fleet, home, host2="host1", host4="host1,host3", host3="host5"))
+    before = {alias: logins(fleet, alias) for alias in ("host1", "host3", "host5")}
+    status, out = run_on(SSHTransport(config=config), "host2", "echo through", variables={})
+    assert (status.code, bytes(out["stdout"])) == (0, b"through\n")
+    assert logins(fleet, "host1") == before["host1"] + 1
+    status, out = run_on(SSHTransport(config=config), "host4", "echo chained", variables={})
+    assert (status.code, bytes(out["stdout"])) == (0, b"chained\n")
+    after = {alias: logins(fleet, alias) for alias in ("host1", "host3", "host5")}
+    # host4 through host1, then host3, whose own hop is host5 (but host3 is reached
+    # through host1 here, as ssh does: a chain's later hops go through the earlier ones).
+    assert after == {
+        "host1": before["host1"] + 2,
+        "host3": before["host3"] + 1,
+        "host5": 0 + before["host5"],
+    }
+    log = fleet.root / "sshd_host1.log"
+    deadline = time.monotonic() + 10
+    while len(re.findall(r"Disconnected from user|Received disconnect", log.read_text())) < 2:
+        assert time.monotonic() < deadline, "host1's sessions were left open"
+        time.sleep(0.05)
+
+
+def test_a_hops_host_key_is_checked_even_where_the_config_says_none(fleet, home: Path) -> None:  # type: ignore[no-untyped-def]
+    """~/.ssh/config's hop says ``UserKnownHostsFile none``: asyncssh, dialling it itself,
+    checked no key at all. As for any host, the default file counts instead (empty here),
+    so the hop is refused before it is logged into, and the message names it."""
+    text = jumping(fleet, home, host2="host1").replace(
+        "Host host1\n", "Host host1\n  UserKnownHostsFile none\n"
+    )
+    (home / ".ssh" / "config").write_text(text)
+    before = logins(fleet, "host1"), logins(fleet, "host2")
+    with pytest.raises(SSHProblem) as refused:
+        run_on(SSHTransport(), "host2", "echo never", variables={})
+    assert refused.value.kind == "host-key-jump"
+    assert "ProxyJump" in str(refused.value) and "host1" in str(refused.value)
+    assert (logins(fleet, "host1"), logins(fleet, "host2")) == before
+
+
+def test_a_hop_that_cannot_be_reached_or_loops_is_named(fleet, home: Path) -> None:  # type: ignore[no-untyped-def]
+    """A dead hop says which hop; hops that name each other end with a message, not a
+    recursion error or a hang."""
+    config = home / "fleet_config"
+    config.write_text(jumping(fleet, home, host2="root@127.0.0.1:1"))
+    with pytest.raises(SSHProblem, match=r"host2: ProxyJump root@127\.0\.0\.1:1: ") as dead:
+        run_on(SSHTransport(config=config), "host2", "true", variables={})
+    assert dead.value.kind == "unreachable"
+    config.write_text(jumping(fleet, home, host2="host1", host1="host2"))
+    with pytest.raises(SSHProblem, match="more than 8 ProxyJump hops"):
+        run_on(SSHTransport(config=config), "host2", "true", variables={})
