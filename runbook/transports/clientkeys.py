@@ -12,12 +12,13 @@ the parsed known_hosts are.
 
 from __future__ import annotations
 
+import copy
 import os
 from typing import Any
 
 import asyncssh
 
-Stamp = tuple[int, int, int, int]
+Stamp = tuple[int, int, int, int, int]
 
 READ_THEM: dict[str, Any] = {"client_keys": ()}
 """For ``connect``: read the keys the config names, as asyncssh does by default."""
@@ -26,16 +27,23 @@ READ_THEM: dict[str, Any] = {"client_keys": ()}
 def derived(
     options: asyncssh.SSHClientConnectionOptions, **changed: Any
 ) -> asyncssh.SSHClientConnectionOptions:
-    """``options`` with ``changed``, and the config as ``options`` applied it. Given its
-    paths again, asyncssh would parse the files once more on top of the options it copied
-    (not deeply), and append every ``IdentityFile`` a second time, to both: each key read,
-    and offered, twice."""
-    return asyncssh.SSHClientConnectionOptions(options=options, config=(), **changed)
+    """``options`` with ``changed``, and the config as ``options`` applied it.
+
+    Given its paths again, asyncssh would parse the files once more on top of the options
+    it copied (not deeply), and append every ``IdentityFile`` a second time, to both: each
+    key read, and offered, twice. Given none, the copy says it loaded no file, and the
+    next options built from it (``connect``'s own) read ``~/.ssh/config`` on top of it:
+    its ``User``, ``Port`` and keys over those of ``--ssh-config FILE``. So the copy says
+    what ``options`` loaded."""
+    built = asyncssh.SSHClientConnectionOptions(options=options, config=(), **changed)
+    built.config.loaded = options.config.loaded
+    return built
 
 
 def stamp(st: os.stat_result) -> Stamp:
-    """What changes when a file is replaced, appended to or rewritten."""
-    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns)
+    """What changes when a file is replaced, appended to or rewritten: the status change
+    time too, for a rewrite in place that kept the size and put the old mtime back."""
+    return (st.st_dev, st.st_ino, st.st_size, st.st_mtime_ns, st.st_ctime_ns)
 
 
 class ClientKeys:
@@ -62,7 +70,14 @@ class ClientKeys:
         if known is None or known[0] != stamps:
             read = derived(options, client_keys=())
             known = self._read[settings] = (stamps, _loaded_keys(read) or READ_THEM)
-        return known[1]
+        given = known[1]
+        if given.get("client_keys"):
+            # A copy of each key for each connection: asyncssh records on the key the
+            # signature algorithm the server took (and a certificate's name), so one host
+            # would choose for the next (rsa-sha2-256 offered to a server that takes only
+            # rsa-sha2-512, or only ssh-rsa).
+            given = {**given, "client_keys": [copy.copy(k) for k in given["client_keys"]]}
+        return given
 
 
 def _loaded_keys(options: asyncssh.SSHClientConnectionOptions) -> dict[str, Any]:
