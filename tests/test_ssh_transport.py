@@ -269,3 +269,38 @@ def test_the_operators_own_config_chooses_the_key(fleet, own_config: Path) -> No
     config used to be handed to connect instead, and the login failed."""
     status, out = run_on(SSHTransport(), "host2", "echo in", variables={})
     assert (status.code, bytes(out["stdout"])) == (0, b"in\n")
+
+
+@pytest.mark.parametrize("where", ["ssh-config", "home"])
+def test_a_config_evaluated_again_keeps_the_hosts_settings(
+    fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:  # type: ignore[no-untyped-def]
+    """``CanonicalizeHostname`` and ``Match final`` make connect evaluate the config again,
+    for the canonical name: given options and no file, it kept nothing of the config and
+    dialled port 22 as the local user. And an ``IdentityFile`` given only under ``Match
+    final`` was never offered. (No DNS here: the canonical name is resolved in-process.)"""
+    import asyncio
+    import socket
+
+    real = asyncio.base_events.BaseEventLoop.getaddrinfo
+
+    async def resolve(self, host, port, *args, **kwargs):  # type: ignore[no-untyped-def]
+        if host == "host2.corp":
+            return [(socket.AF_INET, socket.SOCK_STREAM, 6, host, (fleet.hosts[1].address, port))]
+        return await real(self, host, port, *args, **kwargs)
+
+    monkeypatch.setattr(asyncio.base_events.BaseEventLoop, "getaddrinfo", resolve)
+    monkeypatch.setenv("HOME", str(tmp_path))
+    text = fleet.ssh_config.read_text()
+    key = f"  IdentityFile {fleet.client_key}\n"
+    canonical = "CanonicalizeHostname yes\nCanonicalDomains corp\n" + text.replace(
+        "Host host2\n", "Host host2 host2.corp\n"
+    )
+    final = text.replace(key, "") + f"Match final\n{key}"
+    for config in (canonical, final):
+        path = tmp_path / ".ssh" / "config" if where == "home" else tmp_path / "fleet_config"
+        path.parent.mkdir(exist_ok=True)
+        path.write_text(config)
+        transport = SSHTransport(config=None if where == "home" else path)
+        status, out = run_on(transport, "host2", "echo $USER", variables={})
+        assert (status.code, bytes(out["stdout"])) == (0, f"{fleet.user}\n".encode())

@@ -106,7 +106,7 @@ class SSHTransport:
         its ``IdentityFile`` was overridden by the default keys read here)."""
         options = asyncssh.SSHClientConnectionOptions(
             host=name,
-            config=[str(self.config)] if self.config is not None else _default_config(),
+            config=self._config_paths(),
             client_keys=None,
             connect_timeout=self.connect_timeout,
             keepalive_interval=self.keepalive,
@@ -118,6 +118,9 @@ class SSHTransport:
             known = default if os.path.exists(default) else asyncssh.import_known_hosts("")
             options = derived(options, known_hosts=known)  # no file yet: every key unknown
         return options
+
+    def _config_paths(self) -> list[str]:
+        return [str(self.config)] if self.config is not None else _default_config()
 
     def parsed_known_hosts(
         self, options: asyncssh.SSHClientConnectionOptions
@@ -196,6 +199,13 @@ class SSHTransport:
         known = self.parsed_known_hosts(options)
         extra: dict[str, Any] = {} if known is None else {"known_hosts": known}
         extra.update(self._keys.for_connect(options))
+        if options.config.has_match_final() or (
+            options.canonicalize_hostname and options.canonical_domains
+        ):
+            # connect evaluates the config again (for the canonical name, or Match
+            # final) from what it is given, not from these options: given no file, it
+            # kept nothing of the config (port, user, keys).
+            extra["config"] = self._config_paths()
         if via is not None:
             extra["tunnel"] = via
         conn = await asyncssh.connect(name, options=options, **extra)
