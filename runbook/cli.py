@@ -518,8 +518,8 @@ def _mistyped(word: str) -> str | None:
     meant (``runbook verify``), rather than opening a console on a file that is not there."""
     if os.path.exists(word) or "/" in word or "." in word:
         return None
-    if word in ("verify", "render"):
-        return f"did you mean `runbook transcript {word} FILE`?"
+    if word in ("verify", "render", "report"):  # the report is what `render` writes
+        return f"did you mean `runbook transcript {'render' if word == 'report' else word} FILE`?"
     import difflib  # only on this path: a start never pays for it
 
     close = difflib.get_close_matches(word, COMMANDS, n=1)

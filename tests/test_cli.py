@@ -66,6 +66,7 @@ def test_missing_file_is_a_usage_error_without_traceback() -> None:
     [
         ("verify", "did you mean `runbook transcript verify FILE`?"),
         ("render", "did you mean `runbook transcript render FILE`?"),
+        ("report", "did you mean `runbook transcript render FILE`?"),
         ("chek", "did you mean `runbook check`?"),
     ],
 )
