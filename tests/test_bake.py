@@ -183,10 +183,12 @@ def test_a_passing_bake_goes_on_to_the_next_batch(fleet: Any, tmp_path: Path) ->
 
 
 def test_retry_bakes_the_batch_again(fleet: Any, tmp_path: Path) -> None:
+    # Room for a second health run however slow the machine: with 500 ms, a loaded run
+    # fitted one check in the bake, which passed, and nothing was left to retry.
     path = book(
         tmp_path,
         "host1, host2",
-        "#| bake: 500ms\n#| health-interval: 100ms\n",
+        "#| bake: 3s\n#| health-interval: 100ms\n",
         counting_check(tmp_path, "-eq 2"),  # only the second run fails
     )
     operator = ScriptedOperator([("choose", Decision("retry")), ("confirm", True)])
