@@ -162,7 +162,7 @@ def test_a_config_without_known_hosts_still_offers_each_key_once(home: Path) -> 
     (home / ".ssh" / "known_hosts").write_text("")
     transport = SSHTransport(config=config)
     options = transport.options(parse_host("web1"))
-    assert options.known_hosts == str(home / ".ssh" / "known_hosts")
+    assert options.known_hosts == [str(home / ".ssh" / "known_hosts")]
     assert options.config.get("IdentityFile") == [str(home / "id_fleet")]
     assert offered(connects_with(transport, "web1")) == [(key.public_data, False)]
 

@@ -304,3 +304,44 @@ def test_a_config_evaluated_again_keeps_the_hosts_settings(
         transport = SSHTransport(config=None if where == "home" else path)
         status, out = run_on(transport, "host2", "echo $USER", variables={})
         assert (status.code, bytes(out["stdout"])) == (0, f"{fleet.user}\n".encode())
+
+
+@pytest.mark.parametrize("case", ["global-default-revokes", "user-default-revokes", "known_hosts2"])
+def test_every_known_hosts_file_ssh_reads_is_read(
+    fleet, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, case: str
+) -> None:  # type: ignore[no-untyped-def]
+    """As ``ssh`` does, the user's files and the global ones, the defaults of each where the
+    config names none. asyncssh alone never read /etc/ssh/ssh_known_hosts, and read only
+    the global file where a config named ``GlobalKnownHostsFile`` alone: a key ``@revoked``
+    there was taken, and a key trusted only in ~/.ssh/known_hosts2 refused. (The global
+    default is a file here instead of /etc/ssh/ssh_known_hosts.)"""
+    import runbook.transports.ssh as ssh
+
+    monkeypatch.setenv("HOME", str(tmp_path))
+    (tmp_path / ".ssh").mkdir()
+    host_global = tmp_path / "ssh_known_hosts"
+    monkeypatch.setattr(ssh, "GLOBAL_KNOWN_HOSTS", (str(host_global),))
+    line = next(
+        x for x in fleet.known_hosts.read_text().splitlines() if fleet.hosts[0].address in x
+    )
+    text = fleet.ssh_config.read_text()
+    config = tmp_path / "fleet_config"
+    if case == "global-default-revokes":
+        host_global.write_text(f"@revoked {line}\n")
+        config.write_text(text)  # the fleet's UserKnownHostsFile trusts host1
+    elif case == "user-default-revokes":
+        (tmp_path / ".ssh" / "known_hosts").write_text(f"@revoked {line}\n")
+        config.write_text(text.replace("UserKnownHostsFile", "GlobalKnownHostsFile"))
+    else:
+        (tmp_path / ".ssh" / "known_hosts2").write_text(f"{line}\n")
+        config.write_text(text.replace(f"  UserKnownHostsFile {fleet.known_hosts}\n", ""))
+    transport = SSHTransport(config=config)
+    if case == "known_hosts2":
+        status, _ = run_on(transport, "host1", "true", variables={})
+        assert status.code == 0
+        # An accepted key is saved where ssh saves it: the first user file, never a global one.
+        assert transport.known_hosts_file(parse_host("host1")) == tmp_path / ".ssh" / "known_hosts"
+        return
+    with pytest.raises(HostKeyRefused) as refused:
+        run_on(transport, "host1", "true", variables={})
+    assert refused.value.kind == "host-key-revoked"

@@ -34,7 +34,11 @@ def derived(
     key read, and offered, twice. Given none, the copy says it loaded no file, and the
     next options built from it (``connect``'s own) read ``~/.ssh/config`` on top of it:
     its ``User``, ``Port`` and keys over those of ``--ssh-config FILE``. So the copy says
-    what ``options`` loaded."""
+    what ``options`` loaded. A config with a ``Match final`` block is read again instead:
+    a copy would lose the mark that makes ``connect`` evaluate that block."""
+    if options.config.has_match_final():
+        again = {k: v for k, v in options.kwargs.items() if k != "last_config"}
+        return asyncssh.SSHClientConnectionOptions(**{**again, **changed})
     built = asyncssh.SSHClientConnectionOptions(options=options, config=(), **changed)
     built.config.loaded = options.config.loaded
     return built

@@ -41,8 +41,9 @@ from runbook.transports.wrapper import Leader, env_payload, new_token, remote_co
 
 READ_SIZE = 256 * 1024
 DEFAULT_CONFIG = "~/.ssh/config"
-DEFAULT_KNOWN_HOSTS = "~/.ssh/known_hosts"
-GLOBAL_KNOWN_HOSTS = "/etc/ssh/ssh_known_hosts"
+USER_KNOWN_HOSTS = ("~/.ssh/known_hosts", "~/.ssh/known_hosts2")
+GLOBAL_KNOWN_HOSTS = ("/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")
+"""OpenSSH's defaults for ``UserKnownHostsFile`` and ``GlobalKnownHostsFile``."""
 MAX_HOPS = 8
 """ProxyJump hops that name hops of their own, at most: a loop in the config ends here."""
 
@@ -113,10 +114,12 @@ class SSHTransport:
             keepalive_count_max=3,
             **given,
         )
-        if options.known_hosts is None:  # "UserKnownHostsFile none" must not disable checks
-            default = os.path.expanduser(DEFAULT_KNOWN_HOSTS)
-            known = default if os.path.exists(default) else asyncssh.import_known_hosts("")
-            options = derived(options, known_hosts=known)  # no file yet: every key unknown
+        if given.get("known_hosts", ()) == ():  # the config's files, all that ssh reads
+            users, globals_ = known_hosts_files(options.config)
+            files = [f for f in users + globals_ if os.path.exists(f)]
+            known: Any = files or asyncssh.import_known_hosts("")  # none yet: all unknown
+            if known != options.known_hosts:
+                options = derived(options, known_hosts=known)
         return options
 
     def _config_paths(self) -> list[str]:
@@ -148,9 +151,11 @@ class SSHTransport:
         return cached[1]
 
     def known_hosts_file(self, host: Host) -> Path:
-        """Where an accepted key is saved: the first known_hosts file the host uses."""
-        paths = _paths(self.options(host).known_hosts)
-        return Path(os.path.expanduser(paths[0] if paths else DEFAULT_KNOWN_HOSTS))
+        """Where an accepted key is saved: the front matter's file, else the config's
+        first ``UserKnownHostsFile``, as ``ssh`` saves it (never a global file)."""
+        if self.defaults.known_hosts:
+            return Path(os.path.expanduser(self.defaults.known_hosts))
+        return Path(known_hosts_files(self.options(host).config)[0][0])
 
     def trust(self, host: Host, key: Any, save: bool) -> None:
         """Accept ``key`` for ``host`` for this run, and in known_hosts if ``save``."""
@@ -497,8 +502,21 @@ def _known_files(known: Any) -> list[str]:
     Classifying a refused key must read the same files asyncssh read, or a changed key
     (trusted in the default file) would look merely unknown and be offered for acceptance.
     """
-    paths = _paths(known) or [DEFAULT_KNOWN_HOSTS, GLOBAL_KNOWN_HOSTS]
+    paths = _paths(known) or [*USER_KNOWN_HOSTS, *GLOBAL_KNOWN_HOSTS]
     return [p for p in (os.path.expanduser(p) for p in paths) if os.path.exists(p)]
+
+
+def known_hosts_files(config: Any) -> tuple[list[str], list[str]]:
+    """The user's and the global known_hosts files a host's config names, as OpenSSH reads
+    them: every one of both (asyncssh alone reads the global ones instead of the user's
+    defaults when a config names only ``GlobalKnownHostsFile``, and never OpenSSH's global
+    defaults), the defaults where the config names none. ``UserKnownHostsFile none`` gets
+    the user's defaults: nothing turns checking off."""
+    users = config.get("UserKnownHostsFile") or list(USER_KNOWN_HOSTS)
+    globals_ = config.get("GlobalKnownHostsFile")
+    if globals_ is None:
+        globals_ = list(GLOBAL_KNOWN_HOSTS)
+    return [os.path.expanduser(p) for p in users], [os.path.expanduser(p) for p in globals_]
 
 
 def _revoked(known: asyncssh.SSHKnownHosts, name: str, ip: str, port: int) -> list[Any]:
