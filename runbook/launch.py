@@ -162,6 +162,7 @@ def prepare_run(
     problems = preflight(rb, values, answers_gates=operator.auto or can_ask, asks_values=can_ask)
     if problems:
         raise Refused("\n".join([*problems, "nothing was run"]))
+    _readable(ssh_config)
     lock, writer, real_runs = _guard(lambda: start_run(runs, data, _user()))
     with lock.released_on_error():
         forks = DEFAULT_FORKS if forks is None else forks
@@ -478,6 +479,15 @@ __all__ = [
     "run",
     "signed_status",
 ]
+
+
+def _readable(ssh_config: Path | None) -> None:
+    """``--ssh-config FILE`` can be read: said before the run starts, not at its first host."""
+    if ssh_config is not None:
+        try:
+            ssh_config.open("rb").close()
+        except OSError as e:
+            raise BadUsage(f"--ssh-config {ssh_config}: cannot read: {e.strerror or e}") from None
 
 
 def _ssh(rb: Runbook, config: Path | None) -> SSHTransport | None:

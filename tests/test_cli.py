@@ -300,3 +300,28 @@ def test_plan_shows_each_bake_between_batches(write) -> None:  # type: ignore[no
     assert (blocks["deploy"]["health"], blocks["healthz"]["health"]) == (False, True)
     assert blocks["healthz"]["bake"] is None
     assert blocks["elsewhere"]["bake"]["checks"] == []
+
+
+def test_an_ssh_config_that_cannot_be_read_or_parsed_says_so(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """Unreadable: refused before anything is recorded (exit 2). Not SSH's syntax: the
+    host fails, on record, with the file and line. Both were a traceback at the first
+    host, and the first left a run without its end."""
+    book = tmp_path / "b.md"
+    book.write_text(
+        "---\nhosts:\n  web: [web1]\n---\n\n# T\n\n## S\n\n```sh\n#| on: web\ntrue\n```\n"
+    )
+    runs = tmp_path / "runs"
+    missing = tmp_path / "nowhere" / "config"
+    proc = run_cli("run", str(book), "--yes", "--runs-dir", str(runs), "--ssh-config", str(missing))
+    assert proc.returncode == 2, proc.stderr
+    assert f"--ssh-config {missing}: cannot read: No such file or directory" in proc.stderr
+    assert "Traceback" not in proc.stderr and not runs.exists()
+    bad = tmp_path / "config"
+    bad.write_text("Host *\n  Port notanumber\n")
+    proc = run_cli("run", str(book), "--yes", "--runs-dir", str(runs), "--ssh-config", str(bad))
+    assert proc.returncode == 1, proc.stderr
+    assert f"web1: its SSH config: {bad} line 2: Invalid Port integer value" in proc.stderr
+    assert "Traceback" not in proc.stderr
+    (transcript,) = runs.glob("*/transcript.jsonl")
+    end = json.loads(transcript.read_text().splitlines()[-1])
+    assert (end["type"], end["result"]) == ("run.end", "aborted")

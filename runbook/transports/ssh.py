@@ -174,7 +174,10 @@ class SSHTransport:
             conn = self._connections.get(host.spec)
             if conn is not None and not conn.is_closed():
                 return conn
-            options = self.options(host)
+            try:
+                options = self.options(host)
+            except (OSError, ValueError, asyncssh.Error) as e:  # unreadable, or not SSH's syntax
+                raise SSHProblem(host.spec, "config", f"its SSH config: {_why(e)}") from None
             via = await self._through(host, options)
             conn = None
             try:
