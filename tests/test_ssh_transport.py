@@ -315,12 +315,12 @@ def test_every_known_hosts_file_ssh_reads_is_read(
     the global file where a config named ``GlobalKnownHostsFile`` alone: a key ``@revoked``
     there was taken, and a key trusted only in ~/.ssh/known_hosts2 refused. (The global
     default is a file here instead of /etc/ssh/ssh_known_hosts.)"""
-    import runbook.transports.ssh as ssh
+    import runbook.transports.knownhosts as knownhosts
 
     monkeypatch.setenv("HOME", str(tmp_path))
     (tmp_path / ".ssh").mkdir()
     host_global = tmp_path / "ssh_known_hosts"
-    monkeypatch.setattr(ssh, "GLOBAL_KNOWN_HOSTS", (str(host_global),))
+    monkeypatch.setattr(knownhosts, "GLOBAL_KNOWN_HOSTS", (str(host_global),))
     line = next(
         x for x in fleet.known_hosts.read_text().splitlines() if fleet.hosts[0].address in x
     )

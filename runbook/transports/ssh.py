@@ -25,7 +25,6 @@ import asyncio
 import contextlib
 import os
 import signal
-import socket
 import time
 from collections.abc import Mapping
 from pathlib import Path
@@ -35,15 +34,21 @@ import asyncssh
 
 from runbook.format.model import Host, SSHDefaults
 from runbook.transports.clientkeys import ClientKeys, Stamp, derived, stamp
+from runbook.transports.knownhosts import (
+    known_files,
+    known_hosts_files,
+    known_hosts_line,
+    listed,
+    read_lines,
+    resolved,
+    revoked,
+)
 from runbook.transports.local import DEFAULT_GRACE, ExitStatus, OutputSink
 from runbook.transports.problems import HostKeyRefused, SSHProblem
 from runbook.transports.wrapper import Leader, env_payload, new_token, remote_command
 
 READ_SIZE = 256 * 1024
 DEFAULT_CONFIG = "~/.ssh/config"
-USER_KNOWN_HOSTS = ("~/.ssh/known_hosts", "~/.ssh/known_hosts2")
-GLOBAL_KNOWN_HOSTS = ("/etc/ssh/ssh_known_hosts", "/etc/ssh/ssh_known_hosts2")
-"""OpenSSH's defaults for ``UserKnownHostsFile`` and ``GlobalKnownHostsFile``."""
 MAX_HOPS = 8
 """ProxyJump hops that name hops of their own, at most: a loop in the config ends here."""
 
@@ -92,7 +97,7 @@ class SSHTransport:
         )
         accepted = self._accepted.get(host.spec)
         if accepted is not None:  # the files as they are, plus the key the operator accepted
-            lines = [_read(path) for path in _known_files(options.known_hosts)]
+            lines = [read_lines(path) for path in known_files(options.known_hosts)]
             lines.append(known_hosts_line(options.host, options.port, accepted))
             known = asyncssh.import_known_hosts("".join(lines))
             options = derived(options, known_hosts=known)
@@ -107,7 +112,7 @@ class SSHTransport:
         its ``IdentityFile`` was overridden by the default keys read here)."""
         options = asyncssh.SSHClientConnectionOptions(
             host=name,
-            config=self._config_paths(),
+            config=self._configlisted(),
             client_keys=None,
             connect_timeout=self.connect_timeout,
             keepalive_interval=self.keepalive,
@@ -122,7 +127,7 @@ class SSHTransport:
                 options = derived(options, known_hosts=known)
         return options
 
-    def _config_paths(self) -> list[str]:
+    def _configlisted(self) -> list[str]:
         return [str(self.config)] if self.config is not None else _default_config()
 
     def parsed_known_hosts(
@@ -137,7 +142,7 @@ class SSHTransport:
         or added while the run goes on counts from the next connection, as before.
         ``None``: let asyncssh read them itself.
         """
-        paths = _paths(options.known_hosts)
+        paths = listed(options.known_hosts)
         if not paths:  # none, or already parsed (a key the operator accepted)
             return None
         files = tuple(os.path.expanduser(p) for p in paths)
@@ -213,7 +218,7 @@ class SSHTransport:
             # connect evaluates the config again (for the canonical name, or Match
             # final) from what it is given, not from these options: given no file, it
             # kept nothing of the config (port, user, keys).
-            extra["config"] = self._config_paths()
+            extra["config"] = self._configlisted()
         if via is not None:
             extra["tunnel"] = via
         conn = await asyncssh.connect(name, options=options, **extra)
@@ -272,14 +277,14 @@ class SSHTransport:
             raise SSHProblem(host.spec, "unreachable", f"cannot read its host key: {e}") from None
         seen = key.get_fingerprint("sha256") if key is not None else "(none)"
         trusted: list[Any] = []
-        revoked: list[Any] = []
+        refused: list[Any] = []
         name = options.host_key_alias or address
-        for path in _known_files(options.known_hosts):
-            for ip in _addresses(address, port) or [""]:
+        for path in known_files(options.known_hosts):
+            for ip in resolved(address, port) or [""]:
                 known = asyncssh.read_known_hosts(path)
                 trusted += known.match(name, ip, port)[0]
-                revoked += _revoked(known, name, ip, port)
-        if key is not None and any(k == key for k in revoked):
+                refused += revoked(known, name, ip, port)
+        if key is not None and any(k == key for k in refused):
             return HostKeyRefused(host.spec, "revoked", seen, [])
         if trusted:
             expected = list(dict.fromkeys(k.get_fingerprint("sha256") for k in trusted))
@@ -483,72 +488,6 @@ def _default_config() -> list[str]:
 
 def _why(e: BaseException) -> str:
     return getattr(e, "reason", None) or str(e) or type(e).__name__
-
-
-def known_hosts_line(address: str, port: int, key: Any) -> str:
-    pattern = address if port == 22 else f"[{address}]:{port}"
-    return f"{pattern} {key.export_public_key().decode().strip()}\n"
-
-
-def _paths(known: Any) -> list[str]:
-    """The known_hosts files of an option value: a path, or a list of paths."""
-    if isinstance(known, (str, Path)):
-        return [str(known)]
-    if isinstance(known, (list, tuple)):
-        return [str(p) for p in known if isinstance(p, (str, Path))]
-    return []
-
-
-def _known_files(known: Any) -> list[str]:
-    """The known_hosts files asyncssh checks: the configured ones, else its defaults.
-
-    Classifying a refused key must read the same files asyncssh read, or a changed key
-    (trusted in the default file) would look merely unknown and be offered for acceptance.
-    """
-    paths = _paths(known) or [*USER_KNOWN_HOSTS, *GLOBAL_KNOWN_HOSTS]
-    return [p for p in (os.path.expanduser(p) for p in paths) if os.path.exists(p)]
-
-
-def known_hosts_files(config: Any) -> tuple[list[str], list[str]]:
-    """The user's and the global known_hosts files a host's config names, as OpenSSH reads
-    them: every one of both (asyncssh alone reads the global ones instead of the user's
-    defaults when a config names only ``GlobalKnownHostsFile``, and never OpenSSH's global
-    defaults), the defaults where the config names none. ``UserKnownHostsFile none`` gets
-    the user's defaults: nothing turns checking off."""
-    users = config.get("UserKnownHostsFile") or list(USER_KNOWN_HOSTS)
-    globals_ = config.get("GlobalKnownHostsFile")
-    if globals_ is None:
-        globals_ = list(GLOBAL_KNOWN_HOSTS)
-    return [os.path.expanduser(p) for p in users], [os.path.expanduser(p) for p in globals_]
-
-
-def _revoked(known: asyncssh.SSHKnownHosts, name: str, ip: str, port: int) -> list[Any]:
-    """The keys known_hosts revokes for the host. asyncssh's ``match`` looks again without
-    the port when nothing is trusted for ``[host]:port``, and returns that second look's
-    revoked keys: a host whose only line is ``@revoked [host]:port`` would seem merely
-    unknown, and be offered for acceptance. Its ``[host]:port`` lines are read here."""
-    revoked = list(known.match(name, ip, port)[2])
-    if port != 22:
-        for bracketed in {f"[{name}]:{port}", *([f"[{ip}]:{port}"] if ip else [])}:
-            revoked += known.match(bracketed, "", None)[2]
-    return revoked
-
-
-def _addresses(host: str, port: int) -> list[str]:
-    """The IP addresses a host name resolves to: known_hosts may list a host by address."""
-    try:
-        infos = socket.getaddrinfo(host, port, proto=socket.IPPROTO_TCP)
-    except OSError:
-        return []
-    return sorted({str(info[4][0]) for info in infos})
-
-
-def _read(path: str) -> str:
-    try:
-        text = Path(os.path.expanduser(path)).read_text()
-    except OSError:
-        return ""
-    return text if text.endswith("\n") or not text else text + "\n"
 
 
 async def _pump(
