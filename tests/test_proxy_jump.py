@@ -3,12 +3,11 @@
 from __future__ import annotations
 
 import re
-import time
 from pathlib import Path
 
 import pytest
 
-from conftest import run_on
+from conftest import run_on, wait_for
 from runbook.transports.problems import SSHProblem
 from runbook.transports.ssh import SSHTransport
 
@@ -53,13 +52,11 @@ def test_hops_are_read_from_the_runs_config_as_ssh_f_does(fleet, home: Path) -> 
     assert after == {
         "host1": before["host1"] + 2,
         "host3": before["host3"] + 1,
-        "host5": 0 + before["host5"],
+        "host5": before["host5"],
     }
     log = fleet.root / "sshd_host1.log"
-    deadline = time.monotonic() + 10
-    while len(re.findall(r"Disconnected from user|Received disconnect", log.read_text())) < 2:
-        assert time.monotonic() < deadline, "host1's sessions were left open"
-        time.sleep(0.05)
+    closed = re.compile(r"Disconnected from user|Received disconnect")
+    wait_for(lambda: len(closed.findall(log.read_text())) >= 2, 10, "host1's sessions to close")
 
 
 def test_a_hops_host_key_is_checked_even_where_the_config_says_none(fleet, home: Path) -> None:  # type: ignore[no-untyped-def]

@@ -19,6 +19,7 @@ import asyncio
 import contextlib
 import os
 import signal
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from types import FrameType
@@ -167,8 +168,6 @@ def _woken_by_signals(loop: asyncio.AbstractEventLoop) -> Iterator[None]:
     webhook waited the 29 s (one run in three, in a full test run). The wakeup fd is
     written by whichever thread takes the signal, and the loop watches it, as asyncio's
     own ``add_signal_handler`` does."""
-    import socket
-
     try:
         reader, writer = socket.socketpair()
     except OSError:

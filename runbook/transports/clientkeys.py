@@ -6,8 +6,8 @@ at every connection, and cryptography checks an RSA private key each time it is 
 rsa``). A batch of 100 hosts spent 13 s on the event loop reading the same file before its
 last host could start to connect. Here the keys asyncssh reads for one host are handed to
 ``connect`` for every other host whose config names the same files, and read again, by
-asyncssh, whenever one of those files changes (its inode, size or modification time), as
-the parsed known_hosts are.
+asyncssh, whenever one of those files changes (see ``stamp``), as the parsed known_hosts
+are.
 """
 
 from __future__ import annotations
@@ -44,6 +44,14 @@ def derived(
     return built
 
 
+def evaluated_again(options: asyncssh.SSHClientConnectionOptions) -> bool:
+    """Whether ``connect`` evaluates the config again (for the canonical name, or for a
+    ``Match final`` block), from what it is given rather than from ``options``."""
+    return options.config.has_match_final() or bool(
+        options.canonicalize_hostname and options.canonical_domains
+    )
+
+
 def stamp(st: os.stat_result) -> Stamp:
     """What changes when a file is replaced, appended to or rewritten: the status change
     time too, for a rewrite in place that kept the size and put the old mtime back."""
@@ -61,10 +69,8 @@ class ClientKeys:
         ``client_keys=None`` (the config applied, no key read): the keys already read for
         the same files, else what asyncssh reads for them now."""
         config = options.config
-        if config.has_match_final() or (
-            options.canonicalize_hostname and options.canonical_domains
-        ):
-            return READ_THEM  # connect reads the config again for another name: its keys count
+        if evaluated_again(options):
+            return READ_THEM  # the keys of the config connect reads again are the ones that count
         settings = tuple(
             _hashable(config.get(name))
             for name in ("IdentityFile", "CertificateFile", "IdentitiesOnly")

@@ -33,7 +33,7 @@ from typing import Any, Literal, cast
 import asyncssh
 
 from runbook.format.model import Host, SSHDefaults
-from runbook.transports.clientkeys import ClientKeys, Stamp, derived, stamp
+from runbook.transports.clientkeys import ClientKeys, Stamp, derived, evaluated_again, stamp
 from runbook.transports.knownhosts import (
     known_files,
     known_hosts_files,
@@ -112,7 +112,7 @@ class SSHTransport:
         its ``IdentityFile`` was overridden by the default keys read here)."""
         options = asyncssh.SSHClientConnectionOptions(
             host=name,
-            config=self._configlisted(),
+            config=self._config_paths(),
             client_keys=None,
             connect_timeout=self.connect_timeout,
             keepalive_interval=self.keepalive,
@@ -127,7 +127,7 @@ class SSHTransport:
                 options = derived(options, known_hosts=known)
         return options
 
-    def _configlisted(self) -> list[str]:
+    def _config_paths(self) -> list[str]:
         return [str(self.config)] if self.config is not None else _default_config()
 
     def parsed_known_hosts(
@@ -212,13 +212,8 @@ class SSHTransport:
         known = self.parsed_known_hosts(options)
         extra: dict[str, Any] = {} if known is None else {"known_hosts": known}
         extra.update(self._keys.for_connect(options))
-        if options.config.has_match_final() or (
-            options.canonicalize_hostname and options.canonical_domains
-        ):
-            # connect evaluates the config again (for the canonical name, or Match
-            # final) from what it is given, not from these options: given no file, it
-            # kept nothing of the config (port, user, keys).
-            extra["config"] = self._configlisted()
+        if evaluated_again(options):  # given no file, it kept nothing of the config
+            extra["config"] = self._config_paths()
         if via is not None:
             extra["tunnel"] = via
         conn = await asyncssh.connect(name, options=options, **extra)
