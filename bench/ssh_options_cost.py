@@ -4,16 +4,19 @@ What runbook pays (`SSHTransport.options`: the operator's OpenSSH config read an
 for that host; then the keys `connect` is given, read once for all the hosts whose config
 names the same files), timed against asyncssh's options with no config and a key loaded
 once (the reference, what a script that hard-codes everything pays), a config load alone,
-and asyncssh reading the config and the key again for every host (what runbook paid before
-it kept the keys it read). Self-contained: a config like the shared fleet's (13 lines, or
-more with --pad) and a key (ed25519, or a 3072-bit RSA with --key rsa) in a scratch
-directory; nothing connects. CPU time, best of the rounds, per host; rows interleaved.
+asyncssh reading the config and the key again for every host (what runbook paid before
+it kept the keys it read), and runbook with asyncssh splitting every line of the config
+again for every host (what it paid before it kept the splits, ``configlines``).
+Self-contained: a config like the shared fleet's (13 lines, or more with --pad) and a key
+(ed25519, or a 3072-bit RSA with --key rsa) in a scratch directory; nothing connects.
+CPU time, best of the rounds, per host; rows interleaved.
 Usage: python bench/ssh_options_cost.py [--hosts 100] [--rounds 5] [--pad 0] [--key rsa]
 """
 
 from __future__ import annotations
 
 import argparse
+import shlex
 import tempfile
 import time
 from collections.abc import Callable
@@ -21,6 +24,9 @@ from pathlib import Path
 
 from runbook.format.model import Host  # first: runbook quiets asyncssh's DSA warnings
 from runbook.transports.ssh import SSHTransport
+
+SSHTransport()  # installs the stand-in that splits each config line once a process
+STAND_IN = __import__("asyncssh").config.shlex
 
 CONFIG = """Host 127.0.0.*
     Port 2222
@@ -55,10 +61,29 @@ def per_host(names: list[str], start: Callable[[], Callable[[str], object]]) -> 
     return (time.process_time() - started) / len(names)
 
 
-def runbook_row(config: Path) -> Callable[[str], object]:
-    """A new run's transport: its first host reads the key, the next ones reuse it."""
+def runbook_row(config: Path, split_once: bool = True) -> Callable[[str], object]:
+    """A new run's transport: its first host reads the key, the next ones reuse it; each
+    line of the config split once a process, or (``split_once=False``) for every host."""
     transport = SSHTransport(config=config)
+    splitting(kept=split_once)
     return lambda h: transport._keys.for_connect(transport.options(Host(spec=h, hostname=h)))
+
+
+def splitting(kept: bool) -> None:
+    """asyncssh's config parser splits each line with runbook's stand-in, or with shlex."""
+    import asyncssh.config
+
+    asyncssh.config.shlex = STAND_IN if kept else shlex  # type: ignore[attr-defined]
+
+
+def plain(row: Callable[[], Callable[[str], object]]) -> Callable[[], Callable[[str], object]]:
+    """``row`` with the config split as asyncssh splits it, line by line for every host."""
+
+    def start() -> Callable[[str], object]:
+        splitting(kept=False)
+        return row()
+
+    return start
 
 
 def main(hosts: int, rounds: int, pad: int, kind: str) -> None:
@@ -87,13 +112,18 @@ def main(hosts: int, rounds: int, pad: int, kind: str) -> None:
                     host=h, config=None, client_keys=[loaded], known_hosts=None
                 )
             ),
-            "the config's load alone": lambda: (
-                lambda h: SSHClientConfig.load(
-                    None, [str(config)], False, False, False, "root", "", h, 2222
+            "the config's load alone (asyncssh's split)": plain(
+                lambda: (
+                    lambda h: SSHClientConfig.load(
+                        None, [str(config)], False, False, False, "root", "", h, 2222
+                    )
                 )
             ),
-            "asyncssh, the config and the key read for each host": lambda: (
-                lambda h: asyncssh.SSHClientConnectionOptions(host=h, config=[str(config)])
+            "asyncssh, the config and the key read for each host": plain(
+                lambda: lambda h: asyncssh.SSHClientConnectionOptions(host=h, config=[str(config)])
+            ),
+            "runbook, keys once, each line split for each host": lambda: runbook_row(
+                config, split_once=False
             ),
             "runbook: options, then the keys for connect": lambda: runbook_row(config),
         }

@@ -34,6 +34,7 @@ import asyncssh
 
 from runbook.format.model import Host, SSHDefaults
 from runbook.transports.clientkeys import ClientKeys, Stamp, derived, evaluated_again, stamp
+from runbook.transports.configlines import split_once
 from runbook.transports.knownhosts import (
     known_files,
     known_hosts_files,
@@ -83,6 +84,7 @@ class SSHTransport:
         self._accepted: dict[str, Any] = {}
         self._known: dict[tuple[str, ...], tuple[tuple[Stamp, ...], asyncssh.SSHKnownHosts]] = {}
         self._keys = ClientKeys()
+        split_once()
 
     def options(self, host: Host) -> asyncssh.SSHClientConnectionOptions:
         """What asyncssh will use for ``host``: its config, then ours, then the spec's.
