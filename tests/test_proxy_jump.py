@@ -1,4 +1,4 @@
-"""ProxyJump: the hops are read from the run's config and checked like any host."""
+"""ProxyJump and ProxyCommand: the hops are read from the run's config and checked like any host."""
 
 from __future__ import annotations
 
@@ -86,3 +86,63 @@ def test_a_hop_that_cannot_be_reached_or_loops_is_named(fleet, home: Path) -> No
     config.write_text(jumping(fleet, home, host2="host1", host1="host2"))
     with pytest.raises(SSHProblem, match="more than 8 ProxyJump hops"):
         run_on(SSHTransport(config=config), "host2", "true", variables={})
+
+
+RELAY = """import selectors, socket, sys
+sock = socket.create_connection((sys.argv[1], int(sys.argv[2])))
+sel = selectors.DefaultSelector()
+sel.register(sys.stdin.buffer, selectors.EVENT_READ)
+sel.register(sock, selectors.EVENT_READ)
+while True:
+    for key, _ in sel.select():
+        if key.fileobj is sock:
+            data = sock.recv(65536)
+            if not data:
+                sys.exit(0)
+            sys.stdout.buffer.write(data)
+            sys.stdout.buffer.flush()
+        else:
+            data = sys.stdin.buffer.read1(65536)
+            if not data:
+                sock.shutdown(socket.SHUT_WR)
+                sel.unregister(sys.stdin.buffer)
+            else:
+                sock.sendall(data)
+"""
+
+
+def test_an_unknown_key_behind_a_proxycommand_is_read_through_it(fleet, home: Path) -> None:  # type: ignore[no-untyped-def]
+    """A host reached only through its ``ProxyCommand`` (its HostName resolves nowhere)
+    whose key is not yet known: the key the operator is asked about is read the way the
+    refused connection went, through the run's config. Before, it was read with none of
+    the host's options, and from ~/.ssh/config: "cannot read its host key", or read
+    through whatever ProxyCommand the operator's own config had. Once accepted, the run
+    connects through the ProxyCommand."""
+    import sys
+
+    from runbook.format.hosts import parse_host
+    from runbook.transports.problems import HostKeyRefused
+
+    relay = home / "relay.py"
+    relay.write_text(RELAY)
+    target = fleet.hosts[1]
+    empty = home / "known_hosts"
+    empty.write_text("")
+    text = fleet.ssh_config.read_text().replace(
+        f"Host host2\n  HostName {target.address}\n",
+        f"Host host2\n  HostName nowhere.invalid\n"
+        f"  ProxyCommand {sys.executable} {relay} {target.address} {target.port}\n",
+    )
+    text = text.replace(f"UserKnownHostsFile {fleet.known_hosts}", f"UserKnownHostsFile {empty}")
+    config = home / "fleet_config"
+    config.write_text(text)
+    (home / ".ssh" / "config").write_text("Host *\n  ProxyCommand /bin/false\n")
+    transport = SSHTransport(config=config)
+    with pytest.raises(HostKeyRefused) as refused:
+        run_on(transport, "host2", "true", variables={})
+    assert refused.value.kind == "host-key-unknown"
+    public = target.host_key.with_suffix(".pub").read_text().split()
+    assert refused.value.key.export_public_key().split()[1].decode() == public[1]
+    transport.trust(parse_host("host2"), refused.value.key, save=False)
+    status, out = run_on(transport, "host2", "echo through", variables={})
+    assert (status.code, bytes(out["stdout"])) == (0, b"through\n")

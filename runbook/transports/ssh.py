@@ -214,14 +214,23 @@ class SSHTransport:
         known = self.parsed_known_hosts(options)
         extra: dict[str, Any] = {} if known is None else {"known_hosts": known}
         extra.update(self._keys.for_connect(options))
+        conn = await asyncssh.connect(
+            name, options=options, **extra, **self._as_built(options, via)
+        )
+        if via is not None:
+            conn.set_tunnel(via)
+        return conn
+
+    def _as_built(
+        self, options: asyncssh.SSHClientConnectionOptions, via: asyncssh.SSHClientConnection | None
+    ) -> dict[str, Any]:
+        """What a call that builds its own options from ``options`` must be given too."""
+        extra: dict[str, Any] = {}
         if evaluated_again(options):  # given no file, it kept nothing of the config
             extra["config"] = self._config_paths()
         if via is not None:
             extra["tunnel"] = via
-        conn = await asyncssh.connect(name, options=options, **extra)
-        if via is not None:
-            conn.set_tunnel(via)
-        return conn
+        return extra
 
     async def _through(
         self, host: Host, options: asyncssh.SSHClientConnectionOptions, depth: int = 0
@@ -267,9 +276,10 @@ class SSHTransport:
         via: asyncssh.SSHClientConnection | None,
     ) -> HostKeyRefused:
         address, port = options.host, options.port
-        try:
-            tunnel: Any = via  # through the same hops, still open; None: none
-            key = await asyncssh.get_server_host_key(address, port, tunnel=tunnel)
+        try:  # as the refused connection went: its ProxyCommand, its hops (still open)
+            key = await asyncssh.get_server_host_key(
+                host.hostname, options=options, **self._as_built(options, via)
+            )
         except (OSError, asyncssh.Error) as e:
             raise SSHProblem(host.spec, "unreachable", f"cannot read its host key: {e}") from None
         seen = key.get_fingerprint("sha256") if key is not None else "(none)"
