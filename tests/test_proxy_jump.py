@@ -146,3 +146,38 @@ def test_an_unknown_key_behind_a_proxycommand_is_read_through_it(fleet, home: Pa
     transport.trust(parse_host("host2"), refused.value.key, save=False)
     status, out = run_on(transport, "host2", "echo through", variables={})
     assert (status.code, bytes(out["stdout"])) == (0, b"through\n")
+
+
+def test_a_hop_only_a_match_final_block_names_is_checked_too(fleet, home: Path) -> None:  # type: ignore[no-untyped-def]
+    """``connect`` evaluates a config with a ``Match final`` block again just before it
+    dials: a ``ProxyJump`` that only that block sets was dialled by asyncssh itself, under
+    the hop's own ``UserKnownHostsFile none``, with no key checked. It is dialled by
+    runbook now, as every hop is, and refused (the default file is empty here)."""
+    hop, target = fleet.hosts[0], fleet.hosts[1]
+    text = fleet.ssh_config.read_text().replace(
+        f"Host host1\n  HostName {hop.address}\n",
+        f"Host host1\n  HostName {hop.address}\n  UserKnownHostsFile none\n",
+    )
+    config = home / "fleet_config"
+    config.write_text(text + f"Match final host {target.address}\n  ProxyJump host1\n")
+    before = logins(fleet, "host1"), logins(fleet, "host2")
+    with pytest.raises(SSHProblem) as refused:
+        run_on(SSHTransport(config=config), "host2", "echo never", variables={})
+    assert refused.value.kind == "host-key-jump" and "host1" in str(refused.value)
+    assert (logins(fleet, "host1"), logins(fleet, "host2")) == before
+
+
+def test_the_specs_port_holds_under_a_match_final_block(fleet, home: Path) -> None:  # type: ignore[no-untyped-def]
+    """``ADDRESS:PORT`` in the runbook is ``ssh -p``: it wins over the config. With a
+    ``Match final`` block anywhere in the config, ``connect`` evaluated it again without
+    the port and dialled port 22."""
+    target = fleet.hosts[1]
+    text = fleet.ssh_config.read_text().replace(
+        f"Host host2\n  HostName {target.address}\n  Port {target.port}\n",
+        f"Host {target.address}\n",
+    )
+    config = home / "fleet_config"
+    config.write_text(text + "Match final host nothing.invalid\n  User nobody\n")
+    spec = f"{target.address}:{target.port}"
+    status, out = run_on(SSHTransport(config=config), spec, "echo here", variables={})
+    assert (status.code, bytes(out["stdout"])) == (0, b"here\n")

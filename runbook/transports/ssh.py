@@ -224,13 +224,32 @@ class SSHTransport:
     def _as_built(
         self, options: asyncssh.SSHClientConnectionOptions, via: asyncssh.SSHClientConnection | None
     ) -> dict[str, Any]:
-        """What a call that builds its own options from ``options`` must be given too."""
+        """What a call that builds its own options from ``options`` must be given too: it
+        passes ``port=()`` on, which a config evaluated again would read as no port given,
+        so the spec's port (``host:port``, like ``ssh -p``) is given again."""
         extra: dict[str, Any] = {}
         if evaluated_again(options):  # given no file, it kept nothing of the config
             extra["config"] = self._config_paths()
+        if (port := options.kwargs.get("port", ())) != ():
+            extra["port"] = port
         if via is not None:
             extra["tunnel"] = via
         return extra
+
+    def _as_final(
+        self, options: asyncssh.SSHClientConnectionOptions
+    ) -> asyncssh.SSHClientConnectionOptions:
+        """``options`` as ``connect`` will have them after a ``Match final`` block, as it
+        evaluates the config again just before it dials: a ``ProxyJump`` that only that
+        block sets would otherwise be dialled by asyncssh itself, under the hop's own
+        config, where ``UserKnownHostsFile none`` checks no key at all."""
+        if not options.config.has_match_final():
+            return options
+        final = asyncssh.SSHClientConnectionOptions(
+            options=options, **self._as_built(options, None)
+        )
+        final.update(host=final.orig_host, reload=True, canonical=False, final=True)
+        return final
 
     async def _through(
         self, host: Host, options: asyncssh.SSHClientConnectionOptions, depth: int = 0
@@ -241,6 +260,7 @@ class SSHTransport:
         ``--ssh-config`` the hops were looked up in ``~/.ssh/config``. As ``ssh -F FILE``
         does, each hop is read from the run's config, and has the host's rules: its key
         always checked, the keys read once a run."""
+        options = self._as_final(options)
         if not isinstance(options.tunnel, str):
             return None
         if depth >= MAX_HOPS:
