@@ -181,3 +181,17 @@ def test_the_specs_port_holds_under_a_match_final_block(fleet, home: Path) -> No
     spec = f"{target.address}:{target.port}"
     status, out = run_on(SSHTransport(config=config), spec, "echo here", variables={})
     assert (status.code, bytes(out["stdout"])) == (0, b"here\n")
+
+
+def test_a_bad_value_in_a_match_final_block_is_the_hosts_config_problem(fleet, home: Path) -> None:  # type: ignore[no-untyped-def]
+    """A ``Match final`` block is only evaluated as the host is dialled: a value there
+    that is not SSH's was a ``ConfigParseError`` (a ``ValueError``) out of the run, a
+    traceback. It is the host's recorded failure, naming the file and line."""
+    config = home / "fleet_config"
+    text = fleet.ssh_config.read_text() + "Match final\n  ConnectTimeout soon\n"
+    config.write_text(text)
+    with pytest.raises(SSHProblem) as bad:
+        run_on(SSHTransport(config=config), "host2", "echo never", variables={})
+    line = text.count("\n")
+    assert bad.value.kind == "config"
+    assert f"{config} line {line}" in str(bad.value) and "ConnectTimeout" in str(bad.value)

@@ -185,14 +185,16 @@ class SSHTransport:
                 options = self.options(host)
             except (OSError, ValueError, asyncssh.Error) as e:  # unreadable, or not SSH's syntax
                 raise SSHProblem(host.spec, "config", f"its SSH config: {_why(e)}") from None
-            via = await self._through(host, options)
-            conn = None
+            via = conn = None
             try:
+                via = await self._through(host, options)
                 conn = await self._dial(host.hostname, options, via)
             except asyncssh.HostKeyNotVerifiable:
                 raise await self._classify(host, options, via) from None
             except asyncssh.PermissionDenied as e:
                 raise SSHProblem(host.spec, "auth", f"authentication failed: {e.reason}") from None
+            except ValueError as e:  # a `Match final` block is only evaluated here
+                raise SSHProblem(host.spec, "config", f"its SSH config: {_why(e)}") from None
             except (TimeoutError, OSError, asyncssh.Error) as e:
                 raise SSHProblem(host.spec, "unreachable", f"cannot connect: {_why(e)}") from None
             finally:
