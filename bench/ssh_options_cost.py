@@ -23,10 +23,10 @@ from collections.abc import Callable
 from pathlib import Path
 
 from runbook.format.model import Host  # first: runbook quiets asyncssh's DSA warnings
+from runbook.transports import configlines
 from runbook.transports.ssh import SSHTransport
 
-SSHTransport()  # installs the stand-in that splits each config line once a process
-STAND_IN = __import__("asyncssh").config.shlex
+STAND_IN = configlines._Shlex()  # what SSHTransport installs: each line split once a process
 
 CONFIG = """Host 127.0.0.*
     Port 2222
@@ -65,6 +65,7 @@ def runbook_row(config: Path, split_once: bool = True) -> Callable[[str], object
     """A new run's transport: its first host reads the key, the next ones reuse it; each
     line of the config split once a process, or (``split_once=False``) for every host."""
     transport = SSHTransport(config=config)
+    configlines._split.cache_clear()  # as a new run's process starts: its first host splits
     splitting(kept=split_once)
     return lambda h: transport._keys.for_connect(transport.options(Host(spec=h, hostname=h)))
 
