@@ -195,3 +195,34 @@ def test_a_bad_value_in_a_match_final_block_is_the_hosts_config_problem(fleet, h
     line = text.count("\n")
     assert bad.value.kind == "config"
     assert f"{config} line {line}" in str(bad.value) and "ConnectTimeout" in str(bad.value)
+
+
+def test_a_hop_only_the_canonical_name_has_is_never_dialled_unchecked(fleet, home: Path) -> None:  # type: ignore[no-untyped-def]
+    """``CanonicalizeHostname``: asyncssh resolves the canonical name inside ``connect``
+    and evaluates the config again for it; a ``ProxyJump`` that only that name's block
+    sets was dialled by asyncssh itself, under the hop's ``UserKnownHostsFile none``: no
+    key checked. runbook does not follow it (the host is dialled directly, its key
+    checked as always), and the hop is never logged into. ``127.0.0`` canonicalizes to
+    the target's address through the domain ``3``, with no DNS."""
+    hop, target = fleet.hosts[0], fleet.hosts[1]
+    text = fleet.ssh_config.read_text()
+    block = text.split("Host host2\n", 1)[1].split("\n\n", 1)[0].splitlines()
+    settings = "".join(
+        f"{line}\n" for line in block if "HostName" not in line and "Port" not in line
+    )
+    text = text.replace(
+        f"Host host1\n  HostName {hop.address}\n",
+        f"Host host1\n  HostName {hop.address}\n  UserKnownHostsFile none\n",
+    )
+    prefix, _, last = target.address.rpartition(".")
+    text += (
+        f"Host {prefix}\n  CanonicalizeHostname yes\n  CanonicalDomains {last}\n"
+        f"  CanonicalizeMaxDots 3\n{settings}\n"
+        f"Host {target.address}\n  Port {target.port}\n{settings}  ProxyJump host1\n"
+    )
+    config = home / "fleet_config"
+    config.write_text(text)
+    before = logins(fleet, "host1")
+    status, out = run_on(SSHTransport(config=config), prefix, "echo direct", variables={})
+    assert (status.code, bytes(out["stdout"])) == (0, b"direct\n")
+    assert logins(fleet, "host1") == before

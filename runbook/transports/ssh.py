@@ -224,17 +224,27 @@ class SSHTransport:
         return conn
 
     def _as_built(
-        self, options: asyncssh.SSHClientConnectionOptions, via: asyncssh.SSHClientConnection | None
+        self,
+        options: asyncssh.SSHClientConnectionOptions,
+        via: asyncssh.SSHClientConnection | tuple[()] | None = (),
     ) -> dict[str, Any]:
         """What a call that builds its own options from ``options`` must be given too: it
         passes ``port=()`` on, which a config evaluated again would read as no port given,
-        so the spec's port (``host:port``, like ``ssh -p``) is given again."""
+        so the spec's port (``host:port``, like ``ssh -p``) is given again.
+
+        ``via``, when dialling: the last hop runbook dialled, or ``None``, never the
+        config's ``ProxyJump`` (``()``): asyncssh would dial that itself, under the hop's
+        own config, where ``UserKnownHostsFile none`` checks no key. Every hop the config
+        names is dialled by runbook (``_through``), those of a ``Match final`` block too;
+        one that only the canonical name's block names (``CanonicalizeHostname``, which
+        asyncssh resolves inside ``connect``) is not followed: the host is dialled
+        directly, and its key checked as always."""
         extra: dict[str, Any] = {}
         if evaluated_again(options):  # given no file, it kept nothing of the config
             extra["config"] = self._config_paths()
         if (port := options.kwargs.get("port", ())) != ():
             extra["port"] = port
-        if via is not None:
+        if via != ():
             extra["tunnel"] = via
         return extra
 
@@ -247,9 +257,7 @@ class SSHTransport:
         config, where ``UserKnownHostsFile none`` checks no key at all."""
         if not options.config.has_match_final():
             return options
-        final = asyncssh.SSHClientConnectionOptions(
-            options=options, **self._as_built(options, None)
-        )
+        final = asyncssh.SSHClientConnectionOptions(options=options, **self._as_built(options))
         final.update(host=final.orig_host, reload=True, canonical=False, final=True)
         return final
 
