@@ -3,12 +3,14 @@
 from __future__ import annotations
 
 import re
+import sys
 from pathlib import Path
 
 import pytest
 
 from conftest import run_on, wait_for
-from runbook.transports.problems import SSHProblem
+from runbook.format.hosts import parse_host
+from runbook.transports.problems import HostKeyRefused, SSHProblem
 from runbook.transports.ssh import SSHTransport
 
 
@@ -118,11 +120,6 @@ def test_an_unknown_key_behind_a_proxycommand_is_read_through_it(fleet, home: Pa
     the host's options, and from ~/.ssh/config: "cannot read its host key", or read
     through whatever ProxyCommand the operator's own config had. Once accepted, the run
     connects through the ProxyCommand."""
-    import sys
-
-    from runbook.format.hosts import parse_host
-    from runbook.transports.problems import HostKeyRefused
-
     relay = home / "relay.py"
     relay.write_text(RELAY)
     target = fleet.hosts[1]
