@@ -223,3 +223,44 @@ def test_a_hop_only_the_canonical_name_has_is_never_dialled_unchecked(fleet, hom
     status, out = run_on(SSHTransport(config=config), prefix, "echo direct", variables={})
     assert (status.code, bytes(out["stdout"])) == (0, b"direct\n")
     assert logins(fleet, "host1") == before
+
+
+def test_a_known_hosts_line_that_cannot_be_parsed_leaves_every_other_line_checked(
+    fleet, home: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """One line asyncssh cannot parse made runbook leave the files to ``connect``, which,
+    evaluating a ``Match final`` block, took its ``UserKnownHostsFile none``: the host
+    was logged into and ran the command with no key checked. As ``ssh`` does, the bad
+    line is skipped and the others count: host2's key is not among them, so it is
+    unknown, and host1's, which is, still lets host1 in."""
+    hop = fleet.hosts[0]
+    known = home / "known_hosts"
+    lines = fleet.known_hosts.read_text().splitlines(keepends=True)
+    known.write_text("junk-line\n" + "".join(ln for ln in lines if f"[{hop.address}]" in ln))
+    text = fleet.ssh_config.read_text().replace(
+        f"UserKnownHostsFile {fleet.known_hosts}", f"UserKnownHostsFile {known}"
+    )
+    config = home / "fleet_config"
+    config.write_text("Match final originalhost host2\n  UserKnownHostsFile none\n" + text)
+    before = logins(fleet, "host2")
+    with pytest.raises(HostKeyRefused) as refused:
+        run_on(SSHTransport(config=config), "host2", "echo unchecked", variables={})
+    assert refused.value.kind == "host-key-unknown"
+    assert logins(fleet, "host2") == before
+    status, _ = run_on(SSHTransport(config=config), "host1", "true", variables={})
+    assert status.code == 0
+
+
+def test_a_proxyjump_the_first_pass_set_is_kept_over_a_match_final_one(fleet, home: Path) -> None:  # type: ignore[no-untyped-def]
+    """As ``ssh`` keeps the first value it obtained, a ``ProxyJump`` that the host's own
+    block sets holds, whatever a ``Match final`` block earlier in the file says (asyncssh
+    evaluates the file afresh for it, so there the earlier block would win): the bastion
+    is never bypassed."""
+    config = home / "fleet_config"
+    config.write_text(
+        "Match final originalhost host2\n  ProxyJump none\n" + jumping(fleet, home, host2="host1")
+    )
+    before = logins(fleet, "host1")
+    status, out = run_on(SSHTransport(config=config), "host2", "echo through", variables={})
+    assert (status.code, bytes(out["stdout"])) == (0, b"through\n")
+    assert logins(fleet, "host1") == before + 1

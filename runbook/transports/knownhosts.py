@@ -74,6 +74,23 @@ def resolved(host: str, port: int) -> list[str]:
     return sorted({str(info[4][0]) for info in infos})
 
 
+def parse_known(text: str) -> asyncssh.SSHKnownHosts:
+    """known_hosts ``text`` as ``ssh`` reads it: a line it cannot parse is skipped, the
+    others count (asyncssh refuses the whole file for one bad line, and a caller that
+    then let ``connect`` choose the files could end up with none checked)."""
+    try:
+        return asyncssh.import_known_hosts(text)
+    except (ValueError, asyncssh.Error):
+        good = []
+        for line in text.splitlines(keepends=True):
+            try:
+                asyncssh.import_known_hosts(line)
+            except (ValueError, asyncssh.Error):
+                continue
+            good.append(line)
+        return asyncssh.import_known_hosts("".join(good))
+
+
 def read_lines(path: str) -> str:
     """A known_hosts file's text, ending with a newline; empty when it cannot be read."""
     try:

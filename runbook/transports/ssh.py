@@ -40,6 +40,7 @@ from runbook.transports.knownhosts import (
     known_hosts_files,
     known_hosts_line,
     listed,
+    parse_known,
     read_lines,
     resolved,
     revoked,
@@ -82,7 +83,9 @@ class SSHTransport:
         self._connections: dict[str, asyncssh.SSHClientConnection] = {}
         self._locks: dict[str, asyncio.Lock] = {}
         self._accepted: dict[str, Any] = {}
-        self._known: dict[tuple[str, ...], tuple[tuple[Stamp, ...], asyncssh.SSHKnownHosts]] = {}
+        self._known: dict[
+            tuple[str, ...], tuple[tuple[Stamp | None, ...], asyncssh.SSHKnownHosts]
+        ] = {}
         self._keys = ClientKeys()
         split_once()
 
@@ -142,19 +145,20 @@ class SSHTransport:
         at 50 hosts). Same files, read the same way (``read_known_hosts``), and read again
         whenever one of them changes (its inode, size or modification time): a key revoked
         or added while the run goes on counts from the next connection, as before.
-        ``None``: let asyncssh read them itself.
+        Read as ``ssh`` reads them: a file that cannot be read counts as empty, a line that
+        cannot be parsed is skipped. Never left to ``connect``: evaluating a ``Match
+        final`` block again, it would take that block's ``UserKnownHostsFile none`` and
+        check nothing. ``None``: already parsed (a key the operator accepted).
         """
         paths = listed(options.known_hosts)
-        if not paths:  # none, or already parsed (a key the operator accepted)
+        if not paths:
             return None
         files = tuple(os.path.expanduser(p) for p in paths)
-        try:
-            stamps = tuple(stamp(os.stat(f)) for f in files)
-            cached = self._known.get(files)
-            if cached is None or cached[0] != stamps:
-                cached = self._known[files] = (stamps, asyncssh.read_known_hosts(list(files)))
-        except (OSError, ValueError, asyncssh.Error):
-            return None  # asyncssh reads them itself, and says what is wrong
+        stamps = tuple(_stamp_of(f) for f in files)
+        cached = self._known.get(files)
+        if cached is None or cached[0] != stamps:
+            text = "".join(read_lines(f) for f in files)
+            cached = self._known[files] = (stamps, parse_known(text))
         return cached[1]
 
     def known_hosts_file(self, host: Host) -> Path:
@@ -270,7 +274,8 @@ class SSHTransport:
         ``--ssh-config`` the hops were looked up in ``~/.ssh/config``. As ``ssh -F FILE``
         does, each hop is read from the run's config, and has the host's rules: its key
         always checked, the keys read once a run."""
-        options = self._as_final(options)
+        if options.tunnel is None:  # as ssh, a ProxyJump the first pass set is kept
+            options = self._as_final(options)
         if not isinstance(options.tunnel, str):
             return None
         if depth >= MAX_HOPS:
@@ -317,8 +322,8 @@ class SSHTransport:
         refused: list[Any] = []
         name = options.host_key_alias or address
         for path in known_files(options.known_hosts):
+            known = parse_known(read_lines(path))
             for ip in resolved(address, port) or [""]:
-                known = asyncssh.read_known_hosts(path)
                 trusted += known.match(name, ip, port)[0]
                 refused += revoked(known, name, ip, port)
         if key is not None and any(k == key for k in refused):
@@ -515,6 +520,13 @@ class SSHTransport:
             with contextlib.suppress(asyncssh.Error, OSError):
                 await conn.wait_closed()
         self._connections.clear()
+
+
+def _stamp_of(path: str) -> Stamp | None:
+    try:
+        return stamp(os.stat(path))
+    except OSError:
+        return None
 
 
 def _default_config() -> list[str]:
