@@ -75,7 +75,7 @@ class ClientKeys:
             _hashable(config.get(name))
             for name in ("IdentityFile", "CertificateFile", "IdentitiesOnly")
         )
-        stamps = tuple((path, _stamp_of(path)) for path in _files(settings[0], settings[1]))
+        stamps = tuple((path, stamp_of(path)) for path in _files(settings[0], settings[1]))
         known = self._read.get(settings)
         if known is None or known[0] != stamps:
             read = derived(options, client_keys=())
@@ -122,7 +122,8 @@ def _files(identity: Any, certificates: Any) -> list[str]:
     return found + [os.path.expanduser(p) for p in certificates or ()]
 
 
-def _stamp_of(path: str) -> Stamp | None:
+def stamp_of(path: str) -> Stamp | None:
+    """``path``'s stamp, or ``None`` while it does not exist or cannot be stat'ed."""
     try:
         return stamp(os.stat(path))
     except OSError:

@@ -20,7 +20,7 @@ from typing import Any
 import asyncssh
 
 from runbook.format.model import Host, SSHDefaults
-from runbook.transports.clientkeys import ClientKeys, Stamp, derived, evaluated_again, stamp
+from runbook.transports.clientkeys import ClientKeys, Stamp, derived, evaluated_again, stamp_of
 from runbook.transports.configlines import split_once
 from runbook.transports.knownhosts import (
     known_files,
@@ -116,8 +116,8 @@ class SSHConnections:
 
         Given paths, asyncssh parses them at every connection: on a fleet whose known_hosts
         lists every host, N connections parse N x N keys (a seventh of the client's CPU
-        at 50 hosts). Same files, read the same way (``read_known_hosts``), and read again
-        whenever one of them changes (its inode, size or modification time): a key revoked
+        at 50 hosts). Same files, read again whenever one of them changes (``stamp_of``:
+        its inode, size, modification or status change time): a key revoked
         or added while the run goes on counts from the next connection, as before.
         Read as ``ssh`` reads them: a file that cannot be read counts as empty, a line that
         cannot be parsed is skipped. Never left to ``connect``: evaluating a ``Match
@@ -128,7 +128,7 @@ class SSHConnections:
         if not paths:
             return None
         files = tuple(os.path.expanduser(p) for p in paths)
-        stamps = tuple(_stamp_of(f) for f in files)
+        stamps = tuple(stamp_of(f) for f in files)
         cached = self._known.get(files)
         if cached is None or cached[0] != stamps:
             text = "".join(read_lines(f) for f in files)
@@ -314,13 +314,6 @@ class SSHConnections:
             with contextlib.suppress(asyncssh.Error, OSError):
                 await conn.wait_closed()
         self._connections.clear()
-
-
-def _stamp_of(path: str) -> Stamp | None:
-    try:
-        return stamp(os.stat(path))
-    except OSError:
-        return None
 
 
 def _default_config() -> list[str]:
