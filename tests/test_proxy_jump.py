@@ -264,3 +264,23 @@ def test_a_proxyjump_the_first_pass_set_is_kept_over_a_match_final_one(fleet, ho
     status, out = run_on(SSHTransport(config=config), "host2", "echo through", variables={})
     assert (status.code, bytes(out["stdout"])) == (0, b"through\n")
     assert logins(fleet, "host1") == before + 1
+
+
+def test_a_key_accepted_beside_a_known_hosts_line_that_cannot_be_parsed_lets_the_host_in(
+    fleet, home: Path
+) -> None:  # type: ignore[no-untyped-def]
+    """The files plus the accepted key are read as ``ssh`` reads them too: the bad line
+    no longer fails the host as "its SSH config" once the operator has said yes."""
+    known = home / "known_hosts"
+    known.write_text("junk-line\n")
+    text = fleet.ssh_config.read_text().replace(
+        f"UserKnownHostsFile {fleet.known_hosts}", f"UserKnownHostsFile {known}"
+    )
+    config = home / "fleet_config"
+    config.write_text(text)
+    transport = SSHTransport(config=config)
+    with pytest.raises(HostKeyRefused) as refused:
+        run_on(transport, "host2", "true", variables={})
+    transport.trust(parse_host("host2"), refused.value.key, save=False)
+    status, out = run_on(transport, "host2", "echo in", variables={})
+    assert (status.code, bytes(out["stdout"])) == (0, b"in\n")

@@ -78,7 +78,7 @@ class SSHConnections:
         if accepted is not None:  # the files as they are, plus the key the operator accepted
             lines = [read_lines(path) for path in known_files(options.known_hosts)]
             lines.append(known_hosts_line(options.host, options.port, accepted))
-            known = asyncssh.import_known_hosts("".join(lines))
+            known = parse_known("".join(lines))
             options = derived(options, known_hosts=known)
         return options
 
