@@ -320,8 +320,13 @@ def test_an_ssh_config_that_cannot_be_read_or_parsed_says_so(tmp_path) -> None: 
     bad.write_text("Host *\n  Port notanumber\n")
     proc = run_cli("run", str(book), "--yes", "--runs-dir", str(runs), "--ssh-config", str(bad))
     assert proc.returncode == 1, proc.stderr
-    assert f"web1: its SSH config: {bad} line 2: Invalid Port integer value" in proc.stderr
+    why = f"its SSH config: {bad} line 2: Invalid Port integer value: notanumber"
+    assert f"web1 ({why})" in proc.stderr and f"on web1: {why} in " in proc.stdout
+    assert "web1: web1" not in proc.stdout and "(web1:" not in proc.stderr  # named once
     assert "Traceback" not in proc.stderr
     (transcript,) = runs.glob("*/transcript.jsonl")
     end = json.loads(transcript.read_text().splitlines()[-1])
     assert (end["type"], end["result"]) == ("run.end", "aborted")
+    events = [json.loads(line) for line in transcript.read_text().splitlines()]
+    (host_end,) = [e for e in events if e["type"] == "block.end"]
+    assert (host_end["host"], host_end["status"]) == ("web1", why)

@@ -216,9 +216,9 @@ async def _execute_remote(
         except HostKeyRefused as e:
             if e.kind == "host-key-unknown" and await trust_host_key(ctx, block, host, e):
                 continue  # nothing ran yet: connect again with the accepted key
-            problem = str(e)
+            problem = e.reason
         except SSHProblem as e:
-            problem = str(e)
+            problem = e.reason  # the block's end names the host
         return ExitStatus(
             code=None, signal=None, duration=time.monotonic() - started, problem=problem
         )

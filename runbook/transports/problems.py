@@ -16,6 +16,8 @@ class SSHProblem(Exception):
         super().__init__(f"{host}: {message}")
         self.host = host
         self.kind = kind
+        self.reason = message
+        """Without the host's name: what a record that names the host already says."""
 
 
 class HostKeyRefused(SSHProblem):
