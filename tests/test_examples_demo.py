@@ -309,6 +309,38 @@ def test_demo_blue_green_headless_rolls_back_with_a_broken_green_host(tmp_path: 
     assert proc.returncode == 1 and "runbook: aborted: smoke-test failed on 1 host" in proc.stderr
 
 
+NOTED = """
+import os, signal, threading
+from runbook.demo.command import signals_noted
+
+wanted = (signal.SIGINT, signal.SIGTERM)
+before = [signal.getsignal(s) for s in wanted]
+with signals_noted(wanted) as arrived:  # taken before anyone waits: kept
+    os.kill(os.getpid(), signal.SIGTERM)
+    print("early", signal.Signals(arrived()).name)
+with signals_noted(wanted) as arrived:  # taken by another thread, the main one waiting
+    def take():
+        signal.pthread_kill(threading.get_ident(), signal.SIGINT)
+    taker = threading.Thread(target=take)
+    taker.start()
+    print("thread", signal.Signals(arrived()).name)
+    taker.join()
+print("restored", [signal.getsignal(s) for s in wanted] == before, signal.set_wakeup_fd(-1))
+"""
+
+
+def test_a_signal_is_noted_whichever_thread_takes_it_and_whenever_it_comes() -> None:
+    """`--serve`'s wait: its handler takes no lock (one that set an Event could wait for
+    its own lock for ever), and the signal's number comes through the wakeup fd, from
+    whichever thread the kernel gave it to. A wait that missed it would hang: the
+    subprocess's timeout fails the test instead."""
+    done = subprocess.run(
+        [sys.executable, "-c", NOTED], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split("\n")[:3] == ["early SIGTERM", "thread SIGINT", "restored True -1"]
+
+
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])
 def test_serve_keeps_the_fleet_up_for_a_separate_runbook_run(
     tmp_path: Path, stop: signal.Signals

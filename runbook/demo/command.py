@@ -11,7 +11,7 @@ import contextlib
 import os
 import shlex
 import signal
-import threading
+import socket
 from collections.abc import Callable, Iterator, Sequence
 from pathlib import Path
 from types import FrameType
@@ -141,6 +141,42 @@ def cleaned_up_on_signals() -> Iterator[None]:
             signal.signal(sig, handler)
 
 
+@contextlib.contextmanager
+def signals_noted(signals: Sequence[signal.Signals]) -> Iterator[Callable[[], int]]:
+    """While open, ``signals`` are noted, not acted on; the function it gives returns the
+    first that arrived, waiting for it if none has.
+
+    The handler does nothing and takes no lock: one that set a ``threading.Event`` could
+    run between two bytecodes of that event's own ``wait``, while the main thread held
+    the event's lock, and wait for it for ever. The signal's number comes through the
+    wakeup fd instead, which the interpreter writes from whichever thread the kernel gave
+    the signal to: no polling, and no signal lost to another thread."""
+    reader, writer = socket.socketpair()
+    with reader, writer:
+        writer.setblocking(False)
+        before = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+        try:  # the fd first: a signal between the two would otherwise write nothing
+            previous = {s: signal.signal(s, _noted) for s in signals}
+            try:
+                yield lambda: _first(reader, signals)
+            finally:
+                for s, handler in previous.items():
+                    signal.signal(s, handler)
+        finally:
+            signal.set_wakeup_fd(before)
+
+
+def _noted(signum: int, frame: FrameType | None) -> None:
+    """A Python-level handler, so that the interpreter writes the wakeup fd."""
+
+
+def _first(reader: socket.socket, signals: Sequence[signal.Signals]) -> int:
+    while True:  # a byte a signal, other handled signals' too (recv retries after EINTR)
+        for number in reader.recv(64):
+            if number in signals:
+                return number
+
+
 def ignore_signals() -> None:
     for sig in SIGNALS:
         signal.signal(sig, signal.SIG_IGN)
@@ -148,19 +184,9 @@ def ignore_signals() -> None:
 
 def serve(fleet: DemoFleet, values: Sequence[str], say: Callable[[str], None]) -> None:
     """Print the fleet's ssh_config and a command for it, then wait for Ctrl-C or SIGTERM."""
-    stop = threading.Event()
-
-    def stopping(signum: int, frame: FrameType | None) -> None:
-        stop.set()
-
-    previous = {sig: signal.signal(sig, stopping) for sig in (signal.SIGINT, signal.SIGTERM)}
-    try:
+    with signals_noted((signal.SIGINT, signal.SIGTERM)) as arrived:
         print(f"ssh_config: {fleet.ssh_config}", flush=True)
         print(f"run: {run_command(fleet, values)}", flush=True)
         say("runbook demo: serving until Ctrl-C (or SIGTERM)")
-        while not stop.wait(0.5):
-            pass
-    finally:
-        for sig, handler in previous.items():
-            signal.signal(sig, handler)
+        arrived()
     say("runbook demo: stopping the fleet")
