@@ -310,7 +310,7 @@ def test_demo_blue_green_headless_rolls_back_with_a_broken_green_host(tmp_path: 
 
 
 NOTED = """
-import os, signal, threading
+import os, random, signal, threading, time
 from runbook.demo.command import signals_noted
 
 wanted = (signal.SIGINT, signal.SIGTERM)
@@ -326,19 +326,67 @@ with signals_noted(wanted) as arrived:  # taken by another thread, the main one 
     print("thread", signal.Signals(arrived()).name)
     taker.join()
 print("restored", [signal.getsignal(s) for s in wanted] == before, signal.set_wakeup_fd(-1))
+
+
+class Raised(Exception):
+    pass
+
+
+armed = False
+
+
+def raising(signum, frame):  # as the handlers before it may: Ctrl-C, the demo's SIGTERM
+    if armed:
+        raise Raised
+
+
+for s in wanted:
+    signal.signal(s, raising)
+flooding = True
+
+
+def flood():
+    while flooding:
+        os.kill(os.getpid(), signal.SIGINT if random.random() < 0.5 else signal.SIGTERM)
+        time.sleep(random.uniform(0, 0.0002))
+
+
+threading.Thread(target=flood, daemon=True).start()
+left = 0
+for _ in range(5000):  # a signal at any bytecode, on the way in and out
+    try:
+        armed = True
+        with signals_noted(wanted) as arrived:
+            arrived()
+        armed = False
+    except Raised:
+        armed = False
+    left += signal.set_wakeup_fd(-1) != -1
+    left += any(signal.getsignal(s) is not raising for s in wanted)
+    for s in wanted:
+        signal.signal(s, raising)
+flooding = False
+print("left behind under a flood", left)
 """
 
 
 def test_a_signal_is_noted_whichever_thread_takes_it_and_whenever_it_comes() -> None:
     """`--serve`'s wait: its handler takes no lock (one that set an Event could wait for
     its own lock for ever), and the signal's number comes through the wakeup fd, from
-    whichever thread the kernel gave it to. A wait that missed it would hang: the
-    subprocess's timeout fails the test instead."""
+    whichever thread the kernel gave it to; under a flood of signals whose handlers raise
+    (at any bytecode), nothing is left behind: no wakeup fd on a closed socket, no handler
+    half restored. A wait that missed a signal would hang: the child's timeout fails the
+    test instead."""
     done = subprocess.run(
         [sys.executable, "-c", NOTED], capture_output=True, text=True, timeout=60, check=False
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.split("\n")[:3] == ["early SIGTERM", "thread SIGINT", "restored True -1"]
+    assert done.stdout.split("\n")[:4] == [
+        "early SIGTERM",
+        "thread SIGINT",
+        "restored True -1",
+        "left behind under a flood 0",
+    ]
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

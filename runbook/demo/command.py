@@ -144,37 +144,41 @@ def cleaned_up_on_signals() -> Iterator[None]:
 @contextlib.contextmanager
 def signals_noted(signals: Sequence[signal.Signals]) -> Iterator[Callable[[], int]]:
     """While open, ``signals`` are noted, not acted on; the function it gives returns the
-    first that arrived, waiting for it if none has.
+    first that arrived, waiting for it if none has. For the demo's main thread, which has
+    no other wakeup fd: on the way out there is none.
 
-    The handler does nothing and takes no lock: one that set a ``threading.Event`` could
-    run between two bytecodes of that event's own ``wait``, while the main thread held
-    the event's lock, and wait for it for ever. The signal's number comes through the
-    wakeup fd instead, which the interpreter writes from whichever thread the kernel gave
-    the signal to: no polling, and no signal lost to another thread."""
+    The handler only appends to a list, and takes no lock: one that set a
+    ``threading.Event`` could run between two bytecodes of that event's own ``wait``,
+    while the main thread held the event's lock, and wait for it for ever. A signal that
+    another thread takes wakes the wait through the wakeup fd, which the interpreter writes
+    from that thread. Any bytecode may run a pending signal's handler, and the handlers
+    before these may raise (Ctrl-C, the demo's SIGTERM): so what is given back comes from
+    ``getsignal`` before anything changes, not from what a call returned."""
+    noted: list[int] = []
+    previous = {s: signal.getsignal(s) for s in signals}
     reader, writer = socket.socketpair()
     with reader, writer:
         writer.setblocking(False)
-        before = signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
-        try:  # the fd first: a signal between the two would otherwise write nothing
-            previous = {s: signal.signal(s, _noted) for s in signals}
-            try:
-                yield lambda: _first(reader, signals)
-            finally:
-                for s, handler in previous.items():
-                    signal.signal(s, handler)
+        try:
+            for s in signals:
+                signal.signal(s, lambda signum, frame: noted.append(signum))
+            # Only now the fd: until these handlers, a raise could skip the line after.
+            signal.set_wakeup_fd(writer.fileno(), warn_on_full_buffer=False)
+            yield lambda: _first(reader, noted, signals)
         finally:
-            signal.set_wakeup_fd(before)
+            signal.set_wakeup_fd(-1)  # first: this socket is about to close
+            for s, handler in previous.items():
+                signal.signal(s, handler)
 
 
-def _noted(signum: int, frame: FrameType | None) -> None:
-    """A Python-level handler, so that the interpreter writes the wakeup fd."""
-
-
-def _first(reader: socket.socket, signals: Sequence[signal.Signals]) -> int:
-    while True:  # a byte a signal, other handled signals' too (recv retries after EINTR)
+def _first(reader: socket.socket, noted: list[int], signals: Sequence[signal.Signals]) -> int:
+    """The first signal noted: by its handler (on the main thread), or, when another thread
+    took it, by its byte on the wakeup fd (``recv`` retries after EINTR)."""
+    while not noted:
         for number in reader.recv(64):
             if number in signals:
                 return number
+    return noted[0]
 
 
 def ignore_signals() -> None:
