@@ -4,6 +4,7 @@ and rolls back, deploy-web completes, ``runbook demo --serve`` serves a separate
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import re
@@ -387,6 +388,28 @@ def test_a_signal_is_noted_whichever_thread_takes_it_and_whenever_it_comes() -> 
         "restored True -1",
         "left behind under a flood 0",
     ]
+
+
+def test_ctrl_c_pressed_again_and_again_does_not_cut_the_cleanup_short() -> None:
+    """The first Ctrl-C stops `--serve`; those after it land in the cleanup (the servers
+    stopping, the sandboxes removed), which must still run to its end."""
+    server = subprocess.Popen(
+        [sys.executable, "-m", "runbook", "demo", "--serve"],
+        cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True,
+    )  # fmt: skip
+    assert server.stdout is not None
+    config = Path(server.stdout.readline().removeprefix("ssh_config: ").strip())
+    assert server.stdout.readline().startswith("run: ")
+    presses = 0
+    while server.poll() is None and presses < 20_000:
+        server.send_signal(signal.SIGINT)
+        presses += 1
+        with contextlib.suppress(subprocess.TimeoutExpired):
+            server.wait(0.001)
+    _, err = server.communicate(timeout=60)
+    assert server.returncode == 0 and presses > 1, (presses, err)
+    assert "stopping the fleet" in err and "Traceback" not in err
+    assert not config.parent.exists() and live_processes(str(config.parent)) == []
 
 
 @pytest.mark.parametrize("stop", [signal.SIGTERM, signal.SIGINT], ids=["SIGTERM", "SIGINT"])

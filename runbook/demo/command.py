@@ -182,7 +182,8 @@ def _first(reader: socket.socket, noted: list[int], signals: Sequence[signal.Sig
 
 
 def ignore_signals() -> None:
-    for sig in SIGNALS:
+    """For the cleanup, which must run to its end: Ctrl-C pressed again included."""
+    for sig in (*SIGNALS, signal.SIGINT):
         signal.signal(sig, signal.SIG_IGN)
 
 
