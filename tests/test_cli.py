@@ -321,7 +321,7 @@ def test_an_ssh_config_that_cannot_be_read_or_parsed_says_so(tmp_path) -> None: 
     proc = run_cli("run", str(book), "--yes", "--runs-dir", str(runs), "--ssh-config", str(bad))
     assert proc.returncode == 1, proc.stderr
     why = f"its SSH config: {bad} line 2: Invalid Port integer value: notanumber"
-    assert f"web1 ({why})" in proc.stderr and f"on web1: {why} in " in proc.stdout
+    assert f"web1 ({why})" in proc.stderr and f"<-- s-1 on web1: {why} (" in proc.stdout
     assert "web1: web1" not in proc.stdout and "(web1:" not in proc.stderr  # named once
     assert "Traceback" not in proc.stderr
     (transcript,) = runs.glob("*/transcript.jsonl")

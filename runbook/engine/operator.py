@@ -378,7 +378,8 @@ def _show(event: dict[str, Any], out: Callable[[str], None], screen: _Screen) ->
         stream.flush()
     elif kind == "block.end":
         on = f" on {event['host']}" if event.get("host") else ""
-        out(f"<-- {event['block']}{on}: {event['status']} in {event['duration']:.1f}s")
+        # The time apart: a status may be a sentence (why a host could not be used).
+        out(f"<-- {event['block']}{on}: {event['status']} ({event['duration']:.1f}s)")
     elif kind == "bake.start":
         checks = ", ".join(event["checks"]) or "no health check: it only waits"
         out(
