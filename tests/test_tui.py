@@ -717,6 +717,41 @@ async def test_the_header_says_when_the_run_waits_and_when_a_rollback_really_run
         assert "✗ 2. Check" in outline, outline
 
 
+async def test_the_header_is_drawn_again_only_when_what_it_says_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The console's timer ticks 15 times a second; redrawing the header on each tick laid
+    the screen out again and, under a dialog, redrew the whole dimmed screen behind it: an
+    idle console at a gate kept a core busy and answered keys late."""
+    from runbook.tui import widgets
+    from runbook.tui.widgets import HeaderBar
+
+    now = [2_000_000_000.0]
+    monkeypatch.setattr(widgets, "time", types.SimpleNamespace(time=lambda: now[0]))
+    book = tmp_path / "book.md"
+    book.write_text('# H\n\n## Deploy\n\n```sh {name=deploy confirm="Deploy?"}\ntrue\n```\n')
+    app = make_app(book, tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, waiting(app, "proceed", "deploy"), "the block")
+        await pilot.press("n")
+        await until(pilot, modal(app, ConfirmScreen, "Deploy?"), "the gate")
+        header = app.query_one(HeaderBar)
+        app.refresh_screen()
+        drawn: list[object] = []
+        monkeypatch.setattr(header, "update", lambda content="": drawn.append(content))
+        for _ in range(30):  # two seconds of ticks, with the clock standing still
+            app.refresh_screen()
+        assert drawn == []
+        now[0] += 1
+        app.refresh_screen()
+        app.refresh_screen()
+        assert len(drawn) == 1  # a second passed: the elapsed time moved, once
+        monkeypatch.undo()
+        await pilot.press("y")
+        await until(pilot, finished(app), "the end")
+        await until(pilot, lambda: " OK " in shown(header), "the result in the header")
+
+
 async def test_checklist_items_after_a_block_are_drawn_after_it_and_ticked_there(
     tmp_path: Path,
 ) -> None:

@@ -63,6 +63,11 @@ def status_text(status: str) -> Text:
 class HeaderBar(Static):
     """Title, environment, operator, elapsed time, transcript, overall status."""
 
+    shown: tuple[object, ...] | None = None
+    """What the header says now: it is redrawn only when that changes (a second passes,
+    the status moves), not on every tick of the console's timer. Each update lays the
+    screen out again, and under a dialog redraws the whole dimmed screen behind it."""
+
     def show(
         self,
         rb: Runbook,
@@ -87,11 +92,16 @@ class HeaderBar(Static):
             overall = Text(" BAKING ", style="bold reverse yellow")
         else:
             overall = Text(" RUNNING " if progress.running else " READY ", style="bold reverse")
+        elapsed = _elapsed(progress.started)
+        said = (rb.title, env, operator, path, elapsed, overall.plain, str(overall.style))
+        if said == self.shown:
+            return
+        self.shown = said
         status = Text.assemble(
             ("operator ", "dim"),
             plain(operator),
             "  ",
-            (_elapsed(progress.started), "bold"),
+            (elapsed, "bold"),
             "  ",
             overall,
         )
