@@ -429,6 +429,32 @@ def _log_text(app: RunbookApp, target: str) -> str:
     return "\n".join(log.lines) if log is not None else ""
 
 
+async def test_output_past_what_the_log_keeps_leaves_its_newest_lines_in_order(
+    tmp_path: Path,
+) -> None:
+    """The log keeps LOG_LINES lines: a batch of more pushes out everything before it
+    (the first block's lines too), and what stays is the newest, whole and in order."""
+    from runbook.tui.widgets import LOG_LINES
+
+    book = tmp_path / "book.md"
+    book.write_text(
+        "## First\n\n```sh\necho first-block\n```\n\n## Count\n\n```sh\nseq 1 20000\n```\n"
+    )
+    app = make_app(book, tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        for name in ("first-1", "count-1"):
+            await until(pilot, waiting(app, "proceed", name), name)
+            await pilot.press("n")
+        await until(pilot, finished(app), "the end")
+        await until(pilot, lambda: "\n20000\n── " in _log_text(app, "local"), "the output")
+        lines = app.query_one(OutputPane).logs["local"].lines
+    assert len(lines) == LOG_LINES and "first-block" not in lines, lines[:3]
+    assert lines[-1].startswith("── ") and lines[-1].endswith(" ──"), lines[-3:]
+    numbers = [line for line in lines if line.isdigit()]
+    assert numbers == [str(n) for n in range(20_001 - len(numbers), 20_001)]
+    assert len(numbers) >= LOG_LINES - 3  # the block's marker lines, nothing else
+
+
 @pytest.mark.parametrize("crash_point", ["mid-block"])
 async def test_resume_opens_where_the_run_stopped(tmp_path: Path, crash_point: str) -> None:
     from test_resume import kill_mid_block

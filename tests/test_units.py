@@ -109,20 +109,35 @@ def test_console_output_keeps_the_lines_of_stdout_and_stderr_whole() -> None:
     buffer.add("curl: (22) The", "stderr")
     buffer.add("ce Unavailable\n", "stdout")
     buffer.add(" requested URL returned error: 503\n", "stderr")
-    assert buffer.drain(now=0.0) == (
-        ["503 Service Unavailable", "curl: (22) The requested URL returned error: 503"],
-        False,
-    )
+    assert buffer.drain(now=0.0) == [
+        "503 Service Unavailable",
+        "curl: (22) The requested URL returned error: 503",
+    ]
     buffer.add("Password: ", "stderr")  # an open line: held back, then shown as it stands
-    assert buffer.drain(now=1.0) == ([], False)
-    assert buffer.drain(now=1.6) == (["Password: "], False)
+    assert buffer.drain(now=1.0) == []
+    assert buffer.drain(now=1.6) == ["Password: "]
     buffer.add("partial")
     buffer.end_line()
     buffer.add("── exit 0 ──\n")
-    assert buffer.drain(now=2.0) == (["partial", "── exit 0 ──"], False)
+    assert buffer.drain(now=2.0) == ["partial", "── exit 0 ──"]
     for _ in range(50):  # 3.2 MB on one line, held as it came, shown capped
         buffer.add("x" * 64 * 1024, "stdout")
-    lines, _ = buffer.drain(now=3.0)
-    assert lines == []
-    lines, _ = buffer.drain(now=3.6)
-    assert lines == ["x" * 4096 + f" … ({50 * 64 * 1024 - 4096:,} more characters)"]
+    assert buffer.drain(now=3.0) == []
+    assert buffer.drain(now=3.6) == ["x" * 4096 + f" … ({50 * 64 * 1024 - 4096:,} more characters)"]
+
+
+def test_console_output_gives_a_log_at_most_what_it_keeps_the_notice_of_a_drop_first() -> None:
+    """The log keeps ``keep`` lines and drops its oldest: a batch of more than that is cut
+    here, after carriage returns became lines, and the notice of what the loop dropped is
+    the one line that must survive the cut."""
+    from runbook.tui.output import MAX_PENDING, OutputBuffer
+
+    buffer = OutputBuffer(keep=10)
+    buffer.add("".join(f"{n}\r{n}b\n" for n in range(100)))
+    assert buffer.drain(now=0.0) == [f"{n}{b}" for n in range(95, 100) for b in ("", "b")]
+    for n in range(MAX_PENDING // 8 + 1):  # more than the buffer holds: the oldest go
+        buffer.add(f"{n:07d}\n")
+    drained = buffer.drain(now=1.0)
+    last = MAX_PENDING // 8
+    assert len(drained) == 10 and drained[0].endswith("not shown (the transcript has them)")
+    assert drained[1:] == [f"{n:07d}" for n in range(last - 8, last + 1)]

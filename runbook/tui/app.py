@@ -322,13 +322,12 @@ class RunbookApp(ConsoleKeys):
         # Under a dialog the output waits (bounded, in its buffer): drawing it there would
         # only slow down the dialog the operator is looking at.
         covered = self.screen is not self.screen_stack[0]
+        # A batch of more lines than the log keeps pushes the older ones out; clearing the
+        # log first would reset its size and lay the whole screen out on every refresh.
         for target, buffer in () if covered else self.follow.pending.items():
-            lines, replace = buffer.drain(now)
-            if lines or replace:
-                log = pane.log_for(target)
-                if replace:
-                    log.clear()
-                log.write_lines(lines)
+            lines = buffer.drain(now)
+            if lines:
+                pane.log_for(target).write_lines(lines)
         header = self.query_one(HeaderBar)
         asking = self.waiting is not None or self.asking
         header.show(

@@ -77,25 +77,26 @@ class OutputBuffer:
         self.partial_size.clear()
         self.open_since = None
 
-    def drain(self, now: float) -> tuple[list[str], bool]:
-        """The lines to write now, and whether they replace everything shown so far."""
+    def drain(self, now: float) -> list[str]:
+        """The lines to write now: at most ``keep``, so a log that keeps as many shows the
+        newest of them (the oldest output goes first, the notice of what was dropped last)."""
         if self.partial:
             if self.open_since is None:
                 self.open_since = now
             if now - self.open_since >= self.patience:
                 self.end_line()  # a prompt or a progress bar: shown as it stands
         if not self.chunks:
-            return [], False
+            return []
         lines = "".join(self.chunks).split("\n")
         lines.pop()  # the empty text after the last newline
         self.chunks, self.size = [], 0
-        replace = len(lines) >= self.keep
-        lines = lines[-self.keep :]
+        room = max(1, self.keep - 1 if self.dropped else self.keep)
+        # A carriage return shows as a new line: cut to the room after that, not before.
+        shown = visible("\n".join(lines[-room:])).split("\n")[-room:]
         if self.dropped:
-            lines.insert(0, f"… {self.dropped:,} characters not shown (the transcript has them)")
+            shown.insert(0, f"… {self.dropped:,} characters not shown (the transcript has them)")
             self.dropped = 0
-        shown = visible("\n".join(lines)).split("\n") if lines else []
-        return [_cap(line) for line in shown], replace
+        return [_cap(line) for line in shown]
 
 
 def _cap(line: str) -> str:
