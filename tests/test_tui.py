@@ -429,6 +429,27 @@ def _log_text(app: RunbookApp, target: str) -> str:
     return "\n".join(log.lines) if log is not None else ""
 
 
+async def test_the_outline_stays_where_the_operator_scrolled_it_as_steps_finish(
+    tmp_path: Path,
+) -> None:
+    """Each event redraws the outline's changed lines in place; rebuilding the list scrolled
+    it back to the highlighted step whenever a block started or ended."""
+    book = tmp_path / "book.md"
+    steps = [f"## Step {n}\n\n```sh\ntrue\n```\n" for n in range(1, 4)]
+    steps += [f"## Read {n}\n\nNothing to run.\n" for n in range(4, 81)]
+    book.write_text("# Long\n\n" + "\n".join(steps))
+    app = make_app(book, tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, waiting(app, "proceed", "step-1-1"), "the first block")
+        outline = app.query_one(StepOutline)
+        outline.scroll_to(y=40, animate=False, immediate=True)
+        await until(pilot, lambda: outline.scroll_y == 40, "the outline scrolled")
+        await pilot.press("n")
+        await until(pilot, waiting(app, "proceed", "step-2-1"), "the second block")
+        await until(pilot, lambda: "✓ 1. Step 1" in str(outline.get_option_at_index(0).prompt), "1")
+        assert outline.scroll_y == 40
+
+
 async def test_output_past_what_the_log_keeps_leaves_its_newest_lines_in_order(
     tmp_path: Path,
 ) -> None:
