@@ -141,3 +141,13 @@ def test_console_output_gives_a_log_at_most_what_it_keeps_the_notice_of_a_drop_f
     last = MAX_PENDING // 8
     assert len(drained) == 10 and drained[0].endswith("not shown (the transcript has them)")
     assert drained[1:] == [f"{n:07d}" for n in range(last - 8, last + 1)]
+    # Textual's Log drops "" (str.splitlines): a blank line is a space, so a batch that
+    # fills the log still pushes out every line before it; CR LF is one line ending.
+    buffer.add("".join(f"new{n}\n\n" for n in range(15)))
+    assert buffer.drain(now=2.0) == [x for n in range(10, 15) for x in (f"new{n}", " ")]
+    buffer.add("".join(f"crlf{n}\r\n" for n in range(30)))
+    assert buffer.drain(now=3.0) == [f"crlf{n}" for n in range(20, 30)]
+    tiny = OutputBuffer(keep=1)
+    for n in range(MAX_PENDING // 8 + 1):
+        tiny.add(f"{n:07d}\n")
+    assert [line[-35:] for line in tiny.drain(now=0.0)] == ["not shown (the transcript has them)"]

@@ -78,8 +78,9 @@ class OutputBuffer:
         self.open_since = None
 
     def drain(self, now: float) -> list[str]:
-        """The lines to write now: at most ``keep``, so a log that keeps as many shows the
-        newest of them (the oldest output goes first, the notice of what was dropped last)."""
+        """The lines to write now: at most ``keep``, the newest, so that a log keeping as
+        many, which drops its oldest lines itself, shows a whole, unbroken tail (the notice
+        of what the loop dropped, if anything, comes first)."""
         if self.partial:
             if self.open_since is None:
                 self.open_since = now
@@ -87,16 +88,17 @@ class OutputBuffer:
                 self.end_line()  # a prompt or a progress bar: shown as it stands
         if not self.chunks:
             return []
-        lines = "".join(self.chunks).split("\n")
+        lines = "".join(self.chunks).replace("\r\n", "\n").split("\n")
         lines.pop()  # the empty text after the last newline
         self.chunks, self.size = [], 0
-        room = max(1, self.keep - 1 if self.dropped else self.keep)
-        # A carriage return shows as a new line: cut to the room after that, not before.
-        shown = visible("\n".join(lines[-room:])).split("\n")[-room:]
+        room = self.keep - 1 if self.dropped else self.keep
+        # A lone carriage return shows as a new line: cut to the room after that, not before.
+        shown = visible("\n".join(lines[-room:])).split("\n")[-room:] if room > 0 else []
         if self.dropped:
             shown.insert(0, f"… {self.dropped:,} characters not shown (the transcript has them)")
             self.dropped = 0
-        return [_cap(line) for line in shown]
+        # Textual's Log drops an empty line: a space keeps it, and keeps the count true.
+        return [_cap(line) if line else " " for line in shown]
 
 
 def _cap(line: str) -> str:
