@@ -37,9 +37,7 @@ def own() -> float:
 
 def _without_setsid(token: str) -> str:
     """The wrapper, but in the login shell's session: what `setsid` costs, by difference."""
-    command = remote_command(
-        "echo hello\n", shell="sh", cwd=None, token=token, reads_variables=False
-    )
+    command = remote_command("echo hello\n", shell="sh", cwd=None, token=token, payload_size=0)
     return command.replace("exec setsid -w sh -c", "exec sh -c", 1)
 
 
@@ -53,7 +51,7 @@ async def main(host: str, n: int, rounds: int) -> None:
             env_payload({"VERSION": "v1"}),
         ),
         "runbook's wrapper, no variables": (
-            remote_command(script, shell="sh", cwd=None, token=token, reads_variables=False),
+            remote_command(script, shell="sh", cwd=None, token=token, payload_size=0),
             None,
         ),
         # Its parts, for scale only (neither is a wrapper runbook could send):

@@ -24,7 +24,7 @@ from runbook import launch
 from runbook.engine.operator import HeadlessOperator
 from runbook.format.hosts import parse_host
 from runbook.transports.ssh import SSHTransport, Unconfirmed
-from runbook.transports.wrapper import ENV_END, env_payload, remote_command
+from runbook.transports.wrapper import ENV_END, LOOP_BYTES, env_payload, remote_command
 
 # Quotes of both kinds, newlines (a trailing one too), $, backslashes, spaces, a tab,
 # non-ASCII, and the payload's own end marker: all must arrive byte for byte.
@@ -229,20 +229,28 @@ def test_remote_command_holds_no_value_and_run_sends_them_on_stdin(tmp_path: Pat
         env_payload({"X;rm": "a"})
 
 
-def test_the_wrapper_runs_nothing_on_a_payload_cut_short(tmp_path: Path) -> None:
+@pytest.mark.parametrize("size", [1, LOOP_BYTES + 1], ids=["read-loop", "cat"])
+def test_the_wrapper_runs_nothing_on_a_payload_cut_short(tmp_path: Path, size: int) -> None:
     """Every prefix of the payload, as if the channel went away mid-way: exit 125, the
     script never runs. Only the whole payload runs it, exactly. Either way the wrapper's
-    first line names its process group, which leads a session of its own."""
+    first line names its process group, which leads a session of its own. The same for
+    both ways of reading it (a payload's size picks one)."""
     ran = tmp_path / "ran"
     variables = {"A": NASTY, "B": "", "C": "plain", "D": "x'y"}
     script = f'printf "%s|%s|%s|%s" "$A" "$B" "$C" "$D" > {ran}; ps -o pgid= -o sid= -p $$'
     # The local shell stands in for the login shell sshd starts.
-    command = remote_command(script, shell="sh", cwd=str(tmp_path), token="7e57")
+    command = remote_command(script, shell="sh", cwd=str(tmp_path), token="7e57", payload_size=size)
+    assert ("$(cat" in command) == (size > LOOP_BYTES)
     payload = env_payload(variables)
     for cut in range(len(payload)):  # every prefix, even all but the final newline
         done = subprocess.run(["sh", "-c", command], input=payload[:cut], capture_output=True)
         assert (done.returncode, ran.exists()) == (125, False), (cut, payload[:cut], done)
         assert re.fullmatch(rb"runbook-7e57 [0-9]+\n", done.stdout), done
+    # Ends with the end line, but does not evaluate: refused the same way, nothing run.
+    bad = f"export A='x\nif then\n{ENV_END}\n".encode()
+    done = subprocess.run(["sh", "-c", command], input=bad, capture_output=True)
+    assert (done.returncode, ran.exists()) == (125, False), done
+    assert b"did not arrive whole" in done.stderr, done
     done = subprocess.run(["sh", "-c", command], input=payload, capture_output=True)
     assert done.returncode == 0, done
     assert ran.read_bytes().decode() == "|".join(variables.values())

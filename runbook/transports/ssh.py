@@ -72,12 +72,11 @@ class SSHTransport(SSHConnections):
     ) -> ExitStatus:
         started = time.monotonic()
         token = new_token()
-        command = remote_command(
-            script, shell=shell, cwd=cwd, token=token, reads_variables=bool(variables)
-        )
         # Made before anything is sent: a bad value sends nothing. Without variables there
         # is nothing to send, and the wrapper reads nothing (a packet fewer a host).
         payload = env_payload(variables) if variables else None
+        size = len(payload) if payload else 0
+        command = remote_command(script, shell=shell, cwd=cwd, token=token, payload_size=size)
         try:
             conn, proc = await self._start(host, command, payload)
         except Unconfirmed as e:

@@ -25,6 +25,14 @@ ENV_END = "# runbook-env-end"
 always quotes a value holding one), so a payload that ends with it outside quotes is whole."""
 
 
+LOOP_BYTES = 2048
+"""Up to this many bytes of payload the wrapper reads its variables with the shell's own
+``read`` (no process); a larger payload with ``cat``, one process (about 2 ms of a host's
+CPU, the break-even). ``read`` takes a byte a system call, and the loop copies all it has
+read on every line: 100 KB on one line cost 83 ms against ``cat``'s 10 ms, 40,000 lines
+10.8 s against 21 ms (``bench/payload_cost.py``)."""
+
+
 def new_token() -> str:
     """A command's token, which no startup file or command can know in advance: 64 random
     bits. The wrapper gets it as ``$0``; its first line is ``runbook-TOKEN PGID``."""
@@ -45,7 +53,7 @@ def env_payload(variables: Mapping[str, str]) -> bytes:
 
 
 def remote_command(
-    script: str, *, shell: str, cwd: str | None, token: str, reads_variables: bool = True
+    script: str, *, shell: str, cwd: str | None, token: str, payload_size: int = 1
 ) -> str:
     """The command line sent to sshd: the script, verbatim, in its own session (``setsid
     -w`` waits and passes its exit status on). Before anything else the wrapper prints
@@ -55,27 +63,35 @@ def remote_command(
     variable's value: the wrapper reads them from stdin (``env_payload``) and starts the
     script only once it has all of them, with its stdin on ``/dev/null``; a payload that is
     not whole, or does not evaluate, is exit 125 and the script never runs.
-    ``reads_variables`` False (a block without any): the wrapper reads nothing."""
+    ``payload_size``: the bytes of ``env_payload`` the wrapper will read (``LOOP_BYTES``
+    decides how); 0 (a block without variables): the wrapper reads nothing."""
     q = shlex.quote
     chdir = f"cd {q(cwd)} && " if cwd else ""
     # The group id goes out on the channel, not into a pid file: no file to create, read
     # or remove (an `rm` was a process a host), and nothing left behind by a kill -9.
-    # The variables are read line by line with `read` (a builtin: no `cat` process per
-    # host, and no value on any argv) and set with `command eval` (`command` keeps a
-    # syntax error from ending the wrapper before it says why). A last line without its
-    # newline is never added, so a payload cut short cannot end with the end line.
-    # `__runbook_p` is not exported, so the script never sees it. When the script is
-    # done, its leftover background jobs (same group) get SIGTERM, so they can neither
-    # outlive the block nor hold its output open. "$rc" is quoted: IFS may be a variable.
+    # A small payload is read line by line with `read` (a builtin: no `cat` process per
+    # host), a large one whole by `cat` (the `.` keeps the newlines `$(...)` would strip);
+    # no value is on any argv either way. A last line without its newline is never added
+    # by `read`, and by `cat` leaves the text not ending with the end line: a payload cut
+    # short is never taken for whole. They are set with `command eval` (`command` keeps a
+    # syntax error from ending the wrapper before it says why). `__runbook_p` is not
+    # exported, so the script never sees it. When the script is done, its leftover
+    # background jobs (same group) get SIGTERM, so they can neither outlive the block nor
+    # hold its output open. "$rc" is quoted: IFS may be a variable.
     refuse = 'echo "runbook: the variables did not arrive whole: not run" >&2; exit 125'
+    if payload_size > LOOP_BYTES:
+        take = "__runbook_p=$(cat; echo .); __runbook_p=${__runbook_p%.}; "
+    else:
+        take = (
+            "__runbook_p=; "
+            'while IFS= read -r __runbook_l; do __runbook_p="$__runbook_p$__runbook_l\n"; done; '
+        )
     read = (
-        "__runbook_p=; "
-        'while IFS= read -r __runbook_l; do __runbook_p="$__runbook_p$__runbook_l\n"; done; '
-        f'case "$__runbook_p" in *{q(ENV_END + chr(10))}) ;; *) {refuse};; esac; '
+        take + f'case "$__runbook_p" in *{q(ENV_END + chr(10))}) ;; *) {refuse};; esac; '
         f'command eval "$__runbook_p" || {{ {refuse}; }}; '
     )
     inner = (
-        'echo "runbook-$0 $$"; ' + (read if reads_variables else "") + '"$@" </dev/null; rc=$?; '
+        'echo "runbook-$0 $$"; ' + (read if payload_size else "") + '"$@" </dev/null; rc=$?; '
         "trap '' TERM; kill -TERM 0 2>/dev/null; exit \"$rc\""
     )
     # In a session of its own, always: not in the one sshd made for the login shell, which
