@@ -47,7 +47,7 @@ async def main(host: str, n: int, rounds: int) -> None:
     variants = {
         "echo hello (reference)": ("echo hello", None),
         "runbook's wrapper, a variable": (
-            remote_command(script, shell="sh", cwd=None, token=token),
+            remote_command(script, shell="sh", cwd=None, token=token, payload_size=16),
             env_payload({"VERSION": "v1"}),
         ),
         "runbook's wrapper, no variables": (

@@ -188,6 +188,7 @@ def test_stop_ends_every_command_thread_and_port(tmp_path: Path) -> None:
         shell="sh",
         cwd=None,
         token="de30",
+        payload_size=len(env_payload({})),
     )
 
     async def scenario() -> asyncssh.SSHClientProcess[bytes]:

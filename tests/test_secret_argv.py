@@ -9,8 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import hashlib
+import os
 import re
 import secrets
+import shutil
 import subprocess
 import threading
 from collections.abc import Iterator
@@ -203,10 +205,46 @@ def test_no_variables_at_all(fleet) -> None:  # type: ignore[no-untyped-def]
     assert (status.code, out) == (3, b"ran\n")
 
 
+def test_a_large_payload_is_read_by_cat_itself_or_not_at_all(tmp_path: Path) -> None:
+    """Over LOOP_BYTES the wrapper reads with `cat`. Where sh is bash, an exported function
+    named cat (bash imports those even as sh) must not rewrite the values on their way;
+    without any cat on PATH the wrapper says so and runs nothing."""
+    bash, setsid = shutil.which("bash"), shutil.which("setsid")
+    assert bash and setsid, "bash and setsid (util-linux) are on every machine CI runs on"
+    value = "naïve café 日本 " * 200  # over LOOP_BYTES; `cat -v` would spell it otherwise
+    payload = env_payload({"A": value})
+    assert len(payload) > LOOP_BYTES
+    ran = tmp_path / "ran"
+    command = remote_command(
+        f'printf %s "$A" > {ran}', shell="sh", cwd=None, token="ca7", payload_size=len(payload)
+    )
+    as_bash = tmp_path / "bash-as-sh"
+    as_bash.mkdir()
+    (as_bash / "sh").symlink_to(bash)  # the wrapper's inner `sh`: bash in sh mode
+    env = {
+        "PATH": f"{as_bash}:{os.environ['PATH']}",
+        "BASH_FUNC_cat%%": "() { command cat -v; }",
+    }
+    done = subprocess.run([bash, "-c", command], input=payload, capture_output=True, env=env)
+    assert done.returncode == 0, done
+    assert ran.read_text() == value
+
+    ran.unlink()
+    bare = tmp_path / "no-cat"
+    bare.mkdir()
+    for tool in ("sh", "setsid"):
+        (bare / tool).symlink_to(shutil.which(tool) or tool)
+    done = subprocess.run(
+        ["sh", "-c", command], input=payload, capture_output=True, env={"PATH": str(bare)}
+    )
+    assert (done.returncode, ran.exists()) == (125, False), done
+    assert b"cat could not read the variables: not run" in done.stderr, done
+
+
 def test_remote_command_holds_no_value_and_run_sends_them_on_stdin(tmp_path: Path) -> None:
     token = secret()
     variables = {"TOKEN": token, "NASTY": NASTY, "EMPTY": ""}
-    command = remote_command("true", shell="sh", cwd="/srv/app dir", token="0a")
+    command = remote_command("true", shell="sh", cwd="/srv/app dir", token="0a", payload_size=1)
     sent: list[tuple[str, bytes]] = []
 
     async def fake_start(self: SSHTransport, host: Any, command: str, payload: bytes) -> Any:
@@ -240,7 +278,7 @@ def test_the_wrapper_runs_nothing_on_a_payload_cut_short(tmp_path: Path, size: i
     script = f'printf "%s|%s|%s|%s" "$A" "$B" "$C" "$D" > {ran}; ps -o pgid= -o sid= -p $$'
     # The local shell stands in for the login shell sshd starts.
     command = remote_command(script, shell="sh", cwd=str(tmp_path), token="7e57", payload_size=size)
-    assert ("$(cat" in command) == (size > LOOP_BYTES)
+    assert ("$(command cat" in command) == (size > LOOP_BYTES)
     payload = env_payload(variables)
     for cut in range(len(payload)):  # every prefix, even all but the final newline
         done = subprocess.run(["sh", "-c", command], input=payload[:cut], capture_output=True)

@@ -58,7 +58,7 @@ def test_a_command_line_echoed_first_is_output_and_the_real_line_still_counts() 
     """A ForceCommand or startup file that prints the command line sent (it holds the
     token, but never the line's text) takes nothing from the record."""
     token = new_token()
-    command = remote_command("echo hi", shell="sh", cwd=None, token=token)
+    command = remote_command("echo hi", shell="sh", cwd=None, token=token, payload_size=0)
     assert f"runbook-{token}" not in command and token in command
     echoed = f"running: {command}\n".encode()
     leader = Leader(token)

@@ -53,7 +53,7 @@ def env_payload(variables: Mapping[str, str]) -> bytes:
 
 
 def remote_command(
-    script: str, *, shell: str, cwd: str | None, token: str, payload_size: int = 1
+    script: str, *, shell: str, cwd: str | None, token: str, payload_size: int
 ) -> str:
     """The command line sent to sshd: the script, verbatim, in its own session (``setsid
     -w`` waits and passes its exit status on). Before anything else the wrapper prints
@@ -80,7 +80,13 @@ def remote_command(
     # hold its output open. "$rc" is quoted: IFS may be a variable.
     refuse = 'echo "runbook: the variables did not arrive whole: not run" >&2; exit 125'
     if payload_size > LOOP_BYTES:
-        take = "__runbook_p=$(cat; echo .); __runbook_p=${__runbook_p%.}; "
+        # `command`: an exported shell function named cat (bash imports those even as
+        # sh) must not stand between the channel and the values.
+        take = (
+            "__runbook_p=$(command cat && echo .) || "
+            '{ echo "runbook: cat could not read the variables: not run" >&2; exit 125; }; '
+            "__runbook_p=${__runbook_p%.}; "
+        )
     else:
         take = (
             "__runbook_p=; "
