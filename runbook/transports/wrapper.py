@@ -29,8 +29,8 @@ LOOP_BYTES = 2048
 """Up to this many bytes of payload the wrapper reads its variables with the shell's own
 ``read`` (no process); a larger payload with ``cat``, one process (about 2 ms of a host's
 CPU, the break-even). ``read`` takes a byte a system call, and the loop copies all it has
-read on every line: 100 KB on one line cost 83 ms against ``cat``'s 10 ms, 40,000 lines
-10.8 s against 21 ms (``bench/payload_cost.py``)."""
+read on every line: 100 KB on one line cost 84 ms against ``cat``'s 10 ms, 40,000 lines
+11.3 s against 22 ms (``bench/payload_cost.py``)."""
 
 
 def new_token() -> str:
@@ -67,6 +67,7 @@ def remote_command(
     decides how); 0 (a block without variables): the wrapper reads nothing."""
     q = shlex.quote
     chdir = f"cd {q(cwd)} && " if cwd else ""
+
     # The group id goes out on the channel, not into a pid file: no file to create, read
     # or remove (an `rm` was a process a host), and nothing left behind by a kill -9.
     # A small payload is read line by line with `read` (a builtin: no `cat` process per
@@ -78,13 +79,15 @@ def remote_command(
     # exported, so the script never sees it. When the script is done, its leftover
     # background jobs (same group) get SIGTERM, so they can neither outlive the block nor
     # hold its output open. "$rc" is quoted: IFS may be a variable.
-    refuse = 'echo "runbook: the variables did not arrive whole: not run" >&2; exit 125'
+    def refuse(why: str) -> str:
+        return f'echo "runbook: {why}: not run" >&2; exit 125'
+
     if payload_size > LOOP_BYTES:
         # `command`: an exported shell function named cat (bash imports those even as
         # sh) must not stand between the channel and the values.
         take = (
             "__runbook_p=$(command cat && echo .) || "
-            '{ echo "runbook: cat could not read the variables: not run" >&2; exit 125; }; '
+            f"{{ {refuse('cat could not read the variables')}; }}; "
             "__runbook_p=${__runbook_p%.}; "
         )
     else:
@@ -92,9 +95,10 @@ def remote_command(
             "__runbook_p=; "
             'while IFS= read -r __runbook_l; do __runbook_p="$__runbook_p$__runbook_l\n"; done; '
         )
+    cut = refuse("the variables did not arrive whole")
     read = (
-        take + f'case "$__runbook_p" in *{q(ENV_END + chr(10))}) ;; *) {refuse};; esac; '
-        f'command eval "$__runbook_p" || {{ {refuse}; }}; '
+        take + f'case "$__runbook_p" in *{q(ENV_END + chr(10))}) ;; *) {cut};; esac; '
+        f'command eval "$__runbook_p" || {{ {cut}; }}; '
     )
     inner = (
         'echo "runbook-$0 $$"; ' + (read if payload_size else "") + '"$@" </dev/null; rc=$?; '

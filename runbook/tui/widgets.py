@@ -128,9 +128,6 @@ def _elapsed(started: str | None) -> str:
 class StepOutline(OptionList):
     """Every step with its status icon; selecting one shows it."""
 
-    labels: tuple[Text, ...] = ()
-    """What each step's line says now."""
-
     def show(self, rb: Runbook, progress: Progress) -> None:
         """Redraw the lines that changed, in place: the list is not rebuilt for every
         event, which scrolled it back to the highlighted step and laid it out again."""
@@ -140,19 +137,18 @@ class StepOutline(OptionList):
             label = Text.assemble((ICONS[status], STATUS_STYLE[status]), f" {step.index}. ")
             label.append(plain(step.title, "bold" if step.index == progress.current_step else ""))
             labels.append(label)
-        if len(labels) == len(self.labels) == self.option_count:
-            for index, (label, was) in enumerate(zip(labels, self.labels, strict=True)):
-                if label != was:
+        if len(labels) == self.option_count:
+            for index, (label, option) in enumerate(zip(labels, self.options, strict=True)):
+                if label != option.prompt:
                     self.replace_option_prompt_at_index(index, label)
-        else:
-            highlighted = self.highlighted
-            self.set_options(
-                Option(label, id=f"step-{step.index}")
-                for step, label in zip(rb.steps, labels, strict=True)
-            )
-            if highlighted is not None and highlighted < len(labels):
-                self.highlighted = highlighted
-        self.labels = tuple(labels)
+            return
+        highlighted = self.highlighted
+        self.set_options(
+            Option(label, id=f"step-{step.index}")
+            for step, label in zip(rb.steps, labels, strict=True)
+        )
+        if highlighted is not None and highlighted < len(labels):
+            self.highlighted = highlighted
 
 
 class BlockCard(Static):
