@@ -24,7 +24,7 @@ from textual.driver import Driver
 from textual.drivers.linux_driver import LinuxDriver
 from textual.notifications import SeverityLevel
 from textual.screen import ModalScreen, Screen
-from textual.widgets import Footer, OptionList
+from textual.widgets import OptionList
 
 from runbook.engine.operator import Decision, NeedsOperator, NotAsked, Operator
 from runbook.engine.session import Outcome, Session
@@ -39,6 +39,7 @@ from runbook.tui.actions import ConsoleKeys, Waiting
 from runbook.tui.bridge import TUIOperator
 from runbook.tui.driver import HangupSafeDriver
 from runbook.tui.follow import Follow
+from runbook.tui.footer import Footer
 from runbook.tui.screens import (
     ConfirmScreen,
     VariablesScreen,

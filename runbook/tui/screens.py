@@ -20,12 +20,13 @@ from textual.containers import Horizontal, Vertical, VerticalScroll
 from textual.content import Content
 from textual.screen import ModalScreen
 from textual.widget import Widget
-from textual.widgets import Button, Footer, Input, Label, Markdown, Select, Static
+from textual.widgets import Button, Input, Label, Markdown, Select, Static
 
 from runbook.engine.operator import MENU, Decision
 from runbook.format.model import Variable
 from runbook.format.screen import inert
 from runbook.format.variables import VariableProblem, check_value
+from runbook.tui.footer import Footer
 from runbook.tui.plain import plain
 
 T = TypeVar("T")
