@@ -799,6 +799,47 @@ async def test_the_header_is_drawn_again_only_when_what_it_says_changes(
         await until(pilot, lambda: " OK " in shown(header), "the result in the header")
 
 
+async def test_a_card_is_drawn_again_only_when_what_it_says_changes(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Every event redraws the step (on a fan-out, each host's start and end): a card that
+    says the same is not updated, since an update lays the whole screen out again."""
+    from runbook.tui.widgets import BlockCard
+
+    book = tmp_path / "book.md"
+    book.write_text(
+        "# H\n\n## Deploy\n\n```sh {name=build}\ntrue\n```\n\n"
+        '```sh {name=deploy confirm="Deploy?"}\ntrue\n```\n'
+    )
+    app = make_app(book, tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, waiting(app, "proceed", "build"), "the first block")
+        build, deploy = app.query(BlockCard)
+        app.refresh_screen()  # what is waiting now is drawn
+        drawn: list[str] = []
+        for card in (build, deploy):
+            monkeypatch.setattr(card, "update", lambda _, name=card.block.name: drawn.append(name))
+        for _ in range(5):
+            app.dirty = True
+            app.refresh_screen()
+        assert drawn == []
+        await pilot.press("n")
+        await until(pilot, waiting(app, "proceed", "deploy"), "the second block")
+        app.refresh_screen()
+        # build ran and ended (its state, exit, time); deploy became the one waiting
+        assert set(drawn) == {"build", "deploy"}
+        drawn.clear()
+        for _ in range(5):
+            app.dirty = True
+            app.refresh_screen()
+        assert drawn == []
+        monkeypatch.undo()
+        await pilot.press("n")
+        await until(pilot, modal(app, ConfirmScreen, "Deploy?"), "the gate")
+        await pilot.press("y")
+        await until(pilot, finished(app), "the end")
+
+
 async def test_checklist_items_after_a_block_are_drawn_after_it_and_ticked_there(
     tmp_path: Path,
 ) -> None:

@@ -159,6 +159,7 @@ class BlockCard(Static):
         super().__init__(id=f"card-{_ident(block.name)}", classes="card")
         self.block = block
         self.shown: tuple[Progress, bool] | None = None
+        self.said: tuple[str, ...] = ()
         self.ticker: Timer | None = None
 
     def where(self, progress: Progress) -> str:
@@ -200,7 +201,7 @@ class BlockCard(Static):
         head = Text.assemble(
             plain(self.block.name, "bold"), "  ", state, "  ", plain(" · ".join(extra))
         )
-        parts: list[object] = [head, badges]
+        parts = [head, badges]
         if b.hosts:
             hosts = Text()
             for host, status in b.hosts.items():
@@ -219,7 +220,10 @@ class BlockCard(Static):
             parts.append(Text.assemble(("expected output (not run):", "dim"), "\n", output))
         self.set_class(o.rollback, "rollback")
         self.set_class(waiting, "waiting")
-        self.update(Group(*parts))  # type: ignore[arg-type]
+        said = tuple(part.markup for part in parts)
+        if said != self.said:  # as the header: an update lays the whole screen out again
+            self.said = said
+            self.update(Group(*parts))
 
     def tick(self) -> None:
         """Once a second while baking: the countdown moves even when no event comes."""
@@ -442,6 +446,8 @@ class StepView(VerticalScroll):
 class HostStrip(Static):
     """Each host of the block running now, with its status."""
 
+    said = ""
+
     def show(self, progress: Progress) -> None:
         name = progress.current_block
         hosts = progress.block(name).hosts if name else {}
@@ -450,7 +456,9 @@ class HostStrip(Static):
             text = plain(f"{name}: ", style="bold")
             for host, status in hosts.items():
                 text.append(plain(f" {ICONS[status]} {host} ", style=STATUS_STYLE[status]))
-            self.update(text)
+            if text.markup != self.said:
+                self.said = text.markup
+                self.update(text)
 
 
 def _unwrap(text: str) -> str:
