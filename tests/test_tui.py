@@ -20,6 +20,7 @@ from runbook import launch
 from runbook.engine.operator import TerminalOperator
 from runbook.record.chain import read_lines, verify
 from runbook.record.progress import DONE, FAILED, SKIPPED
+from runbook.record.report import render_run
 from runbook.tui import screens
 from runbook.tui.app import RunbookApp
 from runbook.tui.screens import (
@@ -212,6 +213,8 @@ async def test_skip_items_blocks_and_steps_with_reasons_and_add_notes(tmp_path: 
     assert (note["text"], note["by"]) == ("dashboards green", "operator")
     ran = [e["block"] for e in kinds(app, "block.start")]
     assert ran == ["after-1"]
+    report = render_run(Path(app.launch.transcript))
+    assert "- [ ] Freeze the deploy queue (skipped: no queue here) (operator)" in report
 
 
 FAILING = """## Deploy
@@ -380,6 +383,45 @@ async def test_palette_jumps_to_a_step_and_runs_a_chosen_block(tmp_path: Path) -
     ]
     chosen = [(e["block"], e["kind"]) for e in kinds(app, "decision")]
     assert chosen == [("after-1", "run-chosen"), ("prepare-1", "run-chosen")]
+
+
+async def test_a_skipped_block_run_later_from_the_palette_is_reported_in_its_own_step(
+    tmp_path: Path,
+) -> None:
+    """A block skipped, then run from the palette while the next step is open: the outline
+    no longer calls its step skipped, and the report gives the run under its own step,
+    after the skip (not under the step that was open, where an incident lead would not
+    look for it). One run early, of a step not started yet, says whose it is."""
+    book = tmp_path / "skips.md"
+    book.write_text(SKIPS.replace("- [ ] Tell the on-call\n- [ ] Freeze the deploy queue\n", ""))
+    app = make_app(book, tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, waiting(app, "proceed", "prepare-1"), "the first block")
+        await pilot.press("s")
+        await until(pilot, modal(app, TextScreen), "the reason")
+        await pilot.press(*"later", "enter")
+        await until(pilot, waiting(app, "proceed", "change-1"), "step two")
+        assert app.progress.steps[1] == SKIPPED
+        await palette(pilot, app, "Run block prepare-1 (skipped)")
+        await until(pilot, lambda: app.progress.block("prepare-1").status == DONE, "the run")
+        assert app.progress.steps[1] == DONE
+        await until(pilot, waiting(app, "proceed", "change-1"), "back at change-1")
+        await palette(pilot, app, "Run block after-1")
+        await until(pilot, lambda: app.progress.block("after-1").status == DONE, "after-1")
+        await until(pilot, waiting(app, "proceed", "change-1"), "back at change-1 again")
+        await pilot.press("n")
+        await until(pilot, waiting(app, "proceed", "change-2"), "change-2")
+        await pilot.press("n")
+        await until(pilot, finished(app), "the end")
+    report = render_run(Path(app.launch.transcript))
+    sections = {s.split("\n")[0]: s for s in report.split("\n## ")}
+    prepare = sections["1. Prepare"]
+    assert prepare.index("`prepare-1` skipped by operator: later") < prepare.index(
+        "### `prepare-1`\n"
+    )
+    assert "### `after-1` (of step 3, run early)" in sections["2. Change"]
+    assert "prepare-1" not in sections["2. Change"]
+    assert "| 1 | `prepare-1` |" in report and "| 3 | `after-1` |" in report
 
 
 @pytest.mark.parametrize("size", [SIZE, (80, 24)], ids=["default", "80x24"])

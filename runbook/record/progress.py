@@ -171,6 +171,7 @@ class Progress:
             b = self.block(e["block"])
             b.status = DONE
             self._undone(e["block"])
+            self._ran_after_all(e["block"])
             failed = e.get("failed") or {}
             b.detail = f"{len(e.get('ok') or [])} ok" + (
                 f", {len(failed)} failed" if failed else ""
@@ -237,6 +238,14 @@ class Progress:
         b.duration, b.detail = e.get("duration"), e.get("status") or ""
         if ok:
             self._undone(e["block"])
+            self._ran_after_all(e["block"])
+
+    def _ran_after_all(self, block: str) -> None:
+        """A block of a step settled as skipped ran after all (chosen from the palette):
+        the step is no longer skipped."""
+        step = self.step_of.get(block)
+        if step is not None and self.steps.get(step) == SKIPPED:
+            self.steps[step] = self._step_result(step)
 
     def _undone(self, block: str) -> None:
         """A rollback block finished: its step is no longer done, it is rolled back."""

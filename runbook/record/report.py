@@ -42,6 +42,8 @@ class _Attempt:
     output: bytearray = field(default_factory=bytearray)
     binary: bool = False
     decisions: list[str] = field(default_factory=list)
+    step: int | None = None
+    """The runbook's step the block is in (0: run as a rollback), as ``block.start`` says."""
 
 
 @dataclass
@@ -173,8 +175,15 @@ class _Report:
                 attempt.decisions = pending.pop(e["block"], [])
                 self.attempts.append(attempt)
                 self.timeline.append(attempt)
-                if step is not None:
-                    step.items.append(("attempt", attempt))
+                rollback = step is not None and step.index == 0
+                attempt.step = 0 if rollback else e.get("step", step.index if step else None)
+                # A block run from the palette while another step is open (an earlier one
+                # skipped, run again) is reported in its own step, after what was
+                # decided there; one of a step not yet started stays where it ran.
+                home = self.steps.get(attempt.step) if attempt.step and not rollback else None
+                section = home or step
+                if section is not None:
+                    section.items.append(("attempt", attempt))
             elif kind == "output":
                 found = current.get((e["block"], e.get("attempt", 1), e.get("host")))
                 if found is not None:
@@ -311,12 +320,6 @@ class _Report:
             "| Step | Block | Target | Start (UTC) | Duration | Exit | Decisions |",
             "|---|---|---|---|---|---|---|",
         ]
-        step_of = {
-            a.block: idx
-            for idx, s in self.steps.items()
-            for kind, a in s.items
-            if kind == "attempt"
-        }
         for a in self.timeline:
             if isinstance(a, _Bake):
                 out.append(_bake_row(a))
@@ -329,7 +332,7 @@ class _Report:
                 + " | ".join(
                     cell(x)
                     for x in (
-                        _step_label(step_of.get(a.block)),
+                        _step_label(a.step),
                         f"`{name}`",
                         a.start.get("target", "local"),
                         clock(a.start.get("time")),
@@ -378,10 +381,8 @@ class _Report:
         for kind, item in step.items:
             if kind == "tick":
                 mark = "x" if item["result"] == "ticked" else " "
-                why = f" (skipped: {item['reason']})" if item.get("reason") else ""
-                out.append(
-                    f"- [{mark}] {inline(item['text'])}{inline(why)} ({item.get('by', '?')})"
-                )
+                why = f" (skipped: {inline(item['reason'])})" if item.get("reason") else ""
+                out.append(f"- [{mark}] {inline(item['text'])}{why} ({item.get('by', '?')})")
             elif kind == "text":
                 out += ["", inline(item), ""]
             elif kind == "bake":
@@ -393,7 +394,7 @@ class _Report:
                 reason = inline(f"{e.get('reason') or ''}{extra}")
                 out += ["", f"`{e['block']}` {verb} by {e.get('by', '?')}: {reason}", ""]
             else:
-                out += self._attempt(item)
+                out += self._attempt(item, away=item.step not in (None, step.index))
         return [*out, ""]
 
     def _bake(self, b: _Bake) -> list[str]:
@@ -423,7 +424,8 @@ class _Report:
             out += self._attempt(run, level="####")
         return out
 
-    def _attempt(self, a: _Attempt, level: str = "###") -> list[str]:
+    def _attempt(self, a: _Attempt, level: str = "###", away: bool = False) -> list[str]:
+        """``away``: reported in a step that is not its own (run early from the palette)."""
         end = a.end
         status = (
             "still running when the record ends: outcome unknown"
@@ -437,6 +439,7 @@ class _Report:
             title += f", bake round {baked['round']} after batch {baked['batch']}"
         else:
             title += f" attempt {a.attempt}" if a.attempt > 1 else ""
+        title += f" (of step {a.step}, run early)" if away else ""
         out = [
             "",
             title,

@@ -25,7 +25,7 @@ from runbook.engine.operator import Decision, NeedsOperator
 from runbook.engine.session import Outcome, Session
 from runbook.format.model import Block, CheckItem, Runbook, Step
 from runbook.format.screen import inert
-from runbook.record.progress import Progress
+from runbook.record.progress import PENDING, SKIPPED, Progress
 from runbook.tui.bridge import QUIT
 from runbook.tui.keys import help_text
 from runbook.tui.screens import ConfirmScreen, MarkdownScreen, TextScreen
@@ -232,12 +232,17 @@ class ConsoleKeys(App[int]):
                 lambda index=step.index: self.show_step(index),
             )
         if self.waiting and self.waiting.kind == "proceed":
+            pending = self.waiting.item.name  # type: ignore[union-attr]
             for block in self.rb.blocks:
                 if block.runs_forward:
-                    again = self.progress.block(block.name).status != "pending"
+                    status = self.progress.block(block.name).status
+                    verb = "Run" if status in (PENDING, SKIPPED) else "Re-run"
+                    said = f" ({status})" if status == SKIPPED else ""
                     yield SystemCommand(
-                        _shown(f"{'Re-run' if again else 'Run'} block {block.name}"),
-                        _shown(f"Run it now, before {self.waiting.item.name}"),  # type: ignore[union-attr]
+                        _shown(f"{verb} block {block.name}{said}"),
+                        "The next block: n runs it"
+                        if block.name == pending
+                        else _shown(f"Run it now, before {pending}"),
                         lambda name=block.name: self.answer(Decision("run-other", block=name)),
                     )
         yield SystemCommand("Add a note", "Recorded in the transcript", self.action_note)
