@@ -215,6 +215,11 @@ async def test_skip_items_blocks_and_steps_with_reasons_and_add_notes(tmp_path: 
     assert ran == ["after-1"]
     report = render_run(Path(app.launch.transcript))
     assert "- [ ] Freeze the deploy queue (skipped: no queue here) (operator)" in report
+    end = kinds(app, "run.end")[0]  # an "ok" never hides what was skipped
+    assert (end["result"], end["message"]) == (
+        "ok",
+        "every step is done (3 blocks skipped: prepare-1, change-1, change-2)",
+    )
 
 
 FAILING = """## Deploy
@@ -422,6 +427,7 @@ async def test_a_skipped_block_run_later_from_the_palette_is_reported_in_its_own
     assert "### `after-1` (of step 3, run early)" in sections["2. Change"]
     assert "prepare-1" not in sections["2. Change"]
     assert "| 1 | `prepare-1` |" in report and "| 3 | `after-1` |" in report
+    assert kinds(app, "run.end")[0]["message"] == "every step is done"  # it ran after all
 
 
 @pytest.mark.parametrize("size", [SIZE, (80, 24)], ids=["default", "80x24"])

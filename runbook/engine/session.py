@@ -185,7 +185,7 @@ class Session:
                 self.notices.send("run-start")
                 if self.state.rollback_reason is None:  # a resumed rollback goes on
                     await self._forward()
-                    return await self._end("ok", 0, "every step is done")
+                    return await self._end("ok", 0, "every step is done" + self._skipped())
                 raise _Rollback(self.state.rollback_reason)
             except _Rollback as e:
                 try:
@@ -249,6 +249,14 @@ class Session:
             self._ending = (result, message)
         await self.notices.finish(result, message)
         return self._record_end(result, code, message)
+
+    def _skipped(self) -> str:
+        """An "ok" never hides that blocks were skipped (the report says why)."""
+        names = self.state.skipped
+        if not names:
+            return ""
+        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
+        return f" ({len(names)} block{'s' * (len(names) != 1)} skipped: {shown})"
 
     def _cut_short(self, reason: str) -> tuple[str, str]:
         """A stop that came once every step was over, while the end waited: how the steps

@@ -84,6 +84,8 @@ class RunState:
     """Per such block, the hosts it started on: the others had not started (not unknown)."""
     ticked: set[tuple[int, int]] = field(default_factory=set)
     """Checklist items (step, item) answered, ticked or skipped."""
+    skipped: list[str] = field(default_factory=list)
+    """Blocks skipped and not started since, in order: an "ok" run still says so."""
     rollback_started: bool = False
     rollback_reason: str | None = None
     """Set once a rollback was decided: a resumed run continues the rollback, not the steps."""
@@ -121,6 +123,8 @@ class RunState:
         elif kind == CHECK_TICK:
             self.ticked.add((ev["step"], ev["item"]))
         elif kind == BLOCK_START:
+            if ev["block"] in self.skipped:
+                self.skipped.remove(ev["block"])
             self.running[ev["block"]] = ev.get("attempt", 1)
             self.attempts[ev["block"]] = ev.get("attempt", 1)
             if ev.get("host") is not None:
@@ -140,6 +144,8 @@ class RunState:
             self.blocks_settled.add(ev["block"])
             if kind == BLOCK_SKIP and self.rollback_started:
                 self.rollback_skipped.append(ev["block"])
+            elif kind == BLOCK_SKIP and ev["block"] not in self.skipped:
+                self.skipped.append(ev["block"])
         elif kind == STEP_DONE:
             self.steps_done.add(ev["step"])
         elif kind == DECISION and ev.get("kind") == "run-chosen":
