@@ -185,6 +185,10 @@ async def test_skip_items_blocks_and_steps_with_reasons_and_add_notes(tmp_path: 
         await until(pilot, waiting(app, "proceed", "prepare-1"), "the block")
         await pilot.press("s")
         await until(pilot, modal(app, TextScreen), "the reason")
+        await pilot.press("enter")  # no reason yet: it says so, and takes nothing
+        hint = app.screen.query_one("#text-hint", Static)
+        await until(pilot, lambda: "Nothing typed" in shown(hint), "the hint")
+        assert isinstance(app.screen, TextScreen) and not kinds(app, "block.skip")
         await pilot.press(*"done by hand", "enter")
         await until(pilot, waiting(app, "proceed", "change-1"), "step two")
         await pilot.press("a")

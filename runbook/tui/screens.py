@@ -278,7 +278,8 @@ class ChoiceScreen(Dialog[Decision]):
 
 
 class TextScreen(Dialog[str | None]):
-    """One line of text: a reason or a note. Empty or Escape gives ``None``."""
+    """One line of text: a reason or a note; Escape gives ``None``. Enter with nothing
+    typed says so and stays open: closing then looked like the skip or note was taken."""
 
     BINDINGS: ClassVar[list[BindingType]] = [Binding("escape", "cancel", "Cancel")]
 
@@ -291,14 +292,19 @@ class TextScreen(Dialog[str | None]):
         with Vertical(classes="dialog"):
             yield Label(plain(self.heading), classes="dialog-title")
             yield Input(placeholder=self.placeholder, id="text")
-            yield Static("Enter to record, Escape to cancel", classes="hint")
+            yield Static("Enter to record, Escape to cancel", classes="hint", id="text-hint")
 
     def on_mount(self) -> None:
         self.query_one(Input).focus()
 
     @on(Input.Submitted)
     def submitted(self, event: Input.Submitted) -> None:
-        self.answer(event.value.strip() or None)
+        if event.value.strip():
+            self.answer(event.value.strip())
+            return
+        hint = self.query_one("#text-hint", Static)
+        hint.update("Nothing typed: type it, then Enter; Escape cancels")
+        hint.set_classes("problem")
 
     def action_cancel(self) -> None:
         self.answer(None)
