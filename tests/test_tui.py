@@ -945,15 +945,20 @@ async def test_checklist_items_after_a_block_are_drawn_after_it_and_ticked_there
 
 
 async def test_a_long_output_line_can_be_scrolled_to_its_end(tmp_path: Path) -> None:
+    """And the next block's output starts at its first column again: left scrolled to a
+    long line's end, its short lines showed as a blank pane."""
     from textual.widgets import Log
 
     book = tmp_path / "book.md"
-    book.write_text("# L\n\n## Print\n\n```sh {name=p}\nprintf 'start-%0300d-END\\n' 7\n```\n")
+    book.write_text(
+        "# L\n\n## Print\n\n```sh {name=p}\nprintf 'start-%0300d-END\\n' 7\n```\n\n"
+        "```sh {name=short}\necho short-line\n```\n"
+    )
     app = make_app(book, tmp_path / "runs")
     async with app.run_test(size=(80, 24)) as pilot:
         await until(pilot, waiting(app, "proceed", "p"), "the block")
         await pilot.press("n")
-        await until(pilot, finished(app), "the end")
+        await until(pilot, waiting(app, "proceed", "short"), "the next block")
         log = app.query(Log).first()
         await until(pilot, lambda: log.max_scroll_x > 200, "the line in the log, whole")
         log.focus()
@@ -961,6 +966,10 @@ async def test_a_long_output_line_can_be_scrolled_to_its_end(tmp_path: Path) -> 
         assert log.scroll_x == 2
         log.scroll_to(x=log.max_scroll_x, animate=False, immediate=True)
         await until(pilot, lambda: "-END" in shown(log), "the line's end on screen")
+        await pilot.press("n")
+        await until(pilot, finished(app), "the end")
+        await until(pilot, lambda: "short-line" in shown(log), "the next block's line on screen")
+        assert log.scroll_x == 0
 
 
 async def test_a_resumed_run_shows_the_end_of_the_earlier_output(tmp_path: Path) -> None:

@@ -289,7 +289,10 @@ class RunbookApp(ConsoleKeys):
             if step is not None:
                 self.show_step(step)
         elif kind == ev.BLOCK_START:
-            self.focus_output(self.follow.started(event))
+            target = self.follow.started(event)
+            if target is not None:
+                self.query_one(OutputPane).home(target)
+            self.focus_output(target)
             index = event.get("step")
             if index and self.viewed != index and not self.waiting:
                 self.show_step(index)

@@ -493,6 +493,13 @@ class OutputPane(TabbedContent):
             self.mounting[target] = self.add_pane(TabPane(target, log, id=f"tab-{_ident(target)}"))
         return log
 
+    def home(self, target: str) -> None:
+        """A block starts on ``target``: its log back at its first column. Left scrolled
+        sideways to read a long line, the new block's short lines would show as blank."""
+        log = self.logs.get(target)
+        if log is not None:
+            log.scroll_to(x=0, animate=False)
+
     async def focus_target(self, target: str) -> None:
         """Show ``target``'s tab, once its pane is mounted."""
         self.log_for(target)
