@@ -35,6 +35,7 @@ Snap = Callable[..., bool]
 @pytest.fixture
 def pinned(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setattr(widgets, "_elapsed", lambda started: "0:04:12")
+    monkeypatch.setattr(RunbookApp, "who", lambda self: "alice@laptop")
 
 
 @pytest.fixture

@@ -335,7 +335,7 @@ class RunbookApp(ConsoleKeys):
         header = self.query_one(HeaderBar)
         asking = self.waiting is not None or self.asking
         header.show(
-            self.rb, self.progress, self.environment(), "tui", self.launch.transcript, asking
+            self.rb, self.progress, self.environment(), self.who(), self.launch.transcript, asking
         )
         if not self.dirty:
             return
@@ -421,6 +421,11 @@ class RunbookApp(ConsoleKeys):
             self.dirty = True
             if self.to_reveal is not None:
                 self.call_after_refresh(self._scroll_to_revealed)
+
+    def who(self) -> str:
+        """The operator as the record and the notifications name them (``user@host``);
+        the transcript's ``operator`` field says through what: ``tui``."""
+        return self.session.operator_name if self.session else ""
 
     def environment(self) -> str:
         values = self.session.values if self.session else {}

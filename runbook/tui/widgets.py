@@ -97,20 +97,14 @@ class HeaderBar(Static):
         if said == self.shown:
             return
         self.shown = said
-        status = Text.assemble(
-            ("operator ", "dim"),
-            plain(operator),
-            "  ",
-            (elapsed, "bold"),
-            "  ",
-            overall,
-        )
+        status = Text.assemble((elapsed, "bold"), "  ", overall)
+        who = Text.assemble(("operator ", "dim"), plain(operator)) if operator else ""
         grid = Table.grid(expand=True, padding=(0, 2))
         grid.add_column(ratio=1, no_wrap=True, overflow="ellipsis")
         grid.add_column(justify="right", no_wrap=True)
         grid.add_row(Text.assemble(plain(rb.title, "bold"), "  ", plain(env, "cyan")), status)
         where = Text(inert(f"transcript {path}"), style="dim", overflow="ellipsis", no_wrap=True)
-        grid.add_row(where, "")
+        grid.add_row(where, who)
         self.update(Padding(grid, (0, 1)))
 
 
