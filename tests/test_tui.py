@@ -246,6 +246,35 @@ echo checking; exit 3
 """
 
 
+async def test_a_note_can_be_added_from_the_failure_menu(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Why the operator retries is best said before choosing: ``a`` adds a note there too,
+    and the menu is back, still waiting for its answer, once the note is recorded."""
+    now = [1000.0]
+    monkeypatch.setattr(screens, "time", types.SimpleNamespace(monotonic=lambda: now[0]))
+    ok = tmp_path / "ok"
+    book = tmp_path / "book.md"
+    book.write_text(
+        f"## S\n\n```sh {{name=flaky}}\n[ -e {ok} ] || {{ touch {ok}; exit 3; }}\n```\n"
+    )
+    app = make_app(book, tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, waiting(app, "proceed", "flaky"), "the block")
+        await pilot.press("n")
+        await until(pilot, modal(app, ChoiceScreen), "the failure menu")
+        await pilot.press("a")
+        await until(pilot, modal(app, TextScreen), "the note")
+        await pilot.press(*"db failover in progress", "enter")
+        await until(pilot, lambda: kinds(app, "note"), "the note recorded")
+        await until(pilot, modal(app, ChoiceScreen), "the menu again")
+        now[0] += TYPING_SECONDS  # a letter right after typing is not an answer
+        await pilot.press("r")
+        await until(pilot, finished(app), "the end")
+    assert [e["text"] for e in kinds(app, "note")] == ["db failover in progress"]
+    assert [e["choice"] for e in kinds(app, "decision")] == ["retry"]
+
+
 async def test_failure_menu_retry_then_roll_back_in_reverse(tmp_path: Path) -> None:
     book = tmp_path / "failing.md"
     book.write_text(FAILING)

@@ -211,6 +211,8 @@ class ChoiceScreen(Dialog[Decision]):
     AUTO_FOCUS = ""  # "" focuses nothing (None would fall back to the first button)
     BINDINGS: ClassVar[list[BindingType]] = [
         Binding("q", "app.quit_run", "Quit", show=False),
+        # why a retry, a skip or an abort: the moment to say it is before choosing
+        Binding("a", "app.note", "Note"),
     ]
 
     def __init__(
