@@ -207,7 +207,8 @@ def _signing_option(parser: argparse.ArgumentParser) -> None:
 def _var_option(parser: argparse.ArgumentParser) -> None:
     parser.add_argument(
         "--var", action="append", default=[], metavar="NAME=VALUE",
-        help="set a declared variable (repeatable)",
+        help="set a declared variable (repeatable); NAME alone takes it from the"
+        " environment, keeping a secret off the command line",
     )  # fmt: skip
 
 

@@ -22,7 +22,7 @@ from runbook.engine.stopping import stop_on_signals
 from runbook.format.hosts import DEFAULT_FORKS
 from runbook.format.inputs import BadUsage, Refused, load_runbook, parse_vars
 from runbook.format.model import Runbook
-from runbook.format.variables import VariableProblem, check_value, resolve
+from runbook.format.variables import VariableProblem, check_value, how_to_give, resolve
 from runbook.record.lock import RunBusy, RunLock
 from runbook.record.place import run_directory
 from runbook.record.runs import Replay, replay, start_run
@@ -54,7 +54,7 @@ def preflight(
     problems: list[str] = []
     if not asks_values:
         problems += [
-            f"{rb.path}:{v.line}: variable {v.name} has no value: give it with --var {v.name}=..."
+            f"{rb.path}:{v.line}: variable {v.name} has no value: {how_to_give(v)}"
             for v in rb.variables
             if v.name not in values
         ]

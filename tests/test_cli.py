@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 import sys
+from pathlib import Path
 
 import pytest
 
@@ -158,7 +159,8 @@ def test_plan_resolves_on_from_a_variable(write) -> None:  # type: ignore[no-unt
     [
         ("GROUP=cache", "GROUP='cache' is not one of: web, db"),
         ("GRUOP=web", "--var GRUOP: the runbook declares no such variable (did you mean `GROUP`?)"),
-        ("GROUP", "--var 'GROUP': expected NAME=VALUE"),
+        ("GROUP", "--var GROUP: no value: give GROUP=VALUE, or set GROUP in the environment"),
+        ("=web", "--var '=web': expected NAME=VALUE, or a NAME in the environment"),
     ],
 )
 def test_plan_rejects_bad_vars(write, var: str, message: str) -> None:  # type: ignore[no-untyped-def]
@@ -166,6 +168,32 @@ def test_plan_rejects_bad_vars(write, var: str, message: str) -> None:  # type: 
     assert proc.returncode == 2
     assert message in proc.stderr
     assert "Traceback" not in proc.stderr
+
+
+def test_a_secret_can_come_from_the_environment_and_stay_off_the_command_line(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A value on a command line shows in ``ps`` and the shell's history: ``--var NAME``
+    alone takes the environment's NAME, and a headless run missing a secret says so."""
+    book = tmp_path / "book.md"
+    book.write_text(
+        "---\nvariables:\n  API_TOKEN:\n    secret: true\n    required: true\n---\n"
+        '## S\n\n```sh\necho "len=${#API_TOKEN} $API_TOKEN"\n```\n'
+    )
+    runs = tmp_path / "runs"
+    monkeypatch.delenv("API_TOKEN", raising=False)
+    missing = run_cli("run", str(book), "--yes", "--runs-dir", str(runs))
+    assert "variable API_TOKEN has no value: set API_TOKEN in the environment and give" in (
+        missing.stderr
+    )
+    unset = run_cli("run", str(book), "--yes", "--runs-dir", str(runs), "--var", "API_TOKEN")
+    assert unset.returncode == 2 and "set API_TOKEN in the environment" in unset.stderr
+    monkeypatch.setenv("API_TOKEN", "tok-s3cr3t-value")
+    proc = run_cli("run", str(book), "--yes", "--runs-dir", str(runs), "--var", "API_TOKEN")
+    assert proc.returncode == 0, proc.stderr
+    assert "len=16 ********" in proc.stdout and "s3cr3t" not in proc.stdout + proc.stderr
+    for transcript in runs.glob("*/transcript.jsonl"):
+        assert b"s3cr3t" not in transcript.read_bytes()
 
 
 def test_plan_of_an_invalid_runbook_exits_one(write) -> None:  # type: ignore[no-untyped-def]

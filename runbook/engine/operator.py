@@ -17,7 +17,7 @@ from typing import Any, Protocol
 
 from runbook.format.model import Block, CheckItem, Step, Variable
 from runbook.format.screen import RESET, inert, inert_bytes
-from runbook.format.variables import VariableProblem, check_value
+from runbook.format.variables import VariableProblem, check_value, how_to_give
 from runbook.notify.notices import warning as notice_warning
 from runbook.record.transcript import CheckedOutput
 from runbook.transports.local import CHUNK
@@ -116,9 +116,7 @@ class HeadlessOperator:
         return Decision("ticked")
 
     async def ask_value(self, variable: Variable) -> str:
-        raise NeedsOperator(
-            f"variable {variable.name} has no value: give it with --var {variable.name}=..."
-        )
+        raise NeedsOperator(f"variable {variable.name} has no value: {how_to_give(variable)}")
 
     def follow(self, on_failure: str | None) -> None:
         """The runbook's own ``on-failure:``, unless ``--on-failure`` was given."""

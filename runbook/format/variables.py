@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
 
 from runbook.format.model import Runbook, Variable
-from runbook.format.values import did_you_mean
+from runbook.format.values import IDENTIFIER, did_you_mean
 
 MASK = "********"
 """What is shown and written in place of a secret value."""
@@ -17,12 +18,28 @@ class VariableProblem(ValueError):
     """A value given for a variable that the runbook does not accept."""
 
 
-def parse_assignment(text: str) -> tuple[str, str]:
-    """``NAME=VALUE`` from ``--var``; the value may contain ``=``."""
+def parse_assignment(text: str, environ: Mapping[str, str] | None = None) -> tuple[str, str]:
+    """``NAME=VALUE`` from ``--var``; the value may contain ``=``. ``NAME`` alone takes the
+    value of the environment's ``NAME`` (as ``docker run -e NAME`` does): a secret given so
+    is on no command line, where ``ps`` and the shell's history would show it."""
     name, sep, value = text.partition("=")
+    if not sep and IDENTIFIER.match(name):
+        environ = os.environ if environ is None else environ
+        if name not in environ:
+            raise VariableProblem(
+                f"--var {name}: no value: give {name}=VALUE, or set {name} in the environment"
+            )
+        return name, environ[name]
     if not sep or not name:
-        raise VariableProblem(f"--var {text!r}: expected NAME=VALUE")
+        raise VariableProblem(f"--var {text!r}: expected NAME=VALUE, or a NAME in the environment")
     return name, value
+
+
+def how_to_give(var: Variable) -> str:
+    """How a run with nobody to ask gets a value: a secret through the environment."""
+    if var.secret:
+        return f"set {var.name} in the environment and give --var {var.name} (on no command line)"
+    return f"give it with --var {var.name}=..."
 
 
 _NOT_UTF8 = re.compile("[\udc80-\udcff]")
