@@ -251,7 +251,12 @@ def prepare_resume(
             announce(f"runbook: {previous.warning}")
         state = previous.state
         if state.result is not None:
-            raise Refused(f"cannot resume: the run already ended ({state.result})")
+            how = f"{state.result}: {state.end_message}" if state.end_message else state.result
+            raise Refused(
+                f"cannot resume: the run already ended ({how}); an ended run is over on the"
+                f" record. `runbook transcript render {transcript}` shows what it did;"
+                " `runbook run` or `runbook FILE` starts a new run from the first step"
+            )
         if state.runbook_path is None or state.runbook_sha256 is None:
             raise Refused("cannot resume: the transcript has no run.start")
         rb, _ = load_runbook(state.runbook_path)

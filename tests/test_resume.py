@@ -139,8 +139,11 @@ def test_a_finished_run_cannot_be_resumed(tmp_path: Path) -> None:
         announce=lambda _: None,
         operator=HeadlessOperator(yes=True),
     )
-    with pytest.raises(launch.Refused, match="already ended"):
+    with pytest.raises(launch.Refused) as refused:
         resume_run(done.transcript, HeadlessOperator(yes=True))
+    said = str(refused.value)  # how it ended, and what the operator can do instead
+    assert "the run already ended (ok: every step is done)" in said
+    assert f"`runbook transcript render {done.transcript}`" in said and "new run" in said
 
 
 def test_resume_reuses_the_runs_ssh_config_and_refuses_another(fleet, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]

@@ -93,6 +93,7 @@ class RunState:
     """Blocks skipped once the rollback started (declined, or failed and skipped): a
     rollback with any is incomplete."""
     result: str | None = None
+    end_message: str = ""
     last_seq: int = 0
     ssh: dict[str, Any] | None = None
     """The latest run.start's ``ssh`` (its config file and that file's sha256, its forks):
@@ -159,3 +160,4 @@ class RunState:
             self.rollback_reason = ev.get("reason") or self.rollback_reason or "rollback"
         elif kind == RUN_END:
             self.result = ev.get("result")
+            self.end_message = str(ev.get("message") or "")
