@@ -13,7 +13,9 @@ import signal
 import struct
 import termios
 from pathlib import Path
+from typing import Any
 
+import pytest
 from webhook_server import WebhookServer
 
 from conftest import OnPty, events, run_cli
@@ -157,3 +159,35 @@ def test_the_plain_display_trusts_the_writers_check_for_no_byte_it_would_escape(
                 assert not set(shown) - {*range(0x20, 0x7F), *b"\n\t"}, shown
     writer.close()
     assert trusted == 4 * (0x7F - 0x20 + 3)  # printable, newline, tab, carriage return
+
+
+def test_a_refusal_quoting_a_record_is_escaped(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """A refusal quotes what it refuses: ``resume`` of an ended run says how it ended, from
+    the record, which an edit (or a message quoting a command's words) can fill with a
+    terminal's control sequences."""
+    from runbook import cli, launch
+    from runbook.engine.operator import HeadlessOperator
+
+    book = tmp_path / "book.md"
+    book.write_text("## S\n\n```sh\ntrue\n```\n")
+    done = launch.run(
+        str(book),
+        assignments=(),
+        runs=tmp_path / "runs",
+        argv=[],
+        announce=lambda _: None,
+        operator=HeadlessOperator(yes=True),
+    )
+    replay = launch.replay
+
+    def edited(path: Path) -> Any:
+        recorded = replay(path)
+        recorded.state.end_message = "\x1b]0;owned\x07\x1b[2J"
+        return recorded
+
+    monkeypatch.setattr(launch, "replay", edited)
+    assert cli.main(["resume", str(done.transcript)]) == 1
+    said = capsys.readouterr().err
+    assert "\x1b" not in said and "\\x1b]0;owned\\x07" in said, said
