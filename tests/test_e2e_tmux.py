@@ -101,7 +101,7 @@ def test_hello_runbook_in_a_real_terminal(terminal: Terminal, tmp_path: Path) ->
     terminal.press("Enter")
     ready("look-around-1")
     terminal.press("n")
-    terminal.wait("the checklist item", "I have read what this step does   space: tick")
+    terminal.wait("the checklist item", "[ ] I have read what this step does", "space: tick")
     terminal.press("Space")
     screen = ready("prepare-a-scratch-directory-1")
     assert "[x] I have read what this step does" in screen

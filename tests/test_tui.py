@@ -4,6 +4,7 @@ on what the screen shows, waiting on the engine's state, never on a clock."""
 from __future__ import annotations
 
 import asyncio
+import re
 import types
 from pathlib import Path
 from typing import Any
@@ -921,6 +922,25 @@ async def test_a_card_is_drawn_again_only_when_what_it_says_changes(
         await until(pilot, finished(app), "the end")
 
 
+async def test_the_checklist_hint_wraps_whole_or_not_at_all(tmp_path: Path) -> None:
+    """On a narrow terminal the waiting item's hint moved to its own line whole: it had
+    broken after "skip with a", leaving "reason" alone."""
+    book = tmp_path / "book.md"
+    book.write_text("## S\n\n- [ ] Tell the on-call we start\n")
+    app = make_app(book, tmp_path / "runs")
+    async with app.run_test(size=(80, 24)) as pilot:
+        await until(pilot, waiting(app, "tick"), "the item")
+        checklist = app.query_one(Checklist)
+
+        def lines() -> list[str]:
+            return [line.replace("\xa0", " ").strip() for line in shown(checklist).splitlines()]
+
+        await until(pilot, lambda: "space" in "".join(lines()), "the hint drawn")
+        assert "space: tick · s: skip with a reason" in lines(), lines()
+        await pilot.press("space")
+        await until(pilot, finished(app), "the end")
+
+
 async def test_checklist_items_after_a_block_are_drawn_after_it_and_ticked_there(
     tmp_path: Path,
 ) -> None:
@@ -948,7 +968,7 @@ async def test_checklist_items_after_a_block_are_drawn_after_it_and_ticked_there
         await pilot.press("n")
         for text in ("after one", "after two"):
             await until(pilot, waiting(app, "tick", text), text)
-            await until(pilot, lambda t=text: f"[ ] {t}   space: tick" in shown(last), "shown")  # type: ignore[misc]
+            await until(pilot, lambda t=text: _hinted(t, shown(last)), "shown")  # type: ignore[misc]
             await until(
                 pilot,
                 lambda: view.scrollable_content_region.overlaps(last.region),
@@ -971,6 +991,11 @@ async def test_checklist_items_after_a_block_are_drawn_after_it_and_ticked_there
         ("check.tick", 2),
         ("check.tick", 3),
     ]
+
+
+def _hinted(item: str, drawn: str) -> bool:
+    """``item`` is drawn waiting: the keys' hint on the line after it."""
+    return re.search(rf"\[ \] {re.escape(item)} *\n *space: tick", drawn) is not None
 
 
 async def test_a_long_output_line_can_be_scrolled_to_its_end(tmp_path: Path) -> None:

@@ -342,7 +342,8 @@ class Checklist(Static):
                 style = "bold reverse cyan"
             text.append(plain(f"{mark} {item.text}", style=style))
             if index == waiting:
-                text.append("   space: tick · s: skip with a reason", style="cyan")
+                # on a line of its own: after the item, a wrap broke it anywhere
+                text.append("\n    space: tick · s: skip with a reason", style="cyan")
             text.append("\n")
         self.update(text)
 
