@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import re
 from pathlib import Path
+from typing import Any
 
 from runbook import launch
 from runbook.engine.operator import HeadlessOperator
@@ -158,3 +159,48 @@ def test_the_report_an_incident_lead_reads_first(tmp_path: Path) -> None:
     html = MarkdownIt("commonmark").enable("table").render(report)
     empty_row = re.compile(r"<tr>\s*(?:<t[hd]>\s*</t[hd]>\s*)+</tr>")
     assert not empty_row.search(html), "a table row with nothing in it"
+
+
+def _event(type_: str, **fields: Any) -> dict[str, Any]:
+    return {"type": type_, "time": "2026-12-08T03:00:00Z", **fields}
+
+
+def _rollout(attempt: int) -> list[dict[str, Any]]:
+    """A block on two hosts in two batches, baked after the first: the engine's shapes."""
+    start = {"block": "deploy", "step": 1, "attempt": attempt, "command": "deploy", "shell": "sh"}
+    end = {"block": "deploy", "attempt": attempt, "exit": 0, "status": "exit 0", "duration": 0.1}
+    tag = {"bake": {"block": "deploy", "round": 1, "batch": 1}}
+    health = {"block": "health", "step": 1, "attempt": 1, "host": "a", "target": "a", **tag}
+    return [
+        _event("block.start", **start, host="a", target="a"),
+        _event("block.end", **end, host="a"),
+        _event("bake.start", block="deploy", batch=1, of=2, hosts=["a"], seconds=60, interval=15),
+        _event("block.start", **health, command="curl", shell="sh"),
+        _event("block.end", **health, exit=0, status="exit 0", duration=0.1),
+        _event("bake.end", block="deploy", batch=1, result="ok", rounds=1, elapsed=60),
+        _event("block.start", **start, host="b", target="b"),
+        _event("block.end", **end, host="b"),
+        _event("block.done", block="deploy", ok=["a", "b"]),
+    ]
+
+
+def test_what_befalls_a_block_run_from_the_palette_is_told_in_its_own_step() -> None:
+    """Run again from the palette while step 2 is open, a block's attempts, its bake and its
+    skip all go under its own step 1, after what happened there first; the timeline gives
+    each its block's step."""
+    from runbook.record.report import _Report
+
+    events = [_event("run.start", runbook={"title": "t"}, run="r")]
+    events += [_event("step.enter", step=1, title="Deploy"), *_rollout(1)]
+    events += [_event("step.done", step=1), _event("step.enter", step=2, title="Verify")]
+    events += [_event("decision", block="deploy", kind="run-chosen", choice="run", by="op")]
+    events += _rollout(2)[:6]  # the second bake, then the operator skips the rest
+    events += [_event("block.skip", block="deploy", reason="enough", by="op")]
+    events += [_event("run.end", result="ok", message="every step is done")]
+    sections = {s.split("\n")[0]: s for s in _Report(events, []).render().split("\n## ")}
+    deploy, verify = sections["1. Deploy"], sections["2. Verify"]
+    assert deploy.count("### Bake of `deploy`") == 2 and "### `deploy` on a attempt 2" in deploy
+    assert "`deploy` skipped by op: enough" in deploy
+    assert "deploy" not in verify
+    timeline = sections["Timeline"]
+    assert "| 2 |" not in timeline and timeline.count("| 1 |") == 5  # 3 attempts, 2 bakes

@@ -223,7 +223,8 @@ async def test_skip_items_blocks_and_steps_with_reasons_and_add_notes(tmp_path: 
     end = kinds(app, "run.end")[0]  # an "ok" never hides what was skipped
     assert (end["result"], end["message"]) == (
         "ok",
-        "every step is done (3 blocks skipped: prepare-1, change-1, change-2)",
+        "every step is done (3 blocks skipped: prepare-1, change-1, change-2;"
+        " 1 checklist item skipped)",
     )
 
 

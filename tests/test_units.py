@@ -151,3 +151,29 @@ def test_console_output_gives_a_log_at_most_what_it_keeps_the_notice_of_a_drop_f
     for n in range(MAX_PENDING // 8 + 1):
         tiny.add(f"{n:07d}\n")
     assert [line[-35:] for line in tiny.drain(now=0.0)] == ["not shown (the transcript has them)"]
+
+
+def test_a_skipped_block_counts_as_skipped_until_a_run_of_it_ends_well() -> None:
+    """Run from the palette after its skip, a block whose run never ended (a crash) or
+    failed is still named by an "ok" end; one that ended well, or was marked done, is not."""
+    from runbook.record.events import RunState
+
+    def state(*tail: dict[str, object]) -> RunState:
+        folded = RunState()
+        for e in ({"type": "block.skip", "block": "prep"}, *tail):
+            folded.apply(e)
+        return folded
+
+    start = {"type": "block.start", "block": "prep", "attempt": 1, "step": 1}
+    end = {"type": "block.end", "block": "prep", "attempt": 1}
+    assert state().skipped == ["prep"]
+    assert state(start).skipped == ["prep"]  # its outcome unknown
+    assert state(start, {**end, "exit": 3}).skipped == ["prep"]
+    assert state(start, {**end, "exit": 0}).skipped == []
+    assert state(start, {**end, "exit": 3, "continued": True}).skipped == []
+    assert state(start, {"type": "block.mark", "block": "prep"}).skipped == []
+    ticks = [
+        {"type": "check.tick", "step": 1, "item": i, "result": r}
+        for i, r in enumerate(["ticked", "skipped", "skipped"])
+    ]
+    assert state(*ticks).items_skipped == 2

@@ -251,12 +251,15 @@ class Session:
         return self._record_end(result, code, message)
 
     def _skipped(self) -> str:
-        """An "ok" never hides that blocks were skipped (the report says why)."""
-        names = self.state.skipped
-        if not names:
-            return ""
-        shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" if len(names) > 5 else "")
-        return f" ({len(names)} block{'s' * (len(names) != 1)} skipped: {shown})"
+        """An "ok" never hides what the operator skipped (the report says why)."""
+        names, items = self.state.skipped, self.state.items_skipped
+        said = []
+        if names:
+            shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" * (len(names) > 5))
+            said.append(f"{len(names)} block{'s' * (len(names) != 1)} skipped: {shown}")
+        if items:
+            said.append(f"{items} checklist item{'s' * (items != 1)} skipped")
+        return f" ({'; '.join(said)})" if said else ""
 
     def _cut_short(self, reason: str) -> tuple[str, str]:
         """A stop that came once every step was over, while the end waited: how the steps

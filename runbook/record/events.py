@@ -85,7 +85,10 @@ class RunState:
     ticked: set[tuple[int, int]] = field(default_factory=set)
     """Checklist items (step, item) answered, ticked or skipped."""
     skipped: list[str] = field(default_factory=list)
-    """Blocks skipped and not started since, in order: an "ok" run still says so."""
+    """Blocks skipped and not run to an end since (chosen from the palette, a run whose
+    outcome is unknown still counts), in order: an "ok" run still says so."""
+    items_skipped: int = 0
+    """Checklist items skipped: an "ok" run says how many."""
     rollback_started: bool = False
     rollback_reason: str | None = None
     """Set once a rollback was decided: a resumed run continues the rollback, not the steps."""
@@ -98,6 +101,11 @@ class RunState:
     ssh: dict[str, Any] | None = None
     """The latest run.start's ``ssh`` (its config file and that file's sha256, its forks):
     a resume reuses them. ``None`` for a record from before they were recorded."""
+
+    def _ran(self, block: str) -> None:
+        """``block`` ran to an end that settles it (or was marked done): not skipped now."""
+        if block in self.skipped:
+            self.skipped.remove(block)
 
     def apply(self, ev: dict[str, Any]) -> None:
         self.last_seq = int(ev.get("seq", self.last_seq))
@@ -123,9 +131,9 @@ class RunState:
             self.steps_entered.add(ev["step"])
         elif kind == CHECK_TICK:
             self.ticked.add((ev["step"], ev["item"]))
+            if ev.get("result") == "skipped":
+                self.items_skipped += 1
         elif kind == BLOCK_START:
-            if ev["block"] in self.skipped:
-                self.skipped.remove(ev["block"])
             self.running[ev["block"]] = ev.get("attempt", 1)
             self.attempts[ev["block"]] = ev.get("attempt", 1)
             if ev.get("host") is not None:
@@ -137,6 +145,7 @@ class RunState:
             self.running.pop(ev["block"], None)
             if ev.get("exit") == 0 or ev.get("continued"):
                 self.blocks_settled.add(ev["block"])
+                self._ran(ev["block"])
         elif kind in (BLOCK_DONE, BLOCK_SKIP, BLOCK_MARK):
             # A block on hosts stays unknown after a crash until its whole rollout is done.
             self.running.pop(ev["block"], None)
@@ -147,6 +156,8 @@ class RunState:
                 self.rollback_skipped.append(ev["block"])
             elif kind == BLOCK_SKIP and ev["block"] not in self.skipped:
                 self.skipped.append(ev["block"])
+            elif kind != BLOCK_SKIP:
+                self._ran(ev["block"])
         elif kind == STEP_DONE:
             self.steps_done.add(ev["step"])
         elif kind == DECISION and ev.get("kind") == "run-chosen":

@@ -133,6 +133,17 @@ class _Report:
         pending: dict[str, list[str]] = {}
         asked: dict[str, dict[str, Any]] = {}
         step: _Step | None = None
+        home_of: dict[str, int] = {}
+        """Each block's step, as its attempts say (``block.start``'s ``step``)."""
+
+        def section(block: str) -> _Step | None:
+            """Where what befalls ``block`` is told: its own step, once entered (a block
+            run from the palette while another step is open: its attempt, its skip, its
+            bake); else the step open (one run early; the rollback)."""
+            if step is not None and step.index == 0:
+                return step
+            return self.steps.get(home_of.get(block, -1)) or step
+
         for e in self.events:
             kind = e["type"]
             if kind == "step.enter":
@@ -159,10 +170,11 @@ class _Report:
                 else:
                     pending.setdefault(e["block"], []).append(text)
             elif kind == "bake.start":
-                baked = self.bakes[e["block"]] = _Bake(e, step.index if step else None)
+                told = section(e["block"])
+                baked = self.bakes[e["block"]] = _Bake(e, told.index if told else None)
                 self.timeline.append(baked)
-                if step is not None:
-                    step.items.append(("bake", baked))
+                if told is not None:
+                    told.items.append(("bake", baked))
             elif kind == "bake.end" and e["block"] in self.bakes:
                 self.bakes[e["block"]].end = e
             elif kind == "block.start":
@@ -177,13 +189,11 @@ class _Report:
                 self.timeline.append(attempt)
                 rollback = step is not None and step.index == 0
                 attempt.step = 0 if rollback else e.get("step", step.index if step else None)
-                # A block run from the palette while another step is open (an earlier one
-                # skipped, run again) is reported in its own step, after what was
-                # decided there; one of a step not yet started stays where it ran.
-                home = self.steps.get(attempt.step) if attempt.step and not rollback else None
-                section = home or step
-                if section is not None:
-                    section.items.append(("attempt", attempt))
+                if attempt.step:
+                    home_of[e["block"]] = attempt.step
+                told = section(e["block"])
+                if told is not None:
+                    told.items.append(("attempt", attempt))
             elif kind == "output":
                 found = current.get((e["block"], e.get("attempt", 1), e.get("host")))
                 if found is not None:
@@ -196,11 +206,11 @@ class _Report:
                 found = current.get((e["block"], e.get("attempt", 1), e.get("host")))
                 if found is not None:
                     found.end = e
-            elif kind in ("block.skip", "block.mark") and step is not None:
+            elif kind in ("block.skip", "block.mark") and (told := section(e["block"])):
                 decided = pending.pop(e["block"], [])
-                step.items.append(("skip", (e, decided)))
-            elif kind == "capture" and step is not None:
-                step.items.append(("text", f"`${e['name']}` captured from `{e['block']}`."))
+                told.items.append(("skip", (e, decided)))
+            elif kind == "capture" and (told := section(e["block"])):
+                told.items.append(("text", f"`${e['name']}` captured from `{e['block']}`."))
             elif kind == "note":
                 self.notes.append(e)
                 if step is not None:

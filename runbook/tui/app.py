@@ -290,8 +290,8 @@ class RunbookApp(ConsoleKeys):
                 self.show_step(step)
         elif kind == ev.BLOCK_START:
             target = self.follow.started(event)
-            if target is not None:
-                self.query_one(OutputPane).home(target)
+            if not event.get("bake"):  # a health check's rounds would jump a line being read
+                self.query_one(OutputPane).home(event.get("host") or "local")
             self.focus_output(target)
             index = event.get("step")
             if index and self.viewed != index and not self.waiting:
