@@ -465,6 +465,49 @@ async def test_a_skipped_block_run_later_from_the_palette_is_reported_in_its_own
     assert kinds(app, "run.end")[0]["message"] == "every step is done"  # it ran after all
 
 
+async def test_a_re_run_of_a_done_step_cut_short_by_a_crash_is_asked_about_on_resume(
+    tmp_path: Path,
+) -> None:
+    """A block of a done step, run again from the palette, and the run killed while it ran
+    (the record cut right after its start, as ``kill -9`` leaves it): the resume asks its
+    outcome, as in its own step. It used to pass over it, since its step was done, and
+    could end "ok" with it unknown."""
+    book = tmp_path / "skips.md"
+    book.write_text(SKIPS.replace("- [ ] Tell the on-call\n- [ ] Freeze the deploy queue\n", ""))
+    app = make_app(book, tmp_path / "runs")
+    async with app.run_test(size=SIZE) as pilot:
+        await until(pilot, waiting(app, "proceed", "prepare-1"), "the first block")
+        await pilot.press("n")
+        await until(pilot, waiting(app, "proceed", "change-1"), "step two")
+        await palette(pilot, app, "Re-run block prepare-1")
+        await until(pilot, lambda: app.progress.block("prepare-1").attempt == 2, "the re-run")
+        await until(pilot, waiting(app, "proceed", "change-1"), "change-1 again")
+        await pilot.press("q")
+        await until(pilot, modal(app, ConfirmScreen, "Quit and record"), "the quit dialog")
+        await pilot.press("y")
+    transcript = Path(app.launch.transcript).resolve()
+    lines = transcript.read_bytes().splitlines(keepends=True)
+    cut = next(
+        i
+        for i, line in enumerate(lines)
+        if b'"type":"block.start"' in line and b'"attempt":2' in line
+    )
+    transcript.write_bytes(b"".join(lines[: cut + 1]))
+    again = make_app(book, tmp_path / "runs", resume=transcript)
+    async with again.run_test(size=SIZE) as pilot:
+        await until(pilot, modal(again, ChoiceScreen, "prepare-1"), "the unknown outcome")
+        await pilot.press("m")
+        await until(pilot, modal(again, TextScreen), "the reason")
+        await pilot.press(*"saw it finish", "enter")
+        for block in ("change-1", "change-2", "after-1"):
+            await until(pilot, waiting(again, "proceed", block), block)
+            await pilot.press("n")
+        await until(pilot, finished(again), "the end")
+    marks = [(e["block"], e["reason"]) for e in kinds(again, "block.mark")]
+    assert marks == [("prepare-1", "saw it finish")]
+    assert kinds(again, "run.end")[-1]["result"] == "ok"
+
+
 @pytest.mark.parametrize("size", [SIZE, (80, 24)], ids=["default", "80x24"])
 async def test_help_and_report_screens(tmp_path: Path, size: tuple[int, int]) -> None:
     book = tmp_path / "skips.md"

@@ -303,6 +303,7 @@ class Session:
     async def _forward(self) -> None:
         for step in self.rb.steps:
             if step.index in self.state.steps_done:
+                await self._unknown_in_a_done_step(step)
                 continue
             self.stop.check()
             self._watch_source()
@@ -325,6 +326,14 @@ class Session:
                     skipping = await self._forward_block(step, item)
             self.stop.check()  # a step a signal cut short (its block went on) is not done
             self.emit(ev.STEP_DONE, durable=True, step=step.index)
+
+    async def _unknown_in_a_done_step(self, step: Step) -> None:
+        """A block of a step already done, run again from the palette and cut short by a
+        crash: its outcome is asked, as in its own step; passed over, the run could end
+        "ok" with it unknown."""
+        for block in step.blocks:
+            if block.runs_forward and block.name in self.state.running:
+                await self._forward_block(step, block)
 
     def _watch_source(self) -> None:
         """Before each step: the runbook file on disk edited since the run started is told
