@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import contextlib
+import signal
 import subprocess
 import sys
 from pathlib import Path
@@ -11,6 +12,13 @@ from typing import Any
 import pytest
 
 ROOT = Path(__file__).resolve().parent.parent
+
+# Tests press Ctrl-C by sending SIGINT to this process (a run, a bake). Started in the
+# background by a non-interactive shell (`pytest &`), the suite inherits SIGINT ignored,
+# which runbook leaves alone by design (as `nohup` asks): those tests then waited out a
+# ten-minute bake. An operator's terminal delivers it; so does the suite, whatever started it.
+if signal.getsignal(signal.SIGINT) is signal.SIG_IGN:
+    signal.signal(signal.SIGINT, signal.default_int_handler)
 RUNBOOKS = ROOT / "runbooks"
 FIXTURES = Path(__file__).resolve().parent / "fixtures"
 CORPUS = Path(__file__).resolve().parent / "corpus"
