@@ -165,9 +165,15 @@ def _event(type_: str, **fields: Any) -> dict[str, Any]:
     return {"type": type_, "time": "2026-12-08T03:00:00Z", **fields}
 
 
-def _rollout(attempt: int) -> list[dict[str, Any]]:
+def _rollout(attempt: int, step: int = 1) -> list[dict[str, Any]]:
     """A block on two hosts in two batches, baked after the first: the engine's shapes."""
-    start = {"block": "deploy", "step": 1, "attempt": attempt, "command": "deploy", "shell": "sh"}
+    start = {
+        "block": "deploy",
+        "step": step,
+        "attempt": attempt,
+        "command": "deploy",
+        "shell": "sh",
+    }
     end = {"block": "deploy", "attempt": attempt, "exit": 0, "status": "exit 0", "duration": 0.1}
     tag = {"bake": {"block": "deploy", "round": 1, "batch": 1}}
     health = {"block": "health", "step": 1, "attempt": 1, "host": "a", "target": "a", **tag}
@@ -204,3 +210,17 @@ def test_what_befalls_a_block_run_from_the_palette_is_told_in_its_own_step() -> 
     assert "deploy" not in verify
     timeline = sections["Timeline"]
     assert "| 2 |" not in timeline and timeline.count("| 1 |") == 5  # 3 attempts, 2 bakes
+
+
+def test_a_rollout_run_early_gives_its_bake_its_own_step_in_the_timeline() -> None:
+    """A baked block of step 3, run from the palette while step 1 is open: told where it
+    ran ("run early"), and its attempts and its bake both labelled step 3."""
+    from runbook.record.report import _Report
+
+    events = [_event("run.start", runbook={"title": "t"}, run="r")]
+    events += [_event("step.enter", step=1, title="First"), *_rollout(1, step=3)]
+    events += [_event("run.end", result="aborted", message="quit")]
+    report = _Report(events, []).render()
+    rows = [r for r in report.splitlines() if "`deploy`" in r and r.startswith("|")]
+    assert len(rows) == 3 and all(r.startswith("| 3 |") for r in rows), rows
+    assert "### `deploy` on a (of step 3, run early)" in report

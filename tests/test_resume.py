@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -252,3 +254,58 @@ def test_a_run_on_plain_prompts_resumes_on_plain_prompts(tmp_path: Path) -> None
     assert b"\x1b[?1049h" not in again.seen, "the console (alternate screen) opened"
     second = transcript.parent / "transcript-2.jsonl"
     assert next(read_lines(second)).event["operator"] == "terminal"
+
+
+def _cut_after(transcript: Path, found: Any) -> None:
+    """The record as ``kill -9`` leaves it: every line up to the first that ``found``."""
+    lines = transcript.read_bytes().splitlines(keepends=True)
+    cut = next(i for i, line in enumerate(lines) if found(json.loads(line)))
+    transcript.write_bytes(b"".join(lines[: cut + 1]))
+
+
+def test_a_re_run_of_a_done_steps_block_that_failed_is_offered_again_on_resume(
+    tmp_path: Path,
+) -> None:
+    """Re-run from the palette after its step was done, a block fails, and the run dies at
+    the failure menu. The resume offers it again in its own step; it used to walk past the
+    done step and end "ok" with the block's last run failed."""
+    count = tmp_path / "count"
+    book = tmp_path / "book.md"
+    runs_twice = f"n=$(cat {count} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {count}"
+    book.write_text(
+        f"## One\n\n```sh {{name=a}}\n{runs_twice}; [ $n -ne 2 ]\n```\n\n"
+        "## Two\n\n```sh {name=b}\necho b\n```\n"
+    )
+    first = ScriptedOperator(
+        [
+            ("proceed", Decision("run")),
+            ("proceed", Decision("run-other", block="a")),  # at b, in step two
+            ("choose", Decision("abort")),
+        ]
+    )
+    done = launch.run(
+        str(book), assignments=(), runs=tmp_path / "runs", argv=[], announce=lambda _: None,
+        operator=first,
+    )  # fmt: skip
+    _cut_after(done.transcript, lambda e: e["type"] == "block.end" and e["attempt"] == 2)
+    again = resume_run(done.transcript, ScriptedOperator([]))
+    assert again.outcome.result == "ok", again.outcome
+    starts = [
+        (e["block"], e["attempt"]) for e in events(again.transcript) if e["type"] == "block.start"
+    ]
+    assert starts == [("a", 3), ("b", 1)]
+
+
+def test_an_older_attempt_ending_leaves_the_newer_one_running() -> None:
+    """A background block run again beside itself: attempt 1 ending says nothing of
+    attempt 2, which a crash leaves unknown, never settled."""
+    from runbook.record.events import RunState
+
+    state = RunState()
+    for e in (
+        {"type": "block.start", "block": "g", "attempt": 1},
+        {"type": "block.start", "block": "g", "attempt": 2},
+        {"type": "block.end", "block": "g", "attempt": 1, "exit": 0},
+    ):
+        state.apply(e)
+    assert state.running == {"g": 2} and "g" not in state.blocks_settled

@@ -172,6 +172,12 @@ def test_a_skipped_block_counts_as_skipped_until_a_run_of_it_ends_well() -> None
     assert state(start, {**end, "exit": 0}).skipped == []
     assert state(start, {**end, "exit": 3, "continued": True}).skipped == []
     assert state(start, {"type": "block.mark", "block": "prep"}).skipped == []
+    assert state(start).restarted == {"prep"}  # a background block: it ran, then was stopped
+    # One run ended well; a re-run of it from the palette, skipped, undid nothing.
+    again = RunState()
+    for e in (start, {**end, "exit": 0}, {"type": "block.skip", "block": "prep"}):
+        again.apply(e)
+    assert again.skipped == []
     ticks = [
         {"type": "check.tick", "step": 1, "item": i, "result": r}
         for i, r in enumerate(["ticked", "skipped", "skipped"])

@@ -252,7 +252,10 @@ class Session:
 
     def _skipped(self) -> str:
         """An "ok" never hides what the operator skipped (the report says why)."""
-        names, items = self.state.skipped, self.state.items_skipped
+        background = {b.name for b in self.rb.blocks if b.options.background}
+        restarted = self.state.restarted & background  # ran after its skip; stopped at the end
+        names = [n for n in self.state.skipped if n not in restarted]
+        items = self.state.items_skipped
         said = []
         if names:
             shown = ", ".join(names[:5]) + (f" and {len(names) - 5} more" * (len(names) > 5))
@@ -328,11 +331,16 @@ class Session:
             self.emit(ev.STEP_DONE, durable=True, step=step.index)
 
     async def _unknown_in_a_done_step(self, step: Step) -> None:
-        """A block of a step already done, run again from the palette and cut short by a
-        crash: its outcome is asked, as in its own step; passed over, the run could end
-        "ok" with it unknown."""
+        """A block of a step already done, run again from the palette, that failed or that
+        a crash cut short: offered again, its outcome asked, as in its own step; passed
+        over, the run could end "ok" with it failed or unknown."""
         for block in step.blocks:
-            if block.runs_forward and block.name in self.state.running:
+            if not block.options.run or block.options.rollback:
+                continue
+            # A forward block re-run and failed, or cut short; an optional one cut short.
+            tried = block.name in self.state.attempts  # not one a changed runbook added
+            walked = block.runs_forward and tried and block.name not in self.state.blocks_settled
+            if walked or block.name in self.state.running:
                 await self._forward_block(step, block)
 
     def _watch_source(self) -> None:

@@ -87,6 +87,10 @@ class RunState:
     skipped: list[str] = field(default_factory=list)
     """Blocks skipped and not run to an end since (chosen from the palette, a run whose
     outcome is unknown still counts), in order: an "ok" run still says so."""
+    restarted: set[str] = field(default_factory=set)
+    """Skipped blocks started since: a background block never ends on its own, but ran."""
+    ended_well: set[str] = field(default_factory=set)
+    """Blocks one of whose runs ended well: a later run of one, skipped, undid nothing."""
     items_skipped: int = 0
     """Checklist items skipped: an "ok" run says how many."""
     rollback_started: bool = False
@@ -106,6 +110,7 @@ class RunState:
         """``block`` ran to an end that settles it (or was marked done): not skipped now."""
         if block in self.skipped:
             self.skipped.remove(block)
+        self.restarted.discard(block)
 
     def apply(self, ev: dict[str, Any]) -> None:
         self.last_seq = int(ev.get("seq", self.last_seq))
@@ -134,6 +139,8 @@ class RunState:
             if ev.get("result") == "skipped":
                 self.items_skipped += 1
         elif kind == BLOCK_START:
+            if ev["block"] in self.skipped:
+                self.restarted.add(ev["block"])
             self.running[ev["block"]] = ev.get("attempt", 1)
             self.attempts[ev["block"]] = ev.get("attempt", 1)
             if ev.get("host") is not None:
@@ -142,9 +149,12 @@ class RunState:
             if ev.get("exit") == 0 or ev.get("continued"):
                 self.hosts_finished.setdefault(ev["block"], set()).add(ev["host"])
         elif kind == BLOCK_END and ev.get("host") is None:
+            if ev.get("attempt", 1) != self.running.get(ev["block"], ev.get("attempt", 1)):
+                return  # an older attempt (a background block run again beside itself)
             self.running.pop(ev["block"], None)
             if ev.get("exit") == 0 or ev.get("continued"):
                 self.blocks_settled.add(ev["block"])
+                self.ended_well.add(ev["block"])
                 self._ran(ev["block"])
         elif kind in (BLOCK_DONE, BLOCK_SKIP, BLOCK_MARK):
             # A block on hosts stays unknown after a crash until its whole rollout is done.
@@ -154,9 +164,12 @@ class RunState:
             self.blocks_settled.add(ev["block"])
             if kind == BLOCK_SKIP and self.rollback_started:
                 self.rollback_skipped.append(ev["block"])
-            elif kind == BLOCK_SKIP and ev["block"] not in self.skipped:
-                self.skipped.append(ev["block"])
-            elif kind != BLOCK_SKIP:
+            elif kind == BLOCK_SKIP:
+                if ev["block"] not in self.skipped and ev["block"] not in self.ended_well:
+                    self.skipped.append(ev["block"])
+                self.restarted.discard(ev["block"])
+            else:
+                self.ended_well.add(ev["block"])
                 self._ran(ev["block"])
         elif kind == STEP_DONE:
             self.steps_done.add(ev["step"])

@@ -171,7 +171,9 @@ class _Report:
                     pending.setdefault(e["block"], []).append(text)
             elif kind == "bake.start":
                 told = section(e["block"])
-                baked = self.bakes[e["block"]] = _Bake(e, told.index if told else None)
+                index = told.index if told else None
+                own = index if index == 0 else home_of.get(e["block"], index)  # as its attempts
+                baked = self.bakes[e["block"]] = _Bake(e, own)
                 self.timeline.append(baked)
                 if told is not None:
                     told.items.append(("bake", baked))
