@@ -309,3 +309,30 @@ def test_an_older_attempt_ending_leaves_the_newer_one_running() -> None:
     ):
         state.apply(e)
     assert state.running == {"g": 2} and "g" not in state.blocks_settled
+
+
+def test_a_block_whose_capture_failed_is_not_done_on_resume(tmp_path: Path) -> None:
+    """Its end says exit 0, then its output cannot be captured (a NUL byte): it failed. A
+    run killed at the failure menu, resumed, offers it again; it used to take it as done
+    and run the next block without the value."""
+    count = tmp_path / "count"
+    book = tmp_path / "book.md"
+    runs_twice = f"n=$(cat {count} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {count}"
+    book.write_text(
+        f"## One\n\n```sh {{name=a capture=X}}\n{runs_twice}\n"
+        "[ $n -eq 1 ] && printf 'v\\0' || printf v2\n```\n\n"
+        '## Two\n\n```sh {name=b}\necho "got=$X"\n```\n'
+    )
+    first = ScriptedOperator([("choose", Decision("abort"))])
+    done = launch.run(
+        str(book), assignments=(), runs=tmp_path / "runs", argv=[], announce=lambda _: None,
+        operator=first,
+    )  # fmt: skip
+    _cut_after(done.transcript, lambda e: e["type"] == "note" and "capture_failed" in e)
+    again = resume_run(done.transcript, ScriptedOperator([]))
+    assert again.outcome.result == "ok", again.outcome
+    resumed = events(again.transcript)
+    began = [(e["block"], e["attempt"]) for e in resumed if e["type"] == "block.start"]
+    assert began == [("a", 2), ("b", 1)]
+    said = [e["text"] for e in resumed if e["type"] == "output" and e["block"] == "b"]
+    assert said == ["got=v2\n"]

@@ -40,7 +40,11 @@ async def run_attempt(
     for name in names if status.ok else ():
         problem = capture(ctx, block, recorder, name)
         if problem is not None:
-            ctx.journal.emit(ev.NOTE, text=problem, by="runbook")
+            # On disk before anyone is asked: the block.end said exit 0, and a resume must
+            # not take the block as done with its value missing.
+            ctx.journal.emit(
+                ev.NOTE, durable=True, text=problem, by="runbook", capture_failed=block.name
+            )
             return dataclasses.replace(status, code=None, problem=problem)
     return status
 

@@ -171,6 +171,10 @@ class RunState:
             else:
                 self.ended_well.add(ev["block"])
                 self._ran(ev["block"])
+        elif kind == NOTE and isinstance(ev.get("capture_failed"), str):
+            # Its end said exit 0, but what it printed could not be captured: it failed.
+            self.blocks_settled.discard(ev["capture_failed"])
+            self.ended_well.discard(ev["capture_failed"])
         elif kind == STEP_DONE:
             self.steps_done.add(ev["step"])
         elif kind == DECISION and ev.get("kind") == "run-chosen":
