@@ -336,3 +336,28 @@ def test_a_block_whose_capture_failed_is_not_done_on_resume(tmp_path: Path) -> N
     assert began == [("a", 2), ("b", 1)]
     said = [e["text"] for e in resumed if e["type"] == "output" and e["block"] == "b"]
     assert said == ["got=v2\n"]
+
+
+def test_an_unknown_outcome_is_asked_once_when_another_block_runs_before_its_re_run(
+    tmp_path: Path,
+) -> None:
+    """Resumed with a block unknown, the operator chooses to re-run it, then first runs
+    another block from the palette: the question is not put again."""
+    book = tmp_path / "book.md"
+    book.write_text(
+        "## One\n\n```sh {name=a}\necho a\n```\n\n"
+        "## Two\n\n```sh {name=b}\necho b\n```\n\n```sh {name=c}\necho c\n```\n"
+    )
+    done = launch.run(
+        str(book), assignments=(), runs=tmp_path / "runs", argv=[], announce=lambda _: None,
+        operator=ScriptedOperator([]),
+    )  # fmt: skip
+    _cut_after(done.transcript, lambda e: e["type"] == "block.start" and e["block"] == "b")
+    operator = ScriptedOperator(
+        [("choose", Decision("rerun")), ("proceed", Decision("run-other", block="a"))]
+    )
+    again = resume_run(done.transcript, operator)
+    assert again.outcome.result == "ok", again.outcome
+    assert [kind for kind, _ in operator.asked] == ["choose", "proceed"]
+    began = [e["block"] for e in events(again.transcript) if e["type"] == "block.start"]
+    assert began == ["a", "b", "c"]

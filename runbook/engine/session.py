@@ -102,6 +102,9 @@ class Session:
         self._running = False
         """``_run`` is going on: a Ctrl-C may cancel it (``cancel``)."""
         self._task: asyncio.Task[Any] | None = None
+        self._rerun: set[str] = set()
+        """Unknown blocks the operator chose to re-run: asked once, not again while another
+        block is run from the palette before it."""
         self.journal = Journal(writer, self.operator, self.masker, state or RunState())
         self.state = self.journal.state
         self.by = self.journal.by
@@ -398,7 +401,7 @@ class Session:
         unknown, marked done or skipped by the operator now."""
         if block.name in self.state.blocks_settled:
             return True
-        if block.name not in self.state.running:
+        if block.name not in self.state.running or block.name in self._rerun:
             return False
         problem = f"Block {block.name} was running when the run stopped: its outcome is unknown."
         finished = self.state.hosts_finished.get(block.name, set())
@@ -412,6 +415,7 @@ class Session:
             raise _Abort(f"{block.name}: outcome unknown, and nobody decided what to do")
         if decision.choice == "rerun":
             self.ctx.finished[block.name] = frozenset(finished)
+            self._rerun.add(block.name)
             return False
         kind = ev.BLOCK_MARK if decision.choice == "mark-done" else ev.BLOCK_SKIP
         self.emit(kind, durable=True, block=block.name, reason=decision.reason, by=self.by)
