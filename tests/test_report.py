@@ -209,7 +209,8 @@ def test_what_befalls_a_block_run_from_the_palette_is_told_in_its_own_step() -> 
     assert "`deploy` skipped by op: enough" in deploy
     assert "deploy" not in verify
     timeline = sections["Timeline"]
-    assert "| 2 |" not in timeline and timeline.count("| 1 |") == 5  # 3 attempts, 2 bakes
+    assert "| 2 |" not in timeline and timeline.count("| 1 |") == 6  # 3 attempts, 2 bakes
+    assert "| 1 | `deploy` |  | 03:00:00 | - | skipped | skipped by op: enough |" in timeline
 
 
 def test_a_rollout_run_early_gives_its_bake_its_own_step_in_the_timeline() -> None:

@@ -220,6 +220,13 @@ async def test_skip_items_blocks_and_steps_with_reasons_and_add_notes(tmp_path: 
     assert ran == ["after-1"]
     report = render_run(Path(app.launch.transcript))
     assert "- [ ] Freeze the deploy queue (skipped: no queue here) (operator)" in report
+    rows = [r for r in report.splitlines() if "| - | skipped |" in r]
+    assert [r.split(" | ")[0:2] for r in rows] == [
+        ["| 1", "`prepare-1`"],
+        ["| 2", "`change-1`"],
+        ["| 2", "`change-2`"],
+    ]  # the timeline says what was skipped, not only what ran
+    assert rows[0].endswith("| - | skipped | skipped by operator: done by hand |")
     end = kinds(app, "run.end")[0]  # an "ok" never hides what was skipped
     assert (end["result"], end["message"]) == (
         "ok",

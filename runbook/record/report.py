@@ -58,6 +58,15 @@ class _Bake:
 
 
 @dataclass
+class _Settled:
+    """A block skipped or marked done, with what was decided before: a timeline row."""
+
+    event: dict[str, Any]
+    step: int | None
+    decided: list[str]
+
+
+@dataclass
 class _Step:
     index: int
     title: str
@@ -116,7 +125,7 @@ class _Report:
         self.end = next((e for e in events if e["type"] == "run.end"), None)
         self.steps: dict[int, _Step] = {}
         self.attempts: list[_Attempt] = []
-        self.timeline: list[_Attempt | _Bake] = []
+        self.timeline: list[_Attempt | _Bake | _Settled] = []
         self.bakes: dict[str, _Bake] = {}
         """The latest bake of each baked block."""
         self.notes: list[dict[str, Any]] = []
@@ -211,6 +220,7 @@ class _Report:
             elif kind in ("block.skip", "block.mark") and (told := section(e["block"])):
                 decided = pending.pop(e["block"], [])
                 told.items.append(("skip", (e, decided)))
+                self.timeline.append(_Settled(e, told.index, decided))
             elif kind == "capture" and (told := section(e["block"])):
                 told.items.append(("text", f"`${e['name']}` captured from `{e['block']}`."))
             elif kind == "note":
@@ -335,6 +345,14 @@ class _Report:
         for a in self.timeline:
             if isinstance(a, _Bake):
                 out.append(_bake_row(a))
+                continue
+            if isinstance(a, _Settled):  # an incident lead reads the skips here too
+                e = a.event
+                verb = "marked done" if e["type"] == "block.mark" else "skipped"
+                why = f"{verb} by {e.get('by', '?')}: {e.get('reason') or ''}".rstrip(": ")
+                cells = (_step_label(a.step), f"`{e['block']}`", "", clock(e.get("time")))
+                row = (*cells, "-", verb, "; ".join([*a.decided, why]))
+                out.append("| " + " | ".join(cell(x) for x in row) + " |")
                 continue
             end = a.end
             exit_ = "running / unknown" if end is None else str(end.get("status", end.get("exit")))
