@@ -225,3 +225,14 @@ def test_a_rollout_run_early_gives_its_bake_its_own_step_in_the_timeline() -> No
     rows = [r for r in report.splitlines() if "`deploy`" in r and r.startswith("|")]
     assert len(rows) == 3 and all(r.startswith("| 3 |") for r in rows), rows
     assert "### `deploy` on a (of step 3, run early)" in report
+
+
+def test_a_bake_during_a_rollback_is_labelled_so_in_the_timeline() -> None:
+    from runbook.record.report import _Report
+
+    events = [_event("run.start", runbook={"title": "t"}, run="r")]
+    events += [_event("step.enter", step=1, title="Deploy")]
+    events += [_event("rollback.start", reason="check failed"), *_rollout(1)]
+    events += [_event("run.end", result="rolled-back", message="rolled back after: check")]
+    rows = [r for r in _Report(events, []).render().splitlines() if "bake after batch" in r]
+    assert len(rows) == 1 and rows[0].startswith("| rollback | `deploy` bake after batch 1/2"), rows

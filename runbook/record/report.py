@@ -501,7 +501,7 @@ def _bake_row(b: _Bake) -> str:
         failed = end.get("failed") or {}
         result += "".join(f"; {k}: {v}" for k, v in failed.items())
     cells = (
-        str(b.step or ""),
+        _step_label(b.step),
         f"`{s['block']}` bake after batch {s['batch']}/{s['of']}",
         ", ".join(s.get("hosts", [])),
         clock(s.get("time")),
