@@ -60,13 +60,24 @@ def status_text(status: str) -> Text:
     return Text(f"{ICONS[status]} {status}", style=STATUS_STYLE[status])
 
 
-class HeaderBar(Static):
-    """Title, environment, operator, elapsed time, transcript, overall status."""
+class Said(Static):
+    """A ``Static`` redrawn only when what it says changes: each ``update`` lays the whole
+    screen out again, and under a dialog redraws the dimmed screen behind it, while the
+    console's timer and every event (on a fan-out, each host's) ask for a redraw."""
 
-    shown: tuple[object, ...] | None = None
-    """What the header says now: it is redrawn only when that changes (a second passes,
-    the status moves), not on every tick of the console's timer. Each update lays the
-    screen out again, and under a dialog redraws the whole dimmed screen behind it."""
+    said: object = None
+
+    def changed(self, said: object) -> bool:
+        """Whether ``said`` (what would be drawn, or what it is drawn from) is new; noted."""
+        if said == self.said:
+            return False
+        self.said = said
+        return True
+
+
+class HeaderBar(Said):
+    """Title, environment, operator, elapsed time, transcript, overall status; drawn again
+    when one of them changes (the elapsed time once a second), not on every tick."""
 
     def show(
         self,
@@ -93,10 +104,8 @@ class HeaderBar(Static):
         else:
             overall = Text(" RUNNING " if progress.running else " READY ", style="bold reverse")
         elapsed = _elapsed(progress.started)
-        said = (rb.title, env, operator, path, elapsed, overall.plain, str(overall.style))
-        if said == self.shown:
+        if not self.changed((rb.title, env, operator, path, elapsed, overall.markup)):
             return
-        self.shown = said
         status = Text.assemble((elapsed, "bold"), "  ", overall)
         who = Text.assemble(("operator ", "dim"), plain(operator)) if operator else ""
         grid = Table.grid(expand=True, padding=(0, 2))
@@ -145,7 +154,7 @@ class StepOutline(OptionList):
             self.highlighted = highlighted
 
 
-class BlockCard(Static):
+class BlockCard(Said):
     """One block: its command, its options as badges, its state, exit and duration; while
     its rollout bakes, a countdown that a timer redraws every second."""
 
@@ -153,7 +162,6 @@ class BlockCard(Static):
         super().__init__(id=f"card-{_ident(block.name)}", classes="card")
         self.block = block
         self.shown: tuple[Progress, bool] | None = None
-        self.said: tuple[str, ...] = ()
         self.ticker: Timer | None = None
 
     def where(self, progress: Progress) -> str:
@@ -214,9 +222,7 @@ class BlockCard(Static):
             parts.append(Text.assemble(("expected output (not run):", "dim"), "\n", output))
         self.set_class(o.rollback, "rollback")
         self.set_class(waiting, "waiting")
-        said = tuple(part.markup for part in parts)
-        if said != self.said:  # as the header: an update lays the whole screen out again
-            self.said = said
+        if self.changed(tuple(part.markup for part in parts)):
             self.update(Group(*parts))
 
     def tick(self) -> None:
@@ -438,10 +444,8 @@ class StepView(VerticalScroll):
         return found
 
 
-class HostStrip(Static):
+class HostStrip(Said):
     """Each host of the block running now, with its status."""
-
-    said = ""
 
     def show(self, progress: Progress) -> None:
         name = progress.current_block
@@ -451,8 +455,7 @@ class HostStrip(Static):
             text = plain(f"{name}: ", style="bold")
             for host, status in hosts.items():
                 text.append(plain(f" {ICONS[status]} {host} ", style=STATUS_STYLE[status]))
-            if text.markup != self.said:
-                self.said = text.markup
+            if self.changed(text.markup):
                 self.update(text)
 
 
