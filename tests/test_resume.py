@@ -9,7 +9,7 @@ from typing import Any
 
 import pytest
 
-from conftest import crash_mid_block, events, resume_run, run_cli
+from conftest import crash_mid_block, events, resume_run, run_cli, run_inline
 from runbook import launch
 from runbook.engine.operator import Decision, HeadlessOperator, ScriptedOperator
 from runbook.record.chain import read_lines, verify
@@ -270,9 +270,8 @@ def test_a_re_run_of_a_done_steps_block_that_failed_is_offered_again_on_resume(
     the failure menu. The resume offers it again in its own step; it used to walk past the
     done step and end "ok" with the block's last run failed."""
     count = tmp_path / "count"
-    book = tmp_path / "book.md"
     runs_twice = f"n=$(cat {count} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {count}"
-    book.write_text(
+    text = (
         f"## One\n\n```sh {{name=a}}\n{runs_twice}; [ $n -ne 2 ]\n```\n\n"
         "## Two\n\n```sh {name=b}\necho b\n```\n"
     )
@@ -283,10 +282,7 @@ def test_a_re_run_of_a_done_steps_block_that_failed_is_offered_again_on_resume(
             ("choose", Decision("abort")),
         ]
     )
-    done = launch.run(
-        str(book), assignments=(), runs=tmp_path / "runs", argv=[], announce=lambda _: None,
-        operator=first,
-    )  # fmt: skip
+    done = run_inline(tmp_path, text, first)
     _cut_after(done.transcript, lambda e: e["type"] == "block.end" and e["attempt"] == 2)
     again = resume_run(done.transcript, ScriptedOperator([]))
     assert again.outcome.result == "ok", again.outcome
@@ -316,18 +312,14 @@ def test_a_block_whose_capture_failed_is_not_done_on_resume(tmp_path: Path) -> N
     run killed at the failure menu, resumed, offers it again; it used to take it as done
     and run the next block without the value."""
     count = tmp_path / "count"
-    book = tmp_path / "book.md"
     runs_twice = f"n=$(cat {count} 2>/dev/null || echo 0); n=$((n+1)); echo $n > {count}"
-    book.write_text(
+    text = (
         f"## One\n\n```sh {{name=a capture=X}}\n{runs_twice}\n"
         "[ $n -eq 1 ] && printf 'v\\0' || printf v2\n```\n\n"
         '## Two\n\n```sh {name=b}\necho "got=$X"\n```\n'
     )
     first = ScriptedOperator([("choose", Decision("abort"))])
-    done = launch.run(
-        str(book), assignments=(), runs=tmp_path / "runs", argv=[], announce=lambda _: None,
-        operator=first,
-    )  # fmt: skip
+    done = run_inline(tmp_path, text, first)
     _cut_after(done.transcript, lambda e: e["type"] == "note" and "capture_failed" in e)
     again = resume_run(done.transcript, ScriptedOperator([]))
     assert again.outcome.result == "ok", again.outcome
@@ -343,15 +335,11 @@ def test_an_unknown_outcome_is_asked_once_when_another_block_runs_before_its_re_
 ) -> None:
     """Resumed with a block unknown, the operator chooses to re-run it, then first runs
     another block from the palette: the question is not put again."""
-    book = tmp_path / "book.md"
-    book.write_text(
+    text = (
         "## One\n\n```sh {name=a}\necho a\n```\n\n"
         "## Two\n\n```sh {name=b}\necho b\n```\n\n```sh {name=c}\necho c\n```\n"
     )
-    done = launch.run(
-        str(book), assignments=(), runs=tmp_path / "runs", argv=[], announce=lambda _: None,
-        operator=ScriptedOperator([]),
-    )  # fmt: skip
+    done = run_inline(tmp_path, text, ScriptedOperator([]))
     _cut_after(done.transcript, lambda e: e["type"] == "block.start" and e["block"] == "b")
     operator = ScriptedOperator(
         [("choose", Decision("rerun")), ("proceed", Decision("run-other", block="a"))]

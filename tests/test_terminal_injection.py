@@ -18,7 +18,7 @@ from typing import Any
 import pytest
 from webhook_server import WebhookServer
 
-from conftest import OnPty, events, run_cli
+from conftest import OnPty, events, run_cli, run_inline
 from runbook.format.screen import inert, inert_bytes
 
 EVIL = (
@@ -168,18 +168,8 @@ def test_a_refusal_quoting_a_record_is_escaped(
     the record, which an edit (or a message quoting a command's words) can fill with a
     terminal's control sequences."""
     from runbook import cli, launch
-    from runbook.engine.operator import HeadlessOperator
 
-    book = tmp_path / "book.md"
-    book.write_text("## S\n\n```sh\ntrue\n```\n")
-    done = launch.run(
-        str(book),
-        assignments=(),
-        runs=tmp_path / "runs",
-        argv=[],
-        announce=lambda _: None,
-        operator=HeadlessOperator(yes=True),
-    )
+    done = run_inline(tmp_path, "## S\n\n```sh\ntrue\n```\n")
     replay = launch.replay
 
     def edited(path: Path) -> Any:

@@ -171,6 +171,9 @@ echo after-ran
 ```
 """
 
+BLOCKS_ONLY = SKIPS.replace("- [ ] Tell the on-call\n- [ ] Freeze the deploy queue\n", "")
+"""SKIPS without its checklist: its blocks only."""
+
 
 async def test_skip_items_blocks_and_steps_with_reasons_and_add_notes(tmp_path: Path) -> None:
     book = tmp_path / "skips.md"
@@ -401,7 +404,7 @@ async def test_quit_while_running_asks_then_records_an_abort(tmp_path: Path) -> 
 
 async def test_palette_jumps_to_a_step_and_runs_a_chosen_block(tmp_path: Path) -> None:
     book = tmp_path / "skips.md"
-    book.write_text(SKIPS.replace("- [ ] Tell the on-call\n- [ ] Freeze the deploy queue\n", ""))
+    book.write_text(BLOCKS_ONLY)
     app = make_app(book, tmp_path / "runs")
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, waiting(app, "proceed", "prepare-1"), "the first block")
@@ -440,7 +443,7 @@ async def test_a_skipped_block_run_later_from_the_palette_is_reported_in_its_own
     after the skip (not under the step that was open, where an incident lead would not
     look for it). One run early, of a step not started yet, says whose it is."""
     book = tmp_path / "skips.md"
-    book.write_text(SKIPS.replace("- [ ] Tell the on-call\n- [ ] Freeze the deploy queue\n", ""))
+    book.write_text(BLOCKS_ONLY)
     app = make_app(book, tmp_path / "runs")
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, waiting(app, "proceed", "prepare-1"), "the first block")
@@ -480,7 +483,7 @@ async def test_a_re_run_of_a_done_step_cut_short_by_a_crash_is_asked_about_on_re
     outcome, as in its own step. It used to pass over it, since its step was done, and
     could end "ok" with it unknown."""
     book = tmp_path / "skips.md"
-    book.write_text(SKIPS.replace("- [ ] Tell the on-call\n- [ ] Freeze the deploy queue\n", ""))
+    book.write_text(BLOCKS_ONLY)
     app = make_app(book, tmp_path / "runs")
     async with app.run_test(size=SIZE) as pilot:
         await until(pilot, waiting(app, "proceed", "prepare-1"), "the first block")
